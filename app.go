@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/jobs/speakandspell"
+	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/views"
+)
+
+// Config is everything the server is configured with.
+type Config struct {
+	Addr       string
+	DB         string
+	Backoff    jobs.Backoff
+	AnswerRate float64
+	Poll       time.Duration
+	Grace      time.Duration
+	LogLevel   slog.Level
+	// Rand is the phone calls' random source; nil seeds one at random.
+	// Tests set it to make a campaign reproducible.
+	Rand *rand.Rand
+	// CountsEvery bounds how often live counts are sent (250 ms).
+	CountsEvery time.Duration
+}
+
+// App is the wired server: main.go is the only place things are built.
+type App struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *store.Store
+	engine *jobs.Engine
+	hub    *events.Hub
+	feed   *handlers.ExtraterrestrialFeed
+	server *http.Server
+	ln     net.Listener
+}
+
+// NewApp opens and migrates the database (seeding a new one), builds the
+// job engine, the event hub and the router, and listens on cfg.Addr. Run
+// serves; on an error nothing is left open.
+func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err error) {
+	if cfg.Backoff == nil {
+		cfg.Backoff = jobs.ObanBackoff(nil)
+	}
+	if cfg.CountsEvery <= 0 {
+		cfg.CountsEvery = 250 * time.Millisecond
+	}
+	a := &App{cfg: cfg, log: logger}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+
+	v, err := views.New()
+	if err != nil {
+		return nil, err
+	}
+	st, fresh, err := openMigrated(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	a.store = st
+	if fresh {
+		n, err := st.SeedExtraterrestrials(ctx)
+		if err != nil {
+			return nil, err
+		}
+		logger.Info("new database seeded", "db", cfg.DB, "extraterrestrials", n)
+	}
+
+	a.hub = events.New(events.Config{})
+	a.hub.Register(handlers.ExtraterrestrialsStream)
+	a.feed = handlers.NewExtraterrestrialFeed(st, v, a.hub, logger, cfg.CountsEvery)
+
+	a.engine, err = jobs.New(st.Writer, jobs.Config{
+		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit},
+		PollInterval: cfg.Poll,
+		Backoff:      cfg.Backoff,
+		Logger:       logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = a.engine.Register(speakandspell.NewWorker(speakandspell.Config{
+		AnswerRate: cfg.AnswerRate,
+		Rand:       cfg.Rand,
+		OnCall:     a.feed.Changed,
+	}))
+	if err != nil {
+		return nil, err
+	}
+
+	router := handlers.NewServer(logger, v, Version(),
+		&handlers.Health{Ping: st.Ping},
+		&handlers.Events{Hub: a.hub},
+		&handlers.Extraterrestrials{
+			Store: st, Views: v, Hub: a.hub,
+			PhoneHome: func(ctx context.Context) (int, error) {
+				return speakandspell.PhoneHome(ctx, st, a.engine)
+			},
+			AnswerRate:  cfg.AnswerRate,
+			MaxAttempts: speakandspell.MaxAttempts,
+			Version:     Version(),
+		},
+	)
+	a.server = &http.Server{
+		Handler:           router,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second, // event streams clear it for themselves
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	// Open streams would hold Shutdown up: close them first.
+	a.server.RegisterOnShutdown(a.hub.Close)
+
+	a.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another phonehome running? choose another -addr)", cfg.Addr, err)
+	}
+	if err := a.engine.Start(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Addr is the address the server listens on (useful with port 0).
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Run serves until ctx ends, then shuts down in order: HTTP (closing event
+// streams first), the job engine (running jobs get the grace period), the
+// feeds, and the database.
+func (a *App) Run(ctx context.Context) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- a.server.Serve(a.ln) }()
+
+	var err error
+	select {
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+		a.log.Info("shutting down", "grace", a.cfg.Grace)
+	}
+	deadline, cancel := context.WithTimeout(context.Background(), a.cfg.Grace)
+	defer cancel()
+	if serr := a.server.Shutdown(deadline); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, fmt.Errorf("http shutdown: %w", serr))
+	}
+	if serr := a.engine.Stop(deadline); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	a.close()
+	a.log.Info("stopped")
+	return err
+}
+
+// close releases what NewApp built, in reverse order; safe on a partial App.
+func (a *App) close() {
+	if a.ln != nil {
+		a.ln.Close()
+	}
+	if a.engine != nil {
+		_ = a.engine.Stop(context.Background())
+	}
+	if a.feed != nil {
+		a.feed.Close()
+		a.feed = nil
+	}
+	if a.hub != nil {
+		a.hub.Close()
+	}
+	if a.store != nil {
+		a.store.Close()
+		a.store = nil
+	}
+}

@@ -1,0 +1,60 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/phonehome/phonehome/events"
+)
+
+// Events serves GET /events?stream=NAME.
+type Events struct {
+	Hub hub
+}
+
+// Routes registers the event stream.
+func (h *Events) Routes(e *echo.Echo) {
+	e.GET("/events", h.Stream)
+}
+
+// Stream streams one named stream. A client resumes with the Last-Event-ID
+// header (EventSource sends it on reconnect) or ?last_event_id= (the id a
+// page was rendered at); the header wins.
+func (h *Events) Stream(c echo.Context) error {
+	name := c.QueryParam("stream")
+	if name == "" {
+		return badRequest("missing ?stream=: one of extraterrestrials")
+	}
+	after, err := lastEventID(c.Request())
+	if err != nil {
+		return err
+	}
+	err = h.Hub.Serve(c.Response(), c.Request(), name, after)
+	switch {
+	case errors.Is(err, events.ErrUnknownStream):
+		return echo.NewHTTPError(http.StatusNotFound, "unknown stream "+strconv.Quote(name))
+	case errors.Is(err, events.ErrClosed):
+		return echo.NewHTTPError(http.StatusServiceUnavailable, err.Error())
+	}
+	return err
+}
+
+func lastEventID(r *http.Request) (int64, error) {
+	raw := r.Header.Get("Last-Event-ID")
+	source := "Last-Event-ID"
+	if raw == "" {
+		raw = r.URL.Query().Get("last_event_id")
+		source = "last_event_id"
+	}
+	if raw == "" {
+		return 0, nil
+	}
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id < 0 {
+		return 0, badRequest(source + " must be a non-negative whole number")
+	}
+	return id, nil
+}

@@ -1,0 +1,119 @@
+// Package handlers is phonehome's web layer: the Echo router with its
+// middleware, one handler struct per area with its Routes, the single error
+// path, and the feeds that turn committed changes into live events.
+package handlers
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/static"
+	"github.com/phonehome/phonehome/views"
+)
+
+// MaxBodyBytes is the largest request body accepted (413 beyond).
+const MaxBodyBytes = 1 << 20
+
+// contentSecurityPolicy allows only our own files: no inline script or
+// style, no framing.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+
+// Router is the set of areas the server routes to.
+type Router interface {
+	Routes(e *echo.Echo)
+}
+
+// NewServer builds the Echo router with phonehome's middleware and the
+// routes of every area.
+func NewServer(logger *slog.Logger, v *views.Views, version string, areas ...Router) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	// Only the direct peer's address: X-Forwarded-For from anyone is not trusted.
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.HTTPErrorHandler = ErrorHandler(logger, v, version)
+
+	e.Use(middleware.RequestID())
+	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus: true, LogURI: true, LogMethod: true, LogLatency: true, LogRequestID: true, LogError: true,
+		LogRemoteIP: true, HandleError: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			level := slog.LevelDebug
+			if v.Status >= 500 {
+				level = slog.LevelError
+			}
+			logger.LogAttrs(c.Request().Context(), level, "request",
+				slog.String("method", v.Method), slog.String("uri", v.URI), slog.Int("status", v.Status),
+				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID),
+				slog.String("remote_ip", v.RemoteIP))
+			return nil
+		},
+	}))
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableErrorHandler: false}))
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		ContentTypeNosniff:    "nosniff",
+		XFrameOptions:         "DENY",
+		ContentSecurityPolicy: contentSecurityPolicy,
+		ReferrerPolicy:        "same-origin",
+	}))
+	e.Use(middleware.BodyLimit("1M"))
+	e.Use(echo.WrapMiddleware(crossOriginProtection().Handler))
+
+	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticFiles())))
+	for _, a := range areas {
+		a.Routes(e)
+	}
+	return e
+}
+
+// crossOriginProtection refuses cross-site browser requests that change
+// things (POST, PUT, DELETE…) by their Sec-Fetch-Site or Origin header, and
+// lets same-origin pages and non-browser clients such as curl through.
+func crossOriginProtection() *http.CrossOriginProtection {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		const msg = "cross-site request refused: this action can only be taken from phonehome's own pages"
+		if wantsJSON(r) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+			return
+		}
+		http.Error(w, msg, http.StatusForbidden)
+	}))
+	return cop
+}
+
+func staticFiles() http.Handler {
+	fs := http.FileServerFS(static.FS)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") || r.URL.Path == "embed.go" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		fs.ServeHTTP(w, r)
+	})
+}
+
+// wantsJSON reports whether errors for this request are answered as JSON:
+// the API, and the event stream (read by curl and EventSource).
+func wantsJSON(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/events"
+}
+
+// hub is what the handlers need of the event hub.
+type hub interface {
+	Serve(w http.ResponseWriter, r *http.Request, stream string, after int64) error
+	Publish(stream, event string, data []byte) (int64, error)
+	LastID() int64
+}
+
+var _ hub = (*events.Hub)(nil)

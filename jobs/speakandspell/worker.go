@@ -1,0 +1,141 @@
+// Package speakandspell is the Phone Home campaign: the Speak & Spell worker
+// that makes one phone call per job attempt, and PhoneHome, which enqueues
+// the calls. It is the seed's SpeakAndSpellWorker, on package jobs.
+package speakandspell
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/store"
+)
+
+// The worker's settings from the seed: queue phone_calls runs 50 calls at
+// once, and each extraterrestrial gets 5 attempts.
+const (
+	Kind        = "speak_and_spell"
+	Queue       = "phone_calls"
+	QueueLimit  = 50
+	MaxAttempts = 5
+)
+
+// ErrNoAnswer is the failed attempt of a call that did not connect.
+var ErrNoAnswer = errors.New("no answer")
+
+// Args are one call's job arguments.
+type Args struct {
+	ExtraterrestrialID int64 `json:"extraterrestrial_id"`
+}
+
+// Kind names the Speak & Spell worker.
+func (Args) Kind() string { return Kind }
+
+// InsertOpts are the seed's worker options; a call is unique while in flight,
+// so a double click never enqueues one extraterrestrial twice.
+func (Args) InsertOpts() jobs.InsertOpts {
+	return jobs.InsertOpts{Queue: Queue, MaxAttempts: MaxAttempts, Unique: true}
+}
+
+// Config configures a Worker.
+type Config struct {
+	// AnswerRate is the probability (0…1) that one call connects.
+	AnswerRate float64
+	// Rand is the random source of the calls; nil means a random seed.
+	Rand *rand.Rand
+	// Now is the clock for attempt timestamps (time.Now).
+	Now func() time.Time
+	// OnCall runs after each call's outcome has committed, in commit order,
+	// with the updated row: the place to broadcast it.
+	OnCall func(store.Extraterrestrial)
+}
+
+// Worker is the Speak & Spell: each attempt phones home once.
+type Worker struct {
+	cfg Config
+	mu  sync.Mutex // guards cfg.Rand
+}
+
+// NewWorker makes a Speak & Spell worker.
+func NewWorker(cfg Config) *Worker {
+	if cfg.Rand == nil {
+		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Worker{cfg: cfg}
+}
+
+// Kind names the jobs this worker runs.
+func (w *Worker) Kind() string { return Kind }
+
+// Work makes one call. Connected: the status becomes space_taxi_on_the_way
+// and the job completes. Not connected: phoning_home, or no_answer on the
+// last attempt, and the job fails so it is retried. Either way the status,
+// the attempt number and its time are written in the same transaction as the
+// job's new state.
+func (w *Worker) Work(ctx context.Context, job *jobs.Job) error {
+	var args Args
+	if err := job.UnmarshalArgs(&args); err != nil {
+		return jobs.Cancel(err)
+	}
+	connected := w.dial()
+	status := store.StatusSpaceTaxi
+	if !connected {
+		status = store.StatusPhoningHome
+		if job.Attempt >= job.MaxAttempts {
+			status = store.StatusNoAnswer
+		}
+	}
+	at := w.cfg.Now().UTC().Truncate(time.Second)
+	var updated store.Extraterrestrial
+	job.RecordTx(func(ctx context.Context, tx *sqlx.Tx) error {
+		var err error
+		updated, err = store.RecordCallTx(ctx, tx, args.ExtraterrestrialID, status, job.Attempt, at)
+		return err
+	})
+	if w.cfg.OnCall != nil {
+		job.AfterRecord(func() { w.cfg.OnCall(updated) })
+	}
+	if !connected {
+		return ErrNoAnswer
+	}
+	return nil
+}
+
+func (w *Worker) dial() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cfg.Rand.Float64() < w.cfg.AnswerRate
+}
+
+// PhoneHome enqueues one call for every extraterrestrial that never tried or
+// got no answer and has no call in flight, in one transaction, and reports
+// how many it enqueued.
+func PhoneHome(ctx context.Context, st *store.Store, engine *jobs.Engine) (int, error) {
+	var n int
+	err := st.InTx(ctx, func(tx *sqlx.Tx) error {
+		ids, err := store.PhoneHomeCandidatesTx(ctx, tx)
+		if err != nil {
+			return err
+		}
+		params := make([]jobs.InsertParams, len(ids))
+		for i, id := range ids {
+			params[i] = jobs.InsertParams{Args: Args{ExtraterrestrialID: id}}
+		}
+		n, err = engine.InsertManyTx(ctx, tx, params)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("phone home: %w", err)
+	}
+	engine.Wake()
+	return n, nil
+}

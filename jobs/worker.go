@@ -1,0 +1,77 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// Args are a job's typed arguments. Kind names the worker that runs them; the
+// value itself is stored as JSON.
+type Args interface {
+	Kind() string
+}
+
+// ArgsWithOpts lets an Args type carry its worker's defaults (queue,
+// max_attempts, …), like Oban's `use Oban.Worker, queue: …`.
+type ArgsWithOpts interface {
+	Args
+	InsertOpts() InsertOpts
+}
+
+// Worker runs the jobs of one kind. Work must honour ctx: it is cancelled at
+// a hard stop. Returning nil completes the job; an error fails the attempt
+// (retried after the backoff, or discarded when no attempts are left);
+// Cancel and Snooze return special errors; a panic counts as an error.
+type Worker interface {
+	Kind() string
+	Work(ctx context.Context, job *Job) error
+}
+
+// PanicError is the failure recorded when a worker panics.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("panic: %v\n\n%s", e.Value, e.Stack)
+}
+
+// runWorker calls w.Work and turns a panic into a PanicError.
+func runWorker(ctx context.Context, w Worker, job *Job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return w.Work(ctx, job)
+}
+
+// cancelError is returned by Cancel.
+type cancelError struct{ reason error }
+
+func (e *cancelError) Error() string { return "cancelled: " + e.reason.Error() }
+func (e *cancelError) Unwrap() error { return e.reason }
+
+// Cancel, returned from Work, stops the job for good: it becomes cancelled
+// with reason recorded, and is never retried.
+func Cancel(reason error) error {
+	if reason == nil {
+		reason = errors.New("cancelled by worker")
+	}
+	return &cancelError{reason: reason}
+}
+
+// snoozeError is returned by Snooze.
+type snoozeError struct{ d time.Duration }
+
+func (e *snoozeError) Error() string { return fmt.Sprintf("snoozed for %s", e.d) }
+
+// Snooze, returned from Work, runs the job again after d without using up
+// an attempt.
+func Snooze(d time.Duration) error {
+	return &snoozeError{d: max(d, 0)}
+}

@@ -1,0 +1,333 @@
+// Command phonehome is the Phone Home demo as one Go binary: extraterrestrials
+// phone home through a durable SQLite job queue with retries, and every
+// status change reaches every open browser live over server-sent events.
+//
+// Usage:
+//
+//	phonehome [serve] [flags]    run the server (the default)
+//	phonehome migrate [-force V] apply migrations and exit
+//	phonehome seed [-ets N]      add extraterrestrials
+//	phonehome reset              drop everything, migrate, seed
+//	phonehome version            print the version
+//
+// Every flag also reads PHONEHOME_<FLAG> from the environment (upper case,
+// "-" → "_"); a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; otherwise
+// it comes from the module's build info.
+var version = ""
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usageError is a bad command line: one line on stderr, exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// run is main without the process: it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	err := dispatch(args, stdout, stderr)
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "phonehome: %s\n", ue.msg)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "phonehome: %s\n", oneLine(err.Error()))
+		return 1
+	}
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		cfg, err := parseServe(args, stderr)
+		if err != nil {
+			return err
+		}
+		return serve(cfg, stderr)
+	case "migrate":
+		fs, db := newFlagSet("migrate", stderr)
+		force := fs.Int("force", -1, "mark the schema as clean at version `V` without running anything (after repairing a dirty migration by hand)")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		return migrateCmd(*db, *force, stdout)
+	case "seed":
+		fs, db := newFlagSet("seed", stderr)
+		ets := fs.Int("ets", 0, "add `N` generated extraterrestrials")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if *ets < 0 {
+			return usageError{"invalid value for -ets: must not be negative"}
+		}
+		return seedCmd(*db, *ets, stdout)
+	case "reset":
+		fs, db := newFlagSet("reset", stderr)
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		return resetCmd(*db, stdout)
+	case "version":
+		fs := flag.NewFlagSet("version", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "phonehome", Version())
+		return nil
+	case "help":
+		printUsage(stderr)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q: want serve, migrate, seed, reset or version", cmd)}
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `usage: phonehome [serve] [flags] | migrate [-force V] | seed [-ets N] | reset | version
+Run "phonehome serve -h" for the server's flags. Every flag also reads PHONEHOME_<FLAG>.
+`)
+}
+
+// Version is the version of this binary.
+func Version() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// newFlagSet makes a subcommand's flag set with the shared -db flag.
+func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", "phonehome.db", "SQLite database `file` (created and migrated if missing)")
+	return fs, db
+}
+
+// parseFlags parses the command line, then fills every flag not given there
+// from PHONEHOME_<FLAG>. Errors are one line naming the flag or variable.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	var out strings.Builder
+	realOut := fs.Output()
+	fs.SetOutput(&out)
+	err := fs.Parse(args)
+	fs.SetOutput(realOut)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(realOut, "usage of phonehome %s:\n", fs.Name())
+		fs.PrintDefaults()
+		return err
+	}
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || envErr != nil {
+			return
+		}
+		name := EnvName(f.Name)
+		if v, ok := os.LookupEnv(name); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = usageError{fmt.Sprintf("invalid value %q for %s: %v", v, name, err)}
+			}
+		}
+	})
+	return envErr
+}
+
+// EnvName is the environment variable read for a flag: -answer-rate →
+// PHONEHOME_ANSWER_RATE.
+func EnvName(flagName string) string {
+	return "PHONEHOME_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseServe reads and checks the server's flags.
+func parseServe(args []string, stderr io.Writer) (Config, error) {
+	fs, db := newFlagSet("serve", stderr)
+	cfg := Config{}
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen `address`")
+	backoff := fs.String("backoff", "oban", "retry delay: `oban` (15 s + 2^attempt s + 0–10 % jitter) or a duration used for every retry (0s, 200ms)")
+	fs.Float64Var(&cfg.AnswerRate, "answer-rate", 0.2, "probability (0…1) that one phone call connects")
+	fs.DurationVar(&cfg.Poll, "poll", time.Second, "how often idle workers look for due jobs")
+	fs.DurationVar(&cfg.Grace, "grace", 15*time.Second, "how long running jobs may finish at shutdown")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return cfg, err
+	}
+	cfg.DB = *db
+	b, err := jobs.ParseBackoff(*backoff)
+	if err != nil {
+		return cfg, usageError{"-backoff: " + err.Error()}
+	}
+	cfg.Backoff = b
+	if cfg.AnswerRate < 0 || cfg.AnswerRate > 1 || cfg.AnswerRate != cfg.AnswerRate {
+		return cfg, usageError{fmt.Sprintf("-answer-rate: %v is not a probability between 0 and 1", cfg.AnswerRate)}
+	}
+	if cfg.Poll <= 0 {
+		return cfg, usageError{"-poll: must be a positive duration such as 1s or 250ms"}
+	}
+	if cfg.Grace < 0 {
+		return cfg, usageError{"-grace: must not be negative"}
+	}
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return cfg, usageError{fmt.Sprintf("-addr: %q is not host:port", cfg.Addr)}
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return cfg, usageError{fmt.Sprintf("-log-level: %q is not one of debug, info, warn, error", *logLevel)}
+	}
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// serve runs the server until SIGINT or SIGTERM.
+func serve(cfg Config, stderr io.Writer) error {
+	logger := newLogger(stderr, cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app, err := NewApp(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("phonehome is listening", "url", "http://"+app.Addr(), "db", cfg.DB, "version", Version())
+	return app.Run(ctx)
+}
+
+// openMigrated opens the database and brings its schema up to date,
+// reporting whether it was new (no schema before).
+func openMigrated(ctx context.Context, path string) (*store.Store, bool, error) {
+	st, err := store.Open(ctx, path)
+	if err != nil {
+		return nil, false, err
+	}
+	v, _, err := st.SchemaVersion(ctx)
+	if err != nil {
+		st.Close()
+		return nil, false, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, false, err
+	}
+	return st, v == 0, nil
+}
+
+func migrateCmd(path string, force int, stdout io.Writer) error {
+	ctx := context.Background()
+	if force >= 0 {
+		st, err := store.Open(ctx, path)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := st.ForceVersion(force); err != nil {
+			return fmt.Errorf("force version %d: %w", force, err)
+		}
+		fmt.Fprintf(stdout, "%s: schema marked clean at version %d\n", path, force)
+		return nil
+	}
+	st, _, err := openMigrated(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	v, _, err := st.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: schema at version %d\n", path, v)
+	return nil
+}
+
+func seedCmd(path string, ets int, stdout io.Writer) error {
+	ctx := context.Background()
+	st, _, err := openMigrated(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if ets == 0 {
+		n, err := st.SeedExtraterrestrials(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: added %d seed extraterrestrials\n", path, n)
+		return nil
+	}
+	start := time.Now()
+	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: added %d extraterrestrials in %s\n", path, ets, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func resetCmd(path string, stdout io.Writer) error {
+	ctx := context.Background()
+	st, err := store.Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	if err := st.Drop(); err != nil {
+		st.Close()
+		return fmt.Errorf("drop %s: %w", path, err)
+	}
+	st.Close()
+	st, _, err = openMigrated(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := st.SeedExtraterrestrials(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: reset; added %d seed extraterrestrials\n", path, n)
+	return nil
+}

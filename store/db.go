@@ -1,0 +1,172 @@
+// Package store owns phonehome's SQLite file: opening it with the settings
+// that keep SQLite fast and free of "database is locked", migrating it, and
+// the typed queries over its application tables. The job table belongs to
+// package jobs, which runs over the same connections.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// ErrNotFound is returned when a row asked for by id does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Store is the application's database: one writer connection that serialises
+// every write transaction, and a pool of read-only connections that never
+// block it (WAL mode).
+type Store struct {
+	// Writer is the single read-write connection. Transactions on it begin
+	// IMMEDIATE, so a read-then-write transaction never fails with SQLITE_BUSY.
+	Writer *sqlx.DB
+	// Reader is a pool of read-only connections for pages and the API.
+	Reader *sqlx.DB
+	// Path is the database file.
+	Path string
+}
+
+// writerPragmas are applied to every writer connection through the DSN (a
+// PRAGMA run with Exec reaches only one pooled connection).
+var writerPragmas = []string{
+	"journal_mode(WAL)",
+	"synchronous(NORMAL)",
+	"busy_timeout(5000)",
+	"foreign_keys(1)",
+	"temp_store(MEMORY)",
+	"cache_size(-32000)",
+}
+
+var readerPragmas = []string{
+	"busy_timeout(5000)",
+	"query_only(1)",
+	"temp_store(MEMORY)",
+	"cache_size(-32000)",
+}
+
+// Open opens (creating if needed) the database file at path and checks that it
+// is a SQLite database this process can write. It does not migrate: call
+// Migrate before using the tables.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("database path is empty")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("database folder %s: %w", dir, err)
+		}
+	}
+	writer, err := sqlx.Open("sqlite", dsn(path, writerPragmas, "_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxIdleTime(0)
+	writer.SetConnMaxLifetime(0)
+	if err := checkWritable(ctx, writer); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("%s: %w", path, explain(err))
+	}
+
+	reader, err := sqlx.Open("sqlite", dsn(path, readerPragmas, "mode=ro"))
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open %s read-only: %w", path, err)
+	}
+	reader.SetMaxOpenConns(8)
+	reader.SetMaxIdleConns(8)
+	if err := reader.PingContext(ctx); err != nil {
+		writer.Close()
+		reader.Close()
+		return nil, fmt.Errorf("%s: %w", path, explain(err))
+	}
+	return &Store{Writer: writer, Reader: reader, Path: path}, nil
+}
+
+// checkWritable makes SQLite read the file header and take a write lock, so a
+// file that is not a database, or one on a read-only disk, fails here with a
+// clear error instead of at the first write.
+func checkWritable(ctx context.Context, db *sqlx.DB) error {
+	var mode string
+	if err := db.GetContext(ctx, &mode, "PRAGMA journal_mode"); err != nil {
+		return err
+	}
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS phonehome_probe (x INTEGER) STRICT; DROP TABLE phonehome_probe"); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// explain turns SQLite's terse open errors into what a person should do.
+func explain(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "file is not a database"), strings.Contains(msg, "(26)"):
+		return fmt.Errorf("not a SQLite database (%v): point -db at another file or move this one away", err)
+	case strings.Contains(msg, "readonly"), strings.Contains(msg, "(8)"):
+		return fmt.Errorf("cannot write to the database or its folder (%v): check the permissions or choose another -db path", err)
+	case strings.Contains(msg, "unable to open"), strings.Contains(msg, "(14)"):
+		return fmt.Errorf("cannot open the database file (%v): check that the file and its folder exist and are readable and writable", err)
+	}
+	return err
+}
+
+// dsn builds a modernc.org/sqlite URI with pragmas and extra parameters. The
+// "file:" prefix is what makes SQLite honour mode=ro.
+func dsn(path string, pragmas []string, extra ...string) string {
+	var q []string
+	for _, p := range pragmas {
+		q = append(q, "_pragma="+url.QueryEscape(p))
+	}
+	q = append(q, extra...)
+	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	return "file:" + escaped + "?" + strings.Join(q, "&")
+}
+
+// Close closes both connection pools.
+func (s *Store) Close() error {
+	return errors.Join(s.Reader.Close(), s.Writer.Close())
+}
+
+// Ping reports whether the database answers a query, for /healthz.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.Reader.GetContext(ctx, &one, "SELECT 1")
+}
+
+// InTx runs fn in one IMMEDIATE write transaction and commits it when fn
+// returns nil; any error rolls everything back.
+func (s *Store) InTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := s.Writer.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// UnixMillis converts a time to the integer stored in *_at columns.
+func UnixMillis(t time.Time) int64 { return t.UnixMilli() }
+
+// FromUnixMillis converts a stored *_at column back to a UTC time.
+func FromUnixMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }

@@ -1,0 +1,320 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Status is an extraterrestrial's communication status. The zero value means
+// it has never tried to phone home.
+type Status string
+
+// The communication statuses of the Phone Home seed.
+const (
+	StatusNone        Status = ""
+	StatusPhoningHome Status = "phoning_home"
+	StatusSpaceTaxi   Status = "space_taxi_on_the_way"
+	StatusNoAnswer    Status = "no_answer"
+)
+
+// Statuses lists the statuses a row can hold, in the order pages show them.
+var Statuses = []Status{StatusPhoningHome, StatusSpaceTaxi, StatusNoAnswer}
+
+// ParseStatus accepts a stored status name, or "none" for never tried.
+func ParseStatus(s string) (Status, error) {
+	switch st := Status(s); st {
+	case StatusPhoningHome, StatusSpaceTaxi, StatusNoAnswer:
+		return st, nil
+	case "none":
+		return StatusNone, nil
+	}
+	return "", fmt.Errorf("unknown status %q: want phoning_home, space_taxi_on_the_way, no_answer or none", s)
+}
+
+// SeedNames are the ten stranded extraterrestrials of the original demo.
+var SeedNames = []string{"Ayala", "Bria", "Chiana", "Correllia", "Dengar", "Harishka", "Jubal", "Korben", "Luminara", "Noranti"}
+
+// Extraterrestrial is one row of the extraterrestrials table.
+type Extraterrestrial struct {
+	ID                   int64  `db:"id"`
+	Name                 string `db:"name"`
+	CommunicationStatus  Status `db:"communication_status"`
+	CommunicationAttempt int    `db:"communication_attempt"`
+	// LastAttemptAt is the zero time when it never tried.
+	LastAttemptAt time.Time
+}
+
+// etRow is the scan target: sqlx cannot scan into unexported fields.
+type etRow struct {
+	ID                   int64          `db:"id"`
+	Name                 string         `db:"name"`
+	CommunicationStatus  sql.NullString `db:"communication_status"`
+	CommunicationAttempt int            `db:"communication_attempt"`
+	LastAttemptAt        sql.NullInt64  `db:"last_communication_attempt_at"`
+}
+
+func (r etRow) extraterrestrial() Extraterrestrial {
+	et := Extraterrestrial{
+		ID:                   r.ID,
+		Name:                 r.Name,
+		CommunicationStatus:  Status(r.CommunicationStatus.String),
+		CommunicationAttempt: r.CommunicationAttempt,
+	}
+	if r.LastAttemptAt.Valid {
+		et.LastAttemptAt = FromUnixMillis(r.LastAttemptAt.Int64)
+	}
+	return et
+}
+
+const etColumns = "id, name, communication_status, communication_attempt, last_communication_attempt_at"
+
+// ExtraterrestrialFilter selects and pages the list of extraterrestrials.
+type ExtraterrestrialFilter struct {
+	// Status keeps only rows with this status; nil keeps all.
+	Status *Status
+	// Query keeps names containing this text (case-insensitive for ASCII).
+	Query string
+	// Limit is the page size (1…1000).
+	Limit int
+	// After continues a listing from a NextCursor.
+	After Cursor
+}
+
+// Cursor is an opaque position in the by-name listing.
+type Cursor struct {
+	Name string
+	ID   int64
+}
+
+// IsZero reports whether the cursor is the start of the list.
+func (c Cursor) IsZero() bool { return c.ID == 0 }
+
+// String encodes the cursor for a URL.
+func (c Cursor) String() string {
+	if c.IsZero() {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.ID, 10) + ":" + c.Name))
+}
+
+// ParseCursor decodes a cursor made by Cursor.String; "" is the start.
+func ParseCursor(s string) (Cursor, error) {
+	if s == "" {
+		return Cursor{}, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, errors.New("malformed cursor")
+	}
+	idText, name, ok := strings.Cut(string(raw), ":")
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if !ok || err != nil || id <= 0 {
+		return Cursor{}, errors.New("malformed cursor")
+	}
+	return Cursor{Name: name, ID: id}, nil
+}
+
+// ListExtraterrestrials returns one page ordered by name (then id) and the
+// cursor of the next page, zero when this is the last.
+func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFilter) ([]Extraterrestrial, Cursor, error) {
+	var where []string
+	var args []any
+	if f.Status != nil {
+		if *f.Status == StatusNone {
+			where = append(where, "communication_status IS NULL")
+		} else {
+			where = append(where, "communication_status = ?")
+			args = append(args, string(*f.Status))
+		}
+	}
+	if f.Query != "" {
+		where = append(where, "name LIKE ? ESCAPE '\\'")
+		args = append(args, "%"+escapeLike(f.Query)+"%")
+	}
+	if !f.After.IsZero() {
+		where = append(where, "(name, id) > (?, ?)")
+		args = append(args, f.After.Name, f.After.ID)
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 50
+	}
+	q := "SELECT " + etColumns + " FROM extraterrestrials"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY name, id LIMIT ?"
+	args = append(args, limit+1)
+
+	var rows []etRow
+	if err := s.Reader.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, Cursor{}, fmt.Errorf("list extraterrestrials: %w", err)
+	}
+	var next Cursor
+	if len(rows) > limit {
+		rows = rows[:limit]
+		last := rows[limit-1]
+		next = Cursor{Name: last.Name, ID: last.ID}
+	}
+	out := make([]Extraterrestrial, len(rows))
+	for i, r := range rows {
+		out[i] = r.extraterrestrial()
+	}
+	return out, next, nil
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// GetExtraterrestrial returns one row, or ErrNotFound.
+func (s *Store) GetExtraterrestrial(ctx context.Context, id int64) (Extraterrestrial, error) {
+	var r etRow
+	err := s.Reader.GetContext(ctx, &r, "SELECT "+etColumns+" FROM extraterrestrials WHERE id = ?", id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Extraterrestrial{}, fmt.Errorf("extraterrestrial %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Extraterrestrial{}, fmt.Errorf("get extraterrestrial %d: %w", id, err)
+	}
+	return r.extraterrestrial(), nil
+}
+
+// RecordCallTx stores the outcome of one phone call inside tx and returns the
+// updated row: the status, the attempt number and when it happened.
+func RecordCallTx(ctx context.Context, tx *sqlx.Tx, id int64, status Status, attempt int, at time.Time) (Extraterrestrial, error) {
+	var r etRow
+	err := tx.GetContext(ctx, &r, `UPDATE extraterrestrials
+		SET communication_status = ?, communication_attempt = ?, last_communication_attempt_at = ?
+		WHERE id = ? RETURNING `+etColumns,
+		string(status), attempt, UnixMillis(at), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Extraterrestrial{}, fmt.Errorf("extraterrestrial %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Extraterrestrial{}, fmt.Errorf("record call of extraterrestrial %d: %w", id, err)
+	}
+	return r.extraterrestrial(), nil
+}
+
+// PhoneHomeCandidatesTx returns, inside tx, the ids of the extraterrestrials
+// that may phone home: those that never tried or got no answer.
+func PhoneHomeCandidatesTx(ctx context.Context, tx *sqlx.Tx) ([]int64, error) {
+	var ids []int64
+	err := tx.SelectContext(ctx, &ids, `SELECT id FROM extraterrestrials
+		WHERE communication_status IS NULL OR communication_status = 'no_answer' ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("phone home candidates: %w", err)
+	}
+	return ids, nil
+}
+
+// StatusCounts is how many extraterrestrials are in each status.
+type StatusCounts struct {
+	Never       int `json:"never_tried"`
+	PhoningHome int `json:"phoning_home"`
+	SpaceTaxi   int `json:"space_taxi_on_the_way"`
+	NoAnswer    int `json:"no_answer"`
+}
+
+// Total is the number of extraterrestrials.
+func (c StatusCounts) Total() int { return c.Never + c.PhoningHome + c.SpaceTaxi + c.NoAnswer }
+
+// CountByStatus counts the extraterrestrials in each status.
+func (s *Store) CountByStatus(ctx context.Context) (StatusCounts, error) {
+	var rows []struct {
+		Status sql.NullString `db:"communication_status"`
+		N      int            `db:"n"`
+	}
+	if err := s.Reader.SelectContext(ctx, &rows,
+		"SELECT communication_status, count(*) AS n FROM extraterrestrials GROUP BY communication_status"); err != nil {
+		return StatusCounts{}, fmt.Errorf("count extraterrestrials: %w", err)
+	}
+	var c StatusCounts
+	for _, r := range rows {
+		switch Status(r.Status.String) {
+		case StatusNone:
+			c.Never = r.N
+		case StatusPhoningHome:
+			c.PhoningHome = r.N
+		case StatusSpaceTaxi:
+			c.SpaceTaxi = r.N
+		case StatusNoAnswer:
+			c.NoAnswer = r.N
+		}
+	}
+	return c, nil
+}
+
+// SeedExtraterrestrials inserts the ten seed extraterrestrials when the table
+// is empty and reports how many it added.
+func (s *Store) SeedExtraterrestrials(ctx context.Context) (int, error) {
+	added := 0
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		var n int
+		if err := tx.GetContext(ctx, &n, "SELECT count(*) FROM extraterrestrials"); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		for _, name := range SeedNames {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO extraterrestrials (name) VALUES (?)", name); err != nil {
+				return err
+			}
+			added++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("seed extraterrestrials: %w", err)
+	}
+	return added, nil
+}
+
+// GenerateExtraterrestrials bulk-inserts n extraterrestrials with generated
+// names, in batches of many rows per statement and transaction.
+func (s *Store) GenerateExtraterrestrials(ctx context.Context, n int) error {
+	const perStatement = 500
+	const perTx = 50_000
+	for done := 0; done < n; {
+		err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+			for end := min(n, done+perTx); done < end; {
+				k := min(perStatement, end-done)
+				var b strings.Builder
+				b.WriteString("INSERT INTO extraterrestrials (name) VALUES ")
+				args := make([]any, k)
+				for i := range k {
+					if i > 0 {
+						b.WriteByte(',')
+					}
+					b.WriteString("(?)")
+					args[i] = GeneratedName(done + i)
+				}
+				if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+					return err
+				}
+				done += k
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("generate extraterrestrials: %w", err)
+		}
+	}
+	return nil
+}
+
+// GeneratedName is the deterministic name of the i-th generated
+// extraterrestrial: a seed name and a number, e.g. "Korben-000123".
+func GeneratedName(i int) string {
+	return fmt.Sprintf("%s-%06d", SeedNames[i%len(SeedNames)], i/len(SeedNames)+1)
+}

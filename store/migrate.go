@@ -1,0 +1,121 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"strconv"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database/sqlite"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+
+	"github.com/phonehome/phonehome/migrations"
+)
+
+// ErrDirty means a migration failed half-way and left the schema in a state
+// that needs a person to look at it.
+var ErrDirty = errors.New("dirty migration")
+
+// SchemaVersion reports the migration version the database is at (0 when
+// none has run) and whether the last migration failed half-way.
+func (s *Store) SchemaVersion(ctx context.Context) (version uint, dirty bool, err error) {
+	var exists int
+	if err := s.Writer.GetContext(ctx, &exists,
+		"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"); err != nil {
+		return 0, false, err
+	}
+	if exists == 0 {
+		return 0, false, nil
+	}
+	var row struct {
+		Version int64 `db:"version"`
+		Dirty   bool  `db:"dirty"`
+	}
+	err = s.Writer.GetContext(ctx, &row, "SELECT version, dirty FROM schema_migrations LIMIT 1")
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return uint(row.Version), row.Dirty, nil
+}
+
+// LatestSchemaVersion is the highest migration this binary carries.
+func LatestSchemaVersion() uint {
+	entries, _ := fs.ReadDir(migrations.FS, ".")
+	var latest uint
+	re := regexp.MustCompile(`^(\d+)_.*\.up\.sql$`)
+	for _, e := range entries {
+		if m := re.FindStringSubmatch(e.Name()); m != nil {
+			n, _ := strconv.ParseUint(m[1], 10, 32)
+			latest = max(latest, uint(n))
+		}
+	}
+	return latest
+}
+
+// Migrate applies every embedded migration the database lacks. It refuses a
+// database whose last migration failed (ErrDirty) or that a newer phonehome
+// created, with a message that says what to do.
+func (s *Store) Migrate(ctx context.Context) error {
+	version, dirty, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version of %s: %w", s.Path, err)
+	}
+	if dirty {
+		return fmt.Errorf("%w: %s stopped half-way through migration %d; restore a backup, or repair the schema by hand and run `phonehome migrate -force %d`",
+			ErrDirty, s.Path, version, version-1)
+	}
+	if latest := LatestSchemaVersion(); version > latest {
+		return fmt.Errorf("%s has schema version %d but this phonehome knows only up to %d: run a newer phonehome, or point -db at another file", s.Path, version, latest)
+	}
+	return s.withMigrate(func(m *migrate.Migrate) error {
+		if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+			return fmt.Errorf("migrate %s: %w", s.Path, err)
+		}
+		return nil
+	})
+}
+
+// ForceVersion marks the schema as being at version v and clean, without
+// running anything: the way out of a dirty migration repaired by hand.
+func (s *Store) ForceVersion(v int) error {
+	return s.withMigrate(func(m *migrate.Migrate) error { return m.Force(v) })
+}
+
+// Drop removes every table, including the migration bookkeeping.
+func (s *Store) Drop() error {
+	return s.withMigrate(func(m *migrate.Migrate) error { return m.Drop() })
+}
+
+// withMigrate gives golang-migrate its own connection: its Close closes the
+// *sql.DB it was handed, which must not be the writer.
+func (s *Store) withMigrate(fn func(m *migrate.Migrate) error) error {
+	db, err := sql.Open("sqlite", dsn(s.Path, writerPragmas, "_txlock=immediate"))
+	if err != nil {
+		return err
+	}
+	db.SetMaxOpenConns(1)
+	driver, err := sqlite.WithInstance(db, &sqlite.Config{})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("migrate driver: %w", err)
+	}
+	source, err := iofs.New(migrations.FS, ".")
+	if err != nil {
+		driver.Close()
+		return fmt.Errorf("migrations: %w", err)
+	}
+	m, err := migrate.NewWithInstance("iofs", source, "sqlite", driver)
+	if err != nil {
+		driver.Close()
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer m.Close()
+	return fn(m)
+}
