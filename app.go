@@ -67,6 +67,11 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if err != nil {
 		return nil, err
 	}
+	// Listen first: a port in use is reported before the database is touched.
+	a.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another phonehome running? choose another -addr)", cfg.Addr, err)
+	}
 	st, fresh, err := openMigrated(ctx, cfg.DB)
 	if err != nil {
 		return nil, err
@@ -126,10 +131,6 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	// Open streams would hold Shutdown up: close them first.
 	a.server.RegisterOnShutdown(a.hub.Close)
 
-	a.ln, err = net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w (is another phonehome running? choose another -addr)", cfg.Addr, err)
-	}
 	if err := a.engine.Start(ctx); err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ func crossOriginProtection() *http.CrossOriginProtection {
 func staticFiles() http.Handler {
 	fs := http.FileServerFS(static.FS)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/") || r.URL.Path == "embed.go" {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") || r.URL.Path == "embed.go" {
 			http.NotFound(w, r)
 			return
 		}

@@ -1,0 +1,440 @@
+package handlers_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/jobs/speakandspell"
+	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/views"
+)
+
+type bundle struct {
+	st     *store.Store
+	engine *jobs.Engine
+	hub    *events.Hub
+	feed   *handlers.ExtraterrestrialFeed
+	srv    *httptest.Server
+}
+
+// setup serves the real router over a seeded database in a temp dir. The job
+// engine is built but not started, so enqueued jobs stay put for inspection.
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "test.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := views.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := events.New(events.Config{})
+	hub.Register(handlers.ExtraterrestrialsStream)
+	t.Cleanup(hub.Close)
+	engine, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{speakandspell.Queue: speakandspell.QueueLimit}, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := handlers.NewExtraterrestrialFeed(st, v, hub, logger, 10*time.Millisecond)
+	t.Cleanup(feed.Close)
+	router := handlers.NewServer(logger, v, "test",
+		&handlers.Health{Ping: st.Ping},
+		&handlers.Events{Hub: hub},
+		&handlers.Extraterrestrials{
+			Store: st, Views: v, Hub: hub,
+			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, st, engine) },
+			AnswerRate:  0.2,
+			MaxAttempts: 5,
+			Version:     "test",
+		})
+	srv := httptest.NewServer(router)
+	t.Cleanup(srv.Close)
+	t.Cleanup(hub.Close) // runs before srv.Close: open streams end first
+	return &bundle{st: st, engine: engine, hub: hub, feed: feed, srv: srv}
+}
+
+func (b *bundle) do(t *testing.T, method, path string, body io.Reader, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, b.srv.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := b.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(data)
+}
+
+func (b *bundle) jobIDs(t *testing.T) []int64 {
+	t.Helper()
+	var ids []int64
+	if err := b.st.Reader.Select(&ids, "SELECT json_extract(args, '$.extraterrestrial_id') FROM jobs WHERE kind = ? ORDER BY 1", speakandspell.Kind); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func (b *bundle) record(t *testing.T, id int64, status store.Status, attempt int) store.Extraterrestrial {
+	t.Helper()
+	var et store.Extraterrestrial
+	err := b.st.InTx(context.Background(), func(tx *sqlx.Tx) error {
+		var err error
+		et, err = store.RecordCallTx(context.Background(), tx, id, status, attempt, time.Now())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return et
+}
+
+func TestPageListsSeedNamesInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	resp, body := b.do(t, "GET", "/", nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	var names []string
+	for _, m := range regexp.MustCompile(`<td class="name">([^<]*)</td>`).FindAllStringSubmatch(body, -1) {
+		names = append(names, m[1])
+	}
+	if got, want := strings.Join(names, ","), strings.Join(store.SeedNames, ","); got != want {
+		t.Errorf("names on the page = %s, want %s", got, want)
+	}
+	for _, want := range []string{
+		`sse-connect="/events?stream=extraterrestrials&amp;last_event_id=`,
+		`id="extraterrestrial-1"`,
+		`hx-trigger="sse:resync"`,
+		`<span class="count-n">10</span><span class="count-label">never tried</span>`,
+		`Phone Home</button>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	if strings.Contains(body, `id="extraterrestrial-1" hx-swap-oob`) {
+		t.Error("page rows must not be marked out-of-band")
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("CSP = %q", csp)
+	}
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Error("no nosniff header")
+	}
+}
+
+func TestPhoneHomeEnqueuesOnlyEligibleRowsOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.record(t, 1, store.StatusSpaceTaxi, 2)   // home: never again
+	b.record(t, 2, store.StatusPhoningHome, 1) // in progress
+	b.record(t, 3, store.StatusNoAnswer, 5)    // gave up: try again
+
+	resp, body := b.do(t, "POST", "/api/phone-home", nil, nil)
+	if resp.StatusCode != 200 || strings.TrimSpace(body) != `{"enqueued":8}` {
+		t.Fatalf("first click: %d %s", resp.StatusCode, body)
+	}
+	want := "[3 4 5 6 7 8 9 10]"
+	if got := jsonString(b.jobIDs(t)); got != jsonString([]int64{3, 4, 5, 6, 7, 8, 9, 10}) {
+		t.Errorf("jobs for %s, want %s", got, want)
+	}
+	// A double click enqueues nothing twice.
+	_, body = b.do(t, "POST", "/api/phone-home", nil, nil)
+	if strings.TrimSpace(body) != `{"enqueued":0}` {
+		t.Errorf("second click: %s", body)
+	}
+	if n := len(b.jobIDs(t)); n != 8 {
+		t.Errorf("%d jobs after the second click, want 8", n)
+	}
+	var job struct {
+		Queue       string `db:"queue"`
+		MaxAttempts int    `db:"max_attempts"`
+		State       string `db:"state"`
+	}
+	if err := b.st.Reader.Get(&job, "SELECT queue, max_attempts, state FROM jobs LIMIT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if job.Queue != "phone_calls" || job.MaxAttempts != 5 || job.State != "available" {
+		t.Errorf("job = %+v", job)
+	}
+}
+
+func jsonString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestPhoneHomeFormAnswersHtmxAndPlainBrowsers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	resp, body := b.do(t, "POST", "/phone-home", nil, map[string]string{"HX-Request": "true", "Sec-Fetch-Site": "same-origin"})
+	if resp.StatusCode != 200 || !strings.Contains(body, "10 calls enqueued") {
+		t.Errorf("htmx: %d %s", resp.StatusCode, body)
+	}
+	_, body = b.do(t, "POST", "/phone-home", nil, map[string]string{"HX-Request": "true"})
+	if !strings.Contains(body, "Nobody left to call") {
+		t.Errorf("second click: %s", body)
+	}
+	client := *b.srv.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Post(b.srv.URL+"/phone-home", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Errorf("plain form: %d → %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestCrossSitePostsAreRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tests := []struct {
+		name   string
+		path   string
+		header map[string]string
+		want   int
+	}{
+		{"cross-site fetch metadata", "/api/phone-home", map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
+		{"same-site other origin", "/phone-home", map[string]string{"Sec-Fetch-Site": "same-site"}, 403},
+		{"foreign Origin without metadata", "/api/phone-home", map[string]string{"Origin": "http://evil.example"}, 403},
+		{"same origin", "/api/phone-home", map[string]string{"Sec-Fetch-Site": "same-origin"}, 200},
+		{"curl", "/api/phone-home", nil, 200},
+	}
+	for _, tt := range tests {
+		resp, body := b.do(t, "POST", tt.path, nil, tt.header)
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s: status %d, want %d (%s)", tt.name, resp.StatusCode, tt.want, body)
+		}
+		if tt.want == 403 && strings.HasPrefix(tt.path, "/api/") && !strings.Contains(body, `"error":"cross-site request refused`) {
+			t.Errorf("%s: body %s", tt.name, body)
+		}
+	}
+	// Only the two allowed requests enqueued anything, and the second found nothing to do.
+	if n := len(b.jobIDs(t)); n != 10 {
+		t.Errorf("%d jobs, want 10", n)
+	}
+}
+
+func TestBadInputGetsClearErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tests := []struct {
+		name, method, path string
+		header             map[string]string
+		body               string
+		want               int
+		wantBody           string
+	}{
+		{"missing stream", "GET", "/events", nil, "", 400, `{"error":"missing ?stream=`},
+		{"unknown stream", "GET", "/events?stream=aliens", nil, "", 404, `{"error":"unknown stream \"aliens\""}`},
+		{"bad Last-Event-ID", "GET", "/events?stream=extraterrestrials", map[string]string{"Last-Event-ID": "abc"}, "", 400, "Last-Event-ID must be"},
+		{"bad last_event_id", "GET", "/events?stream=extraterrestrials&last_event_id=-4", nil, "", 400, "last_event_id must be"},
+		{"limit not a number", "GET", "/api/extraterrestrials?limit=ten", nil, "", 400, "limit must be a whole number"},
+		{"limit too big", "GET", "/api/extraterrestrials?limit=5000", nil, "", 422, "between 1 and 1000"},
+		{"unknown status", "GET", "/api/extraterrestrials?status=lost", nil, "", 422, "unknown status"},
+		{"bad cursor", "GET", "/api/extraterrestrials?cursor=%25%25", nil, "", 400, "malformed cursor"},
+		{"long query", "GET", "/api/extraterrestrials?q=" + strings.Repeat("x", 101), nil, "", 422, "longer than 100"},
+		{"unknown API route", "GET", "/api/nothing", nil, "", 404, `{"error":`},
+		{"wrong method", "DELETE", "/api/phone-home", nil, "", 405, `{"error":`},
+		{"too large", "POST", "/api/phone-home", map[string]string{"Content-Type": "application/json"}, strings.Repeat("x", 2<<20), 413, "too large"},
+		{"unknown page", "GET", "/nowhere", nil, "", 404, "<h1>404 · Not Found</h1>"},
+		{"bad page filter", "GET", "/?status=lost", nil, "", 422, "unknown status"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := b.do(t, tt.method, tt.path, strings.NewReader(tt.body), tt.header)
+			if resp.StatusCode != tt.want || !strings.Contains(body, tt.wantBody) {
+				t.Errorf("%s %s: %d %q; want %d containing %q", tt.method, tt.path, resp.StatusCode, body, tt.want, tt.wantBody)
+			}
+		})
+	}
+	if n := len(b.jobIDs(t)); n != 0 {
+		t.Errorf("bad requests enqueued %d jobs", n)
+	}
+}
+
+func TestAPIListsPagesAndFilters(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.record(t, 8, store.StatusSpaceTaxi, 3)
+	type page struct {
+		Items []struct {
+			ID                   int64   `json:"id"`
+			Name                 string  `json:"name"`
+			CommunicationStatus  string  `json:"communication_status"`
+			CommunicationAttempt int     `json:"communication_attempt"`
+			LastAttemptAt        *string `json:"last_communication_attempt_at"`
+		} `json:"items"`
+		NextCursor *string `json:"next_cursor"`
+	}
+	var names []string
+	path := "/api/extraterrestrials?limit=4"
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("cursor never ends")
+		}
+		resp, body := b.do(t, "GET", path, nil, nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+		}
+		var p page
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range p.Items {
+			names = append(names, it.Name)
+			if it.ID == 8 {
+				if it.CommunicationStatus != "space_taxi_on_the_way" || it.CommunicationAttempt != 3 || it.LastAttemptAt == nil {
+					t.Errorf("row 8 = %+v", it)
+				}
+				if _, err := time.Parse(time.RFC3339, *it.LastAttemptAt); err != nil {
+					t.Errorf("timestamp %q is not RFC 3339", *it.LastAttemptAt)
+				}
+			} else if it.CommunicationStatus != "" || it.LastAttemptAt != nil {
+				t.Errorf("untried row = %+v", it)
+			}
+		}
+		if p.NextCursor == nil {
+			break
+		}
+		path = "/api/extraterrestrials?limit=4&cursor=" + *p.NextCursor
+	}
+	if strings.Join(names, ",") != strings.Join(store.SeedNames, ",") {
+		t.Errorf("paged names = %v", names)
+	}
+	_, body := b.do(t, "GET", "/api/extraterrestrials?status=space_taxi_on_the_way", nil, nil)
+	if !strings.Contains(body, `"name":"Korben"`) || strings.Count(body, `"id":`) != 1 {
+		t.Errorf("status filter: %s", body)
+	}
+	_, body = b.do(t, "GET", "/api/extraterrestrials?status=none&q=ar", nil, nil)
+	// Never tried and containing "ar" in any case: Dengar, Harishka, Luminara.
+	if strings.Count(body, `"id":`) != 3 || !strings.Contains(body, "Dengar") || !strings.Contains(body, "Luminara") {
+		t.Errorf("status=none&q=ar: %s", body)
+	}
+}
+
+func TestHealthAndStaticFiles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if resp, body := b.do(t, "GET", "/healthz", nil, nil); resp.StatusCode != 200 || body != "ok" {
+		t.Errorf("healthz: %d %q", resp.StatusCode, body)
+	}
+	for _, path := range []string{"/static/app.css", "/static/vendor/htmx-2.0.11.min.js", "/static/vendor/htmx-ext-sse-2.2.4.min.js", "/static/app.js"} {
+		if resp, _ := b.do(t, "GET", path, nil, nil); resp.StatusCode != 200 {
+			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	if resp, _ := b.do(t, "GET", "/static/", nil, nil); resp.StatusCode != 404 {
+		t.Errorf("directory listing: %d", resp.StatusCode)
+	}
+}
+
+// TestLiveRowAndCountsReachTheStream reads the real stream through the real
+// router: a committed change arrives as the page's row partial, marked for an
+// out-of-band swap, followed by the campaign counts.
+func TestLiveRowAndCountsReachTheStream(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+"/events?stream=extraterrestrials", nil)
+	resp, err := b.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	waitFor(t, func() bool { return b.hub.Clients()[handlers.ExtraterrestrialsStream] == 1 })
+
+	b.feed.Changed(b.record(t, 5, store.StatusPhoningHome, 1))
+
+	msgs := make(chan events.Message, 8)
+	go func() {
+		r := events.NewReader(bufio.NewReader(resp.Body))
+		for {
+			m, err := r.Next()
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- m
+		}
+	}()
+	row := next(t, msgs)
+	if row.Event != "" || !strings.HasPrefix(row.Data, `<tr id="extraterrestrial-5" hx-swap-oob="true">`) ||
+		!strings.Contains(row.Data, "Dengar") || !strings.Contains(row.Data, "Phoning home") || row.IDInt() == 0 {
+		t.Errorf("row event = %+v", row)
+	}
+	counts := next(t, msgs)
+	if counts.Event != handlers.CountsEvent || !strings.Contains(counts.Data, `id="et-counts"`) ||
+		!strings.Contains(counts.Data, `<span class="count-n">1</span><span class="count-label">phoning home</span>`) {
+		t.Errorf("counts event = %+v", counts)
+	}
+	if counts.IDInt() <= row.IDInt() {
+		t.Errorf("ids do not increase: %s then %s", row.ID, counts.ID)
+	}
+}
+
+func next(t *testing.T, msgs <-chan events.Message) events.Message {
+	t.Helper()
+	select {
+	case m, ok := <-msgs:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10 s")
+	}
+	return events.Message{}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

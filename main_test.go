@@ -1,0 +1,409 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/store"
+)
+
+// testApp is the real server running on 127.0.0.1:0 over a temp database.
+type testApp struct {
+	*App
+	URL  string
+	DB   string
+	stop func() error
+}
+
+// startApp runs the real server and stops it at the end of the test; stop
+// shuts it down early and reports Run's error.
+func startApp(t *testing.T, cfg Config) *testApp {
+	t.Helper()
+	if cfg.DB == "" {
+		cfg.DB = filepath.Join(t.TempDir(), "phonehome.db")
+	}
+	cfg.Addr = "127.0.0.1:0"
+	if cfg.Poll == 0 {
+		cfg.Poll = 50 * time.Millisecond
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 5 * time.Second
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	app, err := NewApp(ctx, cfg, logger)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	var stopped bool
+	var runErr error
+	stop := func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(cfg.Grace + 10*time.Second):
+				t.Fatal("Run did not return after shutdown")
+			}
+		}
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return &testApp{App: app, URL: "http://" + app.Addr(), DB: cfg.DB, stop: stop}
+}
+
+// subscribe opens the extraterrestrials stream, waits until the hub has
+// registered it, and delivers its events on a channel closed when it ends.
+func (a *testApp) subscribe(t *testing.T) <-chan events.Message {
+	t.Helper()
+	before := a.hub.Clients()[handlers.ExtraterrestrialsStream]
+	msgs := subscribe(t, a.URL)
+	deadline := time.Now().Add(10 * time.Second)
+	for a.hub.Clients()[handlers.ExtraterrestrialsStream] <= before {
+		if time.Now().After(deadline) {
+			t.Fatal("stream client not registered within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return msgs
+}
+
+// subscribe opens the event stream and delivers its events on a channel
+// that is closed when the stream ends.
+func subscribe(t *testing.T, url string) <-chan events.Message {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/events?stream=extraterrestrials", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("event stream: %d", resp.StatusCode)
+	}
+	msgs := make(chan events.Message, 1<<16)
+	go func() {
+		defer close(msgs)
+		defer resp.Body.Close()
+		r := events.NewReader(bufio.NewReader(resp.Body))
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return
+			}
+			msgs <- m
+		}
+	}()
+	return msgs
+}
+
+func post(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST %s: %d %s", url, resp.StatusCode, body)
+	}
+	return strings.TrimSpace(string(body))
+}
+
+var rowEvent = regexp.MustCompile(`(?s)^<tr id="extraterrestrial-(\d+)".*?<td class="num">(\d+)</td>`)
+
+type call struct {
+	attempt int
+	status  string
+}
+
+func statusOf(html string) string {
+	switch {
+	case strings.Contains(html, "Space taxi on the way"):
+		return "space_taxi_on_the_way"
+	case strings.Contains(html, "No answer"):
+		return "no_answer"
+	case strings.Contains(html, "Phoning home"):
+		return "phoning_home"
+	}
+	return ""
+}
+
+// TestCampaignEndToEnd runs the seed's whole story on the real binary's
+// wiring: Phone Home with no backoff and a fixed random source ends with
+// every extraterrestrial home or out of attempts, and a stream client saw
+// one event per attempt, in order per row.
+func TestCampaignEndToEnd(t *testing.T) {
+	app := startApp(t, Config{
+		Backoff:    jobs.FixedBackoff(0),
+		AnswerRate: 0.2,
+		Rand:       rand.New(rand.NewPCG(2022, 6)),
+	})
+	msgs := app.subscribe(t)
+
+	if got := post(t, app.URL+"/api/phone-home"); got != `{"enqueued":10}` {
+		t.Fatalf("phone home: %s", got)
+	}
+
+	seen := map[int64][]call{}
+	finished := 0
+	deadline := time.After(30 * time.Second)
+	for finished < 10 {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatal("stream ended early")
+			}
+			if m.Event != "" {
+				continue // counts
+			}
+			sub := rowEvent.FindStringSubmatch(m.Data)
+			if sub == nil {
+				t.Fatalf("unexpected event %q", m.Data)
+			}
+			id, _ := strconv.ParseInt(sub[1], 10, 64)
+			attempt, _ := strconv.Atoi(sub[2])
+			c := call{attempt: attempt, status: statusOf(m.Data)}
+			seen[id] = append(seen[id], c)
+			if c.status == "space_taxi_on_the_way" || c.status == "no_answer" {
+				finished++
+			}
+		case <-deadline:
+			t.Fatalf("campaign did not finish: %d of 10 done; seen %v", finished, seen)
+		}
+	}
+
+	ctx := context.Background()
+	for id, calls := range seen {
+		for i, c := range calls {
+			if c.attempt != i+1 {
+				t.Errorf("extraterrestrial %d: event %d is attempt %d, want %d (events %v)", id, i+1, c.attempt, i+1, calls)
+			}
+			last := i == len(calls)-1
+			switch {
+			case !last && c.status != "phoning_home":
+				t.Errorf("extraterrestrial %d: attempt %d says %s before the end", id, c.attempt, c.status)
+			case last && c.status == "no_answer" && c.attempt != 5:
+				t.Errorf("extraterrestrial %d: no answer after %d attempts, want 5", id, c.attempt)
+			}
+		}
+	}
+	if err := app.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	// The database agrees with what the stream said, and every job is finished.
+	st, err := store.Open(ctx, app.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rows, _, err := st.ListExtraterrestrials(ctx, store.ExtraterrestrialFilter{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := 0
+	for _, et := range rows {
+		calls := seen[et.ID]
+		if len(calls) == 0 {
+			t.Errorf("%s: no events", et.Name)
+			continue
+		}
+		last := calls[len(calls)-1]
+		if string(et.CommunicationStatus) != last.status || et.CommunicationAttempt != last.attempt {
+			t.Errorf("%s: database %s/%d, stream %s/%d", et.Name, et.CommunicationStatus, et.CommunicationAttempt, last.status, last.attempt)
+		}
+		var state string
+		if err := st.Reader.Get(&state, "SELECT state FROM jobs WHERE json_extract(args, '$.extraterrestrial_id') = ?", et.ID); err != nil {
+			t.Fatal(err)
+		}
+		want := map[store.Status]string{store.StatusSpaceTaxi: "completed", store.StatusNoAnswer: "discarded"}[et.CommunicationStatus]
+		if state != want {
+			t.Errorf("%s is %s but its job is %s", et.Name, et.CommunicationStatus, state)
+		}
+		if et.CommunicationStatus == store.StatusSpaceTaxi {
+			home++
+		}
+	}
+	t.Logf("%d of 10 got a space taxi", home)
+}
+
+
+// TestShutdownWithStreamsAndRunningJobs stops the server mid-campaign with a
+// stream client connected: Run returns within the grace period, the client's
+// stream ends, and no job is left executing.
+func TestShutdownWithStreamsAndRunningJobs(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "phonehome.db")
+	ctx := context.Background()
+	st, err := store.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.GenerateExtraterrestrials(ctx, 3000); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	const grace = 3 * time.Second
+	app := startApp(t, Config{DB: path, Backoff: jobs.FixedBackoff(0), AnswerRate: 0, Grace: grace})
+	msgs := app.subscribe(t)
+	if got := post(t, app.URL+"/api/phone-home"); got != `{"enqueued":3000}` {
+		t.Fatalf("phone home: %s", got)
+	}
+	// Wait until calls are being made, then stop.
+	select {
+	case <-msgs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no call started")
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- app.stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(grace + 5*time.Second):
+		t.Fatal("shutdown took longer than the grace period")
+	}
+	// The stream client was disconnected, not left hanging.
+	ended := time.After(5 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-msgs:
+		case <-ended:
+			t.Fatal("stream still open after shutdown")
+		}
+	}
+
+	st, err = store.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var executing, finished int
+	if err := st.Reader.Get(&executing, "SELECT count(*) FROM jobs WHERE state = 'executing'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Reader.Get(&finished, "SELECT count(*) FROM jobs WHERE state = 'discarded'"); err != nil {
+		t.Fatal(err)
+	}
+	if executing != 0 {
+		t.Errorf("%d jobs left executing after a graceful shutdown", executing)
+	}
+	t.Logf("stopped with %d of 3000 calls finished", finished)
+}
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "cli.db")
+	notDB := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(notDB, bytes.Repeat([]byte("not a database\n"), 200), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{name: "unknown flag", args: []string{"-nope"}, wantCode: 2, wantStderr: "flag provided but not defined: -nope"},
+		{name: "unknown flag after serve", args: []string{"serve", "-nope"}, wantCode: 2, wantStderr: "-nope"},
+		{name: "answer rate out of range", args: []string{"-answer-rate", "2"}, wantCode: 2, wantStderr: "-answer-rate: 2 is not a probability"},
+		{name: "bad backoff", args: []string{"-backoff", "soon"}, wantCode: 2, wantStderr: "-backoff: invalid backoff \"soon\""},
+		{name: "bad poll", args: []string{"-poll", "0s"}, wantCode: 2, wantStderr: "-poll"},
+		{name: "bad addr", args: []string{"-addr", "8080"}, wantCode: 2, wantStderr: "-addr"},
+		{name: "bad env", args: []string{"-db", db}, env: map[string]string{"PHONEHOME_ANSWER_RATE": "lots"}, wantCode: 2, wantStderr: "PHONEHOME_ANSWER_RATE"},
+		{name: "unknown command", args: []string{"launch"}, wantCode: 2, wantStderr: `unknown command "launch"`},
+		{name: "stray argument", args: []string{"seed", "-db", db, "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
+		{name: "negative ets", args: []string{"seed", "-db", db, "-ets", "-5"}, wantCode: 2, wantStderr: "-ets"},
+		{name: "version", args: []string{"version"}, wantCode: 0, wantStdout: "phonehome "},
+		{name: "migrate", args: []string{"migrate", "-db", db}, wantCode: 0, wantStdout: "schema at version 2"},
+		{name: "seed", args: []string{"seed", "-db", db}, wantCode: 0, wantStdout: "added 10 seed extraterrestrials"},
+		{name: "seed again adds none", args: []string{"seed", "-db", db}, wantCode: 0, wantStdout: "added 0 seed"},
+		{name: "seed generated", args: []string{"seed", "-db", db, "-ets", "500"}, wantCode: 0, wantStdout: "added 500 extraterrestrials"},
+		{name: "db from env", args: []string{"seed", "-ets", "5"}, env: map[string]string{"PHONEHOME_DB": db}, wantCode: 0, wantStdout: db + ": added 5"},
+		{name: "reset", args: []string{"reset", "-db", db}, wantCode: 0, wantStdout: "reset; added 10 seed extraterrestrials"},
+		{name: "not a database", args: []string{"migrate", "-db", notDB}, wantCode: 1, wantStderr: "not a SQLite database"},
+		{name: "missing folder", args: []string{"migrate", "-db", filepath.Join(dir, "no", "such", "x.db")}, wantCode: 1, wantStderr: "database folder"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			code, stdout, stderr := runCLI(tt.args...)
+			if code != tt.wantCode || !strings.Contains(stdout, tt.wantStdout) || !strings.Contains(stderr, tt.wantStderr) {
+				t.Errorf("phonehome %v: exit %d\nstdout %q\nstderr %q\nwant exit %d, stdout ∋ %q, stderr ∋ %q",
+					tt.args, code, stdout, stderr, tt.wantCode, tt.wantStdout, tt.wantStderr)
+			}
+			if code != 0 && strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+				t.Errorf("error is more than one line: %q", stderr)
+			}
+		})
+	}
+	// reset left exactly the seed rows.
+	st, err := store.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	counts, _ := st.CountByStatus(context.Background())
+	if counts.Total() != 10 {
+		t.Errorf("after reset: %d extraterrestrials, want 10", counts.Total())
+	}
+}
+
+func TestServeRefusesPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	code, _, stderr := runCLI("-db", filepath.Join(t.TempDir(), "x.db"), "-addr", ln.Addr().String())
+	if code != 1 || !strings.Contains(stderr, "listen on "+ln.Addr().String()) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	for flag, want := range map[string]string{"addr": "PHONEHOME_ADDR", "answer-rate": "PHONEHOME_ANSWER_RATE", "persist-every": "PHONEHOME_PERSIST_EVERY"} {
+		if got := EnvName(flag); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", flag, got, want)
+		}
+	}
+}
