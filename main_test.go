@@ -250,7 +250,6 @@ func TestCampaignEndToEnd(t *testing.T) {
 	t.Logf("%d of 10 got a space taxi", home)
 }
 
-
 // TestShutdownWithStreamsAndRunningJobs stops the server mid-campaign with a
 // stream client connected: Run returns within the grace period, the client's
 // stream ends, and no job is left executing.
