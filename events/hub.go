@@ -50,6 +50,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// Now is the clock used for time-based ids (time.Now).
 	Now func() time.Time
+	// OnClients, when set, is called (without hub locks held) each time a
+	// client joins or leaves a stream, with the stream's new client count:
+	// the feed of watcher registries.
+	OnClients func(stream string, clients int)
 }
 
 // Hub fans events out to the clients of named streams.
@@ -350,10 +354,15 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, streamName string, a
 		h.pending.Delete(c.key)
 		s.mu.Lock()
 		c.gone = true
+		_, joined := s.clients[c]
 		delete(s.clients, c)
+		n := len(s.clients)
 		s.mu.Unlock()
 		cancel()
 		h.server.RemoveStream(c.key)
+		if joined && h.cfg.OnClients != nil {
+			h.cfg.OnClients(s.name, n)
+		}
 	}()
 
 	// r3labs serves the private stream named in ?stream=; Last-Event-ID has
@@ -385,6 +394,10 @@ func (h *Hub) subscribed(key string, _ *sse.Subscriber) {
 	}
 	s.clients[c] = struct{}{}
 	h.catchUp(s, c, c.after)
+	if h.cfg.OnClients != nil {
+		n := len(s.clients)
+		defer h.cfg.OnClients(s.name, n) // runs after s.mu is released
+	}
 }
 
 // catchUp sends a resuming client what it missed. Called with s.mu held, so

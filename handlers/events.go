@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -13,6 +14,10 @@ import (
 // Events serves GET /events?stream=NAME.
 type Events struct {
 	Hub hub
+	// Resolve, when set, is asked about a stream the hub does not know yet
+	// (such as pet-42): it registers the stream with the hub and returns
+	// true when the name is valid, false for a 404.
+	Resolve func(ctx context.Context, stream string) (bool, error)
 }
 
 // Routes registers the event stream.
@@ -31,6 +36,15 @@ func (h *Events) Stream(c echo.Context) error {
 	after, err := lastEventID(c.Request())
 	if err != nil {
 		return err
+	}
+	if h.Resolve != nil && !h.Hub.Has(name) {
+		ok, err := h.Resolve(c.Request().Context(), name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return echo.NewHTTPError(http.StatusNotFound, "unknown stream "+strconv.Quote(name))
+		}
 	}
 	err = h.Hub.Serve(c.Response(), c.Request(), name, after)
 	switch {

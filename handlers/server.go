@@ -114,6 +114,7 @@ type hub interface {
 	Serve(w http.ResponseWriter, r *http.Request, stream string, after int64) error
 	Publish(stream, event string, data []byte) (int64, error)
 	LastID() int64
+	Has(stream string) bool
 }
 
 var _ hub = (*events.Hub)(nil)

@@ -7,5 +7,5 @@ import "embed"
 
 // FS is the content of this folder, served as /static/….
 //
-//go:embed app.css app.js favicon.svg vendor
+//go:embed *.css *.js *.svg vendor
 var FS embed.FS
