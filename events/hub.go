@@ -15,6 +15,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,7 +84,17 @@ type stream struct {
 	window  []Event // the most recent events, oldest first
 	evicted int64   // the highest id dropped from the window
 	clients map[*client]struct{}
+	changes uint64 // counts joins and leaves, under mu
+
+	// reportMu orders OnClients calls: a report older than the last one
+	// made is skipped, so the registry's last word is the real count.
+	reportMu sync.Mutex
+	reported uint64
 }
+
+// closeGrace is how long a client cut off by Close has to take the end of
+// its response; one cut for being slow gets no grace.
+const closeGrace = time.Second
 
 type client struct {
 	key     string // the private r3labs stream id
@@ -170,6 +181,9 @@ func (h *Hub) Publish(streamName, eventName string, data []byte) (int64, error) 
 	if len(data) == 0 {
 		return 0, errors.New("publish: empty data")
 	}
+	if strings.ContainsAny(eventName, "\r\n") {
+		return 0, errors.New("publish: event name contains a line break")
+	}
 	data = normalizeNewlines(data)
 	s := h.stream(streamName)
 
@@ -218,20 +232,38 @@ func (h *Hub) send(c *client, ev Event) {
 		e.Event = []byte(ev.Name)
 	}
 	if !h.server.TryPublish(c.key, e) {
-		h.cut(c)
+		h.cut(c, 0)
 	}
 }
 
 // cut ends a client's connection: its request context is cancelled, and a
-// write blocked on a full socket is released by an expired deadline.
-func (h *Hub) cut(c *client) {
+// write blocked on a full socket is released by a deadline grace from now.
+// A slow client gets no grace; one cut by Close gets closeGrace to receive
+// the end of its response, so its stream ends cleanly.
+func (h *Hub) cut(c *client, grace time.Duration) {
 	c.cutOnce.Do(func() {
 		c.dropped.Store(true)
 		c.cancel()
 		if c.rc != nil {
-			_ = c.rc.SetWriteDeadline(time.Now())
+			_ = c.rc.SetWriteDeadline(time.Now().Add(grace))
 		}
 	})
+}
+
+// report tells OnClients a stream's client count after its change number
+// seq. Called without locks held; a report overtaken by a newer one is
+// skipped.
+func (h *Hub) report(s *stream, seq uint64, clients int) {
+	if h.cfg.OnClients == nil {
+		return
+	}
+	s.reportMu.Lock()
+	defer s.reportMu.Unlock()
+	if seq <= s.reported {
+		return
+	}
+	s.reported = seq
+	h.cfg.OnClients(s.name, clients)
 }
 
 func (h *Hub) heartbeat() {
@@ -253,7 +285,7 @@ func (h *Hub) heartbeat() {
 				s.mu.Lock()
 				for c := range s.clients {
 					if !c.dropped.Load() && !h.server.TryPublish(c.key, &sse.Event{Comment: []byte("keep-alive")}) {
-						h.cut(c)
+						h.cut(c, 0)
 					}
 				}
 				s.mu.Unlock()
@@ -306,7 +338,7 @@ func (h *Hub) Close() {
 	for _, s := range streams {
 		s.mu.Lock()
 		for c := range s.clients {
-			h.cut(c)
+			h.cut(c, closeGrace)
 		}
 		s.mu.Unlock()
 	}
@@ -357,11 +389,16 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, streamName string, a
 		_, joined := s.clients[c]
 		delete(s.clients, c)
 		n := len(s.clients)
+		var seq uint64
+		if joined {
+			s.changes++
+			seq = s.changes
+		}
 		s.mu.Unlock()
 		cancel()
 		h.server.RemoveStream(c.key)
-		if joined && h.cfg.OnClients != nil {
-			h.cfg.OnClients(s.name, n)
+		if joined {
+			h.report(s, seq, n)
 		}
 	}()
 
@@ -388,16 +425,24 @@ func (h *Hub) subscribed(key string, _ *sse.Subscriber) {
 	c := v.(*client)
 	s := c.stream
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if c.gone {
+		s.mu.Unlock()
+		return
+	}
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed { // Close ran while this client connected: it has no place here
+		s.mu.Unlock()
+		h.cut(c, closeGrace)
 		return
 	}
 	s.clients[c] = struct{}{}
 	h.catchUp(s, c, c.after)
-	if h.cfg.OnClients != nil {
-		n := len(s.clients)
-		defer h.cfg.OnClients(s.name, n) // runs after s.mu is released
-	}
+	s.changes++
+	seq, n := s.changes, len(s.clients)
+	s.mu.Unlock()
+	h.report(s, seq, n)
 }
 
 // catchUp sends a resuming client what it missed. Called with s.mu held, so

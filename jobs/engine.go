@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -57,8 +58,13 @@ type Engine struct {
 	recorderWG sync.WaitGroup
 	recorderGo chan struct{} // closed to tell the recorder no attempt will arrive anymore
 
-	startOnce, stopOnce sync.Once
-	started             bool
+	// startMu guards started and workers: Register and Start may race.
+	startMu  sync.Mutex
+	started  bool
+	stopOnce sync.Once
+	// unrecorded counts outcomes given up on at Stop; the next Start
+	// rescues their jobs.
+	unrecorded atomic.Int64
 }
 
 type queue struct {
@@ -140,6 +146,8 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 // Register adds a worker for its kind. Registering two workers for one kind,
 // or registering after Start, is an error.
 func (e *Engine) Register(w Worker) error {
+	e.startMu.Lock()
+	defer e.startMu.Unlock()
 	if e.started {
 		return fmt.Errorf("register %s: engine already started", w.Kind())
 	}
@@ -153,22 +161,26 @@ func (e *Engine) Register(w Worker) error {
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
 
 // Start rescues jobs that a stopped process left executing, then starts the
-// queues. It returns once they are running; ctx bounds the rescue only.
+// queues. It returns once they are running; ctx bounds the rescue only. When
+// the rescue fails Start may be called again; once it has succeeded, later
+// calls do nothing.
 func (e *Engine) Start(ctx context.Context) error {
-	var err error
-	e.startOnce.Do(func() {
-		e.started = true
-		if _, err = e.Rescue(ctx); err != nil {
-			return
-		}
-		e.recorderWG.Add(1)
-		go e.recordLoop()
-		for _, q := range e.queues {
-			e.loops.Add(1)
-			go e.queueLoop(q)
-		}
-	})
-	return err
+	e.startMu.Lock()
+	defer e.startMu.Unlock()
+	if e.started {
+		return nil
+	}
+	if _, err := e.Rescue(ctx); err != nil {
+		return err
+	}
+	e.started = true
+	e.recorderWG.Add(1)
+	go e.recordLoop()
+	for _, q := range e.queues {
+		e.loops.Add(1)
+		go e.queueLoop(q)
+	}
+	return nil
 }
 
 // Wake makes every queue look for due jobs now instead of at its next poll.
@@ -200,8 +212,21 @@ func (e *Engine) Stop(ctx context.Context) error {
 			}
 		}
 		close(e.recorderGo)
-		e.recorderWG.Wait()
+		recorded := make(chan struct{})
+		go func() { e.recorderWG.Wait(); close(recorded) }()
+		select {
+		case <-recorded:
+		case <-ctx.Done():
+			// The recorder may be retrying a commit the database refuses:
+			// cancelling work makes it give up, leaving those jobs
+			// executing for the next Start to rescue.
+			e.cancelWork()
+			<-recorded
+		}
 		e.cancelWork()
+		if n := e.unrecorded.Load(); n > 0 {
+			err = errors.Join(err, fmt.Errorf("stop: the outcomes of %d jobs could not be recorded; they are left executing and the next start rescues them", n))
+		}
 	})
 	return err
 }
@@ -327,104 +352,131 @@ func (e *Engine) drain(first *attempt) []*attempt {
 	return batch
 }
 
-// recordBatch commits the outcomes of batch in one transaction, retrying
-// while the database refuses (disk full, I/O error): until it succeeds the
-// jobs stay executing, so nothing is half-written or lost.
+// recordBatch commits the outcomes of batch in one transaction. When that
+// fails, one attempt may be the cause (a worker's hook that breaks the
+// commit), so each is then recorded on its own.
 func (e *Engine) recordBatch(batch []*attempt) {
-	delay := 50 * time.Millisecond
-	for {
-		var committed []*attempt
-		err := e.inTx(context.Background(), func(tx *sqlx.Tx) error {
-			var err error
-			committed, err = e.recordTx(tx, batch)
-			return err
-		})
-		if err == nil {
-			e.afterRecord(committed)
+	if len(batch) > 1 {
+		if e.tryRecord(batch) == nil {
+			e.afterRecord(batch)
 			return
 		}
-		e.log.Error("record job outcomes; will retry", "jobs", len(batch), "err", err, "retry_in", delay)
+		for _, a := range batch {
+			e.recordOne(a)
+		}
+		return
+	}
+	e.recordOne(batch[0])
+}
+
+// recordOne commits one attempt's outcome. When its worker's hooks make the
+// commit fail, the attempt is recorded as failed without them; when even
+// that fails (disk full, I/O error) it retries with a growing delay: until
+// it succeeds the job stays executing, so nothing is half-written or lost.
+// It gives up only when the engine is stopped hard; the job is then
+// rescued at the next start.
+func (e *Engine) recordOne(a *attempt) {
+	batch := []*attempt{a}
+	err := e.tryRecord(batch)
+	if err != nil && (len(a.job.recordTx) > 0 || len(a.job.afterRecord) > 0) {
+		e.log.Error("record job outcome with its worker's changes; recording it as failed", "job_id", a.job.ID, "err", err)
+		a.job.recordTx, a.job.afterRecord = nil, nil
+		a.err = fmt.Errorf("record outcome: %w", err)
+		err = e.tryRecord(batch)
+	}
+	delay := 50 * time.Millisecond
+	for err != nil {
+		e.log.Error("record job outcome; will retry", "job_id", a.job.ID, "err", err, "retry_in", delay)
 		select {
 		case <-time.After(delay):
 		case <-e.workCtx.Done():
-			e.log.Error("stopping: job outcomes not recorded; the jobs will be rescued at the next start", "jobs", len(batch))
+			e.log.Error("stopping: job outcome not recorded; the job will be rescued at the next start", "job_id", a.job.ID)
+			e.unrecorded.Add(1)
 			return
 		}
 		delay = min(delay*2, 5*time.Second)
+		err = e.tryRecord(batch)
 	}
+	e.afterRecord(batch)
 }
 
-func (e *Engine) recordTx(tx *sqlx.Tx, batch []*attempt) ([]*attempt, error) {
-	ctx := context.Background()
-	for _, a := range batch {
-		if len(a.job.recordTx) > 0 {
-			if err := e.runRecordHooks(ctx, tx, a); err != nil {
-				a.err = fmt.Errorf("record outcome: %w", err)
-				a.job.afterRecord = nil
+// tryRecord commits the outcomes of batch in one transaction. The jobs'
+// in-memory state changes only when it commits, so a failed try can be
+// repeated from the workers' original results.
+func (e *Engine) tryRecord(batch []*attempt) error {
+	updated := make([]Job, len(batch))
+	err := e.inTx(context.Background(), func(tx *sqlx.Tx) error {
+		for i, a := range batch {
+			updated[i] = *a.job
+			updated[i].Errors = slices.Clone(a.job.Errors)
+			if len(a.job.recordTx) > 0 {
+				if hookErr := e.runRecordHooks(context.Background(), tx, a); hookErr != nil {
+					return hookErr
+				}
+			}
+			if err := e.writeOutcome(context.Background(), tx, &updated[i], a.finishedAt, a.err); err != nil {
+				return err
 			}
 		}
-		if err := e.writeOutcome(ctx, tx, a); err != nil {
-			return nil, err
-		}
-	}
-	return batch, nil
-}
-
-// runRecordHooks runs the worker's RecordTx functions in a savepoint, so a
-// failing one undoes only its own job's writes.
-func (e *Engine) runRecordHooks(ctx context.Context, tx *sqlx.Tx, a *attempt) error {
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT job_outcome"); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
+	for i, a := range batch {
+		*a.job = updated[i]
+	}
+	return nil
+}
+
+// runRecordHooks runs the worker's RecordTx functions in the outcome's
+// transaction. An error rolls the whole transaction back; recordOne then
+// records the attempt as failed without them.
+func (e *Engine) runRecordHooks(ctx context.Context, tx *sqlx.Tx, a *attempt) error {
 	for _, fn := range a.job.recordTx {
 		if err := fn(ctx, tx); err != nil {
-			if _, rbErr := tx.ExecContext(ctx, "ROLLBACK TO job_outcome; RELEASE job_outcome"); rbErr != nil {
-				return errors.Join(err, rbErr)
-			}
 			return err
 		}
 	}
-	_, err := tx.ExecContext(ctx, "RELEASE job_outcome")
-	return err
+	return nil
 }
 
 // writeOutcome turns an attempt's result into the job's next state.
-func (e *Engine) writeOutcome(ctx context.Context, tx *sqlx.Tx, a *attempt) error {
-	j := a.job
-	at := a.finishedAt.UnixMilli()
+func (e *Engine) writeOutcome(ctx context.Context, tx *sqlx.Tx, j *Job, finishedAt time.Time, runErr error) error {
+	at := finishedAt.UnixMilli()
 	var cancel *cancelError
 	var snooze *snoozeError
 	var q string
 	var args []any
 	switch {
-	case a.err == nil:
+	case runErr == nil:
 		j.State = StateCompleted
 		q = "UPDATE jobs SET state = 'completed', completed_at = ? WHERE id = ? AND state = 'executing'"
 		args = []any{at, j.ID}
-	case errors.As(a.err, &snooze):
+	case errors.As(runErr, &snooze):
 		j.State = StateScheduled
-		j.ScheduledAt = a.finishedAt.Add(snooze.d)
+		j.ScheduledAt = finishedAt.Add(snooze.d)
 		q = "UPDATE jobs SET state = 'scheduled', attempt = attempt - 1, scheduled_at = ? WHERE id = ? AND state = 'executing'"
 		args = []any{j.ScheduledAt.UnixMilli(), j.ID}
-	case errors.As(a.err, &cancel):
+	case errors.As(runErr, &cancel):
 		j.State = StateCancelled
 		q = "UPDATE jobs SET state = 'cancelled', cancelled_at = ?, errors = json_insert(errors, '$[#]', json(?)) WHERE id = ? AND state = 'executing'"
-		args = []any{at, errorJSON(j.Attempt, a.finishedAt, a.err), j.ID}
+		args = []any{at, errorJSON(j.Attempt, finishedAt, runErr), j.ID}
 	case j.Attempt >= j.MaxAttempts:
 		j.State = StateDiscarded
 		q = "UPDATE jobs SET state = 'discarded', discarded_at = ?, errors = json_insert(errors, '$[#]', json(?)) WHERE id = ? AND state = 'executing'"
-		args = []any{at, errorJSON(j.Attempt, a.finishedAt, a.err), j.ID}
+		args = []any{at, errorJSON(j.Attempt, finishedAt, runErr), j.ID}
 	default:
 		j.State = StateRetryable
-		j.ScheduledAt = a.finishedAt.Add(e.cfg.Backoff(j.Attempt))
+		j.ScheduledAt = finishedAt.Add(e.cfg.Backoff(j.Attempt))
 		q = "UPDATE jobs SET state = 'retryable', scheduled_at = ?, errors = json_insert(errors, '$[#]', json(?)) WHERE id = ? AND state = 'executing'"
-		args = []any{j.ScheduledAt.UnixMilli(), errorJSON(j.Attempt, a.finishedAt, a.err), j.ID}
+		args = []any{j.ScheduledAt.UnixMilli(), errorJSON(j.Attempt, finishedAt, runErr), j.ID}
 	}
 	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 		return fmt.Errorf("job %d: write outcome: %w", j.ID, err)
 	}
-	if a.err != nil && snooze == nil {
-		j.Errors = append(j.Errors, AttemptError{Attempt: j.Attempt, At: a.finishedAt, Error: a.err.Error()})
+	if runErr != nil && snooze == nil {
+		j.Errors = append(j.Errors, AttemptError{Attempt: j.Attempt, At: finishedAt, Error: runErr.Error()})
 	}
 	return nil
 }
