@@ -14,6 +14,7 @@ import (
 	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
+	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
 )
@@ -32,6 +33,11 @@ type Config struct {
 	Rand *rand.Rand
 	// CountsEvery bounds how often live counts are sent (250 ms).
 	CountsEvery time.Duration
+	// PetTick is LivePet's tick (pets.DefaultTick).
+	PetTick time.Duration
+	// PersistEvery is accepted for LivePet's persistence interval; every
+	// pet change is committed when it happens, so nothing waits for it.
+	PersistEvery time.Duration
 }
 
 // App is the wired server: main.go is the only place things are built.
@@ -42,6 +48,7 @@ type App struct {
 	engine *jobs.Engine
 	hub    *events.Hub
 	feed   *handlers.ExtraterrestrialFeed
+	pets   *pets.Sim
 	server *http.Server
 	ln     net.Listener
 }
@@ -55,6 +62,9 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	}
 	if cfg.CountsEvery <= 0 {
 		cfg.CountsEvery = 250 * time.Millisecond
+	}
+	if cfg.PetTick <= 0 {
+		cfg.PetTick = pets.DefaultTick
 	}
 	a := &App{cfg: cfg, log: logger}
 	defer func() {
@@ -82,11 +92,17 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("new database seeded", "db", cfg.DB, "extraterrestrials", n)
+		np, err := st.SeedPetsIfEmpty(ctx, time.Now(), cfg.PetTick)
+		if err != nil {
+			return nil, err
+		}
+		logger.Info("new database seeded", "db", cfg.DB, "extraterrestrials", n, "pets", np)
 	}
 
-	a.hub = events.New(events.Config{})
+	watchers := pets.NewWatchers()
+	a.hub = events.New(events.Config{OnClients: watchers.Update})
 	a.hub.Register(handlers.ExtraterrestrialsStream)
+	a.hub.Register(handlers.PetsStream)
 	a.feed = handlers.NewExtraterrestrialFeed(st, v, a.hub, logger, cfg.CountsEvery)
 
 	a.engine, err = jobs.New(st.Writer, jobs.Config{
@@ -107,9 +123,22 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		return nil, err
 	}
 
+	a.pets, err = pets.New(pets.Config{
+		Store:     st,
+		Tick:      cfg.PetTick,
+		Watchers:  watchers,
+		Publisher: handlers.NewPetFeed(v, a.hub, logger),
+		Logger:    logger,
+		Clients:   a.hub.Clients,
+	})
+	if err != nil {
+		return nil, err
+	}
+	petPages := &handlers.Pets{Sim: a.pets, Store: st, Views: v, Hub: a.hub, Version: Version()}
+
 	router := handlers.NewServer(logger, v, Version(),
 		&handlers.Health{Ping: st.Ping},
-		&handlers.Events{Hub: a.hub},
+		&handlers.Events{Hub: a.hub, Resolve: petPages.ResolveStream},
 		&handlers.Extraterrestrials{
 			Store: st, Views: v, Hub: a.hub,
 			PhoneHome: func(ctx context.Context) (int, error) {
@@ -119,6 +148,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 			MaxAttempts: speakandspell.MaxAttempts,
 			Version:     Version(),
 		},
+		petPages,
 	)
 	a.server = &http.Server{
 		Handler:           router,
@@ -132,6 +162,9 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	a.server.RegisterOnShutdown(a.hub.Close)
 
 	if err := a.engine.Start(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.pets.Start(ctx); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -174,6 +207,9 @@ func (a *App) close() {
 	}
 	if a.engine != nil {
 		_ = a.engine.Stop(context.Background())
+	}
+	if a.pets != nil {
+		a.pets.Stop()
 	}
 	if a.feed != nil {
 		a.feed.Close()

@@ -6,7 +6,7 @@
 //
 //	phonehome [serve] [flags]    run the server (the default)
 //	phonehome migrate [-force V] apply migrations and exit
-//	phonehome seed [-ets N]      add extraterrestrials
+//	phonehome seed [-ets N] [-pets N]  add extraterrestrials / pets
 //	phonehome reset              drop everything, migrate, seed
 //	phonehome version            print the version
 //
@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -90,13 +91,21 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	case "seed":
 		fs, db := newFlagSet("seed", stderr)
 		ets := fs.Int("ets", 0, "add `N` generated extraterrestrials")
+		petCount := fs.Int("pets", 0, "add `N` generated pets, of all ages")
+		tick := fs.Duration("pet-tick", pets.DefaultTick, "the LivePet tick the pets' ages are spread over")
 		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		if *ets < 0 {
 			return usageError{"invalid value for -ets: must not be negative"}
 		}
-		return seedCmd(*db, *ets, stdout)
+		if *petCount < 0 {
+			return usageError{"invalid value for -pets: must not be negative"}
+		}
+		if *tick < time.Millisecond {
+			return usageError{"invalid value for -pet-tick: must be at least 1ms"}
+		}
+		return seedCmd(*db, *ets, *petCount, *tick, stdout)
 	case "reset":
 		fs, db := newFlagSet("reset", stderr)
 		if err := parseFlags(fs, args); err != nil {
@@ -119,7 +128,7 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 }
 
 func printUsage(w io.Writer) {
-	fmt.Fprint(w, `usage: phonehome [serve] [flags] | migrate [-force V] | seed [-ets N] | reset | version
+	fmt.Fprint(w, `usage: phonehome [serve] [flags] | migrate [-force V] | seed [-ets N] [-pets N] | reset | version
 Run "phonehome serve -h" for the server's flags. Every flag also reads PHONEHOME_<FLAG>.
 `)
 }
@@ -194,6 +203,8 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	fs.Float64Var(&cfg.AnswerRate, "answer-rate", 0.2, "probability (0…1) that one phone call connects")
 	fs.DurationVar(&cfg.Poll, "poll", time.Second, "how often idle workers look for due jobs")
 	fs.DurationVar(&cfg.Grace, "grace", 15*time.Second, "how long running jobs may finish at shutdown")
+	fs.DurationVar(&cfg.PetTick, "pet-tick", pets.DefaultTick, "LivePet tick: pets age one tick and get 5 hungrier each")
+	fs.DurationVar(&cfg.PersistEvery, "persist-every", 60*time.Second, "LivePet persistence interval (accepted; every change is committed as it happens)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
@@ -212,6 +223,12 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	}
 	if cfg.Grace < 0 {
 		return cfg, usageError{"-grace: must not be negative"}
+	}
+	if cfg.PetTick < time.Millisecond {
+		return cfg, usageError{"-pet-tick: must be at least 1ms"}
+	}
+	if cfg.PersistEvery <= 0 {
+		return cfg, usageError{"-persist-every: must be a positive duration such as 60s"}
 	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, usageError{fmt.Sprintf("-addr: %q is not host:port", cfg.Addr)}
@@ -285,13 +302,24 @@ func migrateCmd(path string, force int, stdout io.Writer) error {
 	return nil
 }
 
-func seedCmd(path string, ets int, stdout io.Writer) error {
+func seedCmd(path string, ets, petCount int, tick time.Duration, stdout io.Writer) error {
 	ctx := context.Background()
 	st, _, err := openMigrated(ctx, path)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if petCount > 0 {
+		start := time.Now()
+		err := st.GeneratePets(ctx, petCount, store.GeneratePetsOptions{Now: time.Now(), Lifespan: pets.Rules{Tick: tick}.Lifespan()})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: added %d pets in %s\n", path, petCount, time.Since(start).Round(time.Millisecond))
+		if ets == 0 {
+			return nil
+		}
+	}
 	if ets == 0 {
 		n, err := st.SeedExtraterrestrials(ctx)
 		if err != nil {
@@ -328,6 +356,10 @@ func resetCmd(path string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: reset; added %d seed extraterrestrials\n", path, n)
+	np, err := st.SeedPetsIfEmpty(ctx, time.Now(), pets.DefaultTick)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: reset; added %d seed extraterrestrials and %d pets\n", path, n, np)
 	return nil
 }

@@ -351,12 +351,16 @@ func TestCommandLine(t *testing.T) {
 		{name: "stray argument", args: []string{"seed", "-db", db, "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
 		{name: "negative ets", args: []string{"seed", "-db", db, "-ets", "-5"}, wantCode: 2, wantStderr: "-ets"},
 		{name: "version", args: []string{"version"}, wantCode: 0, wantStdout: "phonehome "},
-		{name: "migrate", args: []string{"migrate", "-db", db}, wantCode: 0, wantStdout: "schema at version 2"},
+		{name: "migrate", args: []string{"migrate", "-db", db}, wantCode: 0, wantStdout: "schema at version " + strconv.Itoa(int(store.LatestSchemaVersion()))},
 		{name: "seed", args: []string{"seed", "-db", db}, wantCode: 0, wantStdout: "added 10 seed extraterrestrials"},
 		{name: "seed again adds none", args: []string{"seed", "-db", db}, wantCode: 0, wantStdout: "added 0 seed"},
 		{name: "seed generated", args: []string{"seed", "-db", db, "-ets", "500"}, wantCode: 0, wantStdout: "added 500 extraterrestrials"},
 		{name: "db from env", args: []string{"seed", "-ets", "5"}, env: map[string]string{"PHONEHOME_DB": db}, wantCode: 0, wantStdout: db + ": added 5"},
-		{name: "reset", args: []string{"reset", "-db", db}, wantCode: 0, wantStdout: "reset; added 10 seed extraterrestrials"},
+		{name: "seed pets", args: []string{"seed", "-db", db, "-pets", "300"}, wantCode: 0, wantStdout: "added 300 pets"},
+		{name: "negative pets", args: []string{"seed", "-db", db, "-pets", "-1"}, wantCode: 2, wantStderr: "-pets"},
+		{name: "bad pet tick", args: []string{"-pet-tick", "0s"}, wantCode: 2, wantStderr: "-pet-tick"},
+		{name: "bad persist interval", args: []string{"-persist-every", "-1s"}, wantCode: 2, wantStderr: "-persist-every"},
+		{name: "reset", args: []string{"reset", "-db", db}, wantCode: 0, wantStdout: "reset; added 10 seed extraterrestrials and 10 pets"},
 		{name: "not a database", args: []string{"migrate", "-db", notDB}, wantCode: 1, wantStderr: "not a SQLite database"},
 		{name: "missing folder", args: []string{"migrate", "-db", filepath.Join(dir, "no", "such", "x.db")}, wantCode: 1, wantStderr: "database folder"},
 	}
@@ -384,6 +388,9 @@ func TestCommandLine(t *testing.T) {
 	counts, _ := st.CountByStatus(context.Background())
 	if counts.Total() != 10 {
 		t.Errorf("after reset: %d extraterrestrials, want 10", counts.Total())
+	}
+	if pc, err := st.CountPets(context.Background()); err != nil || pc.Alive+pc.Dead != 10 {
+		t.Errorf("after reset: pets %+v (%v), want the 10 seed pets", pc, err)
 	}
 }
 

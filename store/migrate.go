@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/golang-migrate/migrate/v4"
 	"github.com/golang-migrate/migrate/v4/database/sqlite"
@@ -90,13 +92,23 @@ func (s *Store) ForceVersion(v int) error {
 
 // Drop removes every table, including the migration bookkeeping.
 func (s *Store) Drop() error {
-	return s.withMigrate(func(m *migrate.Migrate) error { return m.Drop() })
+	return s.withMigrateOn(dsn(s.Path, dropPragmas, "_txlock=immediate"), func(m *migrate.Migrate) error { return m.Drop() })
 }
+
+// dropPragmas are the writer's without foreign keys: tables are dropped in
+// whatever order golang-migrate finds them, referenced ones included.
+var dropPragmas = slices.DeleteFunc(slices.Clone(writerPragmas), func(p string) bool {
+	return strings.HasPrefix(p, "foreign_keys")
+})
 
 // withMigrate gives golang-migrate its own connection: its Close closes the
 // *sql.DB it was handed, which must not be the writer.
 func (s *Store) withMigrate(fn func(m *migrate.Migrate) error) error {
-	db, err := sql.Open("sqlite", dsn(s.Path, writerPragmas, "_txlock=immediate"))
+	return s.withMigrateOn(dsn(s.Path, writerPragmas, "_txlock=immediate"), fn)
+}
+
+func (s *Store) withMigrateOn(dataSource string, fn func(m *migrate.Migrate) error) error {
+	db, err := sql.Open("sqlite", dataSource)
 	if err != nil {
 		return err
 	}

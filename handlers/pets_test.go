@@ -1,0 +1,809 @@
+package handlers_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/pets"
+	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/views"
+)
+
+var petEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+const petTick = 5 * time.Second
+
+// fakeClock is the pets' clock, moved by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+type petBundle struct {
+	st    *store.Store
+	path  string
+	hub   *events.Hub
+	sim   *pets.Sim
+	clock *fakeClock
+	srv   *httptest.Server
+}
+
+// petSetup serves the real router with the pet pages over a new database, a
+// real hub feeding the watchers, and a started sim whose ticks the tests run
+// by hand with a fake clock.
+func petSetup(t *testing.T) *petBundle {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "pets.db")
+	st, err := store.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := views.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	watchers := pets.NewWatchers()
+	hub := events.New(events.Config{OnClients: watchers.Update})
+	clock := &fakeClock{t: petEpoch}
+	sim, err := pets.New(pets.Config{
+		Store: st, Tick: petTick, Watchers: watchers, Publisher: handlers.NewPetFeed(v, hub, logger),
+		Now: clock.Now, Logger: logger, ManualTicks: true,
+		ActiveEvery: 5 * time.Millisecond, CountsEvery: 5 * time.Millisecond, Clients: hub.Clients,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Stop)
+	p := &handlers.Pets{Sim: sim, Store: st, Views: v, Hub: hub, Version: "test"}
+	router := handlers.NewServer(logger, v, "test",
+		&handlers.Health{Ping: st.Ping},
+		&handlers.Events{Hub: hub, Resolve: p.ResolveStream},
+		p)
+	srv := httptest.NewServer(router)
+	t.Cleanup(srv.Close)
+	t.Cleanup(hub.Close) // runs before srv.Close: open streams end first
+	return &petBundle{st: st, path: path, hub: hub, sim: sim, clock: clock, srv: srv}
+}
+
+// keeper is a browser: its own cookie jar, so its own keeper.
+type keeper struct {
+	b      *petBundle
+	client *http.Client
+}
+
+func (b *petBundle) keeper(t *testing.T) *keeper {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *b.srv.Client()
+	c.Jar = jar
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &keeper{b: b, client: &c}
+}
+
+func (k *keeper) do(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, k.b.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range header {
+		req.Header.Set(name, v)
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(data)
+}
+
+var jsonHeader = map[string]string{"Content-Type": "application/json"}
+
+// adopt adopts a pet through the API and returns it.
+func (k *keeper) adopt(t *testing.T, name, species string) petJSON {
+	t.Helper()
+	resp, body := k.do(t, "POST", "/api/pets", fmt.Sprintf(`{"name":%q,"species":%q}`, name, species), jsonHeader)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("adopt %s: %d %s", name, resp.StatusCode, body)
+	}
+	return decodePet(t, body)
+}
+
+func (k *keeper) get(t *testing.T, id int64) petJSON {
+	t.Helper()
+	resp, body := k.do(t, "GET", fmt.Sprintf("/api/pets/%d", id), "", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("get pet %d: %d %s", id, resp.StatusCode, body)
+	}
+	return decodePet(t, body)
+}
+
+type petJSON struct {
+	ID      int64   `json:"id"`
+	Name    string  `json:"name"`
+	Species string  `json:"species"`
+	Age     int     `json:"age"`
+	Hunger  int     `json:"hunger"`
+	Alive   bool    `json:"alive"`
+	BornAt  string  `json:"born_at"`
+	DiedAt  *string `json:"died_at"`
+	Viewers int     `json:"viewers"`
+}
+
+func decodePet(t *testing.T, body string) petJSON {
+	t.Helper()
+	var p petJSON
+	if err := json.Unmarshal([]byte(body), &p); err != nil {
+		t.Fatalf("pet JSON %q: %v", body, err)
+	}
+	return p
+}
+
+// stream is one open event stream read in the background.
+type stream struct {
+	msgs   chan events.Message
+	cancel func()
+}
+
+// watch opens an event stream through the router, as a pet page does.
+func (k *keeper) watch(t *testing.T, name string) *stream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", k.b.srv.URL+"/events?stream="+name, nil)
+	resp, err := k.client.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		cancel()
+		t.Fatalf("stream %s: status %d", name, resp.StatusCode)
+	}
+	s := &stream{msgs: make(chan events.Message, 256), cancel: func() { cancel(); resp.Body.Close() }}
+	t.Cleanup(s.cancel)
+	go func() {
+		defer close(s.msgs)
+		r := events.NewReader(bufio.NewReader(resp.Body))
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return
+			}
+			s.msgs <- m
+		}
+	}()
+	return s
+}
+
+// until reads events until one satisfies ok, failing after 10 s.
+func (s *stream) until(t *testing.T, what string, ok func(events.Message) bool) events.Message {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m, open := <-s.msgs:
+			if !open {
+				t.Fatalf("%s: stream ended", what)
+			}
+			if ok(m) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("%s: no such event within 10 s", what)
+		}
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestPetAPIShapes(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	k := b.keeper(t)
+	resp, body := k.do(t, "POST", "/api/pets", `{"name":"Ember","species":"fox"}`, jsonHeader)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(body), &raw); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for key := range raw {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	if got := strings.Join(keys, ","); got != "age,alive,born_at,died_at,hunger,id,name,species,viewers" {
+		t.Errorf("pet keys %s", got)
+	}
+	p := decodePet(t, body)
+	if p.Name != "Ember" || p.Species != "fox" || p.Age != 0 || p.Hunger != 250 || !p.Alive || p.DiedAt != nil || p.Viewers != 0 ||
+		p.BornAt != "2030-01-02T03:04:05Z" {
+		t.Errorf("created %+v", p)
+	}
+	if loc := resp.Header.Get("Location"); loc != fmt.Sprintf("/api/pets/%d", p.ID) {
+		t.Errorf("Location %q", loc)
+	}
+	cookie := resp.Header.Get("Set-Cookie")
+	for _, want := range []string{"phonehome_keeper=", "Path=/", "HttpOnly", "SameSite=Lax", "Max-Age=31536000"} {
+		if !strings.Contains(cookie, want) {
+			t.Errorf("cookie %q lacks %s", cookie, want)
+		}
+	}
+	if !regexp.MustCompile(`phonehome_keeper=[0-9a-f]{32};`).MatchString(cookie) {
+		t.Errorf("keeper id is not 128 random bits in hex: %q", cookie)
+	}
+
+	b.clock.Set(petEpoch.Add(3*petTick + time.Second))
+	if got := k.get(t, p.ID); got.Age != 3 || got.Hunger != 265 {
+		t.Errorf("3 ticks later: %+v", got)
+	}
+
+	// Dead: died_at is the instant of death.
+	b.clock.Set(petEpoch.Add(b.sim.Rules().Lifespan() + time.Hour))
+	got := k.get(t, p.ID)
+	if got.Alive || got.Age != 10001 || got.DiedAt == nil || *got.DiedAt != petEpoch.Add(10001*petTick).Format(time.RFC3339) {
+		t.Errorf("dead pet %+v (died_at %v)", got, got.DiedAt)
+	}
+}
+
+func TestPetAPIListPagesAndFilters(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	k := b.keeper(t)
+	var ids []int64
+	for i := range 5 {
+		ids = append(ids, k.adopt(t, fmt.Sprintf("Pet %d", i), "cat").ID)
+		b.clock.Set(b.clock.Now().Add(time.Hour))
+	}
+	// The first two die.
+	b.clock.Set(petEpoch.Add(b.sim.Rules().Lifespan() + time.Hour + time.Minute))
+	if _, err := b.sim.Tick(context.Background(), b.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	list := func(query string) []int64 {
+		t.Helper()
+		var out []int64
+		path := "/api/pets?limit=2&" + query
+		for pages := 0; ; pages++ {
+			if pages > 5 {
+				t.Fatal("cursor never ends")
+			}
+			resp, body := k.do(t, "GET", path, "", nil)
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+			}
+			var page struct {
+				Items      []petJSON `json:"items"`
+				NextCursor *string   `json:"next_cursor"`
+			}
+			if err := json.Unmarshal([]byte(body), &page); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range page.Items {
+				out = append(out, p.ID)
+			}
+			if page.NextCursor == nil {
+				return out
+			}
+			path = "/api/pets?limit=2&" + query + "&cursor=" + url.QueryEscape(*page.NextCursor)
+		}
+	}
+	tests := []struct {
+		query string
+		want  []int64
+	}{
+		{"", []int64{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+		{"alive=true", []int64{ids[4], ids[3], ids[2]}},
+		{"alive=false", []int64{ids[1], ids[0]}},
+		{"q=pet+3", []int64{ids[3]}},
+	}
+	for _, tt := range tests {
+		if got := list(tt.query); !slices.Equal(got, tt.want) {
+			t.Errorf("%q: %v, want %v", tt.query, got, tt.want)
+		}
+	}
+}
+
+func TestPetAPIErrors(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	owner := b.keeper(t)
+	p := owner.adopt(t, "Mochi", "cat")
+	k := b.keeper(t)
+	tests := []struct {
+		name, method, path string
+		header             map[string]string
+		body               string
+		want               int
+		wantBody           string
+	}{
+		{"not JSON", "POST", "/api/pets", map[string]string{"Content-Type": "text/plain"}, `{"name":"Rex","species":"dog"}`, 415, "Content-Type: application/json"},
+		{"no content type", "POST", "/api/pets", nil, `{"name":"Rex","species":"dog"}`, 415, `{"error":`},
+		{"malformed JSON", "POST", "/api/pets", jsonHeader, `{"name":`, 400, "malformed JSON"},
+		{"empty body", "POST", "/api/pets", jsonHeader, ``, 400, "body is empty"},
+		{"unknown field", "POST", "/api/pets", jsonHeader, `{"name":"Rex","specie":"dog"}`, 400, "unknown field"},
+		{"two values", "POST", "/api/pets", jsonHeader, `{"name":"Rex","species":"dog"} {}`, 400, "malformed JSON"},
+		{"name of 2 characters", "POST", "/api/pets", jsonHeader, `{"name":"Re","species":"dog"}`, 422, "3 to 100 characters"},
+		{"name of 101 characters", "POST", "/api/pets", jsonHeader, `{"name":"` + strings.Repeat("x", 101) + `","species":"dog"}`, 422, "this one has 101"},
+		{"unknown species", "POST", "/api/pets", jsonHeader, `{"name":"Rex","species":"dragon"}`, 422, "unknown species"},
+		{"no species", "POST", "/api/pets", jsonHeader, `{"name":"Rex"}`, 422, "choose a species"},
+		{"too large", "POST", "/api/pets", jsonHeader, `{"name":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "too large"},
+		{"unknown pet", "GET", "/api/pets/999", nil, "", 404, `{"error":"no pet 999"}`},
+		{"not an id", "GET", "/api/pets/abc", nil, "", 404, `no pet \"abc\"`},
+		{"feed unknown pet", "POST", "/api/pets/999/feed", nil, "", 404, "no pet 999"},
+		{"feed someone else's pet", "POST", fmt.Sprintf("/api/pets/%d/feed", p.ID), nil, "", 403, "Mochi is not your pet"},
+		{"treat nobody watches", "POST", fmt.Sprintf("/api/pets/%d/treat", p.ID), nil, "", 409, "nobody is watching Mochi"},
+		{"alive not a boolean", "GET", "/api/pets?alive=maybe", nil, "", 422, "alive must be true or false"},
+		{"limit not a number", "GET", "/api/pets?limit=ten", nil, "", 400, "limit must be a whole number"},
+		{"limit too big", "GET", "/api/pets?limit=1001", nil, "", 422, "between 1 and 1000"},
+		{"bad cursor", "GET", "/api/pets?cursor=%25%25", nil, "", 400, "malformed cursor"},
+		{"wrong method", "DELETE", "/api/pets", nil, "", 405, `{"error":`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := k.do(t, tt.method, tt.path, tt.body, tt.header)
+			if resp.StatusCode != tt.want || !strings.Contains(body, tt.wantBody) {
+				t.Errorf("%s %s: %d %.200q; want %d containing %q", tt.method, tt.path, resp.StatusCode, body, tt.want, tt.wantBody)
+			}
+		})
+	}
+	if got := k.get(t, p.ID); got.Hunger != 250 {
+		t.Errorf("refused requests changed hunger to %d", got.Hunger)
+	}
+	if c, _ := b.st.CountPets(context.Background()); c.Total() != 1 {
+		t.Errorf("refused requests adopted pets: %+v", c)
+	}
+}
+
+func TestFeedOnlyOwnLivingPetDownToZero(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	owner, stranger := b.keeper(t), b.keeper(t)
+	p := owner.adopt(t, "Mochi", "cat")
+	path := fmt.Sprintf("/api/pets/%d/feed", p.ID)
+	for _, want := range []int{150, 50, 0, 0} {
+		resp, body := owner.do(t, "POST", path, "", nil)
+		if resp.StatusCode != 200 || decodePet(t, body).Hunger != want {
+			t.Fatalf("feed: %d %s; want hunger %d", resp.StatusCode, body, want)
+		}
+	}
+	if resp, body := stranger.do(t, "POST", path, "", nil); resp.StatusCode != 403 || !strings.Contains(body, "only its keeper can feed it") {
+		t.Errorf("stranger: %d %s", resp.StatusCode, body)
+	}
+	// The feed was committed before the answer: a second connection to the
+	// file (as after a crash) sees it.
+	other, err := store.Open(context.Background(), b.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if row, err := other.GetPet(context.Background(), p.ID); err != nil || row.HungerBase != 0 {
+		t.Errorf("stored %+v, %v", row, err)
+	}
+	b.clock.Set(petEpoch.Add(b.sim.Rules().Lifespan()))
+	if resp, body := owner.do(t, "POST", path, "", nil); resp.StatusCode != 409 || !strings.Contains(body, "Mochi has died") {
+		t.Errorf("dead: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestNamesAreStoredVerbatimAndShownEscaped(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	k := b.keeper(t)
+	const name = `<script>alert("pwned")</script> & co`
+	form := url.Values{"name": {name}, "species": {"crab"}}.Encode()
+	resp, body := k.do(t, "POST", "/pets", form, map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"})
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/pets/") {
+		t.Fatalf("adopt form: %d %q %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	page := resp.Header.Get("Location")
+	id := strings.TrimPrefix(page, "/pets/")
+	var stored string
+	if err := b.st.Reader.Get(&stored, "SELECT name FROM pets WHERE id = ?", id); err != nil || stored != name {
+		t.Errorf("stored %q, %v", stored, err)
+	}
+	escaped := `&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; &amp; co`
+	for _, path := range []string{page, "/pets", "/pets?q=%3Cscr"} {
+		_, body := k.do(t, "GET", path, "", nil)
+		if !strings.Contains(body, escaped) || strings.Contains(body, "<script>alert") {
+			t.Errorf("%s does not escape the name", path)
+		}
+	}
+	if _, body := k.do(t, "GET", "/api/pets/"+id, "", nil); decodePet(t, body).Name != name {
+		t.Errorf("API name %s", body)
+	}
+}
+
+func TestAdoptFormReRendersErrorsWithTheValues(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	k := b.keeper(t)
+	resp, body := k.do(t, "GET", "/pets/new", "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `name="species" value="phoenix"`) || !strings.Contains(body, `<form class="card adopt-form" method="post" action="/pets">`) {
+		t.Fatalf("form: %d", resp.StatusCode)
+	}
+	tests := []struct {
+		name, form, message, keeps string
+	}{
+		{"2 characters", "name=Re&species=owl", "a name has 3 to 100 characters; this one has 2", `value="Re"`},
+		{"101 characters", "name=" + strings.Repeat("x", 101) + "&species=owl", "this one has 101", `value="` + strings.Repeat("x", 101) + `"`},
+		{"unknown species", "name=Rex&species=dragon", "unknown species", `value="Rex"`},
+	}
+	for _, tt := range tests {
+		resp, body := k.do(t, "POST", "/pets", tt.form, map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+		if resp.StatusCode != 422 || !strings.Contains(body, tt.message) || !strings.Contains(body, tt.keeps) {
+			t.Errorf("%s: %d, message or value missing", tt.name, resp.StatusCode)
+		}
+		if tt.name != "unknown species" && !strings.Contains(body, `value="owl" checked`) {
+			t.Errorf("%s: the species choice is lost", tt.name)
+		}
+	}
+	if c, _ := b.st.CountPets(context.Background()); c.Total() != 0 {
+		t.Errorf("invalid forms adopted %d pets", c.Total())
+	}
+}
+
+func TestWatchersAreCountedFromRealStreams(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	owner := b.keeper(t)
+	p := owner.adopt(t, "Mochi", "cat")
+	name := pets.Stream(p.ID)
+
+	first := b.keeper(t).watch(t, name)
+	second := b.keeper(t).watch(t, name)
+	eventually(t, "viewers=2", func() bool { return owner.get(t, p.ID).Viewers == 2 })
+	first.until(t, "2 watching", func(m events.Message) bool {
+		return strings.Contains(m.Data, `id="pet-stats"`) && strings.Contains(m.Data, `<span class="stat-n">2</span> watching`)
+	})
+	// The page counts the visitor who is about to connect.
+	if _, body := owner.do(t, "GET", "/pets/"+fmt.Sprint(p.ID), "", nil); !strings.Contains(body, `<span class="stat-n">3</span> watching`) {
+		t.Error("page does not show 3 watching")
+	}
+
+	second.cancel()
+	eventually(t, "viewers=1", func() bool { return owner.get(t, p.ID).Viewers == 1 })
+	first.until(t, "1 watching", func(m events.Message) bool {
+		return strings.Contains(m.Data, `<span class="stat-n">1</span> watching`)
+	})
+	first.cancel()
+	eventually(t, "viewers=0", func() bool { return owner.get(t, p.ID).Viewers == 0 })
+}
+
+func TestPetPageIsLiveUntilThePetDies(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	k := b.keeper(t)
+	p := k.adopt(t, "Mochi", "cat")
+	page := fmt.Sprintf("/pets/%d", p.ID)
+	_, body := k.do(t, "GET", page, "", nil)
+	for _, want := range []string{
+		fmt.Sprintf(`sse-connect="/events?stream=pet-%d&amp;last_event_id=`, p.ID),
+		`<div sse-swap="message" hx-swap="none" hidden></div>`,
+		`id="pet-stats"`, `aria-label="3 of 5 hearts"`, `250 / 500`,
+		fmt.Sprintf(`hx-post="/pets/%d/feed"`, p.ID), `>Feed</button>`,
+		`Active pets (0)`, "Nobody's around", `5 left`, `Your pet`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	if strings.Contains(body, `id="pet-stats" class="pet-stats" hx-swap-oob`) {
+		t.Error("page fragments must not be out-of-band")
+	}
+	// Another keeper sees no Feed button.
+	if _, body := b.keeper(t).do(t, "GET", page, "", nil); strings.Contains(body, ">Feed</button>") || strings.Contains(body, "Your pet") {
+		t.Error("a stranger may feed")
+	}
+
+	s := k.watch(t, pets.Stream(p.ID))
+	eventually(t, "watched", func() bool { return b.sim.Watchers().Count(p.ID) == 1 })
+	b.clock.Set(petEpoch.Add(7*petTick + time.Second))
+	if _, err := b.sim.Tick(context.Background(), b.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	m := s.until(t, "tick", func(m events.Message) bool { return strings.Contains(m.Data, `<span class="stat-n">7</span> ticks`) })
+	if m.Event != "" || !strings.HasPrefix(m.Data, `<dl id="pet-stats" class="pet-stats" hx-swap-oob="true">`) || !strings.Contains(m.Data, "285 / 500") {
+		t.Errorf("tick event %+v", m)
+	}
+
+	death := petEpoch.Add(b.sim.Rules().Lifespan())
+	b.clock.Set(death.Add(time.Second))
+	if _, err := b.sim.Tick(context.Background(), b.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	m = s.until(t, "death", func(m events.Message) bool { return strings.Contains(m.Data, `id="pet-main"`) })
+	if !strings.HasPrefix(m.Data, `<div id="pet-main" class="pet-main pet-dead" hx-swap-oob="true">`) || strings.Contains(m.Data, "sse-connect") ||
+		!strings.Contains(m.Data, "Mochi ☠️") || !strings.Contains(m.Data, "10,001") {
+		t.Errorf("death event %.300q", m.Data)
+	}
+	_, body = k.do(t, "GET", page, "", nil)
+	if strings.Contains(body, "sse-connect") || !strings.Contains(body, "Mochi ☠️") || strings.Contains(body, ">Feed</button>") {
+		t.Error("dead pet's page is live or lacks the skull")
+	}
+	if got := k.get(t, p.ID); got.Alive || got.DiedAt == nil || *got.DiedAt != death.Format(time.RFC3339) {
+		t.Errorf("dead pet %+v", got)
+	}
+}
+
+func TestPetStreamsResolve(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	k := b.keeper(t)
+	old := k.adopt(t, "Old", "owl")
+	b.clock.Set(petEpoch.Add(b.sim.Rules().Lifespan()))
+	young := k.adopt(t, "Young", "owl")
+	tests := []struct {
+		stream string
+		want   int
+	}{
+		{pets.Stream(young.ID), 200},
+		{"pets", 200},
+		{pets.Stream(old.ID), 404}, // dead: not live
+		{"pet-999", 404},
+		{"pet-abc", 404},
+		{"pet-0" + fmt.Sprint(young.ID), 404},
+	}
+	for _, tt := range tests {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+"/events?stream="+tt.stream, nil)
+		resp, err := k.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s: %d, want %d", tt.stream, resp.StatusCode, tt.want)
+		}
+		cancel()
+		resp.Body.Close()
+	}
+}
+
+func TestTreatsThroughTheAPIAndTheForms(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	alice, bob := b.keeper(t), b.keeper(t)
+	mochi := alice.adopt(t, "Mochi", "cat")
+	rex := bob.adopt(t, "Rex", "dog")
+	treat := func(k *keeper, id int64) (int, string) {
+		resp, body := k.do(t, "POST", fmt.Sprintf("/api/pets/%d/treat", id), "", nil)
+		return resp.StatusCode, body
+	}
+	if code, body := treat(bob, mochi.ID); code != 409 || !strings.Contains(body, "nobody is watching Mochi right now") {
+		t.Errorf("unwatched: %d %s", code, body)
+	}
+	alice.watch(t, pets.Stream(mochi.ID))
+	bob.watch(t, pets.Stream(rex.ID))
+	eventually(t, "watched", func() bool { return b.sim.Watchers().Len() == 2 })
+
+	code, body := treat(bob, mochi.ID)
+	var got struct {
+		Pet        petJSON `json:"pet"`
+		TreatsLeft int     `json:"treats_left"`
+		RefillAt   *string `json:"treats_refill_at"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); code != 200 || err != nil || got.Pet.Hunger != 230 || got.TreatsLeft != 4 ||
+		got.RefillAt == nil || *got.RefillAt != petEpoch.Add(30*time.Minute).Format(time.RFC3339) {
+		t.Errorf("treat: %d %s", code, body)
+	}
+	if code, body := treat(bob, rex.ID); code != 403 || !strings.Contains(body, "Rex is your own pet") {
+		t.Errorf("own pet: %d %s", code, body)
+	}
+
+	// The page's Give Treat button, with htmx: a message and the treats left.
+	formPath := fmt.Sprintf("/pets/%d/treat", mochi.ID)
+	resp, body := bob.do(t, "POST", formPath, "", map[string]string{"HX-Request": "true"})
+	if resp.StatusCode != 200 || !strings.Contains(body, "You gave Mochi a treat (hunger now 210); you have 3 treats left.") ||
+		!strings.Contains(body, `<p id="pet-treats" class="treats" hx-swap-oob="true">`) || !strings.Contains(body, "3 left") {
+		t.Errorf("htmx treat: %d %s", resp.StatusCode, body)
+	}
+	// Without JavaScript: back to the page the button was on.
+	resp, _ = bob.do(t, "POST", formPath, "", map[string]string{"Referer": b.srv.URL + fmt.Sprintf("/pets/%d", rex.ID)})
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != fmt.Sprintf("/pets/%d", rex.ID) {
+		t.Errorf("plain treat: %d → %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, _ = bob.do(t, "POST", formPath, "", map[string]string{"Referer": "http://evil.example/pets/1"})
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != fmt.Sprintf("/pets/%d", mochi.ID) {
+		t.Errorf("foreign referer: %d → %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	treat(bob, mochi.ID) // the fifth
+	if code, body := treat(bob, mochi.ID); code != 409 || !strings.Contains(body, "no treats left: 5 more at 03:34 UTC") {
+		t.Errorf("sixth: %d %s", code, body)
+	}
+	resp, body = bob.do(t, "POST", formPath, "", map[string]string{"HX-Request": "true"})
+	if resp.StatusCode != 200 || !strings.Contains(body, `flash-error`) || !strings.Contains(body, "no treats left") {
+		t.Errorf("htmx sixth: %d %s", resp.StatusCode, body)
+	}
+	_, page := bob.do(t, "GET", fmt.Sprintf("/pets/%d", rex.ID), "", nil)
+	if !strings.Contains(page, "0 left") || !strings.Contains(page, "5 more at") {
+		t.Error("page does not show the spent budget")
+	}
+	b.clock.Set(petEpoch.Add(30 * time.Minute))
+	if code, body := treat(bob, mochi.ID); code != 200 || !strings.Contains(body, `"treats_left":4`) {
+		t.Errorf("after the refill: %d %s", code, body)
+	}
+}
+
+func TestFeedForm(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	owner, stranger := b.keeper(t), b.keeper(t)
+	p := owner.adopt(t, "Mochi", "cat")
+	path := fmt.Sprintf("/pets/%d/feed", p.ID)
+	resp, body := owner.do(t, "POST", path, "", map[string]string{"HX-Request": "true"})
+	if resp.StatusCode != 200 || !strings.Contains(body, "You fed Mochi. Hunger is now 150 of 500.") ||
+		!strings.Contains(body, `<dl id="pet-stats" class="pet-stats" hx-swap-oob="true">`) {
+		t.Errorf("htmx feed: %d %s", resp.StatusCode, body)
+	}
+	resp, _ = owner.do(t, "POST", path, "", nil)
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != fmt.Sprintf("/pets/%d", p.ID) {
+		t.Errorf("plain feed: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, body = stranger.do(t, "POST", path, "", map[string]string{"HX-Request": "true"})
+	if resp.StatusCode != 200 || !strings.Contains(body, "flash-error") || !strings.Contains(body, "Mochi is not your pet") {
+		t.Errorf("stranger, htmx: %d %s", resp.StatusCode, body)
+	}
+	resp, body = stranger.do(t, "POST", path, "", nil)
+	if resp.StatusCode != 403 || !strings.Contains(body, "<h1>403 · Forbidden</h1>") {
+		t.Errorf("stranger, plain: %d", resp.StatusCode)
+	}
+	if got := owner.get(t, p.ID); got.Hunger != 50 {
+		t.Errorf("hunger %d after two feeds", got.Hunger)
+	}
+}
+
+func TestPetPostsRefuseCrossSiteRequests(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	k := b.keeper(t)
+	p := k.adopt(t, "Mochi", "cat")
+	for _, tt := range []struct{ path, body string }{
+		{"/api/pets", `{"name":"Evil","species":"crab"}`},
+		{"/pets", "name=Evil&species=crab"},
+		{fmt.Sprintf("/pets/%d/feed", p.ID), ""},
+		{fmt.Sprintf("/api/pets/%d/treat", p.ID), ""},
+	} {
+		resp, _ := k.do(t, "POST", tt.path, tt.body, map[string]string{"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"})
+		if resp.StatusCode != 403 {
+			t.Errorf("%s: %d", tt.path, resp.StatusCode)
+		}
+	}
+	if got := k.get(t, p.ID); got.Hunger != 250 {
+		t.Errorf("cross-site feed went through: %+v", got)
+	}
+}
+
+func TestActivePetsListOtherWatchedPets(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	alice, bob := b.keeper(t), b.keeper(t)
+	mochi := alice.adopt(t, "Mochi", "cat")
+	rex := bob.adopt(t, "Rex", "dog")
+	hoot := bob.adopt(t, "Hoot", "owl")
+	onMochi := alice.watch(t, pets.Stream(mochi.ID))
+	bob.watch(t, pets.Stream(rex.ID))
+	// Mochi's page learns that Rex is being watched.
+	m := onMochi.until(t, "active pets", func(m events.Message) bool {
+		return strings.Contains(m.Data, `id="pet-active"`) && strings.Contains(m.Data, "Active pets (1)")
+	})
+	if !strings.Contains(m.Data, fmt.Sprintf(`hx-post="/pets/%d/treat"`, rex.ID)) || !strings.Contains(m.Data, ">Rex</span>") ||
+		strings.Contains(m.Data, ">Mochi</span>") || !strings.HasPrefix(m.Data, `<section id="pet-active" class="active-pets" hx-swap-oob="true">`) {
+		t.Errorf("active pets event %s", m.Data)
+	}
+	// Hoot's page (not watched yet) lists both, each with Give Treat.
+	_, body := alice.do(t, "GET", fmt.Sprintf("/pets/%d", hoot.ID), "", nil)
+	if !strings.Contains(body, "Active pets (2)") || strings.Count(body, ">Give Treat</button>") != 2 {
+		t.Errorf("Hoot's page: %q", regexp.MustCompile(`(?s)<section id="pet-active".*?</section>`).FindString(body))
+	}
+}
+
+func TestPetsPageAndItsStream(t *testing.T) {
+	t.Parallel()
+	b := petSetup(t)
+	visitor := b.keeper(t)
+	resp, body := visitor.do(t, "GET", "/pets", "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Set-Cookie"), "phonehome_keeper=") ||
+		!strings.Contains(body, "You have not adopted a pet yet") || !strings.Contains(body, "No pets match.") {
+		t.Fatalf("first visit: %d", resp.StatusCode)
+	}
+	if !strings.Contains(body, `sse-connect="/events?stream=pets&amp;last_event_id=`) || !strings.Contains(body, `sse-swap="message,counts,adopted"`) {
+		t.Error("list page is not live")
+	}
+	s := visitor.watch(t, handlers.PetsStream)
+	other := b.keeper(t)
+	p := other.adopt(t, "Biscuit", "dog")
+	m := s.until(t, "adopted", func(m events.Message) bool { return m.Event == handlers.AdoptedEvent })
+	if !strings.HasPrefix(m.Data, fmt.Sprintf(`<tbody hx-swap-oob="afterbegin:#pets-rows"><tr id="pet-row-%d">`, p.ID)) {
+		t.Errorf("adopted event %.200q", m.Data)
+	}
+	s.until(t, "counts", func(m events.Message) bool {
+		return m.Event == handlers.CountsEvent && strings.Contains(m.Data, `<span class="count-n">1</span><span class="count-label">alive</span>`)
+	})
+
+	mine := visitor.adopt(t, "Mochi", "cat")
+	_, body = visitor.do(t, "GET", "/pets", "", nil)
+	if !strings.Contains(body, fmt.Sprintf(`<a class="pet-card" href="/pets/%d">`, mine.ID)) || strings.Contains(body, fmt.Sprintf(`<a class="pet-card" href="/pets/%d">`, p.ID)) {
+		t.Error("your pets are not the visitor's")
+	}
+
+	b.clock.Set(petEpoch.Add(b.sim.Rules().Lifespan()))
+	if _, err := b.sim.Tick(context.Background(), b.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	m = s.until(t, "died", func(m events.Message) bool { return m.Event == "" && strings.Contains(m.Data, "pet-row-") })
+	if !strings.HasPrefix(m.Data, `<tr id="pet-row-`) || !strings.Contains(m.Data, `hx-swap-oob="true" class="dead"`) || !strings.Contains(m.Data, "☠️") {
+		t.Errorf("death row %.300q", m.Data)
+	}
+	s.until(t, "counts", func(m events.Message) bool {
+		return m.Event == handlers.CountsEvent && strings.Contains(m.Data, `<span class="count-n">2</span><span class="count-label">dead</span>`)
+	})
+
+	// Filters and search; a filtered page takes no new rows.
+	_, body = visitor.do(t, "GET", "/pets?alive=false&q=moc", "", nil)
+	if !strings.Contains(body, `<span class="pet-name">Mochi ☠️</span>`) || strings.Contains(body, "Biscuit") || strings.Contains(body, ",adopted") {
+		t.Error("filtered page")
+	}
+	resp, body = visitor.do(t, "GET", "/pets/rows?alive=true", "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, "No pets match.") || !strings.Contains(body, `<section id="pet-counts" class="counts pet-counts" hx-swap-oob="true"`) {
+		t.Errorf("rows: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := visitor.do(t, "GET", "/pets?alive=perhaps", "", nil); resp.StatusCode != 422 {
+		t.Errorf("bad filter: %d", resp.StatusCode)
+	}
+	if resp, _ := visitor.do(t, "GET", "/pets/12345", "", nil); resp.StatusCode != 404 {
+		t.Errorf("unknown pet page: %d", resp.StatusCode)
+	}
+	if resp, body := visitor.do(t, "GET", "/static/pets.css", "", nil); resp.StatusCode != 200 || !strings.Contains(body, ".pet-stats") {
+		t.Errorf("pets.css: %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,721 @@
+package pets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/phonehome/phonehome/store"
+)
+
+// ActiveShown is how many of the other watched pets a pet's page lists.
+const ActiveShown = 12
+
+// Publisher shows what the simulation decides on live pages;
+// handlers.PetFeed renders the fragments and publishes them. Live, Died and
+// Active are called by one goroutine at a time, in order, so a pet's page
+// never receives an older state after a newer one for long (see Sim).
+type Publisher interface {
+	// Live shows the state of watched, living pets, each on its own stream.
+	Live(states []State)
+	// Died shows on its own stream that a watched pet has died: its page
+	// stops being live.
+	Died(s State)
+	// Active tells every watched pet's page which other pets are watched.
+	Active(a Active)
+	// Listed shows on the list of all pets a pet that was adopted (adopted
+	// is true) or has died.
+	Listed(s State, adopted bool)
+	// Resync tells the list of all pets to reload: too much changed at once.
+	Resync()
+	// Counts shows the alive and dead counts on the list of all pets.
+	Counts(c store.PetCounts)
+}
+
+// Active is the set of living pets being watched right now.
+type Active struct {
+	// Pets are the most recently watched living pets, newest first:
+	// ActiveShown+1 of them at most, so that every page can leave itself out
+	// and still list ActiveShown.
+	Pets []State
+	// Total is how many living pets are watched.
+	Total int
+	// Watched are all the watched living pets: the pages that get the list.
+	Watched []int64
+
+	watched map[int64]bool // Watched as a set, when made by the Sim
+}
+
+// For returns what pet id's page shows: up to ActiveShown other watched pets,
+// how many other pets are watched in all, and whether this list is the one
+// shared by every page whose pet is not among Pets (so it can be rendered
+// once for all of them).
+func (a Active) For(id int64) (others []State, total int, shared bool) {
+	self := slices.IndexFunc(a.Pets, func(s State) bool { return s.ID == id })
+	total = a.Total
+	isWatched := a.watched[id]
+	if a.watched == nil {
+		isWatched = slices.Contains(a.Watched, id)
+	}
+	if self >= 0 || isWatched {
+		total--
+	}
+	others = make([]State, 0, ActiveShown)
+	for i, s := range a.Pets {
+		if i != self && len(others) < ActiveShown {
+			others = append(others, s)
+		}
+	}
+	return others, max(0, total), self < 0
+}
+
+// TickStats describe one tick.
+type TickStats struct {
+	// At is the simulated instant of the tick.
+	At time.Time
+	// Duration is how long the tick took.
+	Duration time.Duration
+	// Died is how many deaths the tick recorded.
+	Died int
+	// Rendered is how many watched pets' states it published.
+	Rendered int
+}
+
+// Config sets up a Sim. Store is required; zero fields take the defaults.
+type Config struct {
+	Store *store.Store
+	// Tick is the tick length T (DefaultTick).
+	Tick time.Duration
+	// Watchers is the registry the hub feeds (a new one if nil).
+	Watchers *Watchers
+	// Publisher shows what happens (nothing if nil).
+	Publisher Publisher
+	// Now is the clock (time.Now); tests pass a fake one.
+	Now    func() time.Time
+	Logger *slog.Logger
+	// ManualTicks leaves ticking to whoever calls Tick (tests); the loop
+	// still publishes changes.
+	ManualTicks bool
+	// ActiveEvery bounds how often the active-pets list is sent (500 ms).
+	ActiveEvery time.Duration
+	// CountsEvery bounds how often the alive/dead counts are sent (1 s).
+	CountsEvery time.Duration
+	// Clients, when set, reports the hub's client count per stream; every
+	// tick reconciles the watchers with it.
+	Clients func() map[string]int
+	// SweepBatch is how many deaths one transaction records (1,000).
+	SweepBatch int
+	// ListedDeaths is how many deaths a tick shows on the list of all pets
+	// one by one; beyond it, the list is told to reload (100).
+	ListedDeaths int
+}
+
+// Sim runs LivePet: it records deaths as they come due, publishes the live
+// state of watched pets every tick, and carries out keepers' actions.
+//
+// All writes are single IMMEDIATE transactions on the store's one writer, so
+// feeds, treats and deaths never race and none is lost. One goroutine at a
+// time (the loop, or a test calling Tick or Flush) reads and publishes
+// watched pets' states, after the writes it reflects have committed; a
+// feed's new state is published by the loop right after the feed commits.
+type Sim struct {
+	cfg      Config
+	rules    Rules
+	store    *store.Store
+	watchers *Watchers
+	pub      Publisher
+	log      *slog.Logger
+	now      func() time.Time
+
+	// work serialises ticks and flushes: one publisher of pet streams.
+	work sync.Mutex
+
+	mu          sync.Mutex
+	counts      store.PetCounts
+	countsDirty bool
+	activeDirty bool
+	dirty       map[int64]struct{} // pets changed by an action since the last publish
+	lastActive  time.Time          // wall clock of the last active-list publish
+	lastCounts  time.Time
+	running     bool
+
+	wake   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	cancel context.CancelFunc
+
+	lastTick atomic.Pointer[TickStats]
+}
+
+// New makes a Sim; Start starts it.
+func New(cfg Config) (*Sim, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("pets: Config.Store is required")
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = DefaultTick
+	}
+	if cfg.Watchers == nil {
+		cfg.Watchers = NewWatchers()
+	}
+	if cfg.Publisher == nil {
+		cfg.Publisher = nopPublisher{}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.ActiveEvery <= 0 {
+		cfg.ActiveEvery = 500 * time.Millisecond
+	}
+	if cfg.CountsEvery <= 0 {
+		cfg.CountsEvery = time.Second
+	}
+	if cfg.SweepBatch <= 0 {
+		cfg.SweepBatch = 1000
+	}
+	if cfg.ListedDeaths <= 0 {
+		cfg.ListedDeaths = 100
+	}
+	return &Sim{
+		cfg: cfg, rules: Rules{Tick: cfg.Tick}, store: cfg.Store, watchers: cfg.Watchers,
+		pub: cfg.Publisher, log: cfg.Logger, now: cfg.Now,
+		dirty: map[int64]struct{}{},
+		wake:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}, nil
+}
+
+// Rules are the sim's rules (its tick length).
+func (s *Sim) Rules() Rules { return s.rules }
+
+// Now is the sim's clock.
+func (s *Sim) Now() time.Time { return s.now() }
+
+// Watchers is the registry of watched pets.
+func (s *Sim) Watchers() *Watchers { return s.watchers }
+
+// Start catches up with the time that passed while the process was down
+// (every pet whose life ran out meanwhile is recorded dead, at the instant it
+// died), counts the pets, and starts the loop. It returns when the catch-up
+// is done.
+func (s *Sim) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("pets: sim already started")
+	}
+	s.running = true
+	s.mu.Unlock()
+
+	started := time.Now()
+	counts, err := s.store.CountPets(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.counts = counts
+	s.mu.Unlock()
+	s.work.Lock()
+	died, err := s.sweep(ctx, s.now())
+	s.work.Unlock()
+	if err != nil {
+		return fmt.Errorf("catch up on deaths: %w", err)
+	}
+	s.log.Info("pets resumed", "alive", counts.Alive-died, "dead", counts.Dead+died, "died_while_down", died,
+		"tick", s.rules.Tick, "took", time.Since(started).Round(time.Millisecond))
+
+	loopCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.loop(loopCtx)
+	return nil
+}
+
+// Stop ends the loop and waits for it; a tick in progress finishes first.
+// Nothing needs saving: every change was committed when it happened.
+func (s *Sim) Stop() {
+	s.mu.Lock()
+	running := s.running && s.cancel != nil
+	s.running = false
+	s.mu.Unlock()
+	if !running {
+		return
+	}
+	close(s.stop)
+	s.cancel()
+	<-s.done
+}
+
+func (s *Sim) loop(ctx context.Context) {
+	defer close(s.done)
+	var tick <-chan time.Time
+	if !s.cfg.ManualTicks {
+		t := time.NewTicker(s.rules.Tick)
+		defer t.Stop()
+		tick = t.C
+	}
+	var later <-chan time.Time
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick:
+			if _, err := s.Tick(ctx, s.now()); err != nil && ctx.Err() == nil {
+				s.log.Error("pet tick", "err", err)
+			}
+		case <-s.wake:
+		case <-s.watchers.Changed():
+		case <-later:
+			later = nil
+		}
+		if wait := s.flush(ctx, false); wait > 0 && later == nil {
+			later = time.After(wait)
+		}
+	}
+}
+
+// poke wakes the loop to publish pending changes.
+func (s *Sim) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Tick runs one tick at now: it records the deaths that came due, then
+// publishes the state of every watched living pet. The loop calls it every
+// Tick; tests call it with a fake clock.
+func (s *Sim) Tick(ctx context.Context, now time.Time) (TickStats, error) {
+	s.work.Lock()
+	defer s.work.Unlock()
+	started := time.Now()
+	if s.cfg.Clients != nil {
+		s.watchers.Reconcile(s.cfg.Clients())
+	}
+	stats := TickStats{At: now}
+	died, err := s.sweep(ctx, now)
+	stats.Died = died
+	if err != nil {
+		return stats, err
+	}
+	// Every watched pet is published now, so pending changes are covered.
+	_, setChanged := s.watchers.Take()
+	s.mu.Lock()
+	clear(s.dirty)
+	if setChanged {
+		s.activeDirty = true
+	}
+	s.mu.Unlock()
+	stats.Rendered, err = s.publishLive(ctx, s.watchers.Watched(), now)
+	stats.Duration = time.Since(started)
+	s.lastTick.Store(&stats)
+	// Deaths change the counts and maybe the active list: the loop sends them.
+	s.poke()
+	return stats, err
+}
+
+// LastTick describes the most recent tick (zero before the first).
+func (s *Sim) LastTick() TickStats {
+	if t := s.lastTick.Load(); t != nil {
+		return *t
+	}
+	return TickStats{}
+}
+
+// sweep records every death due by now, in batches; call with s.work held.
+func (s *Sim) sweep(ctx context.Context, now time.Time) (int, error) {
+	total, listed, resync := 0, 0, false
+	for {
+		var dead []store.Pet
+		err := s.store.InTx(ctx, func(tx *sqlx.Tx) error {
+			var err error
+			dead, err = store.KillDuePetsTx(ctx, tx, now, s.rules.Lifespan(), s.cfg.SweepBatch)
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+		if len(dead) == 0 {
+			break
+		}
+		total += len(dead)
+		ids := make([]int64, len(dead))
+		for i, p := range dead {
+			ids[i] = p.ID
+		}
+		viewers := s.watchers.Counts(ids)
+		watchedDied := false
+		for i, p := range dead {
+			st := s.rules.State(p, now)
+			st.Viewers = viewers[i]
+			if st.Viewers > 0 {
+				s.pub.Died(st)
+				watchedDied = true
+			}
+			if listed < s.cfg.ListedDeaths {
+				s.pub.Listed(st, false)
+				listed++
+			} else {
+				resync = true
+			}
+		}
+		s.mu.Lock()
+		s.counts.Alive = max(0, s.counts.Alive-len(dead))
+		s.counts.Dead += len(dead)
+		s.countsDirty = true
+		s.activeDirty = s.activeDirty || watchedDied
+		s.mu.Unlock()
+		if len(dead) < s.cfg.SweepBatch {
+			break
+		}
+	}
+	if resync {
+		s.pub.Resync()
+	}
+	return total, nil
+}
+
+// states loads pets and derives their state at now, with viewers, in the
+// order of ids; missing pets are left out.
+func (s *Sim) states(ctx context.Context, ids []int64, now time.Time) ([]State, error) {
+	rows, err := s.store.GetPets(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]store.Pet, len(rows))
+	for _, p := range rows {
+		byID[p.ID] = p
+	}
+	viewers := s.watchers.Counts(ids)
+	out := make([]State, 0, len(rows))
+	for i, id := range ids {
+		p, ok := byID[id]
+		if !ok {
+			continue
+		}
+		st := s.rules.State(p, now)
+		st.Viewers = viewers[i]
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// publishLive publishes the state of those of ids that are watched and alive.
+func (s *Sim) publishLive(ctx context.Context, ids []int64, now time.Time) (int, error) {
+	n := 0
+	const chunk = 500
+	for start := 0; start < len(ids); start += chunk {
+		states, err := s.states(ctx, ids[start:min(len(ids), start+chunk)], now)
+		if err != nil {
+			return n, err
+		}
+		live := states[:0]
+		for _, st := range states {
+			if st.Alive && st.Viewers > 0 {
+				live = append(live, st)
+			}
+		}
+		if len(live) > 0 {
+			s.pub.Live(live)
+			n += len(live)
+		}
+	}
+	return n, nil
+}
+
+// Flush publishes every pending change now, ignoring the rate limits: the
+// states of pets changed by actions or whose watchers changed, the active
+// list and the counts. The loop does the same as changes come; tests call it
+// to have them at once.
+func (s *Sim) Flush(ctx context.Context) error {
+	_, err := s.flushErr(ctx, true)
+	return err
+}
+
+func (s *Sim) flush(ctx context.Context, force bool) time.Duration {
+	wait, err := s.flushErr(ctx, force)
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("publish pet changes", "err", err)
+	}
+	return wait
+}
+
+// flushErr publishes pending changes, the rate-limited ones when due, and
+// returns how long until the next rate-limited one may go (0: none pending).
+func (s *Sim) flushErr(ctx context.Context, force bool) (time.Duration, error) {
+	s.work.Lock()
+	defer s.work.Unlock()
+	now := s.now()
+	touched, setChanged := s.watchers.Take()
+	s.mu.Lock()
+	for id := range s.dirty {
+		touched = append(touched, id)
+	}
+	clear(s.dirty)
+	if setChanged {
+		s.activeDirty = true
+	}
+	s.mu.Unlock()
+	slices.Sort(touched)
+	touched = slices.Compact(touched)
+	_, err := s.publishLive(ctx, touched, now)
+
+	wall := time.Now()
+	s.mu.Lock()
+	doActive := s.activeDirty && (force || wall.Sub(s.lastActive) >= s.cfg.ActiveEvery)
+	if doActive {
+		s.activeDirty, s.lastActive = false, wall
+	}
+	doCounts := s.countsDirty && (force || wall.Sub(s.lastCounts) >= s.cfg.CountsEvery)
+	if doCounts {
+		s.countsDirty, s.lastCounts = false, wall
+	}
+	counts := s.counts
+	s.mu.Unlock()
+
+	if doActive {
+		a, aerr := s.active(ctx, now)
+		if aerr != nil {
+			err = errors.Join(err, aerr)
+			s.mu.Lock()
+			s.activeDirty = true
+			s.mu.Unlock()
+		} else {
+			s.pub.Active(a)
+		}
+	}
+	if doCounts {
+		s.pub.Counts(counts)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var wait time.Duration
+	if s.activeDirty {
+		wait = max(time.Millisecond, s.cfg.ActiveEvery-wall.Sub(s.lastActive))
+	}
+	if s.countsDirty {
+		w := max(time.Millisecond, s.cfg.CountsEvery-wall.Sub(s.lastCounts))
+		if wait == 0 || w < wait {
+			wait = w
+		}
+	}
+	return wait, err
+}
+
+// ActivePets returns the living pets being watched right now.
+func (s *Sim) ActivePets(ctx context.Context) (Active, error) {
+	return s.active(ctx, s.now())
+}
+
+func (s *Sim) active(ctx context.Context, now time.Time) (Active, error) {
+	states, err := s.states(ctx, s.watchers.Watched(), now)
+	if err != nil {
+		return Active{}, err
+	}
+	a := Active{Watched: make([]int64, 0, len(states)), watched: make(map[int64]bool, len(states))}
+	for _, st := range states {
+		if !st.Alive || st.Viewers == 0 {
+			continue
+		}
+		a.Total++
+		a.Watched = append(a.Watched, st.ID)
+		a.watched[st.ID] = true
+		if len(a.Pets) <= ActiveShown {
+			a.Pets = append(a.Pets, st)
+		}
+	}
+	return a, nil
+}
+
+// Counts is how many pets are alive and dead, as recorded (kept current by
+// adoptions and the death sweep, so it costs no query).
+func (s *Sim) Counts() store.PetCounts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts
+}
+
+// changed marks a pet for publishing by the loop.
+func (s *Sim) changed(id int64) {
+	s.mu.Lock()
+	s.dirty[id] = struct{}{}
+	s.mu.Unlock()
+	s.poke()
+}
+
+// Get returns a pet's state now, or store.ErrNotFound.
+func (s *Sim) Get(ctx context.Context, id int64) (State, error) {
+	p, err := s.store.GetPet(ctx, id)
+	if err != nil {
+		return State{}, err
+	}
+	st := s.rules.State(p, s.now())
+	st.Viewers = s.watchers.Count(id)
+	return st, nil
+}
+
+// State derives a stored pet's state now, with its viewers.
+func (s *Sim) State(p store.Pet) State {
+	st := s.rules.State(p, s.now())
+	st.Viewers = s.watchers.Count(p.ID)
+	return st
+}
+
+// Adopt makes a new pet for a keeper (creating the keeper's row if needed):
+// hunger NewbornHunger, age 0, born now. Invalid names and species are
+// *ValidationError.
+func (s *Sim) Adopt(ctx context.Context, keeperID, name, species string) (State, error) {
+	if keeperID == "" {
+		return State{}, errors.New("adopt: no keeper")
+	}
+	name, err := ValidName(name)
+	if err != nil {
+		return State{}, err
+	}
+	sp, err := ValidSpecies(species)
+	if err != nil {
+		return State{}, err
+	}
+	now := s.now()
+	var p store.Pet
+	err = s.store.InTx(ctx, func(tx *sqlx.Tx) error {
+		if err := store.EnsureKeeperTx(ctx, tx, keeperID, TreatsPerWindow, now); err != nil {
+			return err
+		}
+		var err error
+		p, err = store.InsertPetTx(ctx, tx, store.NewPet{KeeperID: keeperID, Name: name, Species: sp, BornAt: now, Hunger: NewbornHunger})
+		return err
+	})
+	if err != nil {
+		return State{}, fmt.Errorf("adopt: %w", err)
+	}
+	s.mu.Lock()
+	s.counts.Alive++
+	s.countsDirty = true
+	s.mu.Unlock()
+	st := s.rules.State(p, now)
+	s.pub.Listed(st, true)
+	s.poke()
+	return st, nil
+}
+
+// Feed feeds a keeper's own living pet: hunger −FeedAmount, down to 0. The
+// change is committed when Feed returns. Another keeper's pet is ErrNotYours,
+// a dead one ErrDead (as *RuleError), an unknown one store.ErrNotFound.
+func (s *Sim) Feed(ctx context.Context, keeperID string, id int64) (State, error) {
+	now := s.now()
+	var st State
+	err := s.store.InTx(ctx, func(tx *sqlx.Tx) error {
+		p, err := store.GetPetTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		before := s.rules.State(p, now)
+		switch {
+		case p.KeeperID != keeperID:
+			return refuse(ErrNotYours, "%s is not your pet: only its keeper can feed it (you can give it a treat while someone is watching it)", p.Name)
+		case !before.Alive:
+			return refuse(ErrDead, "%s has died and cannot be fed any more", p.Name)
+		}
+		p, err = store.SetPetHungerTx(ctx, tx, id, max(0, before.Hunger-FeedAmount), now)
+		if err != nil {
+			return err
+		}
+		st = s.rules.State(p, now)
+		return nil
+	})
+	if err != nil {
+		return State{}, fmt.Errorf("feed pet %d: %w", id, err)
+	}
+	st.Viewers = s.watchers.Count(id)
+	s.changed(id)
+	return st, nil
+}
+
+// Treat gives one of a keeper's treats to another keeper's living pet that
+// someone is watching right now: hunger −TreatAmount, down to 0. The refusals
+// are *RuleError: ErrOwnPet, ErrDead, ErrNotWatched, ErrNoTreats.
+func (s *Sim) Treat(ctx context.Context, keeperID string, id int64) (State, Treats, error) {
+	if keeperID == "" {
+		return State{}, Treats{}, errors.New("treat: no keeper")
+	}
+	now := s.now()
+	var st State
+	var treats Treats
+	err := s.store.InTx(ctx, func(tx *sqlx.Tx) error {
+		p, err := store.GetPetTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		before := s.rules.State(p, now)
+		switch {
+		case p.KeeperID == keeperID:
+			return refuse(ErrOwnPet, "%s is your own pet: treats are for other keepers' pets (feed yours instead)", p.Name)
+		case !before.Alive:
+			return refuse(ErrDead, "%s has died and cannot have treats any more", p.Name)
+		case s.watchers.Count(id) == 0:
+			return refuse(ErrNotWatched, "nobody is watching %s right now: treats go to pets someone is watching", p.Name)
+		}
+		if err := store.EnsureKeeperTx(ctx, tx, keeperID, TreatsPerWindow, now); err != nil {
+			return err
+		}
+		k, err := store.GetKeeperTx(ctx, tx, keeperID)
+		if err != nil {
+			return err
+		}
+		left, windowStart := treatsAt(k, now)
+		if left <= 0 {
+			return refuse(ErrNoTreats, "no treats left: %d more at %s UTC", TreatsPerWindow, windowStart.Add(TreatWindow).UTC().Format("15:04"))
+		}
+		if err := store.SetTreatsTx(ctx, tx, keeperID, left-1, windowStart); err != nil {
+			return err
+		}
+		treats = TreatsOf(store.Keeper{ID: keeperID, TreatsLeft: left - 1, WindowStart: windowStart}, now)
+		p, err = store.SetPetHungerTx(ctx, tx, id, max(0, before.Hunger-TreatAmount), now)
+		if err != nil {
+			return err
+		}
+		st = s.rules.State(p, now)
+		return nil
+	})
+	if err != nil {
+		return State{}, Treats{}, fmt.Errorf("treat pet %d: %w", id, err)
+	}
+	st.Viewers = s.watchers.Count(id)
+	s.changed(id)
+	return st, treats, nil
+}
+
+// Treats is a keeper's treat budget now.
+func (s *Sim) Treats(ctx context.Context, keeperID string) (Treats, error) {
+	k, err := s.store.GetKeeper(ctx, keeperID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Treats{Left: TreatsPerWindow}, nil
+	}
+	if err != nil {
+		return Treats{}, err
+	}
+	return TreatsOf(k, s.now()), nil
+}
+
+// nopPublisher shows nothing, for a Sim without a Publisher.
+type nopPublisher struct{}
+
+func (nopPublisher) Live([]State)           {}
+func (nopPublisher) Died(State)             {}
+func (nopPublisher) Active(Active)          {}
+func (nopPublisher) Listed(State, bool)     {}
+func (nopPublisher) Resync()                {}
+func (nopPublisher) Counts(store.PetCounts) {}

@@ -1,0 +1,661 @@
+package pets_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/phonehome/phonehome/pets"
+	"github.com/phonehome/phonehome/store"
+)
+
+// clock is the fake clock the tests move by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+// recorder is a Publisher that keeps what the sim showed, for the tests to
+// inspect. (The real one, handlers.PetFeed, is tested through the router.)
+type recorder struct {
+	mu      sync.Mutex
+	live    []pets.State
+	died    []pets.State
+	active  []pets.Active
+	listed  []pets.State
+	adopted []pets.State
+	resyncs int
+	counts  []store.PetCounts
+}
+
+func (r *recorder) Live(s []pets.State) { r.mu.Lock(); r.live = append(r.live, s...); r.mu.Unlock() }
+func (r *recorder) Died(s pets.State)   { r.mu.Lock(); r.died = append(r.died, s); r.mu.Unlock() }
+func (r *recorder) Active(a pets.Active) {
+	r.mu.Lock()
+	r.active = append(r.active, a)
+	r.mu.Unlock()
+}
+func (r *recorder) Listed(s pets.State, adopted bool) {
+	r.mu.Lock()
+	if adopted {
+		r.adopted = append(r.adopted, s)
+	} else {
+		r.listed = append(r.listed, s)
+	}
+	r.mu.Unlock()
+}
+func (r *recorder) Resync() { r.mu.Lock(); r.resyncs++; r.mu.Unlock() }
+func (r *recorder) Counts(c store.PetCounts) {
+	r.mu.Lock()
+	r.counts = append(r.counts, c)
+	r.mu.Unlock()
+}
+
+// take returns and forgets what was published live.
+func (r *recorder) takeLive() []pets.State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.live
+	r.live = nil
+	return out
+}
+
+func (r *recorder) lastActive() (pets.Active, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.active) == 0 {
+		return pets.Active{}, false
+	}
+	return r.active[len(r.active)-1], true
+}
+
+type bundle struct {
+	sim   *pets.Sim
+	st    *store.Store
+	path  string
+	clock *clock
+	pub   *recorder
+}
+
+func openStore(t testing.TB, path string) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// setup makes a sim over a new database with a fake clock at epoch. It is
+// not started: tests call Tick and Flush themselves unless they Start it.
+func setup(t *testing.T, tune func(*pets.Config)) *bundle {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pets.db")
+	b := &bundle{st: openStore(t, path), path: path, clock: &clock{t: epoch}, pub: &recorder{}}
+	cfg := pets.Config{Store: b.st, Tick: T, Publisher: b.pub, Now: b.clock.Now, ManualTicks: true}
+	if tune != nil {
+		tune(&cfg)
+	}
+	sim, err := pets.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Stop)
+	b.sim = sim
+	return b
+}
+
+func (b *bundle) adopt(t *testing.T, keeper, name string) pets.State {
+	t.Helper()
+	s, err := b.sim.Adopt(context.Background(), keeper, name, "fox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (b *bundle) tick(t *testing.T, now time.Time) pets.TickStats {
+	t.Helper()
+	b.clock.Set(now)
+	stats, err := b.sim.Tick(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats
+}
+
+func (b *bundle) get(t *testing.T, id int64) pets.State {
+	t.Helper()
+	s, err := b.sim.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestTicksAgeAndHungerUpToTheCap(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	p := b.adopt(t, "k", "Ember")
+	if p.Age != 0 || p.Hunger != pets.NewbornHunger || !p.Alive || !p.BornAt.Equal(epoch) {
+		t.Fatalf("newborn = %+v", p)
+	}
+	b.sim.Watchers().Update(pets.Stream(p.ID), 1)
+	for _, k := range []int{1, 2, 10, 49, 50, 51, 400} {
+		stats := b.tick(t, at(k, T/2))
+		want := min(500, 250+5*k)
+		if s := b.get(t, p.ID); s.Age != k || s.Hunger != want {
+			t.Errorf("tick %d: age %d hunger %d, want %d %d", k, s.Age, s.Hunger, k, want)
+		}
+		live := b.pub.takeLive()
+		if stats.Rendered != 1 || len(live) != 1 || live[0].Age != k || live[0].Hunger != want || live[0].Viewers != 1 {
+			t.Errorf("tick %d published %+v (stats %+v)", k, live, stats)
+		}
+	}
+}
+
+func TestEachPetTicksOnItsOwnPhase(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	first := b.adopt(t, "k", "First")
+	b.clock.Set(epoch.Add(T / 2))
+	second := b.adopt(t, "k", "Second")
+	b.clock.Set(at(1, T/4))
+	if a, b := b.get(t, first.ID), b.get(t, second.ID); a.Age != 1 || a.Hunger != 255 || b.Age != 0 || b.Hunger != 250 {
+		t.Errorf("first %d/%d, second %d/%d", a.Age, a.Hunger, b.Age, b.Hunger)
+	}
+}
+
+func TestFeedTakes100OffDownToZeroForTheKeeperOnly(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	p := b.adopt(t, "keeper", "Mochi")
+	b.clock.Set(at(10, 4*time.Second)) // hunger 300
+	for _, want := range []int{200, 100, 0, 0} {
+		s, err := b.sim.Feed(ctx, "keeper", p.ID)
+		if err != nil || s.Hunger != want {
+			t.Fatalf("feed: hunger %d, %v; want %d", s.Hunger, err, want)
+		}
+	}
+	// Hunger grows again from the feed, on the pet's own ticks.
+	b.clock.Set(at(11, 0))
+	if s := b.get(t, p.ID); s.Hunger != 5 {
+		t.Errorf("a tick after the last feed: hunger %d, want 5", s.Hunger)
+	}
+
+	_, err := b.sim.Feed(ctx, "stranger", p.ID)
+	if !errors.Is(err, pets.ErrNotYours) || !strings.Contains(err.Error(), "Mochi is not your pet") {
+		t.Errorf("stranger's feed: %v", err)
+	}
+	if s := b.get(t, p.ID); s.Hunger != 5 {
+		t.Errorf("refused feed changed hunger to %d", s.Hunger)
+	}
+	if _, err := b.sim.Feed(ctx, "keeper", 999); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown pet: %v", err)
+	}
+}
+
+func TestFeedIsCommittedBeforeItReturns(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	p := b.adopt(t, "keeper", "Mochi")
+	b.clock.Set(at(20, 0)) // hunger 350
+	if _, err := b.sim.Feed(context.Background(), "keeper", p.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Another connection to the file, as after a crash and restart, sees it.
+	other := openStore(t, b.path)
+	got, err := other.GetPet(context.Background(), p.ID)
+	if err != nil || got.HungerBase != 250 || !got.HungerAt.Equal(at(20, 0)) {
+		t.Errorf("after the feed, the file holds %+v (%v)", got, err)
+	}
+}
+
+func TestDeathWhenAgePasses10000(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	p := b.adopt(t, "keeper", "Methuselah")
+	other := b.adopt(t, "keeper", "Youngster")
+	b.sim.Watchers().Update(pets.Stream(p.ID), 1)
+
+	stats := b.tick(t, at(pets.LifeTicks+1, -time.Millisecond))
+	if s := b.get(t, p.ID); !s.Alive || s.Age != pets.LifeTicks || stats.Died != 0 {
+		t.Fatalf("just before death: %+v, %+v", s, stats)
+	}
+	b.pub.takeLive()
+
+	deathAt := epoch.Add(b.sim.Rules().Lifespan())
+	stats = b.tick(t, deathAt.Add(3*time.Second)) // noticed a little late
+	if stats.Died != 2 || stats.Rendered != 0 {
+		t.Errorf("tick stats %+v", stats)
+	}
+	s := b.get(t, p.ID)
+	if s.Alive || s.Age != pets.LifeTicks+1 || !s.DiedAt.Equal(deathAt) {
+		t.Errorf("after death: alive %v age %d died %v, want died at %v", s.Alive, s.Age, s.DiedAt, deathAt)
+	}
+	if row, _ := b.st.GetPet(ctx, p.ID); !row.DiedAt.Equal(deathAt) {
+		t.Errorf("stored died_at %v, want %v (the instant, not when noticed)", row.DiedAt, deathAt)
+	}
+	b.pub.mu.Lock()
+	died, listed := b.pub.died, b.pub.listed
+	b.pub.mu.Unlock()
+	if len(died) != 1 || died[0].ID != p.ID || died[0].Alive {
+		t.Errorf("died events %+v (only the watched pet's page is told)", died)
+	}
+	if len(listed) != 2 {
+		t.Errorf("list rows %+v", listed)
+	}
+	if c := b.sim.Counts(); c.Dead != 2 {
+		t.Errorf("counts %+v", c)
+	}
+
+	// Not live any more: later ticks render nothing for it, and it cannot be fed.
+	b.tick(t, deathAt.Add(time.Hour))
+	if live := b.pub.takeLive(); len(live) != 0 {
+		t.Errorf("dead pet rendered: %+v", live)
+	}
+	if _, err := b.sim.Feed(ctx, "keeper", p.ID); !errors.Is(err, pets.ErrDead) {
+		t.Errorf("feeding the dead: %v", err)
+	}
+	if s := b.get(t, other.ID); s.Alive {
+		t.Errorf("the other pet, born at the same instant, is alive: %+v", s)
+	}
+}
+
+func TestADuePetIsDeadBeforeTheSweep(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	p := b.adopt(t, "keeper", "Late")
+	b.clock.Set(epoch.Add(b.sim.Rules().Lifespan()))
+	if s := b.get(t, p.ID); s.Alive {
+		t.Error("alive after its death instant, before any sweep")
+	}
+	if _, err := b.sim.Feed(context.Background(), "keeper", p.ID); !errors.Is(err, pets.ErrDead) {
+		t.Errorf("feed: %v", err)
+	}
+}
+
+func TestRestartCatchesUpOnDeaths(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	first := b.adopt(t, "k", "First")
+	b.clock.Set(epoch.Add(time.Hour))
+	second := b.adopt(t, "k", "Second")
+	if err := b.sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.sim.Stop()
+
+	// The process was down for most of a day: the first pet's life ran out
+	// meanwhile, the second's runs out half an hour after the restart.
+	lifespan := b.sim.Rules().Lifespan()
+	restart := &clock{t: epoch.Add(lifespan + 30*time.Minute)}
+	sim, err := pets.New(pets.Config{Store: b.st, Tick: T, Now: restart.Now, ManualTicks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	row, _ := b.st.GetPet(ctx, first.ID)
+	if !row.DiedAt.Equal(epoch.Add(lifespan)) {
+		t.Errorf("first pet's died_at %v, want %v", row.DiedAt, epoch.Add(lifespan))
+	}
+	if row, _ := b.st.GetPet(ctx, second.ID); !row.DiedAt.IsZero() {
+		t.Errorf("second pet died early: %v", row.DiedAt)
+	}
+	if c := sim.Counts(); c != (store.PetCounts{Alive: 1, Dead: 1}) {
+		t.Errorf("counts %+v", c)
+	}
+	s, _ := sim.Get(ctx, first.ID)
+	if s.Age != pets.LifeTicks+1 || s.Alive {
+		t.Errorf("first pet %+v", s)
+	}
+}
+
+func TestTreats(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	mine := b.adopt(t, "giver", "Mine")
+	theirs := b.adopt(t, "owner", "Theirs")
+	b.clock.Set(at(2, 0)) // hunger 260
+
+	_, _, err := b.sim.Treat(ctx, "giver", theirs.ID)
+	if !errors.Is(err, pets.ErrNotWatched) || !strings.Contains(err.Error(), "nobody is watching Theirs") {
+		t.Fatalf("unwatched: %v", err)
+	}
+	b.sim.Watchers().Update(pets.Stream(theirs.ID), 1)
+	b.sim.Watchers().Update(pets.Stream(mine.ID), 1)
+	if _, _, err := b.sim.Treat(ctx, "giver", mine.ID); !errors.Is(err, pets.ErrOwnPet) {
+		t.Errorf("own pet: %v", err)
+	}
+	if _, _, err := b.sim.Treat(ctx, "giver", 999); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown pet: %v", err)
+	}
+	if tr, _ := b.sim.Treats(ctx, "giver"); tr.Left != 5 {
+		t.Errorf("refused treats cost %d", 5-tr.Left)
+	}
+
+	for i := 1; i <= 5; i++ {
+		s, tr, err := b.sim.Treat(ctx, "giver", theirs.ID)
+		if err != nil {
+			t.Fatalf("treat %d: %v", i, err)
+		}
+		if s.Hunger != 260-20*i || tr.Left != 5-i || !tr.RefillAt.Equal(at(2, 30*time.Minute)) {
+			t.Errorf("treat %d: hunger %d, treats %+v", i, s.Hunger, tr)
+		}
+	}
+	_, _, err = b.sim.Treat(ctx, "giver", theirs.ID)
+	if !errors.Is(err, pets.ErrNoTreats) || !strings.Contains(err.Error(), "5 more at") {
+		t.Fatalf("sixth treat: %v", err)
+	}
+	if s := b.get(t, theirs.ID); s.Hunger != 160 {
+		t.Errorf("refused treat changed hunger to %d", s.Hunger)
+	}
+	// Another keeper has a budget of their own.
+	if _, tr, err := b.sim.Treat(ctx, "owner", mine.ID); err != nil || tr.Left != 4 {
+		t.Errorf("owner's treat: %+v, %v", tr, err)
+	}
+
+	// Refilled 30 minutes after the window's first treat (hunger has capped by then).
+	b.clock.Set(at(2, 30*time.Minute-time.Millisecond))
+	if tr, _ := b.sim.Treats(ctx, "giver"); tr.Left != 0 {
+		t.Errorf("a millisecond before the refill: %+v", tr)
+	}
+	b.clock.Set(at(2, 30*time.Minute))
+	if tr, _ := b.sim.Treats(ctx, "giver"); tr.Left != 5 {
+		t.Errorf("refill: %+v", tr)
+	}
+	s, tr, err := b.sim.Treat(ctx, "giver", theirs.ID)
+	if err != nil || tr.Left != 4 || !tr.RefillAt.Equal(at(2, time.Hour)) || s.Hunger != 480 {
+		t.Errorf("after the refill: %+v %+v %v", s, tr, err)
+	}
+
+	// Down to 0, never below.
+	for range 3 {
+		if _, err := b.sim.Feed(ctx, "owner", theirs.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.sim.Feed(ctx, "owner", theirs.ID)
+	b.sim.Feed(ctx, "owner", theirs.ID) // hunger 0 now
+	if s, _, err := b.sim.Treat(ctx, "giver", theirs.ID); err != nil || s.Hunger != 0 {
+		t.Errorf("treat at hunger 0: %d, %v", s.Hunger, err)
+	}
+
+	b.clock.Set(epoch.Add(b.sim.Rules().Lifespan()))
+	if _, _, err := b.sim.Treat(ctx, "giver", theirs.ID); !errors.Is(err, pets.ErrDead) {
+		t.Errorf("treat to the dead: %v", err)
+	}
+}
+
+func TestWatchedPetsAndTheActiveList(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	var ids []int64
+	for i := range 16 {
+		ids = append(ids, b.adopt(t, "k", fmt.Sprintf("Pet %02d", i)).ID)
+	}
+	w := b.sim.Watchers()
+	w.Update("extraterrestrials", 3) // not a pet: ignored
+	w.Update(pets.Stream(ids[0]), 1)
+	w.Update(pets.Stream(ids[1]), 2)
+	w.Update(pets.Stream(ids[2]), 1)
+	if err := b.sim.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	live := b.pub.takeLive()
+	viewers := map[int64]int{}
+	for _, s := range live {
+		viewers[s.ID] = s.Viewers
+	}
+	if len(live) != 3 || viewers[ids[0]] != 1 || viewers[ids[1]] != 2 || viewers[ids[2]] != 1 {
+		t.Errorf("published %v", viewers)
+	}
+	a, ok := b.pub.lastActive()
+	if !ok || a.Total != 3 || len(a.Pets) != 3 || a.Pets[0].ID != ids[2] || a.Pets[2].ID != ids[0] {
+		t.Fatalf("active = %+v", a)
+	}
+	others, total, _ := a.For(ids[1])
+	if total != 2 || len(others) != 2 || others[0].ID != ids[2] || others[1].ID != ids[0] {
+		t.Errorf("for the second pet: %d others %+v", total, others)
+	}
+	// A page whose pet is not watched (yet) sees them all.
+	if others, total, _ := a.For(ids[9]); total != 3 || len(others) != 3 {
+		t.Errorf("for an unwatched pet: %d, %d", total, len(others))
+	}
+
+	// One leaves: the list shrinks; a count that changes is published.
+	w.Update(pets.Stream(ids[1]), 0)
+	w.Update(pets.Stream(ids[0]), 2)
+	b.sim.Flush(ctx)
+	if a, _ := b.pub.lastActive(); a.Total != 2 {
+		t.Errorf("after a leave: %+v", a)
+	}
+	if live := b.pub.takeLive(); len(live) != 1 || live[0].ID != ids[0] || live[0].Viewers != 2 {
+		t.Errorf("after count changes: %+v", live)
+	}
+
+	// Many watched: every page lists ActiveShown others and the rest as a number.
+	for _, id := range ids {
+		w.Update(pets.Stream(id), 1)
+	}
+	b.sim.Flush(ctx)
+	a, _ = b.pub.lastActive()
+	if a.Total != 16 || len(a.Pets) != pets.ActiveShown+1 || len(a.Watched) != 16 {
+		t.Fatalf("16 watched: %+v", a)
+	}
+	newest := a.Pets[0].ID
+	others, total, shared := a.For(newest)
+	if len(others) != pets.ActiveShown || total != 15 || shared || others[0].ID == newest {
+		t.Errorf("newest: %d shown of %d, shared %v", len(others), total, shared)
+	}
+	others, total, shared = a.For(ids[0]) // watched first, so listed last: not shown
+	if len(others) != pets.ActiveShown || total != 15 || !shared {
+		t.Errorf("oldest: %d shown of %d, shared %v", len(others), total, shared)
+	}
+}
+
+func TestActiveListLeavesOutDeadPets(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	old := b.adopt(t, "k", "Old")
+	b.clock.Set(epoch.Add(time.Hour))
+	young := b.adopt(t, "k", "Young")
+	b.sim.Watchers().Update(pets.Stream(old.ID), 1)
+	b.sim.Watchers().Update(pets.Stream(young.ID), 1)
+	b.tick(t, epoch.Add(b.sim.Rules().Lifespan()+time.Second))
+	b.sim.Flush(context.Background())
+	a, _ := b.pub.lastActive()
+	if a.Total != 1 || len(a.Pets) != 1 || a.Pets[0].ID != young.ID || len(a.Watched) != 1 {
+		t.Errorf("active = %+v", a)
+	}
+}
+
+func TestSweepBatchesAndTellsTheListToReload(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *pets.Config) { c.SweepBatch = 2; c.ListedDeaths = 3 })
+	for i := range 7 {
+		b.adopt(t, "k", fmt.Sprintf("Pet %d", i))
+	}
+	b.adopt(t, "k", "Survivor") // born with the others, but…
+	ctx := context.Background()
+	if _, err := b.st.Writer.ExecContext(ctx, "UPDATE pets SET born_at = born_at + 1000, hunger_at = hunger_at + 1000 WHERE name = 'Survivor'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.sim.Start(ctx); err != nil { // counts the pets
+		t.Fatal(err)
+	}
+	stats := b.tick(t, epoch.Add(b.sim.Rules().Lifespan()))
+	b.pub.mu.Lock()
+	listed, resyncs := len(b.pub.listed), b.pub.resyncs
+	b.pub.mu.Unlock()
+	if stats.Died != 7 || listed != 3 || resyncs != 1 {
+		t.Errorf("died %d, rows %d, resyncs %d", stats.Died, listed, resyncs)
+	}
+	if c := b.sim.Counts(); c != (store.PetCounts{Alive: 1, Dead: 7}) {
+		t.Errorf("counts %+v", c)
+	}
+	if c, _ := b.st.CountPets(ctx); c != (store.PetCounts{Alive: 1, Dead: 7}) {
+		t.Errorf("stored counts %+v", c)
+	}
+}
+
+func TestTickRendersOnlyWatchedPets(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	if err := b.st.GeneratePets(context.Background(), 500, store.GeneratePetsOptions{Now: epoch, Lifespan: b.sim.Rules().Lifespan()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{499, 500, 7} { // 7 was born long ago and is dead
+		b.sim.Watchers().Update(pets.Stream(id), 1)
+	}
+	stats := b.tick(t, epoch)
+	if stats.Rendered != 2 {
+		t.Errorf("rendered %d pets, want the 2 living watched ones", stats.Rendered)
+	}
+}
+
+func TestTheLoopPublishesChangesAsTheyHappen(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *pets.Config) { c.ActiveEvery = time.Millisecond; c.CountsEvery = time.Millisecond })
+	ctx := context.Background()
+	if err := b.sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := b.adopt(t, "keeper", "Mochi")
+	waitFor(t, "the counts", func() bool {
+		b.pub.mu.Lock()
+		defer b.pub.mu.Unlock()
+		return len(b.pub.adopted) == 1 && len(b.pub.counts) > 0 && b.pub.counts[len(b.pub.counts)-1].Alive == 1
+	})
+	b.sim.Watchers().Update(pets.Stream(p.ID), 1)
+	waitFor(t, "the watched pet's state", func() bool {
+		for _, s := range b.pub.takeLive() {
+			if s.ID == p.ID && s.Viewers == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "the active list", func() bool { a, ok := b.pub.lastActive(); return ok && a.Total == 1 })
+	if _, err := b.sim.Feed(ctx, "keeper", p.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the fed state", func() bool {
+		for _, s := range b.pub.takeLive() {
+			if s.ID == p.ID && s.Hunger == 150 {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestWatchersReconcileWithTheHub(t *testing.T) {
+	t.Parallel()
+	w := pets.NewWatchers()
+	w.Update("pet-1", 1)
+	w.Update("pet-3", 1)
+	w.Reconcile(map[string]int{"pet-1": 2, "pet-2": 1, "pets": 4})
+	if w.Count(1) != 2 || w.Count(2) != 1 || w.Count(3) != 0 || w.Len() != 2 {
+		t.Errorf("counts %d %d %d, len %d", w.Count(1), w.Count(2), w.Count(3), w.Len())
+	}
+	touched, changed := w.Take()
+	if !changed || fmt.Sprint(touched) != "[1 2 3]" {
+		t.Errorf("take: %v %v", touched, changed)
+	}
+	w.Reconcile(map[string]int{"pet-1": 2, "pet-2": 1})
+	if touched, changed := w.Take(); changed || len(touched) != 0 {
+		t.Errorf("nothing changed, yet %v %v", touched, changed)
+	}
+}
+
+// TestActionsTicksAndWatchersDoNotRace runs everything at once (under -race)
+// and checks that no feed or treat was lost.
+func TestActionsTicksAndWatchersDoNotRace(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *pets.Config) { c.ActiveEvery = time.Millisecond })
+	ctx := context.Background()
+	if err := b.sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := b.adopt(t, "keeper", "Busy")
+	if _, err := b.st.Writer.ExecContext(ctx, "UPDATE pets SET hunger_base = 500"); err != nil {
+		t.Fatal(err)
+	}
+	b.sim.Watchers().Update(pets.Stream(p.ID), 1)
+	var wg sync.WaitGroup
+	const feeds, treaters = 2, 10
+	errs := make(chan error, feeds+treaters*2)
+	for range feeds {
+		wg.Go(func() {
+			_, err := b.sim.Feed(ctx, "keeper", p.ID)
+			errs <- err
+		})
+	}
+	for i := range treaters {
+		wg.Go(func() {
+			_, _, err := b.sim.Treat(ctx, fmt.Sprintf("giver-%d", i), p.ID)
+			errs <- err
+		})
+	}
+	for i := range 20 {
+		wg.Go(func() {
+			b.sim.Watchers().Update(pets.Stream(int64(i%5+2)), i%3)
+			if _, err := b.sim.Tick(ctx, epoch); err != nil {
+				errs <- err
+			}
+			b.sim.Flush(ctx)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	// The clock never moved: every action counted.
+	if s := b.get(t, p.ID); s.Hunger != 500-feeds*pets.FeedAmount-treaters*pets.TreatAmount {
+		t.Errorf("hunger %d after %d feeds and %d treats", s.Hunger, feeds, treaters)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
