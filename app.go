@@ -33,6 +33,9 @@ type Config struct {
 	Rand *rand.Rand
 	// CountsEvery bounds how often live counts are sent (250 ms).
 	CountsEvery time.Duration
+	// Token, when set, is required of every request (see
+	// handlers.RequireToken); it must be set to listen beyond loopback.
+	Token string
 	// PetTick is LivePet's tick (pets.DefaultTick).
 	PetTick time.Duration
 	// PersistEvery is accepted for LivePet's persistence interval; every
@@ -73,6 +76,9 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		}
 	}()
 
+	if err := checkExposure(cfg.Addr, cfg.Token); err != nil {
+		return nil, err
+	}
 	v, err := views.New()
 	if err != nil {
 		return nil, err
@@ -150,6 +156,9 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		},
 		petPages,
 	)
+	if cfg.Token != "" {
+		router.Use(handlers.RequireToken(cfg.Token))
+	}
 	a.server = &http.Server{
 		Handler:           router,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -206,6 +206,7 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.PetTick, "pet-tick", pets.DefaultTick, "LivePet tick: pets age one tick and get 5 hungrier each")
 	fs.DurationVar(&cfg.PersistEvery, "persist-every", 60*time.Second, "LivePet persistence interval (accepted; every change is committed as it happens)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&cfg.Token, "token", "", "access `token` every request must carry; required when -addr is not a loopback address")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
 	}
@@ -233,10 +234,43 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, usageError{fmt.Sprintf("-addr: %q is not host:port", cfg.Addr)}
 	}
+	if err := checkExposure(cfg.Addr, cfg.Token); err != nil {
+		return cfg, usageError{err.Error()}
+	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return cfg, usageError{fmt.Sprintf("-log-level: %q is not one of debug, info, warn, error", *logLevel)}
 	}
 	return cfg, nil
+}
+
+// minTokenLength keeps tokens from being guessable by hand.
+const minTokenLength = 16
+
+// checkExposure refuses to serve beyond this machine without an access
+// token: anybody who can reach the port could otherwise run campaigns and
+// read everything.
+func checkExposure(addr, token string) error {
+	if token != "" && len(token) < minTokenLength {
+		return fmt.Errorf("-token: must be at least %d characters (try: openssl rand -hex 16)", minTokenLength)
+	}
+	if token == "" && !isLoopback(addr) {
+		return fmt.Errorf("-addr %s is reachable from other machines: set -token (or PHONEHOME_TOKEN) so only people with it get in, or listen on 127.0.0.1", addr)
+	}
+	return nil
+}
+
+// isLoopback reports whether addr only accepts connections from this
+// machine. An empty host listens on every interface, so it is not.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
