@@ -271,9 +271,11 @@ func (s *Sim) loop(ctx context.Context) {
 		case <-s.stop:
 			return
 		case <-tick:
-			if _, err := s.Tick(ctx, s.now()); err != nil && ctx.Err() == nil {
+			stats, err := s.Tick(ctx, s.now())
+			if err != nil && ctx.Err() == nil {
 				s.log.Error("pet tick", "err", err)
 			}
+			s.log.Debug("pet tick", "took", stats.Duration, "died", stats.Died, "rendered", stats.Rendered)
 		case <-s.wake:
 		case <-s.watchers.Changed():
 		case <-later:
