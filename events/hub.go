@@ -1,43 +1,40 @@
 // Package events is phonehome's publish/subscribe hub for server-sent events.
 //
-// It owns event ids, the resume window and the fan-out, and uses
-// github.com/r3labs/sse/v2 only to write each client's stream. Each connected
-// client gets a private r3labs stream, fed without blocking: r3labs blocks a
-// whole stream on its slowest subscriber, so sharing one stream would let a
-// stalled reader (say, `curl | less`) freeze everyone. A client whose private
-// buffer fills is cut off instead; its browser reconnects with
+// It owns event ids, the resume window, the fan-out and the writing of each
+// client's stream. An event is encoded once, in the text/event-stream wire
+// format, and the same bytes are queued for every client that wants it. Each
+// client has a bounded queue; a client whose queue fills (say, `curl | less`)
+// is cut off, so nobody ever waits for it; its browser reconnects with
 // Last-Event-ID and resumes, or receives a resync event.
+//
+// An HTTP/1.1 stream is taken over from net/http (hijacked) once its headers
+// are decided: an idle client then costs one small reader goroutine (which
+// notices the disconnect) and its socket, and nothing else. Queued events are
+// written by a short-lived writer goroutine in one writev per batch, at most
+// once per Config.FlushEvery, so a busy stream costs a few system calls per
+// client per second rather than one per event.
+//
+// A client may ask for a subset of a stream: events published with a key
+// (an extraterrestrial's id, say) reach only the clients that subscribed to
+// that key, and clients that asked for everything; events without a key
+// reach every client.
 package events
 
 import (
 	"bytes"
-	"context"
 	"errors"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/r3labs/sse/v2"
 )
 
 // ResyncEvent is the name of the event that tells a page its table may have
 // missed changes and must be reloaded.
 const ResyncEvent = "resync"
-
-// Event is one published message.
-type Event struct {
-	// ID increases across the hub's streams and across restarts.
-	ID int64
-	// Name is the SSE event name; empty is the default "message".
-	Name string
-	// Data is the payload, usually an HTML fragment; one data: line per line.
-	Data []byte
-
-	idText []byte // ID formatted once for every client
-}
 
 // Config tunes a Hub. Zero fields take the defaults.
 type Config struct {
@@ -49,6 +46,13 @@ type Config struct {
 	ClientBuffer int
 	// Heartbeat is the interval of the comment sent to every client (15 s).
 	Heartbeat time.Duration
+	// FlushEvery is the shortest interval between two writes to one client
+	// (20 ms): the first event after a quiet spell is written at once, and
+	// events that arrive meanwhile go out together in the next write.
+	FlushEvery time.Duration
+	// WriteTimeout cuts a client off when one write to it takes longer
+	// (30 s): a reader that stopped reading and receives few events.
+	WriteTimeout time.Duration
 	// Now is the clock used for time-based ids (time.Now).
 	Now func() time.Time
 	// OnClients, when set, is called (without hub locks held) each time a
@@ -59,8 +63,7 @@ type Config struct {
 
 // Hub fans events out to the clients of named streams.
 type Hub struct {
-	cfg    Config
-	server *sse.Server
+	cfg Config
 
 	mu      sync.Mutex
 	streams map[string]*stream
@@ -70,21 +73,29 @@ type Hub struct {
 	// from before it was connected to an earlier process and must resync.
 	floor int64
 
-	connSeq atomic.Int64
-	// pending holds connecting clients until r3labs has registered their
-	// subscriber: an event sent before that would be dropped.
-	pending sync.Map // private stream id → *client
-	quit    chan struct{}
-	wg      sync.WaitGroup
+	heartbeatWire *wireEvent
+	quit          chan struct{}
+	wg            sync.WaitGroup
+}
+
+// wireEvent is an event encoded once, shared by every client it goes to.
+type wireEvent struct {
+	id   int64
+	key  int64 // 0: for every client
+	wire []byte
 }
 
 type stream struct {
 	name    string
 	mu      sync.Mutex
-	window  []Event // the most recent events, oldest first
-	evicted int64   // the highest id dropped from the window
+	window  []*wireEvent // the most recent events, oldest first
+	evicted int64        // the highest id dropped from the window
 	clients map[*client]struct{}
-	changes uint64 // counts joins and leaves, under mu
+	// everything holds the clients that want every event; byKey, those
+	// that subscribed to some keys, by key.
+	everything map[*client]struct{}
+	byKey      map[int64][]*client
+	changes    uint64 // counts joins and leaves, under mu
 
 	// reportMu orders OnClients calls: a report older than the last one
 	// made is skipped, so the registry's last word is the real count.
@@ -97,14 +108,24 @@ type stream struct {
 const closeGrace = time.Second
 
 type client struct {
-	key     string // the private r3labs stream id
-	stream  *stream
-	after   int64 // the last event id the client had when it connected
-	gone    bool  // set under stream.mu when Serve returns
-	cancel  func()
-	rc      *http.ResponseController
-	cutOnce sync.Once
-	dropped atomic.Bool
+	stream *stream
+	keys   []int64 // sorted; nil wants every event
+	after  int64   // the last event id the client had when it connected
+
+	// conn is the hijacked connection; nil when the stream is written
+	// through the ResponseWriter (see serveInline).
+	conn net.Conn
+	// wake and done drive serveInline.
+	wake chan struct{}
+	done chan struct{}
+	rc   *http.ResponseController
+
+	mu      sync.Mutex
+	queue   []*wireEvent
+	writing bool // a writer goroutine owns the connection's writes
+	cut     bool // cut off: write what is queued (Close) or nothing, then close
+	dead    bool // the connection failed or was closed: queue nothing more
+	left    bool // removed from its stream (under stream.mu)
 }
 
 // New makes a hub and starts its heartbeat.
@@ -118,22 +139,21 @@ func New(cfg Config) *Hub {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 15 * time.Second
 	}
+	if cfg.FlushEvery <= 0 {
+		cfg.FlushEvery = 20 * time.Millisecond
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	srv := sse.New()
-	srv.AutoReplay = false // we own ids and replay; its log would grow forever
-	srv.AutoStream = false // an unknown stream must never be created by a client
-	srv.SplitData = true   // multi-line HTML stays whole
-	srv.BufferSize = cfg.ClientBuffer
-	srv.Headers = map[string]string{"X-Accel-Buffering": "no"}
 	h := &Hub{
-		cfg:     cfg,
-		server:  srv,
-		streams: map[string]*stream{},
-		quit:    make(chan struct{}),
+		cfg:           cfg,
+		streams:       map[string]*stream{},
+		quit:          make(chan struct{}),
+		heartbeatWire: &wireEvent{wire: []byte(": keep-alive\n\n")},
 	}
-	srv.OnSubscribe = h.subscribed
 	h.floor = h.nextID()
 	h.lastID = h.floor - 1
 	h.wg.Add(1)
@@ -160,7 +180,12 @@ func (h *Hub) stream(name string) *stream {
 	defer h.mu.Unlock()
 	s := h.streams[name]
 	if s == nil {
-		s = &stream{name: name, clients: map[*client]struct{}{}}
+		s = &stream{
+			name:       name,
+			clients:    map[*client]struct{}{},
+			everything: map[*client]struct{}{},
+			byKey:      map[int64][]*client{},
+		}
 		h.streams[name] = s
 	}
 	return s
@@ -175,14 +200,24 @@ func (h *Hub) Has(name string) bool {
 
 // Publish sends data to every client of the stream as one event and keeps it
 // in the resume window. It never blocks on a client. Empty data is refused
-// (r3labs would end every connection on it), and carriage returns become
-// newlines so data cannot break out of its data: lines.
+// (EventSource would dispatch nothing), and carriage returns become newlines
+// so data cannot break out of its data: lines.
 func (h *Hub) Publish(streamName, eventName string, data []byte) (int64, error) {
+	return h.PublishKey(streamName, eventName, 0, data)
+}
+
+// PublishKey is Publish for an event about one thing, named by key (> 0):
+// it reaches the clients that subscribed to that key and those that want
+// the whole stream. Key 0 is Publish: every client gets the event.
+func (h *Hub) PublishKey(streamName, eventName string, key int64, data []byte) (int64, error) {
 	if len(data) == 0 {
 		return 0, errors.New("publish: empty data")
 	}
 	if strings.ContainsAny(eventName, "\r\n") {
 		return 0, errors.New("publish: event name contains a line break")
+	}
+	if key < 0 {
+		return 0, errors.New("publish: negative key")
 	}
 	data = normalizeNewlines(data)
 	s := h.stream(streamName)
@@ -194,19 +229,30 @@ func (h *Hub) Publish(streamName, eventName string, data []byte) (int64, error) 
 		h.mu.Unlock()
 		return 0, errors.New("publish: hub closed")
 	}
-	ev := Event{ID: h.nextID(), Name: eventName, Data: data}
+	id := h.nextID()
 	h.mu.Unlock()
-	ev.idText = []byte(strconv.FormatInt(ev.ID, 10))
+	ev := &wireEvent{id: id, key: key, wire: encode(id, eventName, data)}
 
 	if len(s.window) == h.cfg.Window {
-		s.evicted = s.window[0].ID
-		s.window = append(s.window[:0], s.window[1:]...)
+		s.evicted = s.window[0].id
+		copy(s.window, s.window[1:])
+		s.window[len(s.window)-1] = ev
+	} else {
+		s.window = append(s.window, ev)
 	}
-	s.window = append(s.window, ev)
-	for c := range s.clients {
-		h.send(c, ev)
+	if key == 0 {
+		for c := range s.clients {
+			h.enqueue(c, ev)
+		}
+		return id, nil
 	}
-	return ev.ID, nil
+	for c := range s.everything {
+		h.enqueue(c, ev)
+	}
+	for _, c := range s.byKey[key] {
+		h.enqueue(c, ev)
+	}
+	return id, nil
 }
 
 func normalizeNewlines(b []byte) []byte {
@@ -217,37 +263,137 @@ func normalizeNewlines(b []byte) []byte {
 	return bytes.ReplaceAll(b, []byte("\r"), []byte("\n"))
 }
 
-// send hands one event to a client's private stream, cutting the client off
-// when its buffer is full. Each client gets its own *sse.Event: r3labs is
-// not safe with a shared one.
-func (h *Hub) send(c *client, ev Event) {
-	if c.dropped.Load() {
+// encode writes one event in the text/event-stream format: its id, its
+// name unless it is the default, one data: line per line, a blank line.
+func encode(id int64, name string, data []byte) []byte {
+	lines := bytes.Count(data, []byte("\n")) + 1
+	b := make([]byte, 0, len(data)+len(name)+lines*len("data: \n")+32)
+	b = append(b, "id: "...)
+	b = strconv.AppendInt(b, id, 10)
+	b = append(b, '\n')
+	if name != "" {
+		b = append(b, "event: "...)
+		b = append(b, name...)
+		b = append(b, '\n')
+	}
+	for {
+		line, rest, more := bytes.Cut(data, []byte("\n"))
+		b = append(b, "data: "...)
+		b = append(b, line...)
+		b = append(b, '\n')
+		if !more {
+			break
+		}
+		data = rest
+	}
+	return append(b, '\n')
+}
+
+// wants reports whether a client subscribed to events with this key.
+func (c *client) wants(key int64) bool {
+	if key == 0 || c.keys == nil {
+		return true
+	}
+	_, ok := slices.BinarySearch(c.keys, key)
+	return ok
+}
+
+// enqueue queues one event for a client without ever blocking, and starts
+// its writer. A client whose queue is full is cut off.
+func (h *Hub) enqueue(c *client, ev *wireEvent) {
+	c.mu.Lock()
+	if c.dead || c.cut {
+		c.mu.Unlock()
 		return
 	}
-	if ev.idText == nil {
-		ev.idText = []byte(strconv.FormatInt(ev.ID, 10))
-	}
-	e := &sse.Event{ID: ev.idText, Data: ev.Data}
-	if ev.Name != "" {
-		e.Event = []byte(ev.Name)
-	}
-	if !h.server.TryPublish(c.key, e) {
+	if len(c.queue) >= h.cfg.ClientBuffer {
+		c.mu.Unlock()
 		h.cut(c, 0)
+		return
+	}
+	c.queue = append(c.queue, ev)
+	start := c.conn != nil && !c.writing
+	if start {
+		c.writing = true
+	}
+	c.mu.Unlock()
+	switch {
+	case start:
+		go h.write(c)
+	case c.wake != nil:
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// cut ends a client's connection: its request context is cancelled, and a
-// write blocked on a full socket is released by a deadline grace from now.
-// A slow client gets no grace; one cut by Close gets closeGrace to receive
-// the end of its response, so its stream ends cleanly.
-func (h *Hub) cut(c *client, grace time.Duration) {
-	c.cutOnce.Do(func() {
-		c.dropped.Store(true)
-		c.cancel()
-		if c.rc != nil {
-			_ = c.rc.SetWriteDeadline(time.Now().Add(grace))
+// write is a hijacked client's writer: it writes everything queued in one
+// writev, waits FlushEvery so that what arrives meanwhile goes out
+// together, and exits once the queue is empty. Only one runs per client.
+func (h *Hub) write(c *client) {
+	var bufs net.Buffers
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue = nil
+		if len(batch) == 0 || c.dead {
+			c.writing = false
+			closeNow := c.cut && !c.dead
+			c.mu.Unlock()
+			if closeNow {
+				c.conn.Close()
+			}
+			return
 		}
-	})
+		if !c.cut { // a cut client keeps the deadline of its grace
+			_ = c.conn.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+		}
+		c.mu.Unlock()
+
+		bufs = bufs[:0]
+		for _, ev := range batch {
+			bufs = append(bufs, ev.wire)
+		}
+		clear(batch)
+		if _, err := bufs.WriteTo(c.conn); err != nil {
+			c.mu.Lock()
+			c.dead, c.writing, c.queue = true, false, nil
+			c.mu.Unlock()
+			c.conn.Close() // the reader goroutine sees it and removes the client
+			return
+		}
+		bufs = bufs[:cap(bufs)]
+		clear(bufs) // do not keep events alive while waiting
+		time.Sleep(h.cfg.FlushEvery)
+	}
+}
+
+// cut ends a client's connection. A slow client gets no grace: its
+// connection is closed now, releasing a blocked write. One cut by Close
+// gets closeGrace to receive what is queued and then a clean end of stream.
+func (h *Hub) cut(c *client, grace time.Duration) {
+	c.mu.Lock()
+	if c.cut || c.dead {
+		c.mu.Unlock()
+		return
+	}
+	c.cut = true
+	if c.conn == nil {
+		c.mu.Unlock()
+		close(c.done)
+		_ = c.rc.SetWriteDeadline(time.Now().Add(grace))
+		return
+	}
+	if grace > 0 && c.writing {
+		// The writer writes what is queued, then closes the connection.
+		_ = c.conn.SetWriteDeadline(time.Now().Add(grace))
+		c.mu.Unlock()
+		return
+	}
+	c.queue = nil
+	c.mu.Unlock()
+	c.conn.Close()
 }
 
 // report tells OnClients a stream's client count after its change number
@@ -266,6 +412,16 @@ func (h *Hub) report(s *stream, seq uint64, clients int) {
 	h.cfg.OnClients(s.name, clients)
 }
 
+func (h *Hub) allStreams() []*stream {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	streams := make([]*stream, 0, len(h.streams))
+	for _, s := range h.streams {
+		streams = append(streams, s)
+	}
+	return streams
+}
+
 func (h *Hub) heartbeat() {
 	defer h.wg.Done()
 	t := time.NewTicker(h.cfg.Heartbeat)
@@ -275,18 +431,10 @@ func (h *Hub) heartbeat() {
 		case <-h.quit:
 			return
 		case <-t.C:
-			h.mu.Lock()
-			streams := make([]*stream, 0, len(h.streams))
-			for _, s := range h.streams {
-				streams = append(streams, s)
-			}
-			h.mu.Unlock()
-			for _, s := range streams {
+			for _, s := range h.allStreams() {
 				s.mu.Lock()
 				for c := range s.clients {
-					if !c.dropped.Load() && !h.server.TryPublish(c.key, &sse.Event{Comment: []byte("keep-alive")}) {
-						h.cut(c, 0)
-					}
+					h.enqueue(c, h.heartbeatWire)
 				}
 				s.mu.Unlock()
 			}
@@ -296,12 +444,7 @@ func (h *Hub) heartbeat() {
 
 // Clients reports how many clients each stream has.
 func (h *Hub) Clients() map[string]int {
-	h.mu.Lock()
-	streams := make([]*stream, 0, len(h.streams))
-	for _, s := range h.streams {
-		streams = append(streams, s)
-	}
-	h.mu.Unlock()
+	streams := h.allStreams()
 	out := make(map[string]int, len(streams))
 	for _, s := range streams {
 		s.mu.Lock()
@@ -321,7 +464,8 @@ func (h *Hub) LastID() int64 {
 }
 
 // Close disconnects every client and refuses new ones. Register it with the
-// HTTP server's shutdown so open streams do not hold shutdown up.
+// HTTP server's shutdown: streams taken over from net/http are not tracked
+// by it, and the others would hold shutdown up.
 func (h *Hub) Close() {
 	h.mu.Lock()
 	if h.closed {
@@ -329,13 +473,9 @@ func (h *Hub) Close() {
 		return
 	}
 	h.closed = true
-	streams := make([]*stream, 0, len(h.streams))
-	for _, s := range h.streams {
-		streams = append(streams, s)
-	}
 	h.mu.Unlock()
 	close(h.quit)
-	for _, s := range streams {
+	for _, s := range h.allStreams() {
 		s.mu.Lock()
 		for c := range s.clients {
 			h.cut(c, closeGrace)
@@ -351,12 +491,25 @@ var ErrUnknownStream = errors.New("unknown stream")
 // ErrClosed is returned by Serve once the hub is closed.
 var ErrClosed = errors.New("event hub is shutting down")
 
-// Serve streams one stream to one client until the client goes away, is cut
-// off, or the hub closes. after is the id of the last event the client has
-// (from Last-Event-ID, or the id a page was rendered at); 0 means none. Missed
-// events still in the window are sent first; when some are no longer there, a
-// single resync event is sent instead.
+// MaxKeys is the most keys one client may subscribe to.
+const MaxKeys = 1000
+
+// Serve streams one stream to one client. after is the id of the last
+// event the client has (from Last-Event-ID, or the id a page was rendered
+// at); 0 means none. Missed events still in the window are sent first; when
+// some are no longer there, a single resync event is sent instead.
+//
+// An HTTP/1.1 connection is taken over (hijacked) and Serve returns at once,
+// the stream living on until the client goes away, is cut off, or the hub
+// closes; otherwise Serve streams through w and returns at that point.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, streamName string, after int64) error {
+	return h.ServeKeys(w, r, streamName, after, nil)
+}
+
+// ServeKeys is Serve for a client that wants only the events published
+// with one of keys (and those published without a key); nil keys means
+// every event. At most MaxKeys keys.
+func (h *Hub) ServeKeys(w http.ResponseWriter, r *http.Request, streamName string, after int64, keys []int64) error {
 	h.mu.Lock()
 	s := h.streams[streamName]
 	closed := h.closed
@@ -367,101 +520,201 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, streamName string, a
 	if s == nil {
 		return ErrUnknownStream
 	}
-
-	rc := http.NewResponseController(w)
-	// Streams live long: no write deadline (a server WriteTimeout would cut them).
-	_ = rc.SetWriteDeadline(time.Time{})
-
-	ctx, cancel := context.WithCancel(r.Context())
-	c := &client{
-		key:    streamName + "#" + strconv.FormatInt(h.connSeq.Add(1), 10),
-		stream: s,
-		after:  after,
-		cancel: cancel,
-		rc:     rc,
+	if len(keys) > MaxKeys {
+		return errors.New("too many keys")
 	}
-	h.server.CreateStream(c.key)
-	h.pending.Store(c.key, c)
-	defer func() {
-		h.pending.Delete(c.key)
-		s.mu.Lock()
-		c.gone = true
-		_, joined := s.clients[c]
-		delete(s.clients, c)
-		n := len(s.clients)
-		var seq uint64
-		if joined {
-			s.changes++
-			seq = s.changes
-		}
-		s.mu.Unlock()
-		cancel()
-		h.server.RemoveStream(c.key)
-		if joined {
-			h.report(s, seq, n)
-		}
-	}()
+	c := &client{stream: s, after: after}
+	if keys != nil {
+		c.keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+		c.keys = slices.Clip(c.keys)
+	}
 
-	// r3labs serves the private stream named in ?stream=; Last-Event-ID has
-	// been handled above and must not reach it (it rejects non-numbers).
-	r2 := r.Clone(ctx)
-	q := r2.URL.Query()
-	q.Set("stream", c.key)
-	r2.URL.RawQuery = q.Encode()
-	r2.Header.Del("Last-Event-ID")
-	h.server.ServeHTTP(w, r2)
+	header := w.Header()
+	header.Set("Content-Type", "text/event-stream")
+	header.Set("Cache-Control", "no-cache")
+	header.Set("X-Accel-Buffering", "no")
+	rc := http.NewResponseController(w)
+	if r.ProtoMajor == 1 {
+		if conn, _, err := rc.Hijack(); err == nil {
+			return h.serveHijacked(conn, header, c)
+		}
+	}
+	return h.serveInline(w, r, rc, c)
+}
+
+// serveHijacked writes the response head on a connection taken over from
+// net/http and hands the client to its stream. The body is the event
+// stream, ended by closing the connection.
+func (h *Hub) serveHijacked(conn net.Conn, header http.Header, c *client) error {
+	c.conn = conn
+	// Deadlines set by the server for the request no longer apply.
+	_ = conn.SetDeadline(time.Time{})
+	header.Set("Connection", "close")
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = header.Write(&head)
+	head.WriteString("\r\n")
+	_ = conn.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+	if _, err := conn.Write(head.Bytes()); err != nil {
+		conn.Close()
+		return nil
+	}
+	if !h.join(c) {
+		conn.Close()
+		return nil
+	}
+	go h.watch(c)
 	return nil
 }
 
-// subscribed runs (on its own goroutine) once r3labs has registered a
-// client's subscriber: from here on, events sent to it are delivered. The
-// client joins its stream and gets what it missed under the stream's lock,
-// so no event can fall between catch-up and live delivery.
-func (h *Hub) subscribed(key string, _ *sse.Subscriber) {
-	v, ok := h.pending.LoadAndDelete(key)
-	if !ok {
-		return
+// watch reads a hijacked connection until it fails, which is how a client
+// that goes away is noticed, and then removes the client.
+func (h *Hub) watch(c *client) {
+	buf := make([]byte, 16)
+	for {
+		if _, err := c.conn.Read(buf); err != nil {
+			break
+		}
 	}
-	c := v.(*client)
+	c.mu.Lock()
+	c.dead, c.queue = true, nil
+	c.mu.Unlock()
+	c.conn.Close()
+	h.leave(c)
+}
+
+// serveInline streams through the ResponseWriter (HTTP/2, or a writer that
+// cannot be hijacked), in the handler's goroutine.
+func (h *Hub) serveInline(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, c *client) error {
+	c.rc = rc
+	c.wake = make(chan struct{}, 1)
+	c.done = make(chan struct{})
+	// Streams live long: no write deadline (a server WriteTimeout would cut them).
+	_ = rc.SetWriteDeadline(time.Time{})
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return nil
+	}
+	if !h.join(c) {
+		return nil
+	}
+	defer h.leave(c)
+	ctx := r.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.done:
+			h.flushInline(w, rc, c) // what Close left queued
+			return nil
+		case <-c.wake:
+		}
+		if !h.flushInline(w, rc, c) {
+			return nil
+		}
+		select {
+		case <-time.After(h.cfg.FlushEvery):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (h *Hub) flushInline(w http.ResponseWriter, rc *http.ResponseController, c *client) bool {
+	c.mu.Lock()
+	batch := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+	if len(batch) == 0 {
+		return true
+	}
+	for _, ev := range batch {
+		if _, err := w.Write(ev.wire); err != nil {
+			return false
+		}
+	}
+	return rc.Flush() == nil
+}
+
+// join adds a client to its stream and queues what it missed, under the
+// stream's lock so no event can fall between catch-up and live delivery.
+// It reports false when the hub closed meanwhile.
+func (h *Hub) join(c *client) bool {
 	s := c.stream
 	s.mu.Lock()
-	if c.gone {
-		s.mu.Unlock()
-		return
-	}
 	h.mu.Lock()
-	closed := h.closed
+	closed, last, floor := h.closed, h.lastID, h.floor
 	h.mu.Unlock()
 	if closed { // Close ran while this client connected: it has no place here
 		s.mu.Unlock()
-		h.cut(c, closeGrace)
-		return
+		return false
 	}
 	s.clients[c] = struct{}{}
-	h.catchUp(s, c, c.after)
+	if c.keys == nil {
+		s.everything[c] = struct{}{}
+	}
+	for _, k := range c.keys {
+		s.byKey[k] = append(s.byKey[k], c)
+	}
+	h.catchUp(s, c, last, floor)
+	s.changes++
+	seq, n := s.changes, len(s.clients)
+	s.mu.Unlock()
+	h.report(s, seq, n)
+	return true
+}
+
+// leave removes a client from its stream, once.
+func (h *Hub) leave(c *client) {
+	s := c.stream
+	s.mu.Lock()
+	if c.left {
+		s.mu.Unlock()
+		return
+	}
+	c.left = true
+	delete(s.clients, c)
+	delete(s.everything, c)
+	for _, k := range c.keys {
+		list := s.byKey[k]
+		if i := slices.Index(list, c); i >= 0 {
+			list = slices.Delete(list, i, i+1)
+		}
+		if len(list) == 0 {
+			delete(s.byKey, k)
+		} else {
+			s.byKey[k] = list
+		}
+	}
 	s.changes++
 	seq, n := s.changes, len(s.clients)
 	s.mu.Unlock()
 	h.report(s, seq, n)
 }
 
-// catchUp sends a resuming client what it missed. Called with s.mu held, so
-// no new event can slip between the catch-up and live delivery.
-func (h *Hub) catchUp(s *stream, c *client, after int64) {
+// catchUp queues what a resuming client missed. Called with s.mu held.
+func (h *Hub) catchUp(s *stream, c *client, last, floor int64) {
+	after := c.after
 	if after <= 0 {
 		return
 	}
-	h.mu.Lock()
-	last, floor := h.lastID, h.floor
-	h.mu.Unlock()
 	// Ids below floor-1 come from an earlier process; above last, from nowhere.
 	if after < floor-1 || after < s.evicted || after > last {
-		h.send(c, Event{ID: last, Name: ResyncEvent, Data: []byte("resync")})
+		h.enqueue(c, &wireEvent{id: last, wire: encode(last, ResyncEvent, []byte("resync"))})
 		return
 	}
-	for _, ev := range s.window {
-		if ev.ID > after {
-			h.send(c, ev)
+	i, _ := slices.BinarySearchFunc(s.window, after+1, func(ev *wireEvent, id int64) int {
+		switch {
+		case ev.id < id:
+			return -1
+		case ev.id > id:
+			return 1
+		}
+		return 0
+	})
+	for _, ev := range s.window[i:] {
+		if c.wants(ev.key) {
+			h.enqueue(c, ev)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -25,9 +26,16 @@ func (h *Events) Routes(e *echo.Echo) {
 	e.GET("/events", h.Stream)
 }
 
+// keyedHub is a hub that can serve a subset of a stream (events.Hub).
+type keyedHub interface {
+	ServeKeys(w http.ResponseWriter, r *http.Request, stream string, after int64, keys []int64) error
+}
+
 // Stream streams one named stream. A client resumes with the Last-Event-ID
 // header (EventSource sends it on reconnect) or ?last_event_id= (the id a
-// page was rendered at); the header wins.
+// page was rendered at); the header wins. ?ids=1,2,3 asks for only the
+// events about those rows (and those about no row, such as counts); an
+// empty ids= asks for the latter only; without ids, every event.
 func (h *Events) Stream(c echo.Context) error {
 	name := c.QueryParam("stream")
 	if name == "" {
@@ -46,7 +54,15 @@ func (h *Events) Stream(c echo.Context) error {
 			return echo.NewHTTPError(http.StatusNotFound, "unknown stream "+strconv.Quote(name))
 		}
 	}
-	err = h.Hub.Serve(c.Response(), c.Request(), name, after)
+	keys, err := parseIDs(c.Request())
+	if err != nil {
+		return err
+	}
+	if kh, ok := h.Hub.(keyedHub); ok && keys != nil {
+		err = kh.ServeKeys(c.Response(), c.Request(), name, after, keys)
+	} else {
+		err = h.Hub.Serve(c.Response(), c.Request(), name, after)
+	}
 	switch {
 	case errors.Is(err, events.ErrUnknownStream):
 		return echo.NewHTTPError(http.StatusNotFound, "unknown stream "+strconv.Quote(name))
@@ -71,4 +87,30 @@ func lastEventID(r *http.Request) (int64, error) {
 		return 0, badRequest(source + " must be a non-negative whole number")
 	}
 	return id, nil
+}
+
+// parseIDs reads ?ids=1,2,3: nil when absent, empty (not nil) when given
+// with no ids.
+func parseIDs(r *http.Request) ([]int64, error) {
+	q := r.URL.Query()
+	if !q.Has("ids") {
+		return nil, nil
+	}
+	raw := q.Get("ids")
+	keys := []int64{}
+	if raw == "" {
+		return keys, nil
+	}
+	parts := strings.Split(raw, ",")
+	if len(parts) > events.MaxKeys {
+		return nil, invalid("ids lists more than " + strconv.Itoa(events.MaxKeys) + " ids")
+	}
+	for _, p := range parts {
+		id, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || id <= 0 {
+			return nil, badRequest("ids must be positive whole numbers separated by commas")
+		}
+		keys = append(keys, id)
+	}
+	return keys, nil
 }

@@ -42,9 +42,13 @@ func (h *Extraterrestrials) Routes(e *echo.Echo) {
 // ExtraterrestrialsPage is the data of the extraterrestrials page.
 type ExtraterrestrialsPage struct {
 	views.Layout
-	Rows         []store.Extraterrestrial
-	Counts       store.StatusCounts
-	LastEventID  int64
+	Rows   []store.Extraterrestrial
+	Counts store.StatusCounts
+	// LastEventID is the id of the last event the page reflects: the live
+	// stream resumes after it.
+	LastEventID int64
+	// StreamURL is the live stream of just the rows shown (and the counts).
+	StreamURL    string
 	Query        string
 	StatusFilter string
 	RowsURL      string
@@ -159,7 +163,24 @@ func (h *Extraterrestrials) page(ctx context.Context, lq listQuery) (Extraterres
 	if !next.IsZero() {
 		p.NextURL = lq.urlWith("/", next)
 	}
+	p.StreamURL = streamURL(lastID, rows)
 	return p, nil
+}
+
+// streamURL is the event stream of a page: resumed after lastID, and only
+// the rows it shows, so events about the other rows cost it nothing.
+func streamURL(lastID int64, rows []store.Extraterrestrial) string {
+	b := make([]byte, 0, 64+len(rows)*8)
+	b = append(b, "/events?stream="+ExtraterrestrialsStream+"&last_event_id="...)
+	b = strconv.AppendInt(b, lastID, 10)
+	b = append(b, "&ids="...)
+	for i, et := range rows {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, et.ID, 10)
+	}
+	return string(b)
 }
 
 func (h *Extraterrestrials) render(c echo.Context, status int, p ExtraterrestrialsPage) error {

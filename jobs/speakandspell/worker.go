@@ -118,19 +118,12 @@ func (w *Worker) dial() bool {
 
 // PhoneHome enqueues one call for every extraterrestrial that never tried or
 // got no answer and has no call in flight, in one transaction, and reports
-// how many it enqueued.
+// how many it enqueued. It wakes the engine once the calls are committed.
 func PhoneHome(ctx context.Context, st *store.Store, engine *jobs.Engine) (int, error) {
 	var n int
 	err := st.InTx(ctx, func(tx *sqlx.Tx) error {
-		ids, err := store.PhoneHomeCandidatesTx(ctx, tx)
-		if err != nil {
-			return err
-		}
-		params := make([]jobs.InsertParams, len(ids))
-		for i, id := range ids {
-			params[i] = jobs.InsertParams{Args: Args{ExtraterrestrialID: id}}
-		}
-		n, err = engine.InsertManyTx(ctx, tx, params)
+		var err error
+		n, err = EnqueueCallsTx(ctx, tx, time.Now())
 		return err
 	})
 	if err != nil {
@@ -138,4 +131,34 @@ func PhoneHome(ctx context.Context, st *store.Store, engine *jobs.Engine) (int, 
 	}
 	engine.Wake()
 	return n, nil
+}
+
+// enqueueCallsSQL inserts the calls with one INSERT … SELECT: a million rows
+// take seconds, where one insert per row through the job API took minutes.
+// The rows are exactly what jobs.InsertTx writes for Args with InsertOpts
+// (state available, the queue, max attempts, no tags, the unique key
+// "kind:args" with args as encoding/json writes them), so the jobs table's
+// unique-in-flight index skips an extraterrestrial whose call is in flight
+// (ON CONFLICT DO NOTHING), as it does for single inserts.
+const enqueueCallsSQL = `INSERT INTO jobs (state, queue, kind, args, priority, max_attempts, tags, unique_key, inserted_at, scheduled_at)
+	SELECT 'available', ?1, ?2, json_object('extraterrestrial_id', id), 0, ?3, '[]',
+	       ?2 || ':' || json_object('extraterrestrial_id', id), ?4, ?4
+	FROM extraterrestrials
+	WHERE ` + store.PhoneHomeEligible + `
+	ORDER BY id
+	ON CONFLICT DO NOTHING`
+
+// EnqueueCallsTx inserts, inside tx, one call for every extraterrestrial
+// that never tried or got no answer and has no call in flight, due at now,
+// and reports how many it inserted. Call the engine's Wake after the commit.
+func EnqueueCallsTx(ctx context.Context, tx *sqlx.Tx, now time.Time) (int, error) {
+	res, err := tx.ExecContext(ctx, enqueueCallsSQL, Queue, Kind, MaxAttempts, now.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("enqueue calls: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("enqueue calls: %w", err)
+	}
+	return int(n), nil
 }

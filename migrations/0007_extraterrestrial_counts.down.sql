@@ -1,0 +1,4 @@
+DROP TRIGGER extraterrestrials_counts_update;
+DROP TRIGGER extraterrestrials_counts_delete;
+DROP TRIGGER extraterrestrials_counts_insert;
+DROP TABLE extraterrestrial_counts;
