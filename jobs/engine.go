@@ -18,19 +18,64 @@ import (
 // Config configures an Engine. Zero fields take the documented defaults.
 type Config struct {
 	// Queues maps each queue this engine runs to its concurrency limit.
+	// A limit set at run time with ScaleQueue (stored in job_queues)
+	// overrides it, also after a restart.
 	Queues map[string]int
 	// PollInterval is how often idle queues look for due jobs (1 s).
 	// Inserts through this engine wake its queues at once.
 	PollInterval time.Duration
 	// Backoff is the delay before a failed attempt is retried (Oban's).
+	// A worker may override it (WorkerWithBackoff).
 	Backoff Backoff
 	// Now is the clock (time.Now); tests pass a fake one.
 	Now func() time.Time
 	// Logger receives job logs (slog.Default()).
 	Logger *slog.Logger
-	// Node names this process in attempted_by (host name and pid).
+	// Node names this process in attempted_by and job_nodes (host name and
+	// pid). Names must be unique among running engines: at Start, jobs left
+	// executing under this engine's own name are rescued at once.
 	Node string
+	// Reader serves Queues and Counts (the writer when nil): pass the
+	// read-only pool so the dashboard never waits for the writer.
+	Reader *sqlx.DB
+
+	// HeartbeatInterval is how often the node records that it is alive,
+	// rescues the jobs of dead nodes, and reloads queue settings changed
+	// by other nodes (15 s).
+	HeartbeatInterval time.Duration
+	// NodeTimeout is how old a node's heartbeat must be before its
+	// executing jobs may be rescued (1 min; at least two heartbeats).
+	NodeTimeout time.Duration
+	// PruneAfter is how long completed, cancelled and discarded jobs are
+	// kept (24 h when zero, as River; negative keeps them forever).
+	PruneAfter time.Duration
+	// PruneInterval is how often old finished jobs are pruned (1 min).
+	PruneInterval time.Duration
+	// Periodic are the cron jobs this engine inserts (see PeriodicJob).
+	Periodic []PeriodicJob
+
+	// OnEvent receives every job's telemetry (see Event). It is called
+	// synchronously by the engine's goroutines and must return quickly.
+	OnEvent func(Event)
+	// OnChange receives the ids of jobs whose rows changed, once per
+	// committed batch, after the commit and without engine locks held:
+	// inserts (those of InsertTx and InsertManyTx at the next Wake, which
+	// the caller makes after its commit), claims, outcomes, operator
+	// actions, rescues, cron inserts and prunes. A deleted row is reported
+	// like a changed one: reading it then finds ErrNotFound, which means it
+	// is gone (an id of a rolled-back InsertTx reads the same way). It must
+	// not block: hand the ids to another goroutine.
+	OnChange func(ids []int64)
 }
+
+// Defaults of Config.
+const (
+	DefaultPollInterval      = time.Second
+	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultNodeTimeout       = time.Minute
+	DefaultPruneAfter        = 24 * time.Hour
+	DefaultPruneInterval     = time.Minute
+)
 
 // MaxRescues is how many times a job may be found executing after a crash
 // before it is discarded as the likely cause of the crashes.
@@ -42,10 +87,14 @@ const maxBatch = 256
 // Engine runs the queues of one process over the jobs table.
 type Engine struct {
 	db      *sqlx.DB
+	reader  *sqlx.DB
 	cfg     Config
 	log     *slog.Logger
+	host    string
+	pid     int
 	workers map[string]Worker
 	queues  map[string]*queue
+	cron    []*periodic
 
 	finished chan *attempt
 	// workCtx is the parent of every running job's context; cancelling it
@@ -65,50 +114,45 @@ type Engine struct {
 	// unrecorded counts outcomes given up on at Stop; the next Start
 	// rescues their jobs.
 	unrecorded atomic.Int64
+
+	// runsMu guards runs: the attempts running in this engine, by job id,
+	// until their outcome is recorded.
+	runsMu sync.Mutex
+	runs   map[int64]*run
+
+	// pendingMu guards pending: ids inserted in callers' transactions,
+	// reported to OnChange at the next Wake.
+	pendingMu sync.Mutex
+	pending   []int64
+
+	throughput throughputRing
 }
 
-type queue struct {
-	name  string
-	limit int
-	wake  chan struct{}
-
-	mu      sync.Mutex
-	running int
-}
-
-func (q *queue) free() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.limit - q.running
-}
-
-func (q *queue) add(n int) {
-	q.mu.Lock()
-	q.running += n
-	q.mu.Unlock()
-}
-
-func (q *queue) signal() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+// run is one attempt running in this engine.
+type run struct {
+	cancel context.CancelFunc
+	// byOperator is set when CancelJob cancelled it.
+	byOperator atomic.Bool
 }
 
 // attempt is one finished run of a job, waiting to be recorded.
 type attempt struct {
 	job        *Job
 	queue      *queue
+	run        *run
 	err        error
 	finishedAt time.Time
 	duration   time.Duration
+	// dropped is set when the job's row was no longer this attempt's to
+	// write (an operator cancelled it): nothing was recorded.
+	dropped bool
 }
 
 // New makes an engine over db, which must be the single-connection writer
 // (see package store). Register workers, then Start it.
 func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = time.Second
+		cfg.PollInterval = DefaultPollInterval
 	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = ObanBackoff(nil)
@@ -119,25 +163,55 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.NodeTimeout <= 0 {
+		cfg.NodeTimeout = DefaultNodeTimeout
+	}
+	if cfg.NodeTimeout < 2*cfg.HeartbeatInterval {
+		return nil, fmt.Errorf("node timeout %s must be at least two heartbeat intervals (%s)", cfg.NodeTimeout, cfg.HeartbeatInterval)
+	}
+	if cfg.PruneAfter == 0 {
+		cfg.PruneAfter = DefaultPruneAfter
+	}
+	if cfg.PruneInterval <= 0 {
+		cfg.PruneInterval = DefaultPruneInterval
+	}
+	host, _ := os.Hostname()
 	if cfg.Node == "" {
-		host, _ := os.Hostname()
 		cfg.Node = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	reader := cfg.Reader
+	if reader == nil {
+		reader = db
 	}
 	e := &Engine{
 		db:         db,
+		reader:     reader,
 		cfg:        cfg,
 		log:        cfg.Logger,
+		host:       host,
+		pid:        os.Getpid(),
 		workers:    map[string]Worker{},
 		queues:     map[string]*queue{},
 		finished:   make(chan *attempt, 1024),
 		stopping:   make(chan struct{}),
 		recorderGo: make(chan struct{}),
+		runs:       map[int64]*run{},
 	}
 	for name, limit := range cfg.Queues {
 		if name == "" || limit < 1 {
 			return nil, fmt.Errorf("queue %q: limit %d must be at least 1", name, limit)
 		}
-		e.queues[name] = &queue{name: name, limit: limit, wake: make(chan struct{}, 1)}
+		e.queues[name] = &queue{name: name, limit: limit, configured: limit, wake: make(chan struct{}, 1)}
+	}
+	for i, p := range cfg.Periodic {
+		pj, err := newPeriodic(p)
+		if err != nil {
+			return nil, fmt.Errorf("periodic job %d: %w", i, err)
+		}
+		e.cron = append(e.cron, pj)
 	}
 	e.workCtx, e.cancelWork = context.WithCancel(context.Background())
 	return e, nil
@@ -160,17 +234,25 @@ func (e *Engine) Register(w Worker) error {
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
 
-// Start rescues jobs that a stopped process left executing, then starts the
-// queues. It returns once they are running; ctx bounds the rescue only. When
-// the rescue fails Start may be called again; once it has succeeded, later
-// calls do nothing.
+// Start records this node, rescues jobs that stopped processes left
+// executing (see Rescue; jobs left under this node's own name are rescued
+// too), loads the queues' stored settings, then starts the queues, the
+// recorder and the maintenance (heartbeat, rescue, prune, cron). It returns
+// once they are running; ctx bounds the start-up work only. When that fails
+// Start may be called again; once it has succeeded, later calls do nothing.
 func (e *Engine) Start(ctx context.Context) error {
 	e.startMu.Lock()
 	defer e.startMu.Unlock()
 	if e.started {
 		return nil
 	}
-	if _, err := e.Rescue(ctx); err != nil {
+	if err := e.heartbeat(ctx); err != nil {
+		return err
+	}
+	if _, err := e.rescue(ctx, true); err != nil {
+		return err
+	}
+	if err := e.loadQueueSettings(ctx); err != nil {
 		return err
 	}
 	e.started = true
@@ -180,20 +262,41 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.loops.Add(1)
 		go e.queueLoop(q)
 	}
+	e.loops.Add(1)
+	go e.maintain()
+	if len(e.cron) > 0 {
+		e.loops.Add(1)
+		go e.cronLoop()
+	}
 	return nil
 }
 
-// Wake makes every queue look for due jobs now instead of at its next poll.
+// Wake makes every queue look for due jobs now instead of at its next poll,
+// and reports the jobs inserted with InsertTx or InsertManyTx since the last
+// Wake to OnChange: call it after committing such an insert.
 func (e *Engine) Wake() {
+	e.pendingMu.Lock()
+	ids := e.pending
+	e.pending = nil
+	e.pendingMu.Unlock()
+	e.changed(ids)
 	for _, q := range e.queues {
 		q.signal()
+	}
+}
+
+// changed reports ids to OnChange.
+func (e *Engine) changed(ids []int64) {
+	if len(ids) > 0 && e.cfg.OnChange != nil {
+		e.cfg.OnChange(ids)
 	}
 }
 
 // Stop stops claiming jobs and waits for running ones to finish and be
 // recorded. When ctx ends first, running jobs' contexts are cancelled and
 // Stop waits briefly for them; a job that still does not return is left
-// executing, and the next Start rescues it.
+// executing, and is rescued once this node's heartbeat is stale (or at the
+// next Start of an engine with the same Node name).
 func (e *Engine) Stop(ctx context.Context) error {
 	var err error
 	e.stopOnce.Do(func() {
@@ -201,6 +304,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		e.loops.Wait()
 		done := make(chan struct{})
 		go func() { e.running.Wait(); close(done) }()
+		left := false
 		select {
 		case <-done:
 		case <-ctx.Done():
@@ -208,6 +312,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 			select {
 			case <-done:
 			case <-time.After(2 * time.Second):
+				left = true
 				err = errors.New("stop: some jobs ignored cancellation and are left executing")
 			}
 		}
@@ -219,13 +324,24 @@ func (e *Engine) Stop(ctx context.Context) error {
 		case <-ctx.Done():
 			// The recorder may be retrying a commit the database refuses:
 			// cancelling work makes it give up, leaving those jobs
-			// executing for the next Start to rescue.
+			// executing for a rescue.
 			e.cancelWork()
 			<-recorded
 		}
 		e.cancelWork()
 		if n := e.unrecorded.Load(); n > 0 {
-			err = errors.Join(err, fmt.Errorf("stop: the outcomes of %d jobs could not be recorded; they are left executing and the next start rescues them", n))
+			left = true
+			err = errors.Join(err, fmt.Errorf("stop: the outcomes of %d jobs could not be recorded; they are left executing and will be rescued", n))
+		}
+		e.startMu.Lock()
+		started := e.started
+		e.startMu.Unlock()
+		if started && !left {
+			// Nothing of ours is executing: leave without a trace. With
+			// jobs left, the row stays and its heartbeat goes stale.
+			if _, derr := e.db.ExecContext(context.WithoutCancel(ctx), "DELETE FROM job_nodes WHERE name = ?", e.cfg.Node); derr != nil {
+				e.log.Warn("remove node row", "node", e.cfg.Node, "err", derr)
+			}
 		}
 	})
 	return err
@@ -263,11 +379,14 @@ func (e *Engine) fill(q *queue) {
 			e.log.Error("claim jobs", "queue", q.name, "err", err)
 			return
 		}
-		for _, j := range jobs {
+		ids := make([]int64, len(jobs))
+		for i, j := range jobs {
+			ids[i] = j.ID
 			q.add(1)
 			e.running.Add(1)
 			go e.execute(q, j)
 		}
+		e.changed(ids)
 		if len(jobs) < free {
 			return
 		}
@@ -304,241 +423,48 @@ func (e *Engine) claim(queueName string, n int) ([]*Job, error) {
 	return jobs, nil
 }
 
+// execute runs one claimed attempt and hands its result to the recorder.
 func (e *Engine) execute(q *queue, j *Job) {
 	defer e.running.Done()
+	ctx, cancel := context.WithCancel(e.workCtx)
+	defer cancel()
+	r := &run{cancel: cancel}
+	e.runsMu.Lock()
+	e.runs[j.ID] = r
+	e.runsMu.Unlock()
+
+	w, ok := e.workers[j.Kind]
+	var timeout time.Duration
+	if tw, isTimed := w.(WorkerWithTimeout); ok && isTimed {
+		if timeout = tw.Timeout(j); timeout > 0 {
+			var cancelTimeout context.CancelFunc
+			ctx, cancelTimeout = context.WithTimeout(ctx, timeout)
+			defer cancelTimeout()
+		}
+	}
+	e.observeStart(j)
 	start := time.Now()
 	var err error
-	if w, ok := e.workers[j.Kind]; ok {
-		err = runWorker(e.workCtx, w, j)
+	if ok {
+		err = runWorker(ctx, w, j)
 	} else {
 		err = fmt.Errorf("no worker registered for kind %q", j.Kind)
 	}
-	e.finished <- &attempt{job: j, queue: q, err: err, finishedAt: e.now(), duration: time.Since(start)}
+	if err != nil && timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && e.workCtx.Err() == nil {
+		err = fmt.Errorf("timed out after %s: %w", timeout, err)
+	}
+	e.finished <- &attempt{job: j, queue: q, run: r, err: err, finishedAt: e.now(), duration: time.Since(start)}
 }
 
-// recordLoop commits finished attempts in batches, in the order they finish.
-func (e *Engine) recordLoop() {
-	defer e.recorderWG.Done()
-	for {
-		var first *attempt
-		select {
-		case first = <-e.finished:
-		case <-e.recorderGo:
-			// No more attempts will arrive once the runners are done,
-			// but some may still sit in the channel.
-			for {
-				select {
-				case a := <-e.finished:
-					e.recordBatch(e.drain(a))
-				default:
-					return
-				}
-			}
-		}
-		e.recordBatch(e.drain(first))
-	}
-}
-
-func (e *Engine) drain(first *attempt) []*attempt {
-	batch := []*attempt{first}
-	for len(batch) < maxBatch {
-		select {
-		case a := <-e.finished:
-			batch = append(batch, a)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
-// recordBatch commits the outcomes of batch in one transaction. When that
-// fails, one attempt may be the cause (a worker's hook that breaks the
-// commit), so each is then recorded on its own.
-func (e *Engine) recordBatch(batch []*attempt) {
-	if len(batch) > 1 {
-		if e.tryRecord(batch) == nil {
-			e.afterRecord(batch)
-			return
-		}
-		for _, a := range batch {
-			e.recordOne(a)
-		}
-		return
-	}
-	e.recordOne(batch[0])
-}
-
-// recordOne commits one attempt's outcome. When its worker's hooks make the
-// commit fail, the attempt is recorded as failed without them; when even
-// that fails (disk full, I/O error) it retries with a growing delay: until
-// it succeeds the job stays executing, so nothing is half-written or lost.
-// It gives up only when the engine is stopped hard; the job is then
-// rescued at the next start.
-func (e *Engine) recordOne(a *attempt) {
-	batch := []*attempt{a}
-	err := e.tryRecord(batch)
-	if err != nil && (len(a.job.recordTx) > 0 || len(a.job.afterRecord) > 0) {
-		e.log.Error("record job outcome with its worker's changes; recording it as failed", "job_id", a.job.ID, "err", err)
-		a.job.recordTx, a.job.afterRecord = nil, nil
-		a.err = fmt.Errorf("record outcome: %w", err)
-		err = e.tryRecord(batch)
-	}
-	delay := 50 * time.Millisecond
-	for err != nil {
-		e.log.Error("record job outcome; will retry", "job_id", a.job.ID, "err", err, "retry_in", delay)
-		select {
-		case <-time.After(delay):
-		case <-e.workCtx.Done():
-			e.log.Error("stopping: job outcome not recorded; the job will be rescued at the next start", "job_id", a.job.ID)
-			e.unrecorded.Add(1)
-			return
-		}
-		delay = min(delay*2, 5*time.Second)
-		err = e.tryRecord(batch)
-	}
-	e.afterRecord(batch)
-}
-
-// tryRecord commits the outcomes of batch in one transaction. The jobs'
-// in-memory state changes only when it commits, so a failed try can be
-// repeated from the workers' original results.
-func (e *Engine) tryRecord(batch []*attempt) error {
-	updated := make([]Job, len(batch))
-	err := e.inTx(context.Background(), func(tx *sqlx.Tx) error {
-		for i, a := range batch {
-			updated[i] = *a.job
-			updated[i].Errors = slices.Clone(a.job.Errors)
-			if len(a.job.recordTx) > 0 {
-				if hookErr := e.runRecordHooks(context.Background(), tx, a); hookErr != nil {
-					return hookErr
-				}
-			}
-			if err := e.writeOutcome(context.Background(), tx, &updated[i], a.finishedAt, a.err); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for i, a := range batch {
-		*a.job = updated[i]
-	}
-	return nil
-}
-
-// runRecordHooks runs the worker's RecordTx functions in the outcome's
-// transaction. An error rolls the whole transaction back; recordOne then
-// records the attempt as failed without them.
-func (e *Engine) runRecordHooks(ctx context.Context, tx *sqlx.Tx, a *attempt) error {
-	for _, fn := range a.job.recordTx {
-		if err := fn(ctx, tx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// writeOutcome turns an attempt's result into the job's next state.
-func (e *Engine) writeOutcome(ctx context.Context, tx *sqlx.Tx, j *Job, finishedAt time.Time, runErr error) error {
-	at := finishedAt.UnixMilli()
-	var cancel *cancelError
-	var snooze *snoozeError
-	var q string
-	var args []any
-	switch {
-	case runErr == nil:
-		j.State = StateCompleted
-		q = "UPDATE jobs SET state = 'completed', completed_at = ? WHERE id = ? AND state = 'executing'"
-		args = []any{at, j.ID}
-	case errors.As(runErr, &snooze):
-		j.State = StateScheduled
-		j.ScheduledAt = finishedAt.Add(snooze.d)
-		q = "UPDATE jobs SET state = 'scheduled', attempt = attempt - 1, scheduled_at = ? WHERE id = ? AND state = 'executing'"
-		args = []any{j.ScheduledAt.UnixMilli(), j.ID}
-	case errors.As(runErr, &cancel):
-		j.State = StateCancelled
-		q = "UPDATE jobs SET state = 'cancelled', cancelled_at = ?, errors = json_insert(errors, '$[#]', json(?)) WHERE id = ? AND state = 'executing'"
-		args = []any{at, errorJSON(j.Attempt, finishedAt, runErr), j.ID}
-	case j.Attempt >= j.MaxAttempts:
-		j.State = StateDiscarded
-		q = "UPDATE jobs SET state = 'discarded', discarded_at = ?, errors = json_insert(errors, '$[#]', json(?)) WHERE id = ? AND state = 'executing'"
-		args = []any{at, errorJSON(j.Attempt, finishedAt, runErr), j.ID}
-	default:
-		j.State = StateRetryable
-		j.ScheduledAt = finishedAt.Add(e.cfg.Backoff(j.Attempt))
-		q = "UPDATE jobs SET state = 'retryable', scheduled_at = ?, errors = json_insert(errors, '$[#]', json(?)) WHERE id = ? AND state = 'executing'"
-		args = []any{j.ScheduledAt.UnixMilli(), errorJSON(j.Attempt, finishedAt, runErr), j.ID}
-	}
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-		return fmt.Errorf("job %d: write outcome: %w", j.ID, err)
-	}
-	if runErr != nil && snooze == nil {
-		j.Errors = append(j.Errors, AttemptError{Attempt: j.Attempt, At: finishedAt, Error: runErr.Error()})
-	}
-	return nil
-}
-
-func errorJSON(attempt int, at time.Time, err error) string {
-	return mustJSON(AttemptError{Attempt: attempt, At: at.UTC(), Error: err.Error()})
-}
-
-// afterRecord runs once the batch has committed: frees the queue slots,
-// logs, and runs the workers' AfterRecord callbacks in commit order.
-func (e *Engine) afterRecord(batch []*attempt) {
-	touched := map[*queue]int{}
+// forget removes finished attempts from the running set.
+func (e *Engine) forget(batch []*attempt) {
+	e.runsMu.Lock()
 	for _, a := range batch {
-		j := a.job
-		touched[a.queue]++
-		attrs := []any{"job_id", j.ID, "kind", j.Kind, "queue", j.Queue, "attempt", j.Attempt,
-			"state", j.State, "duration_ms", a.duration.Milliseconds()}
-		switch {
-		case a.err == nil:
-			e.log.Debug("job completed", attrs...)
-		case j.State == StateDiscarded:
-			e.log.Warn("job discarded", append(attrs, "err", a.err)...)
-		default:
-			e.log.Debug("job attempt failed", append(attrs, "err", a.err)...)
-		}
-		for _, fn := range j.afterRecord {
-			fn()
+		if e.runs[a.job.ID] == a.run {
+			delete(e.runs, a.job.ID)
 		}
 	}
-	for q, n := range touched {
-		q.add(-n)
-		q.signal()
-	}
-}
-
-// Rescue returns jobs left executing by a process that stopped without
-// recording them. The interrupted attempt recorded nothing, so it is not
-// counted: the job becomes available again with its attempt number given
-// back, and the interruption is noted in its errors. A job rescued
-// MaxRescues times is discarded instead, as the likely cause of the crashes.
-// It reports how many jobs it rescued.
-func (e *Engine) Rescue(ctx context.Context) (int, error) {
-	now := e.now()
-	res, err := e.db.ExecContext(ctx, `UPDATE jobs SET
-		state        = CASE WHEN rescues + 1 >= ?1 THEN 'discarded' ELSE 'available' END,
-		discarded_at = CASE WHEN rescues + 1 >= ?1 THEN ?2 END,
-		attempt      = CASE WHEN rescues + 1 >= ?1 THEN attempt ELSE attempt - 1 END,
-		rescues      = rescues + 1,
-		scheduled_at = ?2,
-		errors       = json_insert(errors, '$[#]', json_object(
-			'attempt', attempt, 'at', ?3,
-			'error', 'interrupted: the process running this attempt (' || coalesce(attempted_by, '?') || ') stopped before it finished'))
-		WHERE state = 'executing'`,
-		MaxRescues, now.UnixMilli(), now.Format(time.RFC3339Nano))
-	if err != nil {
-		return 0, fmt.Errorf("rescue executing jobs: %w", err)
-	}
-	n, _ := res.RowsAffected()
-	if n > 0 {
-		e.log.Warn("rescued jobs left executing by a stopped process", "jobs", n)
-	}
-	return int(n), nil
+	e.runsMu.Unlock()
 }
 
 func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
@@ -550,5 +476,8 @@ func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 		tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }

@@ -543,8 +543,9 @@ func TestRescueDiscardsAfterMaxRescues(t *testing.T) {
 			t.Errorf("rescue %d: errors = %+v, want %d interruptions", i, j.Errors, i)
 		}
 		if i < jobs.MaxRescues {
-			if j.State != jobs.StateAvailable || j.Attempt != 0 || j.DiscardedAt != nil {
-				t.Errorf("rescue %d: state %s attempt %d discarded_at %v, want available attempt 0", i, j.State, j.Attempt, j.DiscardedAt)
+			if j.State != jobs.StateRetryable || j.Attempt != 0 || j.DiscardedAt != nil || !j.ScheduledAt.Equal(t0) {
+				t.Errorf("rescue %d: state %s attempt %d discarded_at %v scheduled_at %v, want retryable attempt 0 due now",
+					i, j.State, j.Attempt, j.DiscardedAt, j.ScheduledAt)
 			}
 			continue
 		}

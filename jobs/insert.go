@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -22,11 +23,20 @@ type InsertOpts struct {
 	MaxAttempts int
 	// ScheduledAt delays the job until then; zero means now.
 	ScheduledAt time.Time
+	// ScheduleIn delays the job by this long when ScheduledAt is zero.
+	ScheduleIn time.Duration
 	// Tags label the job for filtering.
 	Tags []string
-	// Unique keeps at most one unfinished job with the same kind and args:
-	// a second insert reports Duplicate instead of adding a row.
+	// Unique keeps at most one job with the same kind and args in
+	// UniqueStates inserted within UniquePeriod: another insert reports
+	// Duplicate (with the existing job's id) instead of adding a row.
 	Unique bool
+	// UniquePeriod limits Unique to jobs inserted this long ago or less
+	// (zero: any time).
+	UniquePeriod time.Duration
+	// UniqueStates are the states a job must be in to count for Unique
+	// (nil: scheduled, available, executing, retryable: "in flight").
+	UniqueStates []State
 }
 
 // DefaultMaxAttempts is Oban's default number of attempts.
@@ -43,15 +53,30 @@ type InsertResult struct {
 	// ID is the new job's id, or the existing job's when Duplicate.
 	ID int64
 	// Duplicate is true when a unique job with the same kind and args was
-	// already in flight, so nothing was inserted.
+	// already there (see InsertOpts.Unique), so nothing was inserted.
 	Duplicate bool
 }
 
 type insertRow struct {
 	state, queue, kind, args, tags string
 	priority, maxAttempts          int
-	uniqueKey                      sql.NullString
-	scheduledAt                    int64
+	// uniqueKey is set for the default uniqueness, which the partial
+	// unique index enforces; uniqueBy for a period or other states, which
+	// the insert looks up first.
+	uniqueKey, uniqueBy sql.NullString
+	uniqueStates        string // JSON array, with uniqueBy
+	uniqueSince         int64  // unix ms, with uniqueBy
+	scheduledAt         int64
+}
+
+func queueOf(args Args, opts InsertOpts) string {
+	if d, ok := args.(ArgsWithOpts); ok {
+		opts = mergeOpts(d.InsertOpts(), opts)
+	}
+	if opts.Queue == "" {
+		return "default"
+	}
+	return opts.Queue
 }
 
 func prepareInsert(p InsertParams, now time.Time) (insertRow, error) {
@@ -78,6 +103,14 @@ func prepareInsert(p InsertParams, now time.Time) (insertRow, error) {
 	if opts.MaxAttempts < 1 {
 		return insertRow{}, fmt.Errorf("insert %s: max attempts %d is below 1", kind, opts.MaxAttempts)
 	}
+	if opts.UniquePeriod < 0 {
+		return insertRow{}, fmt.Errorf("insert %s: negative unique period %s", kind, opts.UniquePeriod)
+	}
+	for _, s := range opts.UniqueStates {
+		if !slices.Contains(States, s) {
+			return insertRow{}, fmt.Errorf("insert %s: unknown unique state %q", kind, s)
+		}
+	}
 	args, err := json.Marshal(p.Args)
 	if err != nil {
 		return insertRow{}, fmt.Errorf("insert %s: encode args: %w", kind, err)
@@ -100,12 +133,30 @@ func prepareInsert(p InsertParams, now time.Time) (insertRow, error) {
 		maxAttempts: opts.MaxAttempts,
 		scheduledAt: now.UnixMilli(),
 	}
-	if opts.ScheduledAt.After(now) {
+	at := opts.ScheduledAt
+	if at.IsZero() && opts.ScheduleIn > 0 {
+		at = now.Add(opts.ScheduleIn)
+	}
+	if at.After(now) {
 		r.state = string(StateScheduled)
-		r.scheduledAt = opts.ScheduledAt.UnixMilli()
+		r.scheduledAt = at.UnixMilli()
 	}
 	if opts.Unique {
-		r.uniqueKey = sql.NullString{String: kind + ":" + string(args), Valid: true}
+		key := sql.NullString{String: kind + ":" + string(args), Valid: true}
+		if opts.UniquePeriod == 0 && opts.UniqueStates == nil {
+			r.uniqueKey = key
+		} else {
+			r.uniqueBy = key
+			states := opts.UniqueStates
+			if states == nil {
+				states = []State{StateScheduled, StateAvailable, StateExecuting, StateRetryable}
+			}
+			r.uniqueStates = mustJSON(states)
+			r.uniqueSince = 0
+			if opts.UniquePeriod > 0 {
+				r.uniqueSince = now.Add(-opts.UniquePeriod).UnixMilli()
+			}
+		}
 	}
 	return r, nil
 }
@@ -123,15 +174,28 @@ func mergeOpts(base, over InsertOpts) InsertOpts {
 	if !over.ScheduledAt.IsZero() {
 		base.ScheduledAt = over.ScheduledAt
 	}
+	if over.ScheduleIn != 0 {
+		base.ScheduleIn = over.ScheduleIn
+	}
 	if over.Tags != nil {
 		base.Tags = over.Tags
 	}
 	base.Unique = base.Unique || over.Unique
+	if over.UniquePeriod != 0 {
+		base.UniquePeriod = over.UniquePeriod
+	}
+	if over.UniqueStates != nil {
+		base.UniqueStates = over.UniqueStates
+	}
 	return base
 }
 
-const insertSQL = `INSERT INTO jobs (state, queue, kind, args, priority, max_attempts, tags, unique_key, inserted_at, scheduled_at)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+const insertSQL = `INSERT INTO jobs (state, queue, kind, args, priority, max_attempts, tags, unique_key, unique_by, inserted_at, scheduled_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`
+
+const findUniqueBySQL = `SELECT id FROM jobs
+	WHERE unique_by = ?1 AND inserted_at >= ?2 AND state IN (SELECT value FROM json_each(?3))
+	ORDER BY id DESC LIMIT 1`
 
 // Insert adds one job in its own transaction and wakes its queue.
 func (e *Engine) Insert(ctx context.Context, args Args, opts InsertOpts) (InsertResult, error) {
@@ -150,15 +214,55 @@ func (e *Engine) Insert(ctx context.Context, args Args, opts InsertOpts) (Insert
 
 // InsertTx adds one job inside the caller's transaction, so the job exists
 // if and only if the caller's change commits. Call Wake after the commit to
-// start it before the next poll.
+// start it before the next poll (and report it to OnChange).
 func (e *Engine) InsertTx(ctx context.Context, tx *sqlx.Tx, args Args, opts InsertOpts) (InsertResult, error) {
-	r, err := prepareInsert(InsertParams{Args: args, Opts: opts}, e.now())
+	res, err := e.insertTx(ctx, tx, args, opts)
+	if err == nil && !res.Duplicate {
+		e.addPending(res.ID)
+	}
+	return res, err
+}
+
+func (e *Engine) addPending(ids ...int64) {
+	if e.cfg.OnChange == nil || len(ids) == 0 {
+		return
+	}
+	e.pendingMu.Lock()
+	e.pending = append(e.pending, ids...)
+	e.pendingMu.Unlock()
+}
+
+// insertTx inserts one job without reporting it.
+func (e *Engine) insertTx(ctx context.Context, tx *sqlx.Tx, args Args, opts InsertOpts) (InsertResult, error) {
+	now := e.now()
+	r, err := prepareInsert(InsertParams{Args: args, Opts: opts}, now)
 	if err != nil {
 		return InsertResult{}, err
 	}
+	return insertOne(ctx, tx, r, now, nil)
+}
+
+// insertOne inserts a prepared row; stmt, when not nil, is insertSQL
+// prepared on tx.
+func insertOne(ctx context.Context, tx *sqlx.Tx, r insertRow, now time.Time, stmt *sqlx.Stmt) (InsertResult, error) {
 	var id int64
-	err = tx.QueryRowxContext(ctx, insertSQL, r.state, r.queue, r.kind, r.args, r.priority, r.maxAttempts,
-		r.tags, r.uniqueKey, e.now().UnixMilli(), r.scheduledAt).Scan(&id)
+	if r.uniqueBy.Valid {
+		err := tx.GetContext(ctx, &id, findUniqueBySQL, r.uniqueBy, r.uniqueSince, r.uniqueStates)
+		switch {
+		case err == nil:
+			return InsertResult{ID: id, Duplicate: true}, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return InsertResult{}, fmt.Errorf("insert %s: find duplicate: %w", r.kind, err)
+		}
+	}
+	args := []any{r.state, r.queue, r.kind, r.args, r.priority, r.maxAttempts,
+		r.tags, r.uniqueKey, r.uniqueBy, now.UnixMilli(), r.scheduledAt}
+	var err error
+	if stmt != nil {
+		err = stmt.QueryRowxContext(ctx, args...).Scan(&id)
+	} else {
+		err = tx.QueryRowxContext(ctx, insertSQL, args...).Scan(&id)
+	}
 	if errors.Is(err, sql.ErrNoRows) && r.uniqueKey.Valid {
 		err = tx.GetContext(ctx, &id, "SELECT id FROM jobs WHERE unique_key = ? AND state IN "+inFlight, r.uniqueKey)
 		if err != nil {
@@ -198,22 +302,20 @@ func (e *Engine) InsertManyTx(ctx context.Context, tx *sqlx.Tx, params []InsertP
 	}
 	defer stmt.Close()
 	now := e.now()
-	inserted := 0
+	var ids []int64
 	for _, p := range params {
 		r, err := prepareInsert(p, now)
 		if err != nil {
 			return 0, err
 		}
-		var id int64
-		err = stmt.QueryRowxContext(ctx, r.state, r.queue, r.kind, r.args, r.priority, r.maxAttempts,
-			r.tags, r.uniqueKey, now.UnixMilli(), r.scheduledAt).Scan(&id)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return 0, fmt.Errorf("insert %s: %w", r.kind, err)
-		default:
-			inserted++
+		res, err := insertOne(ctx, tx, r, now, stmt)
+		if err != nil {
+			return 0, err
+		}
+		if !res.Duplicate {
+			ids = append(ids, res.ID)
 		}
 	}
-	return inserted, nil
+	e.addPending(ids...)
+	return len(ids), nil
 }

@@ -30,6 +30,24 @@ type Worker interface {
 	Work(ctx context.Context, job *Job) error
 }
 
+// WorkerWithTimeout is a Worker that bounds each attempt: Work's ctx ends
+// after Timeout(job) (zero or negative: no limit), and the attempt's error
+// then reads "timed out after …". Work must honour ctx; the engine cannot
+// stop a worker that ignores it.
+type WorkerWithTimeout interface {
+	Worker
+	Timeout(job *Job) time.Duration
+}
+
+// WorkerWithBackoff is a Worker with its own retry delay, like Oban's
+// backoff/1: Backoff(job) is called after attempt job.Attempt failed and
+// returns how long to wait before the next one (negative: the engine's
+// Config.Backoff).
+type WorkerWithBackoff interface {
+	Worker
+	Backoff(job *Job) time.Duration
+}
+
 // PanicError is the failure recorded when a worker panics.
 type PanicError struct {
 	Value any

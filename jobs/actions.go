@@ -1,0 +1,213 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// ErrStateConflict is returned when a job's state forbids an operator
+// action (HTTP 409): retrying a job that is available, deleting one that
+// is executing, cancelling one that is finished.
+var ErrStateConflict = errors.New("job state conflict")
+
+// The states each operator action accepts, as SQL lists.
+const (
+	cancellable = "('scheduled', 'available', 'executing', 'retryable')"
+	retriable   = "('scheduled', 'retryable', 'completed', 'discarded', 'cancelled')"
+	deletable   = "('scheduled', 'available', 'retryable', 'completed', 'discarded', 'cancelled')"
+)
+
+// cancelSQL and retrySQL change the jobs whose ids are in the JSON array ?1
+// and return their ids.
+const (
+	cancelSQL = `UPDATE jobs SET state = 'cancelled', cancelled_at = ?2
+		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + cancellable + ` RETURNING id`
+	// A retried job that used all its attempts gets one more, as in Oban.
+	retrySQL = `UPDATE jobs SET state = 'available', scheduled_at = ?2,
+		max_attempts = max(max_attempts, attempt + 1),
+		completed_at = NULL, cancelled_at = NULL, discarded_at = NULL
+		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + retriable + ` RETURNING id`
+	deleteSQL = `DELETE FROM jobs
+		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + deletable + ` RETURNING id`
+)
+
+// CancelJob cancels a job that has not finished. An executing job's context
+// is cancelled (when it runs in this engine; on another node the worker
+// runs on, but its outcome is not recorded), and the job ends cancelled.
+// It returns the job after the change; ErrNotFound for an unknown id;
+// ErrStateConflict for a completed, discarded or cancelled job.
+func (e *Engine) CancelJob(ctx context.Context, id int64) (*Job, error) {
+	j, err := e.actOne(ctx, id, "cancel", "scheduled, available, executing or retryable", e.cancelTx)
+	if err == nil {
+		e.interrupt([]int64{id})
+	}
+	return j, err
+}
+
+// RetryJob makes a scheduled, retryable, completed, discarded or cancelled
+// job available now (a job with no attempts left gets one more). It returns
+// the job after the change; ErrNotFound for an unknown id; ErrStateConflict
+// for an available or executing job, and for a cancelled job whose worker
+// is still running here.
+func (e *Engine) RetryJob(ctx context.Context, id int64) (*Job, error) {
+	j, err := e.actOne(ctx, id, "retry", "scheduled, retryable, completed, discarded or cancelled", e.retryTx)
+	if err == nil {
+		e.Wake()
+	}
+	return j, err
+}
+
+// DeleteJob deletes a job that is not executing. It returns ErrNotFound
+// for an unknown id and ErrStateConflict for an executing job (cancel it
+// first). The deleted id is reported to OnChange.
+func (e *Engine) DeleteJob(ctx context.Context, id int64) error {
+	_, err := e.actOne(ctx, id, "delete", "not executing", deleteTx)
+	return err
+}
+
+// CancelJobs cancels every job of ids that has not finished, as CancelJob,
+// in one transaction, and returns how many it cancelled; other ids are
+// skipped.
+func (e *Engine) CancelJobs(ctx context.Context, ids []int64) (int, error) {
+	n, err := e.actMany(ctx, ids, "cancel", e.cancelTx)
+	if n > 0 {
+		e.interrupt(ids)
+	}
+	return n, err
+}
+
+// RetryJobs retries every job of ids that RetryJob accepts, in one
+// transaction, and returns how many it retried; other ids are skipped.
+func (e *Engine) RetryJobs(ctx context.Context, ids []int64) (int, error) {
+	n, err := e.actMany(ctx, ids, "retry", e.retryTx)
+	if n > 0 {
+		e.Wake()
+	}
+	return n, err
+}
+
+// DeleteJobs deletes every job of ids that is not executing, in one
+// transaction, and returns how many it deleted; other ids are skipped.
+func (e *Engine) DeleteJobs(ctx context.Context, ids []int64) (int, error) {
+	return e.actMany(ctx, ids, "delete", deleteTx)
+}
+
+type actionTx func(ctx context.Context, tx *sqlx.Tx, idsJSON string) ([]int64, error)
+
+func (e *Engine) cancelTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64, error) {
+	var done []int64
+	if err := tx.SelectContext(ctx, &done, cancelSQL, ids, e.now().UnixMilli()); err != nil {
+		return nil, err
+	}
+	// Mark those running here; interrupt cancels them after the commit.
+	e.runsMu.Lock()
+	for _, id := range done {
+		if r, ok := e.runs[id]; ok {
+			r.byOperator.Store(true)
+		}
+	}
+	e.runsMu.Unlock()
+	return done, nil
+}
+
+// interrupt cancels the contexts of the attempts of ids running here; their
+// outcome then finds the row cancelled and records nothing.
+func (e *Engine) interrupt(ids []int64) {
+	e.runsMu.Lock()
+	defer e.runsMu.Unlock()
+	for _, id := range ids {
+		if r, ok := e.runs[id]; ok {
+			r.cancel()
+		}
+	}
+}
+
+func (e *Engine) isRunning(id int64) bool {
+	e.runsMu.Lock()
+	defer e.runsMu.Unlock()
+	_, ok := e.runs[id]
+	return ok
+}
+
+func (e *Engine) retryTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64, error) {
+	// A cancelled job whose worker has not returned yet stays cancelled:
+	// retrying it would run it twice at once.
+	var list []int64
+	if err := json.Unmarshal([]byte(ids), &list); err != nil {
+		return nil, err
+	}
+	e.runsMu.Lock()
+	kept := list[:0]
+	for _, id := range list {
+		if _, running := e.runs[id]; !running {
+			kept = append(kept, id)
+		}
+	}
+	e.runsMu.Unlock()
+	var done []int64
+	if err := tx.SelectContext(ctx, &done, retrySQL, mustJSON(kept), e.now().UnixMilli()); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
+func deleteTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64, error) {
+	var done []int64
+	if err := tx.SelectContext(ctx, &done, deleteSQL, ids); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
+// actOne runs one action on one job and explains a refusal.
+func (e *Engine) actOne(ctx context.Context, id int64, verb, allowed string, act actionTx) (*Job, error) {
+	var j *Job
+	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
+		done, err := act(ctx, tx, mustJSON([]int64{id}))
+		if err != nil {
+			return fmt.Errorf("%s job %d: %w", verb, id, err)
+		}
+		if len(done) == 0 {
+			cur, err := Get(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if verb == "retry" && cur.State == StateCancelled && e.isRunning(id) {
+				return fmt.Errorf("retry job %d: it is cancelled but its worker has not returned yet: %w", id, ErrStateConflict)
+			}
+			return fmt.Errorf("%s job %d: it is %s; only jobs that are %s can be: %w", verb, id, cur.State, allowed, ErrStateConflict)
+		}
+		if verb == "delete" {
+			return nil
+		}
+		j, err = Get(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.changed([]int64{id})
+	return j, nil
+}
+
+// actMany runs one action on many jobs in one transaction.
+func (e *Engine) actMany(ctx context.Context, ids []int64, verb string, act actionTx) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var done []int64
+	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		done, err = act(ctx, tx, mustJSON(ids))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%s %d jobs: %w", verb, len(ids), err)
+	}
+	e.changed(done)
+	return len(done), nil
+}

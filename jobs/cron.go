@@ -1,0 +1,122 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/robfig/cron/v3"
+)
+
+// PeriodicJob is a job the engine inserts on a cron schedule, like Oban's
+// Cron plugin.
+type PeriodicJob struct {
+	// Spec is a standard five-field cron expression ("*/5 * * * *") or a
+	// descriptor (@hourly, @daily, @weekly, @monthly, @yearly), in UTC
+	// unless it starts with CRON_TZ=Zone. @every is refused: its slots
+	// would move with every restart.
+	Spec string
+	// Args are the inserted job's args.
+	Args Args
+	// Opts are the inserted job's options (ScheduledAt is ignored).
+	Opts InsertOpts
+}
+
+// cronParser reads Spec: minutes to weekdays, and descriptors.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+type periodic struct {
+	job   PeriodicJob
+	sched cron.Schedule
+	key   string
+	next  time.Time // the next slot to insert; zero until the loop starts
+}
+
+func newPeriodic(p PeriodicJob) (*periodic, error) {
+	if p.Args == nil || p.Args.Kind() == "" {
+		return nil, errors.New("no args or an empty kind")
+	}
+	if strings.Contains(p.Spec, "@every") {
+		return nil, fmt.Errorf("spec %q: @every has no fixed slots; use a cron expression", p.Spec)
+	}
+	sched, err := cronParser.Parse(p.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("spec %q: %w", p.Spec, err)
+	}
+	args, err := json.Marshal(p.Args)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode args: %w", p.Args.Kind(), err)
+	}
+	sum := sha256.Sum256([]byte(p.Spec + "\x00" + p.Args.Kind() + "\x00" + string(args) + "\x00" + p.Opts.Queue))
+	return &periodic{job: p, sched: sched, key: p.Args.Kind() + ":" + hex.EncodeToString(sum[:12])}, nil
+}
+
+// cronLoop inserts periodic jobs as their slots come, checking the clock
+// every poll interval (at most every second). Slots missed while no engine
+// ran are not made up for, as in Oban.
+func (e *Engine) cronLoop() {
+	defer e.loops.Done()
+	now := e.now()
+	for _, p := range e.cron {
+		p.next = p.sched.Next(now)
+	}
+	ticker := time.NewTicker(min(e.cfg.PollInterval, time.Second))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-e.stopping:
+			return
+		case <-ticker.C:
+			e.insertDue(context.Background(), e.now())
+		}
+	}
+}
+
+// insertDue inserts each periodic job whose next slot has come, at most
+// once per slot: the slot is claimed in job_cron in the insert's
+// transaction, so another node or a restarted one cannot insert it again.
+func (e *Engine) insertDue(ctx context.Context, now time.Time) {
+	for _, p := range e.cron {
+		if now.Before(p.next) {
+			continue
+		}
+		slot := p.next
+		p.next = p.sched.Next(now)
+		var id int64
+		err := e.inTx(ctx, func(tx *sqlx.Tx) error {
+			res, err := tx.ExecContext(ctx, `INSERT INTO job_cron (key, last_slot) VALUES (?1, ?2)
+				ON CONFLICT (key) DO UPDATE SET last_slot = ?2 WHERE last_slot < ?2`, p.key, slot.UnixMilli())
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return nil // inserted already, by another node or before a restart
+			}
+			opts := p.job.Opts
+			opts.ScheduledAt, opts.ScheduleIn = time.Time{}, 0
+			r, err := e.insertTx(ctx, tx, p.job.Args, opts)
+			id = r.ID
+			if r.Duplicate {
+				id = 0
+			}
+			return err
+		})
+		if err != nil {
+			e.log.Error("insert periodic job", "kind", p.job.Args.Kind(), "spec", p.job.Spec, "slot", slot, "err", err)
+			continue
+		}
+		if id != 0 {
+			e.log.Debug("periodic job inserted", "kind", p.job.Args.Kind(), "spec", p.job.Spec, "slot", slot, "job_id", id)
+			e.changed([]int64{id})
+			if q, ok := e.queues[queueOf(p.job.Args, p.job.Opts)]; ok {
+				q.signal()
+			}
+		}
+	}
+}

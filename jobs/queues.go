@@ -1,0 +1,222 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// ErrUnknownQueue is returned for a queue this engine does not run.
+var ErrUnknownQueue = errors.New("unknown queue")
+
+// MaxQueueLimit bounds ScaleQueue.
+const MaxQueueLimit = 10_000
+
+// queue is one queue this engine runs.
+type queue struct {
+	name       string
+	configured int // the limit of Config.Queues
+	wake       chan struct{}
+
+	mu      sync.Mutex
+	limit   int
+	paused  bool
+	running int
+}
+
+func (q *queue) free() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.paused {
+		return 0
+	}
+	return q.limit - q.running
+}
+
+func (q *queue) add(n int) {
+	q.mu.Lock()
+	q.running += n
+	q.mu.Unlock()
+}
+
+func (q *queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// set applies stored settings; a nil limit means the configured one.
+func (q *queue) set(limit sql.NullInt64, paused bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.limit = q.configured
+	if limit.Valid {
+		q.limit = int(limit.Int64)
+	}
+	q.paused = paused
+}
+
+// QueueInfo describes one queue for an operator.
+type QueueInfo struct {
+	// Name is the queue's name.
+	Name string
+	// Limit is how many of its jobs this engine runs at once (0 for a
+	// queue that has jobs but that this engine does not run).
+	Limit int
+	// Running is how many of its jobs this engine is running now.
+	Running int
+	// Paused is true while the queue claims no new jobs.
+	Paused bool
+	// Counts are the queue's jobs per state (every state present).
+	Counts map[State]int
+}
+
+type queueSetting struct {
+	Name   string        `db:"name"`
+	Limit  sql.NullInt64 `db:"limit"`
+	Paused bool          `db:"paused"`
+}
+
+// loadQueueSettings applies the stored pause and scale settings to this
+// engine's queues and wakes those that may claim now.
+func (e *Engine) loadQueueSettings(ctx context.Context) error {
+	var rows []queueSetting
+	if err := e.db.SelectContext(ctx, &rows, `SELECT name, "limit", paused FROM job_queues`); err != nil {
+		return fmt.Errorf("load queue settings: %w", err)
+	}
+	stored := map[string]queueSetting{}
+	for _, r := range rows {
+		stored[r.Name] = r
+	}
+	for name, q := range e.queues {
+		r := stored[name]
+		q.set(r.Limit, r.Paused)
+		q.signal()
+	}
+	return nil
+}
+
+// Queues lists the queues this engine runs, and any other queue that has
+// jobs, by name, with their settings and counts. It reads Config.Reader
+// and never scans the jobs table.
+func (e *Engine) Queues(ctx context.Context) ([]QueueInfo, error) {
+	type countRow struct {
+		Queue string `db:"queue"`
+		State string `db:"state"`
+		N     int    `db:"n"`
+	}
+	var counts []countRow
+	if err := e.reader.SelectContext(ctx, &counts, "SELECT queue, state, n FROM job_counts WHERE n > 0"); err != nil {
+		return nil, fmt.Errorf("queues: %w", err)
+	}
+	var settings []queueSetting
+	if err := e.reader.SelectContext(ctx, &settings, `SELECT name, "limit", paused FROM job_queues`); err != nil {
+		return nil, fmt.Errorf("queues: %w", err)
+	}
+	infos := map[string]*QueueInfo{}
+	info := func(name string) *QueueInfo {
+		if qi, ok := infos[name]; ok {
+			return qi
+		}
+		qi := &QueueInfo{Name: name, Counts: zeroCounts()}
+		infos[name] = qi
+		return qi
+	}
+	for name, q := range e.queues {
+		qi := info(name)
+		q.mu.Lock()
+		qi.Limit, qi.Running, qi.Paused = q.limit, q.running, q.paused
+		q.mu.Unlock()
+	}
+	for _, s := range settings {
+		if _, ours := e.queues[s.Name]; !ours {
+			if qi, ok := infos[s.Name]; ok {
+				qi.Paused = s.Paused
+			}
+		}
+	}
+	for _, c := range counts {
+		info(c.Queue).Counts[State(c.State)] += c.N
+	}
+	out := make([]QueueInfo, 0, len(infos))
+	for _, qi := range infos {
+		out = append(out, *qi)
+	}
+	slices.SortFunc(out, func(a, b QueueInfo) int { return cmp.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func zeroCounts() map[State]int {
+	m := make(map[State]int, len(States))
+	for _, s := range States {
+		m[s] = 0
+	}
+	return m
+}
+
+// Counts returns how many jobs are in each state, over all queues (every
+// state present). It reads Config.Reader and never scans the jobs table.
+func (e *Engine) Counts(ctx context.Context) (map[State]int, error) {
+	type row struct {
+		State string `db:"state"`
+		N     int    `db:"n"`
+	}
+	var rows []row
+	if err := e.reader.SelectContext(ctx, &rows, "SELECT state, sum(n) AS n FROM job_counts GROUP BY state"); err != nil {
+		return nil, fmt.Errorf("count jobs: %w", err)
+	}
+	m := zeroCounts()
+	for _, r := range rows {
+		m[State(r.State)] = r.N
+	}
+	return m, nil
+}
+
+// PauseQueue stops name from claiming new jobs (running ones finish). The
+// setting is stored: it survives a restart and reaches other nodes at their
+// next heartbeat.
+func (e *Engine) PauseQueue(ctx context.Context, name string) error {
+	return e.updateQueue(ctx, name, func(q *queue) { q.paused = true },
+		`INSERT INTO job_queues (name, paused, updated_at) VALUES (?1, 1, ?2)
+		 ON CONFLICT (name) DO UPDATE SET paused = 1, updated_at = ?2`)
+}
+
+// ResumeQueue lets a paused queue claim jobs again, at once.
+func (e *Engine) ResumeQueue(ctx context.Context, name string) error {
+	return e.updateQueue(ctx, name, func(q *queue) { q.paused = false },
+		`INSERT INTO job_queues (name, paused, updated_at) VALUES (?1, 0, ?2)
+		 ON CONFLICT (name) DO UPDATE SET paused = 0, updated_at = ?2`)
+}
+
+// ScaleQueue sets how many jobs of name run at once (1…MaxQueueLimit). A
+// lower limit lets running jobs finish; a higher one claims at once. The
+// setting is stored like PauseQueue's.
+func (e *Engine) ScaleQueue(ctx context.Context, name string, limit int) error {
+	if limit < 1 || limit > MaxQueueLimit {
+		return fmt.Errorf("scale queue %q: limit %d is outside 1…%d", name, limit, MaxQueueLimit)
+	}
+	return e.updateQueue(ctx, name, func(q *queue) { q.limit = limit },
+		`INSERT INTO job_queues (name, "limit", updated_at) VALUES (?1, ?3, ?2)
+		 ON CONFLICT (name) DO UPDATE SET "limit" = ?3, updated_at = ?2`, limit)
+}
+
+func (e *Engine) updateQueue(ctx context.Context, name string, apply func(*queue), query string, extra ...any) error {
+	q, ok := e.queues[name]
+	if !ok {
+		return fmt.Errorf("queue %q: %w", name, ErrUnknownQueue)
+	}
+	args := append([]any{name, e.now().UnixMilli()}, extra...)
+	if _, err := e.db.ExecContext(ctx, query, args...); err != nil {
+		return fmt.Errorf("queue %q: store setting: %w", name, err)
+	}
+	q.mu.Lock()
+	apply(q)
+	q.mu.Unlock()
+	q.signal()
+	return nil
+}
