@@ -1,0 +1,450 @@
+// Package e2e drives the real phonehome binary with a real browser: headless
+// Chromium, through the DevTools protocol (chromedp). TestMain builds the
+// binary once; each test starts it on a free loopback port over its own
+// database, opens pages, clicks what a person clicks, and waits on what the
+// page shows, never on fixed sleeps. Every tab also fails its test on a
+// console error, an uncaught exception or a Content Security Policy
+// violation.
+//
+// Without a Chromium (chromium, chromium-browser or google-chrome on the
+// PATH) the tests are skipped, except in CI (env CI set), where they fail.
+// Screenshots of every page go to $PHONEHOME_ARTIFACTS when it is set.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+// binary is the phonehome binary TestMain built; buildErr says why there is none.
+var (
+	binary   string
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "phonehome-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	binary, buildErr = buildBinary(dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildBinary builds the module's main package (the directory above this one)
+// into dir.
+func buildBinary(dir string) (string, error) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("no go tool on the PATH to build phonehome: %w", err)
+	}
+	out := filepath.Join(dir, "phonehome")
+	cmd := exec.Command(goTool, "build", "-o", out, ".")
+	cmd.Dir = ".."
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, msg)
+	}
+	return out, nil
+}
+
+// requireBinary fails the test when TestMain could not build the binary.
+func requireBinary(t *testing.T) {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+}
+
+// chromium finds a Chromium or Chrome on the PATH. With none, the test is
+// skipped, or failed in CI, where .ci/run installs Debian's chromium.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	const msg = "no chromium, chromium-browser or google-chrome on the PATH: " +
+		"the browser tests need one (apt-get install -y chromium)"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// server is one phonehome process: its address and database stay the same
+// across stop and start, like a server restarted by its operator.
+type server struct {
+	t    *testing.T
+	addr string
+	db   string
+	args []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	logs *syncBuffer
+}
+
+// startServer starts phonehome on a free 127.0.0.1 port over a new database,
+// with the given flags, and stops it at the end of the test.
+func startServer(t *testing.T, flags ...string) *server {
+	t.Helper()
+	requireBinary(t)
+	s := &server{t: t, addr: freeAddr(t), db: filepath.Join(t.TempDir(), "phonehome.db"), logs: &syncBuffer{}}
+	s.args = flags
+	s.start()
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("phonehome's output:\n%s", s.logs.String())
+		}
+	})
+	return s
+}
+
+// start runs the binary on the server's address and database and waits until
+// /healthz answers ok.
+func (s *server) start() {
+	s.t.Helper()
+	s.startOn(s.addr)
+}
+
+// startOn runs the binary on addr over the server's database (another
+// address: a second process on the same file while the first is stopped).
+func (s *server) startOn(addr string) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.t.Fatal("server already running")
+	}
+	args := append([]string{"serve", "-addr", addr, "-db", s.db, "-grace", "2s"}, s.args...)
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = s.logs, s.logs
+	cmd.Env = cleanEnv()
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.cmd, s.done = cmd, done
+
+	deadline := time.Now().Add(20 * time.Second)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := client.Get("http://" + addr + "/healthz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.TrimSpace(string(body)) == "ok" {
+				return
+			}
+		}
+		select {
+		case <-done:
+			s.cmd = nil
+			s.t.Fatalf("phonehome exited before it served /healthz:\n%s", s.logs.String())
+		case <-time.After(25 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("phonehome did not answer /healthz on %s within 20s:\n%s", addr, s.logs.String())
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for the process to exit (killing it after 10 s).
+func (s *server) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		s.t.Errorf("phonehome did not exit within 10s of SIGTERM")
+	}
+	if st := s.cmd.ProcessState; st != nil && !st.Success() {
+		s.t.Errorf("phonehome exited with %v after SIGTERM", st)
+	}
+	s.cmd = nil
+}
+
+// url is the address of path on the server.
+func (s *server) url(path string) string { return "http://" + s.addr + path }
+
+// cleanEnv is the test's environment without PHONEHOME_* variables, so that
+// only the flags given here configure the server.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PHONEHOME_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// freeAddr finds a free port on 127.0.0.1.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// syncBuffer is a bytes.Buffer safe for the two writers of a process.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newBrowser starts a headless Chromium for the test and returns the context
+// of its first tab, watched by a console (see newTab). The browser is closed
+// at the end of the test.
+func newBrowser(t *testing.T) (context.Context, *console) {
+	t.Helper()
+	path := chromium(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
+		chromedp.WindowSize(1280, 860),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.Flag("font-render-hinting", "none"),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
+	// Start the browser with no deadline: the first Run binds its life to the context.
+	if err := chromedp.Do(browserCtx); err != nil {
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	return browserCtx, watchConsole(t, browserCtx)
+}
+
+// newTab opens another tab in the same browser (same cookies: the same
+// visitor), watched by its own console. closeTab checks its console and
+// closes it; the end of the test does both too.
+func newTab(t *testing.T, browserCtx context.Context) (ctx context.Context, c *console, closeTab func()) {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browserCtx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c = watchConsole(t, ctx)
+	return ctx, c, func() {
+		c.check()
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		cancel()
+	}
+}
+
+// cspRecorder runs in every document before the page's own scripts and keeps
+// the page's Content Security Policy violations in window.__cspViolations;
+// the console checks them too, as Chromium's log may word them differently.
+const cspRecorder = `window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__cspViolations.push(e.violatedDirective + " blocked " + (e.blockedURI || "inline") +
+    " at " + e.sourceFile + ":" + e.lineNumber);
+});`
+
+// console collects what a tab wrote to its console that a person would call
+// an error: console.error and console.warn calls, uncaught exceptions, the
+// browser's error and warning log entries (failed loads, CSP violations);
+// and, at check time, the violations cspRecorder saw. Every console is
+// checked at the end of its test; allow excuses expected messages (a stopped
+// server's refused connections).
+type console struct {
+	t   *testing.T
+	ctx context.Context
+
+	mu       sync.Mutex
+	messages []string
+	allowed  []func(chromedp.ConsoleMessage) bool
+	closed   bool // the tab is closed: nothing more to read from it
+}
+
+func watchConsole(t *testing.T, ctx context.Context) *console {
+	t.Helper()
+	c := &console{t: t, ctx: ctx}
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument,
+		page.AddScriptToEvaluateOnNewDocumentParams{Source: cspRecorder}); err != nil {
+		t.Fatal(err)
+	}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			switch m.Type {
+			case chromedp.ConsoleError, chromedp.ConsoleWarning, chromedp.ConsoleException:
+			default:
+				continue
+			}
+			c.mu.Lock()
+			allowed := false
+			for _, ok := range c.allowed {
+				allowed = allowed || ok(m)
+			}
+			if !allowed {
+				where := m.URL
+				if m.Source != "" {
+					where = m.Source + " " + where
+				}
+				c.messages = append(c.messages, fmt.Sprintf("%s (%s)", m, where))
+			}
+			c.mu.Unlock()
+		}
+	}()
+	// Runs before the tab is closed: cleanups run last registered, first run.
+	t.Cleanup(c.check)
+	return c
+}
+
+// allow excuses the messages ok matches from now on.
+func (c *console) allow(ok func(chromedp.ConsoleMessage) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.allowed = append(c.allowed, ok)
+}
+
+// check fails the test for every error the tab has shown so far, and for the
+// CSP violations of the current document.
+func (c *console) check() {
+	c.t.Helper()
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	var violations []string
+	if !closed {
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		violations, err = chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__cspViolations || []`))
+		if err != nil {
+			c.t.Errorf("reading CSP violations: %v", err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, v := range violations {
+		c.t.Errorf("CSP violation: %s", v)
+	}
+	for _, m := range c.messages {
+		c.t.Errorf("console: %s", m)
+	}
+	c.messages = nil
+}
+
+// do runs steps with a deadline, failing the test with what was being done.
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// eval evaluates a JavaScript expression and decodes its value.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript predicate every 25 ms until it is truthy, for at
+// most timeout; on a timeout the test fails with why and the value of show.
+func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, why, predicate, show string) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(tctx, chromedp.Poll[chromedp.Void](predicate,
+		chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
+	if err != nil {
+		state := ""
+		if show != "" {
+			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+			state, _ = chromedp.Run(sctx, chromedp.Evaluate[string](show))
+			scancel()
+		}
+		t.Fatalf("waiting %v for %s: %v\npage: %s", timeout, why, err, state)
+	}
+}
+
+// artifacts is the directory screenshots are saved in: $PHONEHOME_ARTIFACTS,
+// or the test's temporary directory.
+func artifacts(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("PHONEHOME_ARTIFACTS"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	return t.TempDir()
+}
+
+// screenshot saves a full-page PNG of the tab as dir/name.png.
+func screenshot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	buf, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot of %s: %v", name, err)
+	}
+	path := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(path, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
