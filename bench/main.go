@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// scenarios are the names -only accepts, in the order they run.
+var scenarios = []string{"w1", "w2", "w3", "raw", "dash"}
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("bench: ")
+	runs := flag.Int("runs", 3, "runs of each scenario (the table shows their median and spread)")
+	only := flag.String("only", strings.Join(scenarios, ","), "comma-separated scenarios to run: "+strings.Join(scenarios, ", "))
+	nJobs := flag.Int("jobs", 100_000, "W1 jobs (W2 uses a tenth, raw SQLite the same number)")
+	dashJobs := flag.Int("dash-jobs", 1_000_000, "jobs in the table for the dashboard scenario")
+	w3Count := flag.Int("w3-count", 200, "W3 timed jobs")
+	systems := flag.String("systems", "phonehome,river,backlite", "comma-separated queues for W1–W3")
+	out := flag.String("out", "../BENCHMARKS.md", "file whose \"## Job queue (issue 3)\" section is replaced")
+	analysisPath := flag.String("analysis", "analysis.md", "markdown included as the section's analysis, if the file exists")
+	flag.Parse()
+
+	want := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		s = strings.TrimSpace(strings.ToLower(s))
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(scenarios, s) {
+			log.Fatalf("-only: unknown scenario %q (want some of %s)", s, strings.Join(scenarios, ", "))
+		}
+		want[s] = true
+	}
+	var syss []queueSystem
+	for _, s := range queueSystems {
+		if strings.Contains(","+strings.ToLower(*systems)+",", ","+strings.ToLower(s.Name)+",") {
+			syss = append(syss, s)
+		}
+	}
+	if *runs < 1 || *nJobs < 10 || *dashJobs < 100 || *w3Count < 1 {
+		log.Fatal("-runs, -jobs, -dash-jobs and -w3-count must be positive (-jobs ≥ 10, -dash-jobs ≥ 100)")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	section, err := readSection(*out)
+	if err != nil {
+		log.Fatal(err)
+	}
+	data := loadData(section)
+	date := time.Now().UTC().Format("2006-01-02 15:04 UTC")
+	machine := machineInfo()
+	log.Printf("%s; %s", machine, date)
+
+	sizes := map[string]int{"w1": *nJobs, "w2": max(*nJobs/10, 1), "w3": *w3Count, "raw": *nJobs, "dash": *dashJobs}
+	fresh := map[string]*scenarioData{}
+	for _, s := range scenarios {
+		if want[s] {
+			fresh[s] = newScenarioData(date, machine, *runs, sizes[s])
+		}
+	}
+
+	for run := 1; run <= *runs; run++ {
+		for _, s := range scenarios {
+			if !want[s] {
+				continue
+			}
+			sd := fresh[s]
+			switch s {
+			case "raw":
+				measure(ctx, sd, run, s, "raw", func(dir string) (map[string]float64, error) {
+					return runRaw(ctx, dir, sizes[s])
+				})
+			case "dash":
+				measure(ctx, sd, run, s, "phonehome", func(dir string) (map[string]float64, error) {
+					m, how, order, err := dashboard(ctx, dir, sizes[s])
+					if err == nil {
+						sd.How, sd.Order = how, order
+					}
+					return m, err
+				})
+			default:
+				for _, sys := range syss {
+					fn := map[string]func(context.Context, queueSystem, string, int) (map[string]float64, error){
+						"w1": runW1, "w2": runW2, "w3": runW3,
+					}[s]
+					measure(ctx, sd, run, s, sys.Name, func(dir string) (map[string]float64, error) {
+						return fn(ctx, sys, dir, sizes[s])
+					})
+				}
+			}
+			if ctx.Err() != nil {
+				log.Fatal("interrupted; BENCHMARKS.md left as it was")
+			}
+		}
+	}
+
+	for s, sd := range fresh {
+		data.Scenarios[s] = sd
+	}
+	analysis, _ := os.ReadFile(*analysisPath)
+	command := "go run ."
+	if len(os.Args) > 1 {
+		command += " " + strings.Join(os.Args[1:], " ")
+	}
+	if err := writeSection(*out, render(data, command, string(analysis))); err != nil {
+		log.Fatal(err)
+	}
+	abs, _ := filepath.Abs(*out)
+	log.Printf("wrote section %q of %s", sectionHeading, abs)
+}
+
+// measure runs one scenario for one system on a fresh temp directory and
+// records its metrics, or the reason it failed (a failed run keeps the
+// system out of that scenario's table, with the reason shown).
+func measure(ctx context.Context, sd *scenarioData, run int, scenario, system string, fn func(dir string) (map[string]float64, error)) {
+	if ctx.Err() != nil {
+		return
+	}
+	if _, failed := sd.Errors[system]; failed {
+		return
+	}
+	dir, err := os.MkdirTemp("", "jobsbench-"+scenario+"-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	t0 := time.Now()
+	m, err := fn(dir)
+	if err != nil {
+		log.Printf("run %d %-4s %-9s FAILED after %s: %v", run, scenario, system, time.Since(t0).Round(time.Millisecond), err)
+		sd.Errors[system] = err.Error()
+		return
+	}
+	sd.add(system, m)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%.4g", k, m[k]))
+	}
+	log.Printf("run %d %-4s %-9s %s (%s)", run, scenario, system, strings.Join(parts, " "), time.Since(t0).Round(time.Millisecond))
+}
+
+// dashboard runs the dashboard scenario with the best target available.
+func dashboard(ctx context.Context, dir string, rows int) (map[string]float64, string, []string, error) {
+	target := dashTargetFor()
+	var order []string
+	wrapped := func(ctx context.Context, st *storeT, rows int) ([]dashPage, string, func(), error) {
+		pages, how, closeFn, err := target(ctx, st, rows)
+		for _, p := range pages {
+			order = append(order, p.Name)
+		}
+		return pages, how, closeFn, err
+	}
+	m, how, err := runDash(ctx, dir, rows, wrapped)
+	return m, how, order, err
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+)
+
+var riverSystem = queueSystem{
+	Name: "River",
+	Settings: "`riversqlite.New(db)` on modernc.org/sqlite with **one connection** (`SetMaxOpenConns(1)`, as the driver's " +
+		"docs recommend to avoid SQLITE_BUSY) and the same pragmas as phonehome's writer; schema by `rivermigrate` (up); " +
+		"`Queues: {default: {MaxWorkers: 50}}`, **`FetchCooldown: 1ms`, `FetchPollInterval: 50ms`** (its fastest; the " +
+		"default 100 ms cooldown caps it near 500 jobs/s), a `RetryPolicy` that retries at once (River then makes the job " +
+		"available directly), `MaxAttempts` 5 per job, logger discarded; bulk insert with `InsertManyFast`, single " +
+		"insert with `Insert`.",
+	Open: openRiver,
+}
+
+// riverArgs are the benchmark job's arguments on River.
+type riverArgs struct {
+	N int `json:"n"`
+}
+
+// Kind names the benchmark job kind.
+func (riverArgs) Kind() string { return "bench" }
+
+// riverWorker runs benchmark jobs on River.
+type riverWorker struct {
+	river.WorkerDefaults[riverArgs]
+	h handler
+}
+
+// Work calls the handler.
+func (w *riverWorker) Work(_ context.Context, job *river.Job[riverArgs]) error {
+	return w.h(job.Args.N, job.Attempt)
+}
+
+// retryNow retries a failed job at once: zero backoff.
+type retryNow struct{}
+
+// NextRetry returns now.
+func (retryNow) NextRetry(*rivertype.JobRow) time.Time { return time.Now() }
+
+type riverQueue struct {
+	db          *sql.DB
+	client      *river.Client[*sql.Tx]
+	maxAttempts int
+}
+
+func openRiver(ctx context.Context, path string, maxAttempts int, h handler) (queueImpl, error) {
+	db, err := sql.Open("sqlite", sqliteDSN(path, peerPragmas))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	driver := riversqlite.New(db)
+	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: discardLogger})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("river migrate: %w", err)
+	}
+	ws := river.NewWorkers()
+	river.AddWorker(ws, &riverWorker{h: h})
+	client, err := river.NewClient(driver, &river.Config{
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: workers}},
+		Workers:           ws,
+		FetchCooldown:     time.Millisecond,
+		FetchPollInterval: 50 * time.Millisecond,
+		RetryPolicy:       retryNow{},
+		MaxAttempts:       maxAttempts,
+		Logger:            discardLogger,
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &riverQueue{db: db, client: client, maxAttempts: maxAttempts}, nil
+}
+
+func (q *riverQueue) InsertMany(ctx context.Context, ns []int) error {
+	params := make([]river.InsertManyParams, len(ns))
+	for i, n := range ns {
+		params[i] = river.InsertManyParams{Args: riverArgs{N: n}, InsertOpts: &river.InsertOpts{MaxAttempts: q.maxAttempts}}
+	}
+	inserted, err := q.client.InsertManyFast(ctx, params)
+	if err != nil {
+		return err
+	}
+	if inserted != len(ns) {
+		return fmt.Errorf("inserted %d of %d jobs", inserted, len(ns))
+	}
+	return nil
+}
+
+func (q *riverQueue) Insert(ctx context.Context, n int) error {
+	_, err := q.client.Insert(ctx, riverArgs{N: n}, &river.InsertOpts{MaxAttempts: q.maxAttempts})
+	return err
+}
+
+func (q *riverQueue) Start(ctx context.Context) error { return q.client.Start(ctx) }
+
+func (q *riverQueue) Stop(ctx context.Context) error { return q.client.Stop(ctx) }
+
+func (q *riverQueue) Pending(ctx context.Context) (int, error) {
+	var n int
+	err := q.db.QueryRowContext(ctx, "SELECT count(*) FROM river_job WHERE state NOT IN ('completed', 'discarded')").Scan(&n)
+	return n, err
+}
+
+func (q *riverQueue) Close() error { return q.db.Close() }
