@@ -1,0 +1,608 @@
+// Package stats samples phonehome's runtime figures for the dashboard, the
+// JSON API and /metrics: the Go runtime (goroutines, memory split, GC
+// pauses), the process (resident memory), and the app's own parts through
+// small pluggable sources (event-stream clients, jobs, pets, the database
+// file), so that stats imports none of them.
+//
+// A Collector takes a sample every Interval into a ring that keeps the last
+// Keep (15 minutes) for the charts. The cheap figures (runtime/metrics, one
+// read of /proc/self/statm, in-memory counters of the sources) are sampled
+// always, so the charts have a history when someone opens the page; the
+// expensive ones (counting jobs in the database, the GC pause quantiles, the
+// peak resident size) and the OnSample hook (which renders and publishes)
+// run only while Watched reports that someone is looking. Current takes a
+// full reading on demand, for /api/stats and each /metrics scrape.
+package stats
+
+import (
+	"cmp"
+	"context"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"regexp"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ThroughputPoint is how many jobs finished in one interval of the jobs
+// engine's recent history (one second, as the engine keeps it).
+type ThroughputPoint struct {
+	// At is the start of the interval.
+	At time.Time
+	// Completed counts the jobs that succeeded.
+	Completed int
+	// Failed counts the attempts that failed (retried or discarded).
+	Failed int
+}
+
+// PetFigures are LivePet's figures at one instant.
+type PetFigures struct {
+	Alive   int
+	Dead    int
+	Watched int
+	// TickAt is the simulated instant of the last tick (zero before the first).
+	TickAt time.Time
+	// TickDuration is how long the last tick took.
+	TickDuration time.Duration
+	// TickDied and TickRendered are the deaths recorded and the watched
+	// pets published by the last tick.
+	TickDied     int
+	TickRendered int
+	// PersistAt and PersistDuration describe the last periodic persist;
+	// both are zero when pets are not persisted periodically.
+	PersistAt       time.Time
+	PersistDuration time.Duration
+}
+
+// Sources are where the app's own figures come from. Every field may be
+// left nil (or empty): its figures are then left out.
+type Sources struct {
+	// Clients reports the event hub's clients per stream.
+	Clients func() map[string]int
+	// JobCounts counts the jobs per state. It queries the database, so it
+	// is called only while someone is looking.
+	JobCounts func(ctx context.Context) (map[string]int, error)
+	// Throughput returns the engine's recent finished jobs per second,
+	// oldest first. It must be cheap (held in memory).
+	Throughput func() []ThroughputPoint
+	// Pets returns LivePet's figures. It must be cheap (held in memory).
+	Pets func() PetFigures
+	// DBPath is the SQLite file: its size and that of its -wal file are
+	// reported.
+	DBPath string
+}
+
+// Config sets up a Collector. Zero fields take the defaults.
+type Config struct {
+	Sources
+	// Version is the program's version.
+	Version string
+	// Started is when the program started (the Collector's creation).
+	Started time.Time
+	// Interval is the time between samples (1 s).
+	Interval time.Duration
+	// Keep is how much history the ring holds (15 minutes).
+	Keep time.Duration
+	// Watched reports whether someone is looking (the dashboard's streams
+	// have clients). While it is false, or nil, samples hold only the cheap
+	// figures and OnSample is not called.
+	Watched func() bool
+	// OnSample receives every sample taken while watched, on the
+	// Collector's goroutine (or the caller's of Sample).
+	OnSample func(Snapshot)
+	// Now is the clock (time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Snapshot is every figure at one instant.
+type Snapshot struct {
+	// Seq numbers the samples from 1; a Current reading carries the number
+	// of the last sample taken.
+	Seq int64
+	// Full is true when the expensive figures were read (job counts, GC
+	// pause quantiles, peak resident size).
+	Full      bool
+	At        time.Time
+	Version   string
+	GoVersion string
+	OS, Arch  string
+	Started   time.Time
+	// Uptime is At − Started.
+	Uptime     time.Duration
+	GOMAXPROCS int
+	NumCPU     int
+	Goroutines int
+	Memory     Memory
+	GC         GC
+	// Streams are the event streams with their clients, by name; numbered
+	// streams (pet-42) are grouped under one name (pet-{id}). Nil without
+	// a Clients source.
+	Streams []StreamClients
+	// Jobs is nil without job sources.
+	Jobs *Jobs
+	// Pets is nil without a Pets source.
+	Pets *Pets
+	// DB is nil without a DBPath.
+	DB *DB
+}
+
+// Memory splits the process's memory, in bytes.
+type Memory struct {
+	// HeapObjects is the memory of heap objects, live or not yet swept.
+	HeapObjects uint64
+	// HeapInUse is the heap spans in use: HeapObjects plus their free slots.
+	HeapInUse uint64
+	// HeapFree is heap memory held for reuse but not returned to the OS.
+	HeapFree uint64
+	// HeapReleased is heap memory returned to the OS (not resident).
+	HeapReleased uint64
+	// Stacks is goroutine and OS thread stacks.
+	Stacks uint64
+	// GCMeta is the garbage collector's and allocator's metadata.
+	GCMeta uint64
+	// Other is the rest of the runtime's memory (profiling, buffers…).
+	Other uint64
+	// GoTotal is all the memory the Go runtime has mapped.
+	GoTotal uint64
+	// GoResident is GoTotal less HeapReleased.
+	GoResident uint64
+	// RSS is the process's resident memory (0 where /proc is missing).
+	RSS uint64
+	// PeakRSS is the highest RSS so far (read only in full samples).
+	PeakRSS uint64
+	// Outside is resident memory the Go runtime does not account for (the
+	// binary, SQLite's allocator): RSS − GoResident, or 0.
+	Outside uint64
+	// HeapGoal is the heap size at which the next GC starts.
+	HeapGoal uint64
+}
+
+// GC describes garbage collection.
+type GC struct {
+	// Cycles counts the completed collections.
+	Cycles int64
+	// Last is when the last one finished (zero if none).
+	Last time.Time
+	// PauseTotal is the stop-the-world time of every collection.
+	PauseTotal time.Duration
+	// Recent are the latest pauses, newest first (up to RecentPauses; full
+	// samples only).
+	Recent []time.Duration
+	// P50 and Max are over the last 256 pauses (full samples only).
+	P50 time.Duration
+	Max time.Duration
+}
+
+// RecentPauses is how many recent GC pauses a full sample lists.
+const RecentPauses = 40
+
+// StreamClients is the clients of one stream, or of a group of numbered
+// streams.
+type StreamClients struct {
+	// Name is the stream's name, or prefix-{id} for a group.
+	Name string
+	// Streams is how many streams the group has (1 for a named stream).
+	Streams int
+	Clients int
+}
+
+// Jobs are the job queue's figures.
+type Jobs struct {
+	// Counts are the jobs per state (full samples only); nil when not read.
+	Counts map[string]int
+	// CountsErr is why Counts could not be read.
+	CountsErr string
+	// Throughput is the engine's recent history, oldest first.
+	Throughput []ThroughputPoint
+	// CompletedPerSecond and FailedPerSecond average the last minute.
+	CompletedPerSecond float64
+	FailedPerSecond    float64
+}
+
+// Pets are LivePet's figures with the recent ticks summed up.
+type Pets struct {
+	PetFigures
+	// TickP50 and TickMax are over the last TickHistory ticks sampled.
+	TickP50 time.Duration
+	TickMax time.Duration
+	// Ticks is how many ticks those figures cover.
+	Ticks int
+}
+
+// TickHistory is how many recent pet ticks the tick figures cover.
+const TickHistory = 60
+
+// DB is the database file's size.
+type DB struct {
+	Path     string
+	Bytes    int64
+	WALBytes int64
+	// Err is why the file could not be read.
+	Err string
+}
+
+// Point is one sample in the history: what the charts show.
+type Point struct {
+	At         time.Time
+	Goroutines int
+	HeapInUse  uint64
+	Stacks     uint64
+	RSS        uint64
+	GoResident uint64
+}
+
+// Collector samples the figures; see the package documentation.
+type Collector struct {
+	cfg Config
+	log *slog.Logger
+
+	mu    sync.Mutex
+	seq   int64
+	ring  []Point // capacity = Keep / Interval; oldest at next when full
+	next  int
+	full  bool
+	ticks []time.Duration // recent pet tick durations, oldest first
+	tick  time.Time       // TickAt of the last tick recorded
+
+	startOnce sync.Once
+	stopOnce  sync.Once
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+// New makes a Collector; Start starts its sampling loop. Sample, Current and
+// History work without it.
+func New(cfg Config) *Collector {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Keep <= 0 {
+		cfg.Keep = 15 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Started.IsZero() {
+		cfg.Started = cfg.Now()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	n := max(2, int(cfg.Keep/cfg.Interval))
+	return &Collector{
+		cfg:  cfg,
+		log:  cfg.Logger,
+		ring: make([]Point, n),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+}
+
+// Interval is the time between samples.
+func (c *Collector) Interval() time.Duration { return c.cfg.Interval }
+
+// Keep is how much history the ring holds.
+func (c *Collector) Keep() time.Duration { return c.cfg.Keep }
+
+// Start starts sampling every Interval until Close.
+func (c *Collector) Start() {
+	c.startOnce.Do(func() { go c.loop() })
+}
+
+// Close stops the sampling loop and waits for it. It is safe to call more
+// than once, and without Start.
+func (c *Collector) Close() {
+	c.stopOnce.Do(func() { close(c.stop) })
+	started := true
+	c.startOnce.Do(func() { started = false })
+	if started {
+		<-c.done
+	}
+}
+
+func (c *Collector) loop() {
+	defer close(c.done)
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Interval*5)
+			c.Sample(ctx)
+			cancel()
+		}
+	}
+}
+
+// Sample takes one sample now and records it in the history. While Watched
+// reports true the sample is full and is handed to OnSample. The loop calls
+// it every Interval; tests call it directly.
+func (c *Collector) Sample(ctx context.Context) Snapshot {
+	watched := c.cfg.Watched != nil && c.cfg.Watched()
+	s := c.read(ctx, watched)
+	c.mu.Lock()
+	c.seq++
+	s.Seq = c.seq
+	c.ring[c.next] = Point{
+		At: s.At, Goroutines: s.Goroutines, HeapInUse: s.Memory.HeapInUse, Stacks: s.Memory.Stacks,
+		RSS: s.Memory.RSS, GoResident: s.Memory.GoResident,
+	}
+	c.next++
+	if c.next == len(c.ring) {
+		c.next, c.full = 0, true
+	}
+	if s.Pets != nil {
+		c.recordTick(s.Pets)
+	}
+	c.mu.Unlock()
+	if watched && c.cfg.OnSample != nil {
+		c.cfg.OnSample(s)
+	}
+	return s
+}
+
+// Current reads every figure now, the expensive ones included, without
+// recording a sample: for /api/stats and /metrics.
+func (c *Collector) Current(ctx context.Context) Snapshot {
+	s := c.read(ctx, true)
+	c.mu.Lock()
+	s.Seq = c.seq
+	if s.Pets != nil {
+		c.tickFigures(s.Pets, true)
+	}
+	c.mu.Unlock()
+	return s
+}
+
+// History returns the recorded samples, oldest first.
+func (c *Collector) History() []Point {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.full {
+		return slices.Clone(c.ring[:c.next])
+	}
+	out := make([]Point, 0, len(c.ring))
+	out = append(out, c.ring[c.next:]...)
+	return append(out, c.ring[:c.next]...)
+}
+
+// recordTick adds the last tick to the tick history when it is a new one
+// and fills in the tick figures. Call with c.mu held.
+func (c *Collector) recordTick(p *Pets) {
+	if !p.TickAt.IsZero() && !p.TickAt.Equal(c.tick) {
+		c.tick = p.TickAt
+		if len(c.ticks) == TickHistory {
+			c.ticks = append(c.ticks[:0], c.ticks[1:]...)
+		}
+		c.ticks = append(c.ticks, p.TickDuration)
+	}
+	c.tickFigures(p, false)
+}
+
+// tickFigures sums up the tick history into p; withLast counts p's own tick
+// when it has not been recorded yet. Call with c.mu held.
+func (c *Collector) tickFigures(p *Pets, withLast bool) {
+	ds := slices.Clone(c.ticks)
+	if withLast && !p.TickAt.IsZero() && !p.TickAt.Equal(c.tick) {
+		ds = append(ds, p.TickDuration)
+	}
+	if len(ds) == 0 {
+		return
+	}
+	slices.Sort(ds)
+	p.Ticks = len(ds)
+	p.TickP50 = ds[(len(ds)-1)/2]
+	p.TickMax = ds[len(ds)-1]
+}
+
+// runtimeMetrics are the runtime/metrics read by every sample.
+var runtimeMetrics = []string{
+	"/sched/goroutines:goroutines",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/released:bytes",
+	"/memory/classes/heap/stacks:bytes",
+	"/memory/classes/os-stacks:bytes",
+	"/memory/classes/metadata/mcache/free:bytes",
+	"/memory/classes/metadata/mcache/inuse:bytes",
+	"/memory/classes/metadata/mspan/free:bytes",
+	"/memory/classes/metadata/mspan/inuse:bytes",
+	"/memory/classes/metadata/other:bytes",
+	"/memory/classes/other:bytes",
+	"/memory/classes/profiling/buckets:bytes",
+	"/memory/classes/total:bytes",
+	"/gc/heap/goal:bytes",
+}
+
+// read takes the figures; full adds the expensive ones.
+func (c *Collector) read(ctx context.Context, full bool) Snapshot {
+	now := c.cfg.Now()
+	s := Snapshot{
+		Full: full, At: now, Version: c.cfg.Version, GoVersion: runtime.Version(),
+		OS: runtime.GOOS, Arch: runtime.GOARCH, Started: c.cfg.Started, Uptime: now.Sub(c.cfg.Started),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(),
+	}
+	s.Goroutines, s.Memory = readRuntime()
+	s.Memory.RSS = residentBytes()
+	if s.Memory.RSS > s.Memory.GoResident {
+		s.Memory.Outside = s.Memory.RSS - s.Memory.GoResident
+	}
+	s.GC = readGC(full)
+	if full {
+		s.Memory.PeakRSS = peakResidentBytes()
+	}
+	if c.cfg.Clients != nil {
+		s.Streams = GroupStreams(c.cfg.Clients())
+	}
+	if c.cfg.JobCounts != nil || c.cfg.Throughput != nil {
+		s.Jobs = c.readJobs(ctx, now, full)
+	}
+	if c.cfg.Pets != nil {
+		s.Pets = &Pets{PetFigures: c.cfg.Pets()}
+	}
+	if c.cfg.DBPath != "" {
+		s.DB = readDB(c.cfg.DBPath)
+	}
+	return s
+}
+
+func readRuntime() (int, Memory) {
+	samples := make([]metrics.Sample, len(runtimeMetrics))
+	for i, name := range runtimeMetrics {
+		samples[i].Name = name
+	}
+	metrics.Read(samples)
+	v := make(map[string]uint64, len(samples))
+	for _, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[s.Name] = s.Value.Uint64()
+		}
+	}
+	m := Memory{
+		HeapObjects:  v["/memory/classes/heap/objects:bytes"],
+		HeapFree:     v["/memory/classes/heap/free:bytes"],
+		HeapReleased: v["/memory/classes/heap/released:bytes"],
+		Stacks:       v["/memory/classes/heap/stacks:bytes"] + v["/memory/classes/os-stacks:bytes"],
+		GCMeta: v["/memory/classes/metadata/mcache/free:bytes"] + v["/memory/classes/metadata/mcache/inuse:bytes"] +
+			v["/memory/classes/metadata/mspan/free:bytes"] + v["/memory/classes/metadata/mspan/inuse:bytes"] +
+			v["/memory/classes/metadata/other:bytes"],
+		Other:    v["/memory/classes/other:bytes"] + v["/memory/classes/profiling/buckets:bytes"],
+		GoTotal:  v["/memory/classes/total:bytes"],
+		HeapGoal: v["/gc/heap/goal:bytes"],
+	}
+	m.HeapInUse = m.HeapObjects + v["/memory/classes/heap/unused:bytes"]
+	m.GoResident = m.GoTotal - min(m.GoTotal, m.HeapReleased)
+	return int(v["/sched/goroutines:goroutines"]), m
+}
+
+// readGC reads the GC counters; full adds the recent pauses and their
+// quantiles (a copy and a sort of the runtime's last 256 pauses).
+func readGC(full bool) GC {
+	var st debug.GCStats
+	if full {
+		st.PauseQuantiles = make([]time.Duration, 5) // min, 25 %, 50 %, 75 %, max
+	}
+	debug.ReadGCStats(&st)
+	g := GC{Cycles: st.NumGC, Last: st.LastGC, PauseTotal: st.PauseTotal}
+	if full {
+		g.Recent = slices.Clone(st.Pause[:min(len(st.Pause), RecentPauses)])
+		if st.NumGC > 0 {
+			g.P50, g.Max = st.PauseQuantiles[2], st.PauseQuantiles[4]
+		}
+	}
+	if st.NumGC == 0 {
+		g.Last = time.Time{}
+	}
+	return g
+}
+
+// throughputWindow is the span the jobs-per-second figures average.
+const throughputWindow = time.Minute
+
+func (c *Collector) readJobs(ctx context.Context, now time.Time, full bool) *Jobs {
+	j := &Jobs{}
+	if c.cfg.Throughput != nil {
+		j.Throughput = c.cfg.Throughput()
+		if j.Throughput == nil {
+			j.Throughput = []ThroughputPoint{} // a source with no history yet
+		}
+		var done, failed int
+		for _, p := range j.Throughput {
+			if now.Sub(p.At) < throughputWindow {
+				done += p.Completed
+				failed += p.Failed
+			}
+		}
+		j.CompletedPerSecond = float64(done) / throughputWindow.Seconds()
+		j.FailedPerSecond = float64(failed) / throughputWindow.Seconds()
+	}
+	if full && c.cfg.JobCounts != nil {
+		counts, err := c.cfg.JobCounts(ctx)
+		if err != nil {
+			j.CountsErr = err.Error()
+			c.log.Warn("stats: count jobs", "err", err)
+		} else {
+			j.Counts = counts
+		}
+	}
+	return j
+}
+
+func readDB(path string) *DB {
+	d := &DB{Path: path}
+	fi, err := os.Stat(path)
+	if err != nil {
+		d.Err = err.Error()
+		return d
+	}
+	d.Bytes = fi.Size()
+	if fi, err := os.Stat(path + "-wal"); err == nil {
+		d.WALBytes = fi.Size()
+	}
+	return d
+}
+
+// numbered matches the names of numbered streams, such as pet-42.
+var numbered = regexp.MustCompile(`^(.*)-[0-9]+$`)
+
+// GroupStreams turns the hub's clients per stream into a list by name, with
+// numbered streams (pet-42, pet-43…) grouped as one (pet-{id}), so that a
+// million pet streams make one line.
+func GroupStreams(clients map[string]int) []StreamClients {
+	groups := map[string]*StreamClients{}
+	for name, n := range clients {
+		key := name
+		if m := numbered.FindStringSubmatch(name); m != nil {
+			key = m[1] + "-{id}"
+		}
+		g := groups[key]
+		if g == nil {
+			g = &StreamClients{Name: key}
+			groups[key] = g
+		}
+		g.Streams++
+		g.Clients += n
+	}
+	out := make([]StreamClients, 0, len(groups))
+	for _, k := range slices.Sorted(maps.Keys(groups)) {
+		out = append(out, *groups[k])
+	}
+	return out
+}
+
+// TotalClients adds up the clients of every stream.
+func TotalClients(streams []StreamClients) int {
+	n := 0
+	for _, s := range streams {
+		n += s.Clients
+	}
+	return n
+}
+
+// JobStates are the job states in the order people read them; Counts may
+// hold others, which come after these.
+var JobStates = []string{"available", "scheduled", "executing", "retryable", "completed", "discarded", "cancelled"}
+
+// SortedStates returns every state of JobStates (counted or not), then any
+// other state of counts by name.
+func SortedStates(counts map[string]int) []string {
+	out := slices.Clone(JobStates)
+	var rest []string
+	for s := range counts {
+		if !slices.Contains(JobStates, s) {
+			rest = append(rest, s)
+		}
+	}
+	slices.SortFunc(rest, cmp.Compare)
+	return append(out, rest...)
+}
