@@ -525,8 +525,10 @@ func (h *Hub) ServeKeys(w http.ResponseWriter, r *http.Request, streamName strin
 	}
 	c := &client{stream: s, after: after}
 	if keys != nil {
-		c.keys = slices.Compact(slices.Sorted(slices.Values(keys)))
-		c.keys = slices.Clip(c.keys)
+		c.keys = slices.Clip(slices.Compact(slices.Sorted(slices.Values(keys))))
+		if c.keys == nil { // asked for no keys: events without a key only
+			c.keys = []int64{}
+		}
 	}
 
 	header := w.Header()

@@ -54,7 +54,23 @@ func setup(t *testing.T, cfg events.Config, streams ...string) *bench {
 			}
 			after = n
 		}
-		err := hub.Serve(w, r, r.URL.Query().Get("stream"), after)
+		// ?ids=1,2,3 subscribes to those keys, as the app's /events does.
+		var keys []int64
+		if r.URL.Query().Has("ids") {
+			keys = []int64{}
+			for _, p := range strings.Split(r.URL.Query().Get("ids"), ",") {
+				if p == "" {
+					continue
+				}
+				n, err := strconv.ParseInt(p, 10, 64)
+				if err != nil {
+					http.Error(w, "bad id", http.StatusBadRequest)
+					return
+				}
+				keys = append(keys, n)
+			}
+		}
+		err := hub.ServeKeys(w, r, r.URL.Query().Get("stream"), after, keys)
 		switch {
 		case errors.Is(err, events.ErrUnknownStream):
 			http.Error(w, err.Error(), http.StatusNotFound)

@@ -1,0 +1,157 @@
+package speakandspell_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/jobs/speakandspell"
+	"github.com/phonehome/phonehome/store"
+)
+
+func setup(t *testing.T, ets int) (*store.Store, *jobs.Engine) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "test.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
+		t.Fatal(err)
+	}
+	engine, err := jobs.New(st.Writer, jobs.Config{
+		Queues: map[string]int{speakandspell.Queue: speakandspell.QueueLimit},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, engine
+}
+
+// jobRow is what an insert writes, but the id and times.
+type jobRow struct {
+	State       string  `db:"state"`
+	Queue       string  `db:"queue"`
+	Kind        string  `db:"kind"`
+	Args        string  `db:"args"`
+	Priority    int     `db:"priority"`
+	MaxAttempts int     `db:"max_attempts"`
+	Tags        string  `db:"tags"`
+	UniqueKey   *string `db:"unique_key"`
+}
+
+const jobRowColumns = "state, queue, kind, args, priority, max_attempts, tags, unique_key"
+
+// The bulk insert writes the very rows the job API writes, so the engine
+// runs them and the unique-in-flight index treats both alike.
+func TestBulkCallsAreTheJobAPIsRows(t *testing.T) {
+	t.Parallel()
+	st, engine := setup(t, 3)
+	ctx := context.Background()
+	// Row 1's call goes through the job API, rows 2 and 3 in bulk (row 1 is skipped: in flight).
+	var api jobs.InsertResult
+	err := st.InTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		api, err = engine.InsertTx(ctx, tx, speakandspell.Args{ExtraterrestrialID: 1}, jobs.InsertOpts{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := speakandspell.PhoneHome(ctx, st, engine)
+	if err != nil || n != 2 {
+		t.Fatalf("PhoneHome = %d, %v; want 2 (row 1 is in flight)", n, err)
+	}
+	var rows []jobRow
+	if err := st.Reader.Select(&rows, "SELECT "+jobRowColumns+" FROM jobs ORDER BY id"); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("%d jobs, want 3", len(rows))
+	}
+	want := func(id string) jobRow {
+		key := `speak_and_spell:{"extraterrestrial_id":` + id + `}`
+		return jobRow{State: "available", Queue: "phone_calls", Kind: "speak_and_spell",
+			Args: `{"extraterrestrial_id":` + id + `}`, MaxAttempts: 5, Tags: "[]", UniqueKey: &key}
+	}
+	for i, id := range []string{"1", "2", "3"} {
+		got, w := rows[i], want(id)
+		if got.UniqueKey == nil || *got.UniqueKey != *w.UniqueKey {
+			t.Errorf("job for %s: unique key %v, want %s", id, got.UniqueKey, *w.UniqueKey)
+		}
+		got.UniqueKey, w.UniqueKey = nil, nil
+		if got != w {
+			t.Errorf("job for %s = %+v, want %+v", id, got, w)
+		}
+	}
+	if api.Duplicate {
+		t.Error("the API insert was reported a duplicate")
+	}
+	// The API sees the bulk jobs as duplicates, and a second Phone Home adds nothing.
+	err = st.InTx(ctx, func(tx *sqlx.Tx) error {
+		res, err := engine.InsertTx(ctx, tx, speakandspell.Args{ExtraterrestrialID: 2}, jobs.InsertOpts{})
+		if err == nil && !res.Duplicate {
+			t.Error("the job API inserted a second call for row 2")
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 0 {
+		t.Errorf("second PhoneHome = %d, %v; want 0", n, err)
+	}
+}
+
+// Only those that never tried or got no answer are called, and once their
+// calls are finished, those with no answer are called again.
+func TestPhoneHomeSelectsEligibleRows(t *testing.T) {
+	t.Parallel()
+	st, engine := setup(t, 6)
+	ctx := context.Background()
+	set := func(id int64, s store.Status) {
+		t.Helper()
+		err := st.InTx(ctx, func(tx *sqlx.Tx) error {
+			_, err := store.RecordCallTx(ctx, tx, id, s, 1, time.Now())
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(1, store.StatusSpaceTaxi)
+	set(2, store.StatusPhoningHome)
+	set(3, store.StatusNoAnswer)
+	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 4 {
+		t.Fatalf("PhoneHome = %d, %v; want 4 (rows 3–6)", n, err)
+	}
+	// The calls finish; row 4 gets no answer: it alone is eligible again.
+	if _, err := st.Writer.Exec("UPDATE jobs SET state = 'discarded'"); err != nil {
+		t.Fatal(err)
+	}
+	set(3, store.StatusSpaceTaxi)
+	set(4, store.StatusNoAnswer)
+	set(5, store.StatusSpaceTaxi)
+	set(6, store.StatusSpaceTaxi)
+	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 1 {
+		t.Fatalf("PhoneHome after the calls = %d, %v; want 1 (row 4)", n, err)
+	}
+	var ids []int64
+	if err := st.Reader.Select(&ids, "SELECT json_extract(args, '$.extraterrestrial_id') FROM jobs WHERE state = 'available'"); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 1 || ids[0] != 4 {
+		t.Errorf("available calls for %v, want [4]", ids)
+	}
+}
