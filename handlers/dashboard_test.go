@@ -1,0 +1,439 @@
+package handlers_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/jobs/speakandspell"
+	"github.com/phonehome/phonehome/stats"
+	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/views"
+)
+
+type dashBundle struct {
+	hub     *events.Hub
+	stats   *stats.Collector
+	srv     *httptest.Server
+	dbPath  string
+	counted atomic.Int32 // calls of the JobCounts source
+	joined  chan string  // stream names, each time a client joins or leaves
+}
+
+// dashSetup serves the real router with the dashboard over a real SQLite
+// file holding 10 available jobs (the seed's Phone Home, engine not started),
+// a real hub, and a collector wired as app.go wires it (pets are a fixed
+// figure: the source is a plain func).
+func dashSetup(t *testing.T) *dashBundle {
+	t.Helper()
+	ctx := context.Background()
+	b := &dashBundle{dbPath: filepath.Join(t.TempDir(), "dash.db"), joined: make(chan string, 64)}
+	st, err := store.Open(ctx, b.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	engine, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{speakandspell.Queue: speakandspell.QueueLimit}, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 10 {
+		t.Fatalf("phone home: %d, %v", n, err)
+	}
+	v, err := views.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.hub = events.New(events.Config{OnClients: func(stream string, _ int) {
+		select {
+		case b.joined <- stream:
+		default:
+		}
+	}})
+	dash := handlers.NewDashboard(v, b.hub, "test", logger)
+	b.stats = stats.New(stats.Config{
+		Version: "test",
+		Sources: stats.Sources{
+			Clients: b.hub.Clients,
+			JobCounts: func(ctx context.Context) (map[string]int, error) {
+				b.counted.Add(1)
+				counts, err := engine.Counts(ctx)
+				out := make(map[string]int, len(counts))
+				for s, n := range counts {
+					out[string(s)] = n
+				}
+				return out, err
+			},
+			Throughput: func() []stats.ThroughputPoint {
+				pts := engine.Throughput()
+				out := make([]stats.ThroughputPoint, len(pts))
+				for i, p := range pts {
+					out[i] = stats.ThroughputPoint(p)
+				}
+				return out
+			},
+			Pets: func() stats.PetFigures {
+				return stats.PetFigures{Alive: 1234, Dead: 56, Watched: 7, TickAt: time.Now(), TickDuration: 12 * time.Millisecond}
+			},
+			DBPath: b.dbPath,
+		},
+		Watched:  dash.Watched,
+		OnSample: dash.Publish,
+	})
+	dash.Stats = b.stats
+	router := handlers.NewServer(logger, v, "test", &handlers.Events{Hub: b.hub}, dash)
+	b.srv = httptest.NewServer(router)
+	t.Cleanup(b.srv.Close)
+	t.Cleanup(b.hub.Close) // before srv.Close: open streams end first
+	return b
+}
+
+func (b *dashBundle) get(t *testing.T, path string) (*http.Response, string) {
+	t.Helper()
+	resp, err := b.srv.Client().Get(b.srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+// subscribe connects to a stream and returns its events; it returns once
+// the hub counts the client.
+func (b *dashBundle) subscribe(t *testing.T, stream string) <-chan events.Message {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+"/events?stream="+stream, nil)
+	resp, err := b.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream %s: status %d", stream, resp.StatusCode)
+	}
+	msgs := make(chan events.Message, 64)
+	go func() {
+		defer resp.Body.Close()
+		defer close(msgs)
+		r := events.NewReader(bufio.NewReader(resp.Body))
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return
+			}
+			msgs <- m
+		}
+	}()
+	deadline := time.After(10 * time.Second)
+	for b.hub.Clients()[stream] == 0 {
+		select {
+		case <-b.joined:
+		case <-deadline:
+			t.Fatalf("the hub never counted the client of %s", stream)
+		}
+	}
+	return msgs
+}
+
+func dashNext(t *testing.T, msgs <-chan events.Message) events.Message {
+	t.Helper()
+	select {
+	case m, ok := <-msgs:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10 s")
+	}
+	return events.Message{}
+}
+
+var sampleAttr = regexp.MustCompile(`^<div id="dash-live" class="dash" data-sample="(\d+)">`)
+
+func sampleOf(t *testing.T, m events.Message) string {
+	t.Helper()
+	s := sampleAttr.FindStringSubmatch(m.Data)
+	if s == nil {
+		t.Fatalf("event is not the live panel: %.200q", m.Data)
+	}
+	return s[1]
+}
+
+func TestDashboardPage(t *testing.T) {
+	t.Parallel()
+	b := dashSetup(t)
+	resp, body := b.get(t, "/dashboard")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	for _, want := range []string{
+		`<div id="dashboard" data-stream="stats" data-live-url="/dashboard/live">`,
+		`<div id="dash-live" class="dash"`,
+		`<option value="1" data-stream="stats" selected>every 1 s</option>`,
+		`<option value="30" data-stream="stats-30s">every 30 s</option>`,
+		`<script src="/static/dashboard.js" defer></script>`,
+		`<link rel="stylesheet" href="/static/dashboard.css">`,
+		`<dt>available</dt><dd>10</dd>`,
+		`<dt>Alive</dt><dd>1,234</dd>`,
+		`id="chart-memory"`, `id="chart-goroutines"`, `id="chart-throughput"`,
+		`<dt>Version</dt><dd>test</dd>`,
+		`<dt>Go</dt><dd>` + runtime.Version() + `</dd>`,
+		`<h3>Database <code class="dash-path">` + b.dbPath + `</code></h3>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// The Content Security Policy allows no inline style or script.
+	if strings.Contains(body, " style=") || strings.Contains(body, "<style") {
+		t.Errorf("page has inline style")
+	}
+	for _, tag := range regexp.MustCompile(`<script[^>]*>`).FindAllString(body, -1) {
+		if !strings.Contains(tag, ` src="/static/`) {
+			t.Errorf("inline script: %s", tag)
+		}
+	}
+
+	_, body = b.get(t, "/dashboard?every=5")
+	if !strings.Contains(body, `data-stream="stats-5s"`) || !strings.Contains(body, `<option value="5" data-stream="stats-5s" selected>`) {
+		t.Errorf("?every=5 does not choose stats-5s")
+	}
+	for _, bad := range []struct {
+		query  string
+		status int
+	}{{"?every=3", http.StatusUnprocessableEntity}, {"?every=soon", http.StatusBadRequest}, {"?every=0", http.StatusUnprocessableEntity}} {
+		if resp, _ := b.get(t, "/dashboard"+bad.query); resp.StatusCode != bad.status {
+			t.Errorf("/dashboard%s: status %d, want %d", bad.query, resp.StatusCode, bad.status)
+		}
+	}
+
+	resp, body = b.get(t, "/dashboard/live")
+	if resp.StatusCode != http.StatusOK || !sampleAttr.MatchString(body) {
+		t.Errorf("/dashboard/live: %d %.100q", resp.StatusCode, body)
+	}
+	for _, path := range []string{"/static/dashboard.js", "/static/dashboard.css"} {
+		if resp, _ := b.get(t, path); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: status %d", path, resp.StatusCode)
+		}
+	}
+}
+
+func TestStatsStreamsCarryTheLivePanelAtTheirInterval(t *testing.T) {
+	t.Parallel()
+	b := dashSetup(t)
+	ctx := context.Background()
+
+	// Nobody watches: a sample counts no jobs and publishes nothing.
+	last := b.hub.LastID()
+	b.stats.Sample(ctx)
+	if b.counted.Load() != 0 || b.hub.LastID() != last {
+		t.Fatalf("unwatched sample counted jobs %d times or published (last id %d → %d)",
+			b.counted.Load(), last, b.hub.LastID())
+	}
+
+	every1 := b.subscribe(t, handlers.StatsStream)
+	every5 := b.subscribe(t, handlers.StatsStreamFor(5))
+	for range 9 { // samples 2 … 10
+		b.stats.Sample(ctx)
+	}
+	for want := 2; want <= 10; want++ {
+		m := dashNext(t, every1)
+		if got := sampleOf(t, m); got != strconv.Itoa(want) {
+			t.Fatalf("stats: sample %s, want %d", got, want)
+		}
+		if m.Event != "" || m.IDInt() == 0 {
+			t.Errorf("stats event %d: name %q id %q", want, m.Event, m.ID)
+		}
+		if !strings.Contains(m.Data, `<dt>available</dt><dd>10</dd>`) || !strings.Contains(m.Data, `id="chart-memory"`) {
+			t.Errorf("sample %d lacks the job counts or the charts", want)
+		}
+	}
+	for _, want := range []string{"5", "10"} {
+		if got := sampleOf(t, dashNext(t, every5)); got != want {
+			t.Errorf("stats-5s: sample %s, want %s", got, want)
+		}
+	}
+	if n := b.counted.Load(); n != 9 {
+		t.Errorf("jobs counted %d times for 9 watched samples", n)
+	}
+}
+
+func TestUnknownStatsStreamIs404(t *testing.T) {
+	t.Parallel()
+	b := dashSetup(t)
+	if resp, _ := b.get(t, "/events?stream=stats-3s"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("stats-3s: status %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestStatsAPI(t *testing.T) {
+	t.Parallel()
+	b := dashSetup(t)
+	b.subscribe(t, handlers.StatsStreamFor(2))
+	resp, body := b.get(t, "/api/stats")
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	var got struct {
+		Version    string         `json:"version"`
+		GoVersion  string         `json:"go_version"`
+		Goroutines int            `json:"goroutines"`
+		HeapBytes  uint64         `json:"heap_bytes"`
+		RSSBytes   uint64         `json:"rss_bytes"`
+		SSEClients map[string]int `json:"sse_clients"`
+		Total      int            `json:"sse_clients_total"`
+		Jobs       map[string]int `json:"jobs"`
+		Rates      *struct {
+			Completed float64 `json:"completed"`
+		} `json:"jobs_per_second"`
+		Memory map[string]uint64 `json:"memory"`
+		GC     struct {
+			Cycles int64     `json:"cycles"`
+			Recent []float64 `json:"recent_pauses_seconds"`
+		} `json:"gc"`
+		Pets struct {
+			Alive          int      `json:"alive"`
+			Dead           int      `json:"dead"`
+			Watched        int      `json:"watched"`
+			TickSeconds    float64  `json:"tick_seconds"`
+			PersistSeconds *float64 `json:"persist_seconds"`
+		} `json:"pets"`
+		DB struct {
+			Path     string `json:"path"`
+			Bytes    int64  `json:"bytes"`
+			WALBytes int64  `json:"wal_bytes"`
+		} `json:"db"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if got.Version != "test" || got.GoVersion != runtime.Version() || got.Goroutines < 1 || got.HeapBytes == 0 {
+		t.Errorf("runtime figures: %+v", got)
+	}
+	if runtime.GOOS == "linux" && (got.RSSBytes == 0 || got.Memory["peak_rss_bytes"] < got.RSSBytes) {
+		t.Errorf("rss %d peak %d", got.RSSBytes, got.Memory["peak_rss_bytes"])
+	}
+	if got.Memory["heap_in_use_bytes"] != got.HeapBytes || got.Memory["stacks_bytes"] == 0 {
+		t.Errorf("memory split: %v", got.Memory)
+	}
+	if got.SSEClients["stats-2s"] != 1 || got.SSEClients["stats"] != 0 || got.Total != 1 {
+		t.Errorf("sse clients %v total %d, want stats-2s: 1", got.SSEClients, got.Total)
+	}
+	if got.Jobs["available"] != 10 || got.Jobs["completed"] != 0 {
+		t.Errorf("jobs %v, want 10 available", got.Jobs)
+	}
+	if got.Rates == nil || got.Rates.Completed != 0 {
+		t.Errorf("jobs_per_second = %+v", got.Rates)
+	}
+	if got.Pets.Alive != 1234 || got.Pets.Dead != 56 || got.Pets.Watched != 7 || got.Pets.TickSeconds != 0.012 || got.Pets.PersistSeconds != nil {
+		t.Errorf("pets %+v", got.Pets)
+	}
+	fi, err := os.Stat(b.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DB.Path != b.dbPath || got.DB.Bytes != fi.Size() || got.DB.WALBytes == 0 {
+		t.Errorf("db %+v, want %d bytes and a WAL", got.DB, fi.Size())
+	}
+	if got.GC.Recent == nil {
+		t.Errorf("recent_pauses_seconds is null, want a list")
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	t.Parallel()
+	b := dashSetup(t)
+	b.subscribe(t, handlers.StatsStream)
+	resp, err := b.srv.Client().Get(b.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauge := func(name, label, value string) float64 {
+		t.Helper()
+		f := fams[name]
+		if f == nil {
+			t.Fatalf("no %s", name)
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if label == "" || (l.GetName() == label && l.GetValue() == value) {
+					return m.GetGauge().GetValue()
+				}
+			}
+			if label == "" {
+				return m.GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no %s{%s=%q}", name, label, value)
+		return 0
+	}
+	fi, err := os.Stat(b.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name, label, value string
+		want               float64
+	}{
+		{stats.MetricJobs, "state", "available", 10},
+		{stats.MetricJobs, "state", "executing", 0},
+		{stats.MetricSSEClients, "stream", "stats", 1},
+		{stats.MetricSSEClients, "stream", "stats-30s", 0},
+		{stats.MetricPets, "state", "alive", 1234},
+		{stats.MetricPetsWatched, "", "", 7},
+		{stats.MetricDBBytes, "file", "main", float64(fi.Size())},
+		{stats.MetricBuildInfo, "version", "test", 1},
+	}
+	for _, c := range checks {
+		if got := gauge(c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+	if gauge("go_goroutines", "", "") < 1 {
+		t.Errorf("go_goroutines < 1")
+	}
+	if runtime.GOOS == "linux" && gauge("process_resident_memory_bytes", "", "") <= 0 {
+		t.Errorf("process_resident_memory_bytes <= 0")
+	}
+}
