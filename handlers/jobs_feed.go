@@ -1,0 +1,295 @@
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/views"
+)
+
+// The named events of the jobs stream (rows are unnamed "message" events).
+const (
+	// JobCountsEvent carries the number of every state tab.
+	JobCountsEvent = "counts"
+	// JobQueuesEvent carries the queue table.
+	JobQueuesEvent = "queues"
+	// JobThroughputEvent carries the throughput chart.
+	JobThroughputEvent = "throughput"
+	// JobRefreshEvent tells pages to reload their list: more jobs changed
+	// in one flush than are worth sending row by row.
+	JobRefreshEvent = "refresh"
+)
+
+// JobStats is what the feed reads from the job engine besides the rows;
+// *jobs.Engine is one.
+type JobStats interface {
+	Queues(ctx context.Context) ([]jobs.QueueInfo, error)
+	Counts(ctx context.Context) (map[jobs.State]int, error)
+	Throughput() []jobs.ThroughputPoint
+}
+
+// JobsFeedConfig tunes a JobsFeed. Zero fields take the defaults.
+type JobsFeedConfig struct {
+	// Every is how often changed rows are sent, coalesced (250 ms): a job
+	// that changed five times meanwhile is sent once, as it is now.
+	Every time.Duration
+	// MaxRows caps the rows of one flush (200); beyond it one refresh
+	// event is sent instead, at most once per RefreshEvery.
+	MaxRows int
+	// RefreshEvery bounds how often refresh events are sent (1 s).
+	RefreshEvery time.Duration
+	// StatsEvery bounds how often the counts and the queue table are
+	// sent while jobs change (500 ms).
+	StatsEvery time.Duration
+	// ThroughputEvery bounds how often the chart is sent while jobs
+	// change (2 s); it is sent once more when they stop.
+	ThroughputEvery time.Duration
+}
+
+// JobsFeed turns the job engine's committed changes (jobs.Config.OnChange)
+// into events on the jobs stream. However fast jobs change, a client gets
+// at most one batch of rows per Every, each row keyed by its job id so a
+// page receives only the rows it shows, and counts, queues and chart at
+// their own bounded rates.
+type JobsFeed struct {
+	reader sqlx.QueryerContext
+	stats  JobStats
+	views  *views.Views
+	hub    hub
+	log    *slog.Logger
+	cfg    JobsFeedConfig
+
+	mu       sync.Mutex
+	pending  map[int64]struct{}
+	overflow bool // more than MaxRows changed since the last flush
+	queues   bool // queue settings changed
+
+	// Owned by the loop goroutine.
+	lastRefresh, lastStats, lastChart time.Time
+	statsDirty, chartDirty            bool
+	refreshDue                        bool
+
+	wake chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// NewJobsFeed starts the feed; Close stops it. reader is the read-only
+// pool the changed rows are loaded from.
+func NewJobsFeed(reader sqlx.QueryerContext, stats JobStats, v *views.Views, h hub, logger *slog.Logger, cfg JobsFeedConfig) *JobsFeed {
+	if cfg.Every <= 0 {
+		cfg.Every = 250 * time.Millisecond
+	}
+	if cfg.MaxRows <= 0 {
+		cfg.MaxRows = 200
+	}
+	if cfg.RefreshEvery <= 0 {
+		cfg.RefreshEvery = time.Second
+	}
+	if cfg.StatsEvery <= 0 {
+		cfg.StatsEvery = 500 * time.Millisecond
+	}
+	if cfg.ThroughputEvery <= 0 {
+		cfg.ThroughputEvery = 2 * time.Second
+	}
+	f := &JobsFeed{
+		reader: reader, stats: stats, views: v, hub: h, log: logger, cfg: cfg,
+		pending: map[int64]struct{}{},
+		wake:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	f.wg.Add(1)
+	go f.loop()
+	return f
+}
+
+// Changed notes that the jobs of ids changed (or were deleted); it never
+// blocks and is meant for jobs.Config.OnChange.
+func (f *JobsFeed) Changed(ids []int64) {
+	if len(ids) == 0 {
+		return
+	}
+	f.mu.Lock()
+	if !f.overflow {
+		for _, id := range ids {
+			f.pending[id] = struct{}{}
+		}
+		if len(f.pending) > f.cfg.MaxRows {
+			f.overflow = true
+			clear(f.pending)
+		}
+	}
+	f.mu.Unlock()
+	f.signal()
+}
+
+// QueuesChanged notes that a queue was paused, resumed or scaled, so the
+// queue table is sent again.
+func (f *JobsFeed) QueuesChanged() {
+	f.mu.Lock()
+	f.queues = true
+	f.mu.Unlock()
+	f.signal()
+}
+
+func (f *JobsFeed) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *JobsFeed) loop() {
+	defer f.wg.Done()
+	for {
+		select {
+		case <-f.done:
+			return
+		case <-f.wake:
+		}
+		if f.flush(time.Now()) {
+			f.signal() // something was held back by its rate: come back
+		}
+		// Whatever changes meanwhile waits for the next flush.
+		select {
+		case <-f.done:
+			return
+		case <-time.After(f.cfg.Every):
+		}
+	}
+}
+
+// flush sends what changed since the last flush, within the rates, and
+// reports whether something is still held back.
+func (f *JobsFeed) flush(now time.Time) bool {
+	f.mu.Lock()
+	ids := make([]int64, 0, len(f.pending))
+	for id := range f.pending {
+		ids = append(ids, id)
+	}
+	clear(f.pending)
+	overflow, queuesChanged := f.overflow, f.queues
+	f.overflow, f.queues = false, false
+	f.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if overflow {
+		f.refreshDue = true
+	}
+	if len(ids) > 0 || overflow {
+		f.statsDirty, f.chartDirty = true, true
+	}
+	if queuesChanged {
+		f.statsDirty = true
+	}
+	if f.refreshDue && now.Sub(f.lastRefresh) >= f.cfg.RefreshEvery {
+		// The refreshed pages read every row anew: no need for these.
+		f.publish(JobRefreshEvent, 0, []byte(JobRefreshEvent))
+		f.refreshDue, f.lastRefresh, ids = false, now, nil
+	}
+	if len(ids) > 0 {
+		f.publishRows(ctx, ids)
+	}
+	if f.statsDirty && now.Sub(f.lastStats) >= f.cfg.StatsEvery {
+		f.publishStats(ctx)
+		f.statsDirty, f.lastStats = false, now
+	}
+	if f.chartDirty && now.Sub(f.lastChart) >= f.cfg.ThroughputEvery {
+		f.publishChart(now)
+		f.lastChart = now
+		// Once more after the last change, so the chart shows the end.
+		f.chartDirty = len(ids) > 0 || overflow
+	}
+	return f.refreshDue || f.statsDirty || f.chartDirty
+}
+
+func (f *JobsFeed) publish(event string, key int64, data []byte) {
+	var err error
+	if kp, ok := f.hub.(keyPublisher); ok {
+		_, err = kp.PublishKey(JobsStream, event, key, data)
+	} else {
+		_, err = f.hub.Publish(JobsStream, event, data)
+	}
+	if err != nil {
+		f.log.Debug("publish job event", "event", event, "key", key, "err", err)
+	}
+}
+
+// publishRows sends each job's row as one event keyed by its id, in id
+// order; a deleted job's event removes its row.
+func (f *JobsFeed) publishRows(ctx context.Context, ids []int64) {
+	slices.Sort(ids)
+	js, err := jobs.GetMany(ctx, f.reader, ids)
+	if err != nil {
+		f.log.Error("load changed jobs", "jobs", len(ids), "err", err)
+		return
+	}
+	now := time.Now()
+	i := 0
+	for _, id := range ids {
+		var html []byte
+		if i < len(js) && js[i].ID == id {
+			html, err = f.views.Fragment("job_row", JobRow{Job: JobView{Job: js[i], Now: now}, OOB: true})
+			i++
+		} else {
+			html, err = f.views.Fragment("job_row_deleted", DeletedRow{ID: id})
+		}
+		if err != nil {
+			f.log.Error("render job row", "job_id", id, "err", err)
+			continue
+		}
+		f.publish("", id, html)
+	}
+}
+
+func (f *JobsFeed) publishStats(ctx context.Context) {
+	counts, err := f.stats.Counts(ctx)
+	if err != nil {
+		f.log.Error("count jobs", "err", err)
+		return
+	}
+	if html, err := f.views.Fragment("job_counts", JobCounts{Tabs: jobCounts(counts), OOB: true}); err != nil {
+		f.log.Error("render job counts", "err", err)
+	} else {
+		f.publish(JobCountsEvent, 0, html)
+	}
+	qs, err := f.stats.Queues(ctx)
+	if err != nil {
+		f.log.Error("list queues", "err", err)
+		return
+	}
+	if html, err := f.views.Fragment("job_queues", queuesView(qs, true)); err != nil {
+		f.log.Error("render queues", "err", err)
+	} else {
+		f.publish(JobQueuesEvent, 0, html)
+	}
+}
+
+func (f *JobsFeed) publishChart(now time.Time) {
+	ch := throughputChart(f.stats.Throughput(), now)
+	ch.OOB = true
+	html, err := f.views.Fragment("job_throughput", ch)
+	if err != nil {
+		f.log.Error("render throughput", "err", err)
+		return
+	}
+	f.publish(JobThroughputEvent, 0, html)
+}
+
+// Close stops the feed; changes noted afterwards are dropped.
+func (f *JobsFeed) Close() {
+	select {
+	case <-f.done:
+		return
+	default:
+	}
+	close(f.done)
+	f.wg.Wait()
+}

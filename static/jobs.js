@@ -1,0 +1,37 @@
+// The jobs dashboard's selection: "select all" ticks every row of the page,
+// the bulk form shows how many are ticked, and a bulk action that went
+// through clears the ticks. Rows keep their ticks across live updates by
+// themselves (hx-preserve); everything else is htmx.
+(function () {
+  "use strict";
+  function picks() {
+    return document.querySelectorAll('input[name="id"][form="jobs-bulk"]');
+  }
+  function update() {
+    var all = picks(), n = 0;
+    all.forEach(function (box) { if (box.checked) n++; });
+    var count = document.querySelector("#jobs-bulk .bulk-count");
+    if (count) count.textContent = n === 0 ? "" : n === 1 ? "1 selected" : n + " selected";
+    var head = document.querySelector(".pick-all");
+    if (head) {
+      head.checked = all.length > 0 && n === all.length;
+      head.indeterminate = n > 0 && n < all.length;
+    }
+  }
+  document.addEventListener("change", function (e) {
+    var t = e.target;
+    if (t.classList && t.classList.contains("pick-all")) {
+      picks().forEach(function (box) { box.checked = t.checked; });
+    }
+    update();
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    if (e.detail.elt && e.detail.elt.id === "jobs-bulk" && e.detail.successful &&
+        !(e.detail.xhr && /flash-error/.test(e.detail.xhr.responseText))) {
+      picks().forEach(function (box) { box.checked = false; });
+    }
+    update();
+  });
+  document.addEventListener("htmx:afterSettle", update);
+  document.addEventListener("DOMContentLoaded", update);
+})();
