@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -27,7 +28,18 @@ func main() {
 	systems := flag.String("systems", "phonehome,river,backlite", "comma-separated queues for W1–W3")
 	out := flag.String("out", "../BENCHMARKS.md", "file whose \"## Job queue (issue 3)\" section is replaced")
 	analysisPath := flag.String("analysis", "analysis.md", "markdown included as the section's analysis, if the file exists")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole command to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	want := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {

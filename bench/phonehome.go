@@ -12,7 +12,7 @@ var phonehomeSystem = queueSystem{
 	Name: "phonehome",
 	Settings: "`store.Open` (one writer connection, `_txlock=immediate`, WAL, synchronous=NORMAL, busy_timeout 5000, " +
 		"cache_size −32000, temp_store MEMORY) and `Migrate`; `jobs.New(st.Writer, jobs.Config{Queues: {\"default\": 50}, " +
-		"Backoff: jobs.FixedBackoff(0), Logger: discard})` with the default `PollInterval` (1 s; inserts wake the queue); " +
+		"Backoff: jobs.FixedBackoff(0), Reader: st.Reader, Logger: discard})` with every other setting at its default: `PollInterval` 1 s (inserts wake the queue), heartbeat 15 s, pruning of finished jobs older than 24 h; " +
 		"bulk insert with `InsertMany` (one transaction), single insert with `Insert`; `MaxAttempts` 5 per job.",
 	Open: openPhonehome,
 }
@@ -59,6 +59,7 @@ func openPhonehome(ctx context.Context, path string, maxAttempts int, h handler)
 		Queues:  map[string]int{"default": workers},
 		Backoff: jobs.FixedBackoff(0),
 		Logger:  discardLogger,
+		Reader:  st.Reader,
 	})
 	if err != nil {
 		st.Close()
