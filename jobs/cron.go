@@ -57,15 +57,19 @@ func newPeriodic(p PeriodicJob) (*periodic, error) {
 	return &periodic{job: p, sched: sched, key: p.Args.Kind() + ":" + hex.EncodeToString(sum[:12])}, nil
 }
 
+// startCron sets each periodic job's first slot: the next after now.
+func (e *Engine) startCron() {
+	now := e.now()
+	for _, p := range e.cron {
+		p.next = p.sched.Next(now)
+	}
+}
+
 // cronLoop inserts periodic jobs as their slots come, checking the clock
 // every poll interval (at most every second). Slots missed while no engine
 // ran are not made up for, as in Oban.
 func (e *Engine) cronLoop() {
 	defer e.loops.Done()
-	now := e.now()
-	for _, p := range e.cron {
-		p.next = p.sched.Next(now)
-	}
 	ticker := time.NewTicker(min(e.cfg.PollInterval, time.Second))
 	defer ticker.Stop()
 	for {

@@ -143,6 +143,7 @@ type attempt struct {
 	err        error
 	finishedAt time.Time
 	duration   time.Duration
+	queueTime  time.Duration
 	// dropped is set when the job's row was no longer this attempt's to
 	// write (an operator cancelled it): nothing was recorded.
 	dropped bool
@@ -265,6 +266,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.loops.Add(1)
 	go e.maintain()
 	if len(e.cron) > 0 {
+		e.startCron()
 		e.loops.Add(1)
 		go e.cronLoop()
 	}
@@ -442,7 +444,8 @@ func (e *Engine) execute(q *queue, j *Job) {
 			defer cancelTimeout()
 		}
 	}
-	e.observeStart(j)
+	waited := queueTime(j)
+	e.observeStart(j, waited)
 	start := time.Now()
 	var err error
 	if ok {
@@ -453,7 +456,7 @@ func (e *Engine) execute(q *queue, j *Job) {
 	if err != nil && timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && e.workCtx.Err() == nil {
 		err = fmt.Errorf("timed out after %s: %w", timeout, err)
 	}
-	e.finished <- &attempt{job: j, queue: q, run: r, err: err, finishedAt: e.now(), duration: time.Since(start)}
+	e.finished <- &attempt{job: j, queue: q, run: r, err: err, finishedAt: e.now(), duration: time.Since(start), queueTime: waited}
 }
 
 // forget removes finished attempts from the running set.

@@ -112,6 +112,9 @@ type options struct {
 	backoff jobs.Backoff   // FixedBackoff(0)
 	poll    time.Duration  // 5 ms
 	noStart bool           // register the workers but do not Start
+	// configure, when set, changes the engine's Config last (node name,
+	// maintenance intervals, callbacks, periodic jobs…).
+	configure func(*jobs.Config)
 }
 
 // bundle is what a test works with.
@@ -157,14 +160,18 @@ func newEngine(t *testing.T, st *store.Store, clock *fakeClock, opts options, wo
 	if opts.poll == 0 {
 		opts.poll = 5 * time.Millisecond
 	}
-	eng, err := jobs.New(st.Writer, jobs.Config{
+	cfg := jobs.Config{
 		Queues:       opts.queues,
 		PollInterval: opts.poll,
 		Backoff:      opts.backoff,
 		Now:          clock.Now,
 		Logger:       slog.New(slog.DiscardHandler),
 		Node:         "test-node",
-	})
+	}
+	if opts.configure != nil {
+		opts.configure(&cfg)
+	}
+	eng, err := jobs.New(st.Writer, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func (e *Engine) dead(n nodeRow, now time.Time) bool {
 }
 
 // Rescue returns the jobs of dead nodes that were left executing: those
-// whose node (attempted_by) has no row in job_nodes, or whose heartbeat is
+// whose node (attempted_by, never this engine's own) has no row in job_nodes, or whose heartbeat is
 // older than Config.NodeTimeout and, for a node on this host, whose process
 // is gone. A job whose first run may still be alive is never rescued. The
 // interrupted attempt recorded nothing, so it is not counted: the job
@@ -85,12 +85,12 @@ func (e *Engine) rescue(ctx context.Context, atStart bool) (int, error) {
 			errors       = json_insert(errors, '$[#]', json_object(
 				'attempt', attempt, 'at', ?3,
 				'error', 'interrupted: the process running this attempt (' || coalesce(attempted_by, '?') || ') stopped before it finished'))
-			WHERE state = 'executing' AND (
+			WHERE state = 'executing' AND (?5 OR attempted_by IS NOT ?6) AND (
 				attempted_by IS NULL
 				OR attempted_by IN (SELECT value FROM json_each(?4))
 				OR attempted_by NOT IN (SELECT name FROM job_nodes))
 			RETURNING id`,
-			MaxRescues, now.UnixMilli(), now.Format(time.RFC3339Nano), string(deadJSON))
+			MaxRescues, now.UnixMilli(), now.Format(time.RFC3339Nano), string(deadJSON), atStart, e.cfg.Node)
 		if err != nil {
 			return fmt.Errorf("rescue executing jobs: %w", err)
 		}

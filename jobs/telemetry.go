@@ -116,11 +116,11 @@ func (e *Engine) emit(ev Event) {
 }
 
 // observeStart reports an attempt about to run.
-func (e *Engine) observeStart(j *Job) {
+func (e *Engine) observeStart(j *Job, waited time.Duration) {
 	e.log.Debug("job started", "job_id", j.ID, "kind", j.Kind, "queue", j.Queue, "attempt", j.Attempt,
-		"queue_time_ms", queueTime(j).Milliseconds())
+		"queue_time_ms", waited.Milliseconds())
 	if e.cfg.OnEvent != nil {
-		e.emit(Event{Kind: EventStart, Job: snapshot(j), At: e.now(), QueueTime: queueTime(j)})
+		e.emit(Event{Kind: EventStart, Job: snapshot(j), At: e.now(), QueueTime: waited})
 	}
 }
 
@@ -128,7 +128,7 @@ func (e *Engine) observeStart(j *Job) {
 // OnEvent.
 func (e *Engine) observeOutcome(a *attempt) {
 	j := a.job
-	ev := Event{Job: j, At: a.finishedAt, QueueTime: queueTime(j), Duration: a.duration, Err: a.err}
+	ev := Event{Job: j, At: a.finishedAt, QueueTime: a.queueTime, Duration: a.duration, Err: a.err}
 	attrs := []any{"job_id", j.ID, "kind", j.Kind, "queue", j.Queue, "attempt", j.Attempt,
 		"state", j.State, "duration_ms", a.duration.Milliseconds(), "queue_time_ms", ev.QueueTime.Milliseconds()}
 	switch j.State {
@@ -167,7 +167,7 @@ func (e *Engine) observeDropped(a *attempt) {
 		if e.cfg.OnEvent != nil {
 			c := snapshot(j)
 			c.State = StateCancelled
-			e.emit(Event{Kind: EventCancel, Job: c, At: a.finishedAt, QueueTime: queueTime(j), Duration: a.duration, Err: a.err})
+			e.emit(Event{Kind: EventCancel, Job: c, At: a.finishedAt, QueueTime: a.queueTime, Duration: a.duration, Err: a.err})
 		}
 		return
 	}
