@@ -72,13 +72,14 @@ func main() {
 	data := loadData(section)
 	date := time.Now().UTC().Format("2006-01-02 15:04 UTC")
 	machine := machineInfo()
-	log.Printf("%s; %s", machine, date)
+	rev := appRevision()
+	log.Printf("%s; %s; phonehome at %s", machine, date, rev)
 
 	sizes := map[string]int{"w1": *nJobs, "w2": max(*nJobs/10, 1), "w3": *w3Count, "raw": *nJobs, "dash": *dashJobs}
 	fresh := map[string]*scenarioData{}
 	for _, s := range scenarios {
 		if want[s] {
-			fresh[s] = newScenarioData(date, machine, *runs, sizes[s])
+			fresh[s] = newScenarioData(date, machine, rev, *runs, sizes[s])
 		}
 	}
 

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 )
 
@@ -28,14 +30,15 @@ type scenarioData struct {
 	Machine string               `json:"machine"`
 	Runs    int                  `json:"runs"`
 	Size    int                  `json:"size"`
-	Values  map[string][]float64 `json:"values"` // "metric|system" → one value per run
-	Errors  map[string]string    `json:"errors"` // system → why it has no numbers
+	Values  map[string][]float64 `json:"values"`        // "metric|system" → one value per run
+	Errors  map[string]string    `json:"errors"`        // system → why it has no numbers
+	Rev     string               `json:"rev,omitempty"` // the app's commit measured
 	How     string               `json:"how,omitempty"`
 	Order   []string             `json:"order,omitempty"` // dashboard rows in order
 }
 
-func newScenarioData(date, machine string, runs, size int) *scenarioData {
-	return &scenarioData{Date: date, Machine: machine, Runs: runs, Size: size,
+func newScenarioData(date, machine, rev string, runs, size int) *scenarioData {
+	return &scenarioData{Date: date, Machine: machine, Rev: rev, Runs: runs, Size: size,
 		Values: map[string][]float64{}, Errors: map[string]string{}}
 }
 
@@ -183,23 +186,28 @@ func render(d *benchData, command, analysis string) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("%s\n\n", sectionHeading)
-	latest, machine := "", ""
-	for _, sd := range d.Scenarios {
+	latest, machine, rev := "", "", ""
+	names := make([]string, 0, len(d.Scenarios))
+	for name, sd := range d.Scenarios {
+		names = append(names, name)
 		if sd.Date > latest {
-			latest, machine = sd.Date, sd.Machine
+			latest, machine, rev = sd.Date, sd.Machine, sd.Rev
 		}
 	}
+	slices.Sort(names)
 	w("Command, from `bench/`: `%s` (one `go run .` runs every scenario; `-only` picks some). ", command)
-	w("Last run %s on: %s. %s.\n\n", latest, machine, moduleVersions())
+	w("Last run %s on: %s. phonehome at %s; %s.\n\n", latest, machine, rev, moduleVersions())
 	w("> **Noisy numbers.** These were measured on a 2-core machine shared with other engineers' builds and tests. " +
 		"The lead re-runs them on a quiet machine with the same command; trust ratios more than absolute figures.\n\n")
 	w("Each cell is the **median of the runs, with the spread (min–max)** in brackets. Every run of every scenario " +
 		"uses a fresh file-backed SQLite database (WAL) in a new temp directory; the systems take turns within each " +
 		"run, so background noise hits them alike.\n\n")
 
-	for name, sd := range d.Scenarios {
-		if sd.Date != latest || sd.Machine != machine {
-			w("- Scenario %s was measured earlier (%s, %d runs, on %s) and kept from then.\n", name, sd.Date, sd.Runs, sd.Machine)
+	for _, name := range names {
+		sd := d.Scenarios[name]
+		if sd.Date != latest || sd.Machine != machine || sd.Rev != rev {
+			w("- Scenario %s was measured at another time (%s, runs: %d, phonehome at %s, on %s) and kept from then.\n",
+				name, sd.Date, sd.Runs, sd.Rev, sd.Machine)
 		}
 	}
 
@@ -497,4 +505,19 @@ func writeSection(path, section string) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// appRevision names the phonehome commit being measured, and says so when
+// the engine's files had uncommitted changes.
+func appRevision() string {
+	out, err := exec.Command("git", "-C", "..", "log", "-1", "--format=%h").Output()
+	if err != nil {
+		return "an unknown commit"
+	}
+	rev := "commit " + strings.TrimSpace(string(out))
+	dirty, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--", "jobs", "store", "migrations").Output()
+	if err == nil && len(bytes.TrimSpace(dirty)) > 0 {
+		rev += " (with uncommitted changes in jobs/, store/ or migrations/)"
+	}
+	return rev
 }
