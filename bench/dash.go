@@ -197,4 +197,4 @@ func deepCursor(ctx context.Context, st *store.Store) (string, error) {
 type storeT = store.Store
 
 // dashTargetFor picks how the dashboard is measured.
-func dashTargetFor() dashTarget { return libTarget }
+func dashTargetFor() dashTarget { return appTarget }
