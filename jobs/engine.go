@@ -372,19 +372,23 @@ func (e *Engine) fill(q *queue) {
 			return
 		default:
 		}
+		q.claimMu.Lock()
 		free := q.free()
 		if free <= 0 {
+			q.claimMu.Unlock()
 			return
 		}
 		jobs, err := e.claim(q.name, free)
 		if err != nil {
+			q.claimMu.Unlock()
 			e.log.Error("claim jobs", "queue", q.name, "err", err)
 			return
 		}
+		q.add(len(jobs))
+		q.claimMu.Unlock()
 		ids := make([]int64, len(jobs))
 		for i, j := range jobs {
 			ids[i] = j.ID
-			q.add(1)
 			e.running.Add(1)
 			go e.execute(q, j)
 		}

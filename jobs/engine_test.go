@@ -134,7 +134,7 @@ func setup(t *testing.T, opts options, workers ...jobs.Worker) *bundle {
 	return &bundle{ctx: t.Context(), st: st, clock: clock, eng: newEngine(t, st, clock, opts, workers...)}
 }
 
-func openStore(t *testing.T) *store.Store {
+func openStore(t testing.TB) *store.Store {
 	t.Helper()
 	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "jobs.db"))
 	if err != nil {

@@ -24,7 +24,7 @@ func (e *Engine) Prune(ctx context.Context) (int, error) {
 	for {
 		var ids []int64
 		err := e.db.SelectContext(ctx, &ids, `DELETE FROM jobs WHERE id IN (
-			SELECT id FROM jobs
+			SELECT id FROM jobs INDEXED BY jobs_finished
 			WHERE state IN ('completed', 'cancelled', 'discarded')
 			  AND coalesce(completed_at, cancelled_at, discarded_at) < ?1
 			ORDER BY coalesce(completed_at, cancelled_at, discarded_at)

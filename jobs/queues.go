@@ -22,6 +22,12 @@ type queue struct {
 	configured int // the limit of Config.Queues
 	wake       chan struct{}
 
+	// claimMu is held through a claim, from reading the free slots to
+	// counting the claimed jobs, so a pause or scale that returned is
+	// seen by every later claim and no claim decided before it is still
+	// running.
+	claimMu sync.Mutex
+
 	mu      sync.Mutex
 	limit   int
 	paused  bool
@@ -95,7 +101,9 @@ func (e *Engine) loadQueueSettings(ctx context.Context) error {
 	}
 	for name, q := range e.queues {
 		r := stored[name]
+		q.claimMu.Lock()
 		q.set(r.Limit, r.Paused)
+		q.claimMu.Unlock()
 		q.signal()
 	}
 	return nil
@@ -214,9 +222,11 @@ func (e *Engine) updateQueue(ctx context.Context, name string, apply func(*queue
 	if _, err := e.db.ExecContext(ctx, query, args...); err != nil {
 		return fmt.Errorf("queue %q: store setting: %w", name, err)
 	}
+	q.claimMu.Lock()
 	q.mu.Lock()
 	apply(q)
 	q.mu.Unlock()
+	q.claimMu.Unlock()
 	q.signal()
 	return nil
 }

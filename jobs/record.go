@@ -97,10 +97,11 @@ func (e *Engine) recordOne(a *attempt) {
 
 // completeSQL completes many jobs in one statement: ?1 is a JSON array of
 // [id, completed_at] pairs. Only rows still executing under this node are
-// written; RETURNING names them.
+// written; RETURNING names them. (The unary + keeps the planner from
+// walking the state index instead of looking each id up.)
 const completeSQL = `UPDATE jobs SET state = 'completed', completed_at = v.at
 	FROM (SELECT value ->> 0 AS id, value ->> 1 AS at FROM json_each(?1)) AS v
-	WHERE jobs.id = v.id AND jobs.state = 'executing' AND jobs.attempted_by = ?2
+	WHERE jobs.id = v.id AND +jobs.state = 'executing' AND jobs.attempted_by = ?2
 	RETURNING jobs.id`
 
 // tryRecord commits the outcomes of batch in one transaction. The jobs'

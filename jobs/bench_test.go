@@ -1,0 +1,75 @@
+package jobs_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/phonehome/phonehome/jobs"
+)
+
+// BenchmarkDrain measures draining no-op jobs with 50 workers (one op = one
+// job), with the schema as migrated and without its write-side extras, to
+// price them:
+//
+//	go test -run '^$' -bench Drain -benchtime 20000x ./jobs/
+func BenchmarkDrain(b *testing.B) {
+	variants := []struct {
+		name string
+		drop string
+	}{
+		{name: "schema", drop: ""},
+		{name: "no-count-triggers", drop: "DROP TRIGGER jobs_count_insert; DROP TRIGGER jobs_count_update; DROP TRIGGER jobs_count_delete;"},
+		{name: "no-prune-index", drop: "DROP INDEX jobs_finished;"},
+		{name: "neither", drop: "DROP TRIGGER jobs_count_insert; DROP TRIGGER jobs_count_update; DROP TRIGGER jobs_count_delete; DROP INDEX jobs_finished;"},
+	}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			st := openStore(b)
+			if v.drop != "" {
+				if _, err := st.Writer.Exec(v.drop); err != nil {
+					b.Fatal(err)
+				}
+			}
+			eng, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{"default": 50}, Backoff: jobs.FixedBackoff(0),
+				Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := eng.Register(probeWorker{}); err != nil {
+				b.Fatal(err)
+			}
+			params := make([]jobs.InsertParams, b.N)
+			for i := range params {
+				params[i] = jobs.InsertParams{Args: probeArgs{N: int64(i)}}
+			}
+			if _, err := eng.InsertMany(context.Background(), params); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			start := time.Now()
+			if err := eng.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			for {
+				counts, err := eng.Counts(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if v.drop != "" {
+					var n int
+					st.Reader.Get(&n, "SELECT count(*) FROM jobs WHERE state = 'completed'")
+					counts[jobs.StateCompleted] = n
+				}
+				if counts[jobs.StateCompleted] == b.N {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+			eng.Stop(context.Background())
+		})
+	}
+}
