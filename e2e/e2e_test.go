@@ -385,6 +385,7 @@ func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action
 	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if err := chromedp.Do(tctx, steps...); err != nil {
+		failureShot(t, ctx)
 		t.Fatalf("%s: %v", what, err)
 	}
 }
@@ -416,6 +417,7 @@ func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, why, pred
 			state, _ = chromedp.Run(sctx, chromedp.Evaluate[string](show))
 			scancel()
 		}
+		failureShot(t, ctx)
 		t.Fatalf("waiting %v for %s: %v\npage: %s", timeout, why, err, state)
 	}
 }
@@ -431,6 +433,23 @@ func artifacts(t *testing.T) string {
 		return dir
 	}
 	return t.TempDir()
+}
+
+// failureShot saves what the tab shows when a step failed, as
+// failure-TestName.png in $PHONEHOME_ARTIFACTS (when set).
+func failureShot(t *testing.T, ctx context.Context) {
+	dir := os.Getenv("PHONEHOME_ARTIFACTS")
+	if dir == "" {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if buf, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)); err == nil && os.MkdirAll(dir, 0o755) == nil {
+		path := filepath.Join(dir, "failure-"+strings.ReplaceAll(t.Name(), "/", "-")+".png")
+		if os.WriteFile(path, buf, 0o644) == nil {
+			t.Logf("the page at the failure: %s", path)
+		}
+	}
 }
 
 // screenshot saves a full-page PNG of the tab as dir/name.png.
