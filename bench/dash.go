@@ -156,15 +156,9 @@ func libTarget(ctx context.Context, st *store.Store, rows int) ([]dashPage, stri
 		{"`jobs.List`: queue+kind", list(jobs.ListParams{Queue: "phone_calls", Kind: "send_email"})},
 		{"`jobs.List`: rare kind (0.1 %)", list(jobs.ListParams{Kind: "rare_report"})},
 		{"`jobs.List`: a page half-way down (cursor)", list(jobs.ListParams{Cursor: cursor})},
-		{"for comparison: `SELECT state, count(*) … GROUP BY state` over the table", func(ctx context.Context) error {
-			var out []struct {
-				State string `db:"state"`
-				N     int    `db:"n"`
-			}
-			return st.Reader.SelectContext(ctx, &out, "SELECT state, count(*) AS n FROM jobs GROUP BY state")
-		}},
+		groupByState(st),
 	}
-	how := "**Measured without the web layer** (the `/jobs` handlers were not committed yet): the calls the job list " +
+	how := "**Measured without the web layer**: the calls the job list " +
 		"page makes — `jobs.List` on the read-only pool (`store.Open(...).Reader`), `Engine.Counts` and `Engine.Queues` " +
 		"(an engine over the same store, not started) — with rows decoded into `jobs.Job`; no template, no HTTP."
 	return pages, how, func() {}, nil
@@ -196,5 +190,26 @@ func deepCursor(ctx context.Context, st *store.Store) (string, error) {
 // storeT is phonehome's store, named short for the target signatures.
 type storeT = store.Store
 
-// dashTargetFor picks how the dashboard is measured.
-func dashTargetFor() dashTarget { return appTarget }
+// dashVia chooses how the dashboard is measured (-dash-via).
+var dashVia = "app"
+
+// dashTargetFor picks how the dashboard is measured: through the app's
+// router ("app"), or through jobs.List and the engine's counts ("lib").
+func dashTargetFor() dashTarget {
+	if dashVia == "lib" {
+		return libTarget
+	}
+	return appTarget
+}
+
+// groupByState times counting the jobs per state over the table itself,
+// for comparison with the job_counts table the engine reads.
+func groupByState(st *store.Store) dashPage {
+	return dashPage{"for comparison: `SELECT state, count(*) FROM jobs GROUP BY state`", func(ctx context.Context) error {
+		var out []struct {
+			State string `db:"state"`
+			N     int    `db:"n"`
+		}
+		return st.Reader.SelectContext(ctx, &out, "SELECT state, count(*) AS n FROM jobs GROUP BY state")
+	}}
+}

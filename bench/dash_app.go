@@ -72,6 +72,7 @@ func appTarget(ctx context.Context, st *store.Store, _ int) ([]dashPage, string,
 			_, err := eng.Counts(ctx)
 			return err
 		}},
+		groupByState(st),
 	}
 	how := "Measured **through the app's router**: `handlers.NewServer` with its middleware and the `handlers.Jobs` " +
 		"area over `jobs.New(st.Writer, jobs.Config{Reader: st.Reader, …})` (not started), the read-only pool for " +

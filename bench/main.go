@@ -28,6 +28,7 @@ func main() {
 	systems := flag.String("systems", "phonehome,river,backlite", "comma-separated queues for W1–W3")
 	out := flag.String("out", "../BENCHMARKS.md", "file whose \"## Job queue (issue 3)\" section is replaced")
 	analysisPath := flag.String("analysis", "analysis.md", "markdown included as the section's analysis, if the file exists")
+	flag.StringVar(&dashVia, "dash-via", dashVia, "how the dashboard is measured: app (through the router) or lib (jobs.List and the engine's counts)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole command to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -57,6 +58,9 @@ func main() {
 		if strings.Contains(","+strings.ToLower(*systems)+",", ","+strings.ToLower(s.Name)+",") {
 			syss = append(syss, s)
 		}
+	}
+	if dashVia != "app" && dashVia != "lib" {
+		log.Fatalf("-dash-via: %q is neither app nor lib", dashVia)
 	}
 	if *runs < 1 || *nJobs < 10 || *dashJobs < 100 || *w3Count < 1 {
 		log.Fatal("-runs, -jobs, -dash-jobs and -w3-count must be positive (-jobs ≥ 10, -dash-jobs ≥ 100)")
