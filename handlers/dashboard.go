@@ -61,11 +61,22 @@ type Dashboard struct {
 	metrics     http.Handler
 }
 
+// windowedHub is a hub that can keep a shorter resume window for a stream.
+type windowedHub interface {
+	RegisterWindow(stream string, window int)
+}
+
 // NewDashboard registers the stats streams with the hub and returns the
-// dashboard; set Stats before serving.
+// dashboard; set Stats before serving. Each stats event is a whole panel
+// (about 10–20 KB) that the next one replaces, so when the hub can keep a
+// per-stream resume window the stats streams keep only their last event.
 func NewDashboard(v *views.Views, h DashboardHub, version string, logger *slog.Logger) *Dashboard {
 	for _, s := range StatsRefresh {
-		h.Register(StatsStreamFor(s))
+		if w, ok := h.(windowedHub); ok {
+			w.RegisterWindow(StatsStreamFor(s), 1)
+		} else {
+			h.Register(StatsStreamFor(s))
+		}
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -200,18 +211,21 @@ func dashJoinInts(ns []int) string {
 // DashboardLive is the data of the dash_live partial: every figure already
 // formatted, every chart already drawn.
 type DashboardLive struct {
-	Seq     int64
-	At      time.Time
-	Facts   []DashFigure
-	Tiles   []DashFigure
-	Memory  DashMemory
-	GC      DashGC
+	Seq    int64
+	At     time.Time
+	Facts  []DashFigure
+	Tiles  []DashFigure
+	Memory DashMemory
+	GC     DashGC
+	// Streams are the streams with clients.
 	Streams []DashStream
 	Clients string
-	Jobs    *DashJobs
-	Pets    *DashPets
-	DB      *DashDB
-	Charts  []DashChart
+	// IdleStreams counts the streams without clients ("" for none).
+	IdleStreams string
+	Jobs        *DashJobs
+	Pets        *DashPets
+	DB          *DashDB
+	Charts      []DashChart
 }
 
 // DashFigure is one labelled value.
@@ -314,7 +328,7 @@ func (h *Dashboard) live(s stats.Snapshot) DashboardLive {
 		{Label: "System", Value: s.OS + "/" + s.Arch},
 		{Label: "CPUs", Value: fmt.Sprintf("%d (GOMAXPROCS %d)", s.NumCPU, s.GOMAXPROCS)},
 		{Label: "Started", Value: views.HumanTime(s.Started)},
-		{Label: "dashUptime", Value: dashUptime(s.Uptime)},
+		{Label: "Uptime", Value: dashUptime(s.Uptime)},
 	}
 	l.Tiles = []DashFigure{
 		{Label: "goroutines", Value: views.Thousands(s.Goroutines), Class: "tile-goroutines"},
@@ -324,12 +338,21 @@ func (h *Dashboard) live(s stats.Snapshot) DashboardLive {
 	}
 	if s.Streams != nil {
 		l.Clients = views.Thousands(stats.TotalClients(s.Streams))
-		l.Tiles = append(l.Tiles, DashFigure{Label: "live clients", Value: l.Clients,
-			Note: views.Thousands(len(s.Streams)) + " streams", Class: "tile-clients"})
+		streams, idle := 0, 0
 		for _, st := range s.Streams {
+			streams += st.Streams
+			if st.Clients == 0 {
+				idle += st.Streams
+				continue
+			}
 			l.Streams = append(l.Streams, DashStream{Name: st.Name, Streams: views.Thousands(st.Streams),
 				Clients: views.Thousands(st.Clients), Grouped: strings.HasSuffix(st.Name, "-{id}")})
 		}
+		if idle > 0 {
+			l.IdleStreams = views.Thousands(idle)
+		}
+		l.Tiles = append(l.Tiles, DashFigure{Label: "live clients", Value: l.Clients,
+			Note: "on " + views.Thousands(streams) + " streams", Class: "tile-clients"})
 	}
 	if s.Jobs != nil {
 		l.Tiles = append(l.Tiles, DashFigure{Label: "jobs / s", Value: dashRate(s.Jobs.CompletedPerSecond + s.Jobs.FailedPerSecond),
@@ -489,7 +512,12 @@ type dashSeries struct {
 
 func (h *Dashboard) charts(s stats.Snapshot) []DashChart {
 	hist := h.Stats.History()
-	window := h.Stats.Keep()
+	// The charts span the history there is, in whole minutes (at least one),
+	// up to all the collector keeps: a fresh process fills the width at once.
+	window := time.Minute
+	if len(hist) > 0 {
+		window = min(h.Stats.Keep(), max(time.Minute, s.At.Sub(hist[0].At).Truncate(time.Minute)+time.Minute))
+	}
 	n := len(hist)
 	at := make([]time.Time, n)
 	rss, heap, stacks, gor := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
@@ -519,10 +547,9 @@ func (h *Dashboard) charts(s stats.Snapshot) []DashChart {
 		for i, p := range tp {
 			tat[i], done[i], failed[i] = p.At, float64(p.Completed), float64(p.Failed)
 		}
-		rateF := func(f float64) string { return dashRate(f) }
 		charts = append(charts, dashDrawChart("chart-throughput", "Jobs finished per second", s.At, window, false, []dashSeries{
-			{label: "completed", class: "line-completed", at: tat, v: done, format: rateF},
-			{label: "failed", class: "line-failed", at: tat, v: failed, format: rateF},
+			{label: "completed", class: "line-completed", at: tat, v: done, format: countF},
+			{label: "failed", class: "line-failed", at: tat, v: failed, format: countF},
 		}))
 	}
 	return charts

@@ -77,8 +77,12 @@ func dashSetup(t *testing.T) *dashBundle {
 		}
 	}})
 	dash := handlers.NewDashboard(v, b.hub, "test", logger)
+	// Each reading is a second after the one before, as samples would be.
+	var tick atomic.Int64
+	start := time.Now()
 	b.stats = stats.New(stats.Config{
 		Version: "test",
+		Now:     func() time.Time { return start.Add(time.Duration(tick.Add(1)) * time.Second) },
 		Sources: stats.Sources{
 			Clients: b.hub.Clients,
 			JobCounts: func(ctx context.Context) (map[string]int, error) {
@@ -279,6 +283,11 @@ func TestStatsStreamsCarryTheLivePanelAtTheirInterval(t *testing.T) {
 		if !strings.Contains(m.Data, `<dt>available</dt><dd>10</dd>`) || !strings.Contains(m.Data, `id="chart-memory"`) {
 			t.Errorf("sample %d lacks the job counts or the charts", want)
 		}
+		// The goroutines line has a point per sample, the newest at the right edge.
+		line := regexp.MustCompile(`<polyline class="line-goroutines" points="([^"]*)"/>`).FindStringSubmatch(m.Data)
+		if line == nil || len(strings.Fields(line[1])) != want || !strings.HasPrefix(strings.Fields(line[1])[want-1], "300,") {
+			t.Errorf("sample %d: goroutines line %q, want %d points ending at x=300", want, line, want)
+		}
 	}
 	for _, want := range []string{"5", "10"} {
 		if got := sampleOf(t, dashNext(t, every5)); got != want {
@@ -435,5 +444,33 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	if runtime.GOOS == "linux" && gauge("process_resident_memory_bytes", "", "") <= 0 {
 		t.Errorf("process_resident_memory_bytes <= 0")
+	}
+}
+
+// windowHub is a hub that offers per-stream resume windows.
+type windowHub struct {
+	*events.Hub
+	windows map[string]int
+}
+
+func (w *windowHub) RegisterWindow(stream string, window int) {
+	w.windows[stream] = window
+	w.Register(stream)
+}
+
+func TestStatsStreamsKeepOneEventWhenTheHubCan(t *testing.T) {
+	t.Parallel()
+	v, err := views.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &windowHub{Hub: events.New(events.Config{}), windows: map[string]int{}}
+	t.Cleanup(h.Close)
+	handlers.NewDashboard(v, h, "test", nil)
+	for _, every := range handlers.StatsRefresh {
+		name := handlers.StatsStreamFor(every)
+		if h.windows[name] != 1 || !h.Has(name) {
+			t.Errorf("%s: window %d registered %v, want 1 and registered", name, h.windows[name], h.Has(name))
+		}
 	}
 }

@@ -5,13 +5,15 @@
 // file), so that stats imports none of them.
 //
 // A Collector takes a sample every Interval into a ring that keeps the last
-// Keep (15 minutes) for the charts. The cheap figures (runtime/metrics, one
-// read of /proc/self/statm, in-memory counters of the sources) are sampled
-// always, so the charts have a history when someone opens the page; the
-// expensive ones (counting jobs in the database, the GC pause quantiles, the
-// peak resident size) and the OnSample hook (which renders and publishes)
-// run only while Watched reports that someone is looking. Current takes a
-// full reading on demand, for /api/stats and each /metrics scrape.
+// Keep (15 minutes) for the charts. What the charts need is sampled always
+// and costs microseconds (runtime/metrics, one read of /proc/self/statm, the
+// pets' in-memory figures), so the charts have a history when someone opens
+// the page. Everything else (counting jobs in the database, the GC pause
+// quantiles, the peak resident size, the clients per stream, the engine's
+// throughput, the database file sizes) and the OnSample hook (which renders
+// and publishes) happen only while Watched reports that someone is looking.
+// Current takes a full reading on demand, for /api/stats and each /metrics
+// scrape.
 package stats
 
 import (
@@ -106,8 +108,9 @@ type Snapshot struct {
 	// Seq numbers the samples from 1; a Current reading carries the number
 	// of the last sample taken.
 	Seq int64
-	// Full is true when the expensive figures were read (job counts, GC
-	// pause quantiles, peak resident size).
+	// Full is true when every figure was read; a sample taken while nobody
+	// looks has only the runtime's, the memory's and the pets' (Streams,
+	// Jobs and DB are nil; GC.Recent, GC.P50, GC.Max and Memory.PeakRSS zero).
 	Full      bool
 	At        time.Time
 	Version   string
@@ -123,13 +126,13 @@ type Snapshot struct {
 	GC         GC
 	// Streams are the event streams with their clients, by name; numbered
 	// streams (pet-42) are grouped under one name (pet-{id}). Nil without
-	// a Clients source.
+	// a Clients source, or when not Full.
 	Streams []StreamClients
-	// Jobs is nil without job sources.
+	// Jobs is nil without job sources, or when not Full.
 	Jobs *Jobs
 	// Pets is nil without a Pets source.
 	Pets *Pets
-	// DB is nil without a DBPath.
+	// DB is nil without a DBPath, or when not Full.
 	DB *DB
 }
 
@@ -195,7 +198,7 @@ type StreamClients struct {
 
 // Jobs are the job queue's figures.
 type Jobs struct {
-	// Counts are the jobs per state (full samples only); nil when not read.
+	// Counts are the jobs per state; nil when they could not be read.
 	Counts map[string]int
 	// CountsErr is why Counts could not be read.
 	CountsErr string
@@ -441,14 +444,17 @@ func (c *Collector) read(ctx context.Context, full bool) Snapshot {
 	if full {
 		s.Memory.PeakRSS = peakResidentBytes()
 	}
+	if c.cfg.Pets != nil { // always: the tick history is made of samples
+		s.Pets = &Pets{PetFigures: c.cfg.Pets()}
+	}
+	if !full {
+		return s
+	}
 	if c.cfg.Clients != nil {
 		s.Streams = GroupStreams(c.cfg.Clients())
 	}
 	if c.cfg.JobCounts != nil || c.cfg.Throughput != nil {
-		s.Jobs = c.readJobs(ctx, now, full)
-	}
-	if c.cfg.Pets != nil {
-		s.Pets = &Pets{PetFigures: c.cfg.Pets()}
+		s.Jobs = c.readJobs(ctx, now)
 	}
 	if c.cfg.DBPath != "" {
 		s.DB = readDB(c.cfg.DBPath)
@@ -509,7 +515,7 @@ func readGC(full bool) GC {
 // throughputWindow is the span the jobs-per-second figures average.
 const throughputWindow = time.Minute
 
-func (c *Collector) readJobs(ctx context.Context, now time.Time, full bool) *Jobs {
+func (c *Collector) readJobs(ctx context.Context, now time.Time) *Jobs {
 	j := &Jobs{}
 	if c.cfg.Throughput != nil {
 		j.Throughput = c.cfg.Throughput()
@@ -526,7 +532,7 @@ func (c *Collector) readJobs(ctx context.Context, now time.Time, full bool) *Job
 		j.CompletedPerSecond = float64(done) / throughputWindow.Seconds()
 		j.FailedPerSecond = float64(failed) / throughputWindow.Seconds()
 	}
-	if full && c.cfg.JobCounts != nil {
+	if c.cfg.JobCounts != nil {
 		counts, err := c.cfg.JobCounts(ctx)
 		if err != nil {
 			j.CountsErr = err.Error()

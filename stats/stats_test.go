@@ -86,6 +86,8 @@ func TestExpensiveFiguresOnlyWhileWatched(t *testing.T) {
 				counted.Add(1)
 				return map[string]int{"available": 3}, nil
 			},
+			Clients: func() map[string]int { counted.Add(1); return map[string]int{"stats": 1} },
+			DBPath:  filepath.Join(t.TempDir(), "none.db"),
 		},
 		Watched:  watched.Load,
 		OnSample: func(s stats.Snapshot) { published.Add(1); got = append(got, s.Seq) },
@@ -93,19 +95,22 @@ func TestExpensiveFiguresOnlyWhileWatched(t *testing.T) {
 	ctx := context.Background()
 
 	s := c.Sample(ctx)
-	if s.Full || s.Jobs.Counts != nil || counted.Load() != 0 || published.Load() != 0 {
-		t.Fatalf("unwatched sample: full=%v counts=%v, %d counts and %d publishes; want none",
-			s.Full, s.Jobs.Counts, counted.Load(), published.Load())
+	if s.Full || s.Jobs != nil || counted.Load() != 0 || published.Load() != 0 {
+		t.Fatalf("unwatched sample: full=%v jobs=%+v, %d counts and %d publishes; want none",
+			s.Full, s.Jobs, counted.Load(), published.Load())
 	}
-	if s.GC.Recent != nil || s.Memory.PeakRSS != 0 {
-		t.Errorf("unwatched sample read the GC pauses or peak RSS")
+	if s.GC.Recent != nil || s.Memory.PeakRSS != 0 || s.Streams != nil || s.DB != nil {
+		t.Errorf("unwatched sample read the GC pauses, peak RSS, clients or database: %+v", s)
 	}
 
 	watched.Store(true)
 	s = c.Sample(ctx)
-	if !s.Full || s.Jobs.Counts["available"] != 3 || counted.Load() != 1 || published.Load() != 1 {
-		t.Fatalf("watched sample: full=%v counts=%v, %d counts and %d publishes; want 1 and 1",
+	if !s.Full || s.Jobs.Counts["available"] != 3 || counted.Load() != 2 || published.Load() != 1 {
+		t.Fatalf("watched sample: full=%v counts=%v, %d source calls and %d publishes; want 2 and 1",
 			s.Full, s.Jobs.Counts, counted.Load(), published.Load())
+	}
+	if len(s.Streams) != 1 || s.DB == nil {
+		t.Errorf("watched sample: streams %v db %v", s.Streams, s.DB)
 	}
 	if !slices.Equal(got, []int64{2}) {
 		t.Errorf("OnSample got samples %v, want [2]", got)
