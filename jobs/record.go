@@ -95,41 +95,65 @@ func (e *Engine) recordOne(a *attempt) {
 	e.afterRecord(batch)
 }
 
-// completeSQL completes many jobs in one statement: ?1 is a JSON array of
-// [id, completed_at] pairs. Only rows still executing under this node are
+// outcomeSQL records the outcomes of a batch in one statement: ?1 is a JSON
+// array of outcomeRow. Only rows still executing under this node (?2) are
 // written; RETURNING names them. (The unary + keeps the planner from
 // walking the state index instead of looking each id up.)
-const completeSQL = `UPDATE jobs SET state = 'completed', completed_at = v.at
-	FROM (SELECT value ->> 0 AS id, value ->> 1 AS at FROM json_each(?1)) AS v
+const outcomeSQL = `UPDATE jobs SET
+		state        = v.state,
+		attempt      = attempt - v.snooze,
+		scheduled_at = coalesce(v.sched, scheduled_at),
+		completed_at = iif(v.state = 'completed', v.at, completed_at),
+		cancelled_at = iif(v.state = 'cancelled', v.at, cancelled_at),
+		discarded_at = iif(v.state = 'discarded', v.at, discarded_at),
+		errors       = iif(v.err IS NULL, errors, json_insert(errors, '$[#]', json(v.err)))
+	FROM (SELECT value ->> 'id' AS id, value ->> 'state' AS state, value ->> 'at' AS at,
+	             value ->> 'sched' AS sched, value ->> 'snooze' AS snooze, value -> 'err' AS err
+	      FROM json_each(?1)) AS v
 	WHERE jobs.id = v.id AND +jobs.state = 'executing' AND jobs.attempted_by = ?2
 	RETURNING jobs.id`
 
-// tryRecord commits the outcomes of batch in one transaction. The jobs'
-// in-memory state changes only when it commits, so a failed try can be
-// repeated from the workers' original results.
+// outcomeRow is one job's new state in outcomeSQL.
+type outcomeRow struct {
+	ID     int64         `json:"id"`
+	State  State         `json:"state"`
+	At     int64         `json:"at"`
+	Sched  *int64        `json:"sched,omitempty"`
+	Snooze int           `json:"snooze"`
+	Err    *AttemptError `json:"err,omitempty"`
+}
+
+// tryRecord commits the outcomes of batch in one transaction: one statement
+// for every job's new state, then the workers' RecordTx hooks of those it
+// wrote. The jobs' in-memory state changes only when it commits, so a
+// failed try can be repeated from the workers' original results.
 func (e *Engine) tryRecord(batch []*attempt) error {
 	ctx := context.Background()
 	updated := make([]Job, len(batch))
-	dropped := make([]bool, len(batch))
-	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
-		// Plain completions (no hooks) are written in one statement.
-		var plain [][2]int64
-		plainAt := map[int64]int{}
+	rows := make([]outcomeRow, len(batch))
+	index := make(map[int64]int, len(batch))
+	for i, a := range batch {
+		updated[i] = *a.job
+		updated[i].Errors = slices.Clone(a.job.Errors)
+		rows[i] = e.outcome(&updated[i], a.finishedAt, a.err)
+		index[a.job.ID] = i
+	}
+	arg, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("encode outcomes: %w", err)
+	}
+	written := make([]bool, len(batch))
+	err = e.inTx(ctx, func(tx *sqlx.Tx) error {
+		var ids []int64
+		if err := tx.SelectContext(ctx, &ids, outcomeSQL, string(arg), e.cfg.Node); err != nil {
+			return fmt.Errorf("record %d outcomes: %w", len(batch), err)
+		}
+		clear(written)
+		for _, id := range ids {
+			written[index[id]] = true
+		}
 		for i, a := range batch {
-			updated[i] = *a.job
-			updated[i].Errors = slices.Clone(a.job.Errors)
-			dropped[i] = false
-			if a.err == nil && len(a.job.recordTx) == 0 {
-				plain = append(plain, [2]int64{a.job.ID, a.finishedAt.UnixMilli()})
-				plainAt[a.job.ID] = i
-				continue
-			}
-			ok, err := e.writeOutcome(ctx, tx, &updated[i], a.finishedAt, a.err)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				dropped[i] = true
+			if !written[i] {
 				continue
 			}
 			for _, fn := range a.job.recordTx {
@@ -138,31 +162,13 @@ func (e *Engine) tryRecord(batch []*attempt) error {
 				}
 			}
 		}
-		if len(plain) == 0 {
-			return nil
-		}
-		pairs, _ := json.Marshal(plain)
-		var done []int64
-		if err := tx.SelectContext(ctx, &done, completeSQL, string(pairs), e.cfg.Node); err != nil {
-			return fmt.Errorf("complete %d jobs: %w", len(plain), err)
-		}
-		for _, i := range plainAt {
-			dropped[i] = true
-		}
-		for _, id := range done {
-			i := plainAt[id]
-			dropped[i] = false
-			updated[i].State = StateCompleted
-			at := batch[i].finishedAt
-			updated[i].CompletedAt = &at
-		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	for i, a := range batch {
-		a.dropped = dropped[i]
+		a.dropped = !written[i]
 		if !a.dropped {
 			*a.job = updated[i]
 		}
@@ -170,56 +176,42 @@ func (e *Engine) tryRecord(batch []*attempt) error {
 	return nil
 }
 
-// writeOutcome turns an attempt's result into the job's next state. It
-// reports false when the row was no longer this attempt's to write: an
-// operator cancelled or deleted it, or it was rescued.
-func (e *Engine) writeOutcome(ctx context.Context, tx *sqlx.Tx, j *Job, finishedAt time.Time, runErr error) (bool, error) {
-	at := finishedAt.UnixMilli()
+// outcome turns an attempt's result into the job's next state, applied to
+// j, and returns the row that records it.
+func (e *Engine) outcome(j *Job, finishedAt time.Time, runErr error) outcomeRow {
+	r := outcomeRow{ID: j.ID, At: finishedAt.UnixMilli()}
 	var cancel *cancelError
 	var snooze *snoozeError
-	var q string
-	var args []any
 	switch {
 	case runErr == nil:
 		j.State = StateCompleted
 		j.CompletedAt = &finishedAt
-		q = "UPDATE jobs SET state = 'completed', completed_at = ? WHERE id = ?"
-		args = []any{at, j.ID}
 	case errors.As(runErr, &snooze):
 		j.State = StateScheduled
 		j.Attempt--
+		r.Snooze = 1
 		j.ScheduledAt = finishedAt.Add(snooze.d)
-		q = "UPDATE jobs SET state = 'scheduled', attempt = attempt - 1, scheduled_at = ? WHERE id = ?"
-		args = []any{j.ScheduledAt.UnixMilli(), j.ID}
 	case errors.As(runErr, &cancel):
 		j.State = StateCancelled
 		j.CancelledAt = &finishedAt
-		q = "UPDATE jobs SET state = 'cancelled', cancelled_at = ?, errors = json_insert(errors, '$[#]', json(?)) WHERE id = ?"
-		args = []any{at, errorJSON(j.Attempt, finishedAt, runErr), j.ID}
 	case j.Attempt >= j.MaxAttempts:
 		j.State = StateDiscarded
 		j.DiscardedAt = &finishedAt
-		q = "UPDATE jobs SET state = 'discarded', discarded_at = ?, errors = json_insert(errors, '$[#]', json(?)) WHERE id = ?"
-		args = []any{at, errorJSON(j.Attempt, finishedAt, runErr), j.ID}
 	default:
 		j.State = StateRetryable
 		j.ScheduledAt = finishedAt.Add(e.backoff(j))
-		q = "UPDATE jobs SET state = 'retryable', scheduled_at = ?, errors = json_insert(errors, '$[#]', json(?)) WHERE id = ?"
-		args = []any{j.ScheduledAt.UnixMilli(), errorJSON(j.Attempt, finishedAt, runErr), j.ID}
 	}
-	q += " AND state = 'executing' AND attempted_by = ?"
-	args = append(args, e.cfg.Node)
-	res, err := tx.ExecContext(ctx, q, args...)
-	if err != nil {
-		return false, fmt.Errorf("job %d: write outcome: %w", j.ID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return false, nil
+	r.State = j.State
+	if j.State == StateScheduled || j.State == StateRetryable {
+		sched := j.ScheduledAt.UnixMilli()
+		r.Sched = &sched
 	}
 	if runErr != nil && snooze == nil {
-		j.Errors = append(j.Errors, AttemptError{Attempt: j.Attempt, At: finishedAt, Error: runErr.Error()})
+		ae := AttemptError{Attempt: j.Attempt, At: finishedAt.UTC(), Error: runErr.Error()}
+		j.Errors = append(j.Errors, ae)
+		r.Err = &ae
 	}
-	return true, nil
+	return r
 }
 
 // backoff is the delay before retrying j: its worker's, or the engine's.
@@ -230,10 +222,6 @@ func (e *Engine) backoff(j *Job) time.Duration {
 		}
 	}
 	return e.cfg.Backoff(j.Attempt)
-}
-
-func errorJSON(attempt int, at time.Time, err error) string {
-	return mustJSON(AttemptError{Attempt: attempt, At: at.UTC(), Error: err.Error()})
 }
 
 // afterRecord runs once the batch has committed: frees the queue slots,
