@@ -15,6 +15,7 @@ import (
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/pets"
+	"github.com/phonehome/phonehome/stats"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
 )
@@ -52,6 +53,7 @@ type App struct {
 	hub    *events.Hub
 	feed   *handlers.ExtraterrestrialFeed
 	pets   *pets.Sim
+	stats  *stats.Collector
 	server *http.Server
 	ln     net.Listener
 }
@@ -142,6 +144,25 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	}
 	petPages := &handlers.Pets{Sim: a.pets, Store: st, Views: v, Hub: a.hub, Version: Version()}
 
+	// The runtime dashboard: the collector samples every second and, while
+	// the stats streams have clients, hands each sample to the dashboard to
+	// render and publish.
+	dash := handlers.NewDashboard(v, a.hub, Version(), logger)
+	a.stats = stats.New(stats.Config{
+		Version: Version(),
+		Sources: stats.Sources{
+			Clients:    a.hub.Clients,
+			JobCounts:  a.jobCounts,
+			Throughput: a.throughput,
+			Pets:       a.petFigures,
+			DBPath:     cfg.DB,
+		},
+		Watched:  dash.Watched,
+		OnSample: dash.Publish,
+		Logger:   logger,
+	})
+	dash.Stats = a.stats
+
 	router := handlers.NewServer(logger, v, Version(),
 		&handlers.Health{Ping: st.Ping},
 		&handlers.Events{Hub: a.hub, Resolve: petPages.ResolveStream},
@@ -155,6 +176,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 			Version:     Version(),
 		},
 		petPages,
+		dash,
 	)
 	if cfg.Token != "" {
 		router.Use(handlers.RequireToken(cfg.Token))
@@ -176,6 +198,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if err := a.pets.Start(ctx); err != nil {
 		return nil, err
 	}
+	a.stats.Start()
 	return a, nil
 }
 
@@ -217,6 +240,9 @@ func (a *App) close() {
 	if a.engine != nil {
 		_ = a.engine.Stop(context.Background())
 	}
+	if a.stats != nil {
+		a.stats.Close()
+	}
 	if a.pets != nil {
 		a.pets.Stop()
 	}
@@ -230,5 +256,37 @@ func (a *App) close() {
 	if a.store != nil {
 		a.store.Close()
 		a.store = nil
+	}
+}
+
+// jobCounts counts the jobs per state, for the dashboard.
+func (a *App) jobCounts(ctx context.Context) (map[string]int, error) {
+	counts, err := a.engine.Counts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(counts))
+	for s, n := range counts {
+		out[string(s)] = n
+	}
+	return out, nil
+}
+
+// throughput is the engine's finished jobs per second, for the dashboard.
+func (a *App) throughput() []stats.ThroughputPoint {
+	pts := a.engine.Throughput()
+	out := make([]stats.ThroughputPoint, len(pts))
+	for i, p := range pts {
+		out[i] = stats.ThroughputPoint(p)
+	}
+	return out
+}
+
+// petFigures are LivePet's figures, for the dashboard.
+func (a *App) petFigures() stats.PetFigures {
+	c, t := a.pets.Counts(), a.pets.LastTick()
+	return stats.PetFigures{
+		Alive: c.Alive, Dead: c.Dead, Watched: a.pets.Watchers().Len(),
+		TickAt: t.At, TickDuration: t.Duration, TickDied: t.Died, TickRendered: t.Rendered,
 	}
 }
