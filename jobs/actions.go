@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -27,10 +28,15 @@ const (
 	cancelSQL = `UPDATE jobs SET state = 'cancelled', cancelled_at = ?2
 		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + cancellable + ` RETURNING id`
 	// A retried job that used all its attempts gets one more, as in Oban.
+	// A unique job is not retried while another copy of it is in flight.
 	retrySQL = `UPDATE jobs SET state = 'available', scheduled_at = ?2,
 		max_attempts = max(max_attempts, attempt + 1),
 		completed_at = NULL, cancelled_at = NULL, discarded_at = NULL
-		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + retriable + ` RETURNING id`
+		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + retriable + `
+		  AND (unique_key IS NULL OR state IN ('scheduled', 'retryable') OR NOT EXISTS (
+			SELECT 1 FROM jobs AS other
+			WHERE other.unique_key = jobs.unique_key AND other.state IN ` + inFlight + `))
+		RETURNING id`
 	deleteSQL = `DELETE FROM jobs
 		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + deletable + ` RETURNING id`
 )
@@ -51,8 +57,9 @@ func (e *Engine) CancelJob(ctx context.Context, id int64) (*Job, error) {
 // RetryJob makes a scheduled, retryable, completed, discarded or cancelled
 // job available now (a job with no attempts left gets one more). It returns
 // the job after the change; ErrNotFound for an unknown id; ErrStateConflict
-// for an available or executing job, and for a cancelled job whose worker
-// is still running here.
+// for an available or executing job, for a cancelled job whose worker is
+// still running here, and for a finished unique job while another copy of
+// it is in flight.
 func (e *Engine) RetryJob(ctx context.Context, id int64) (*Job, error) {
 	j, err := e.actOne(ctx, id, "retry", "scheduled, retryable, completed, discarded or cancelled", e.retryTx)
 	if err == nil {
@@ -178,6 +185,9 @@ func (e *Engine) actOne(ctx context.Context, id int64, verb, allowed string, act
 			}
 			if verb == "retry" && cur.State == StateCancelled && e.isRunning(id) {
 				return fmt.Errorf("retry job %d: it is cancelled but its worker has not returned yet: %w", id, ErrStateConflict)
+			}
+			if verb == "retry" && slices.Contains([]State{StateCompleted, StateDiscarded, StateCancelled}, cur.State) {
+				return fmt.Errorf("retry job %d: another copy of this unique job is in flight: %w", id, ErrStateConflict)
 			}
 			return fmt.Errorf("%s job %d: it is %s; only jobs that are %s can be: %w", verb, id, cur.State, allowed, ErrStateConflict)
 		}

@@ -305,3 +305,25 @@ func TestBulkActions(t *testing.T) {
 		t.Errorf("delete no jobs: n=%d err=%v", n, err)
 	}
 }
+
+func TestRetryUniqueJobWhileACopyIsInFlight(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{poll: time.Hour}, funcWorker{kind: "unique", fn: func(context.Context, *jobs.Job) error { return nil }})
+	first := b.insert(t, uniqueArgs{Key: "k"}, jobs.InsertOpts{})
+	b.waitState(t, first, jobs.StateCompleted)
+	second := b.insert(t, uniqueArgs{Key: "k"}, jobs.InsertOpts{ScheduleIn: time.Hour})
+	if _, err := b.eng.RetryJob(b.ctx, first); !errors.Is(err, jobs.ErrStateConflict) {
+		t.Fatalf("retry a completed unique job while a copy is scheduled: %v, want ErrStateConflict", err)
+	}
+	if n, err := b.eng.RetryJobs(b.ctx, []int64{first}); err != nil || n != 0 {
+		t.Errorf("bulk retry: n=%d err=%v, want 0", n, err)
+	}
+	// The scheduled copy itself may be retried (run now).
+	if _, err := b.eng.RetryJob(b.ctx, second); err != nil {
+		t.Fatalf("retry the scheduled copy: %v", err)
+	}
+	b.waitState(t, second, jobs.StateCompleted)
+	if _, err := b.eng.RetryJob(b.ctx, first); err != nil {
+		t.Errorf("retry once no copy is in flight: %v", err)
+	}
+}

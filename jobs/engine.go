@@ -265,6 +265,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.loops.Add(1)
 	go e.maintain()
+	if e.cfg.PruneAfter >= 0 {
+		e.loops.Add(1)
+		go e.pruneLoop()
+	}
 	if len(e.cron) > 0 {
 		e.startCron()
 		e.loops.Add(1)
