@@ -88,6 +88,7 @@ type wireEvent struct {
 type stream struct {
 	name    string
 	mu      sync.Mutex
+	size    int          // how many events the window keeps
 	window  []*wireEvent // the most recent events, oldest first
 	evicted int64        // the highest id dropped from the window
 	clients map[*client]struct{}
@@ -175,6 +176,22 @@ func (h *Hub) Register(name string) {
 	h.stream(name)
 }
 
+// RegisterWindow declares a stream whose resume window keeps the last
+// window events instead of Config.Window: 1 for a stream whose every event
+// replaces the previous one, more for a busy stream whose clients should
+// resume rather than resync after a longer gap. It may be called again to
+// change the size.
+func (h *Hub) RegisterWindow(name string, window int) {
+	s := h.stream(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.size = max(window, 1)
+	if n := len(s.window) - s.size; n > 0 {
+		s.evicted = s.window[n-1].id
+		s.window = slices.Clone(s.window[n:])
+	}
+}
+
 func (h *Hub) stream(name string) *stream {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -182,6 +199,7 @@ func (h *Hub) stream(name string) *stream {
 	if s == nil {
 		s = &stream{
 			name:       name,
+			size:       h.cfg.Window,
 			clients:    map[*client]struct{}{},
 			everything: map[*client]struct{}{},
 			byKey:      map[int64][]*client{},
@@ -233,7 +251,7 @@ func (h *Hub) PublishKey(streamName, eventName string, key int64, data []byte) (
 	h.mu.Unlock()
 	ev := &wireEvent{id: id, key: key, wire: encode(id, eventName, data)}
 
-	if len(s.window) == h.cfg.Window {
+	if len(s.window) >= s.size {
 		s.evicted = s.window[0].id
 		copy(s.window, s.window[1:])
 		s.window[len(s.window)-1] = ev

@@ -278,3 +278,49 @@ func churn(t *testing.T, b *bench, n int) {
 		waitFor(t, "batch gone", func() bool { return b.hub.Clients()["s"] == 0 })
 	}
 }
+
+// A stream registered with its own window keeps that many events for
+// resume, whatever the hub's default, and a shrunk window resyncs clients
+// whose events it dropped.
+func TestRegisterWindow(t *testing.T) {
+	b := setup(t, events.Config{Window: 100}, "big")
+	b.hub.RegisterWindow("small", 2)
+	var ids []int64
+	for i := range 5 {
+		ids = append(ids, publish(t, b.hub, "small", "", fmt.Sprintf("e%d", i)))
+		publish(t, b.hub, "big", "", fmt.Sprintf("e%d", i))
+	}
+	tests := []struct {
+		name   string
+		after  int64
+		resync bool
+		replay []int
+	}{
+		{"inside the window", ids[2], false, []int{3, 4}},
+		{"before the window", ids[1], true, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, cancel := b.get(t, "stream=small", strconv.FormatInt(tt.after, 10))
+			defer cancel()
+			msgs := messages(t, resp.Body)
+			if tt.resync {
+				if m := next(t, msgs); m.Event != events.ResyncEvent {
+					t.Fatalf("got %+v, want a resync", m)
+				}
+			}
+			for _, i := range tt.replay {
+				expect(t, next(t, msgs), ids[i], "", fmt.Sprintf("e%d", i))
+			}
+		})
+	}
+	b.hub.RegisterWindow("small", 1) // shrink: only the last event is kept
+	resp, cancel := b.get(t, "stream=small", strconv.FormatInt(ids[3], 10))
+	defer cancel()
+	expect(t, next(t, messages(t, resp.Body)), ids[4], "", "e4")
+	resp2, cancel2 := b.get(t, "stream=small", strconv.FormatInt(ids[2], 10))
+	defer cancel2()
+	if m := next(t, messages(t, resp2.Body)); m.Event != events.ResyncEvent {
+		t.Fatalf("after shrinking: got %+v, want a resync", m)
+	}
+}

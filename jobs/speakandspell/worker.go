@@ -139,11 +139,13 @@ func PhoneHome(ctx context.Context, st *store.Store, engine *jobs.Engine) (int, 
 // (state available, the queue, max attempts, no tags, the unique key
 // "kind:args" with args as encoding/json writes them), so the jobs table's
 // unique-in-flight index skips an extraterrestrial whose call is in flight
-// (ON CONFLICT DO NOTHING), as it does for single inserts.
+// (ON CONFLICT DO NOTHING), as it does for single inserts. NOT INDEXED reads
+// the table in id order: through the status index SQLite would sort a
+// million ids first (about a third slower).
 const enqueueCallsSQL = `INSERT INTO jobs (state, queue, kind, args, priority, max_attempts, tags, unique_key, inserted_at, scheduled_at)
 	SELECT 'available', ?1, ?2, json_object('extraterrestrial_id', id), 0, ?3, '[]',
 	       ?2 || ':' || json_object('extraterrestrial_id', id), ?4, ?4
-	FROM extraterrestrials
+	FROM extraterrestrials NOT INDEXED
 	WHERE ` + store.PhoneHomeEligible + `
 	ORDER BY id
 	ON CONFLICT DO NOTHING`
