@@ -55,7 +55,8 @@ type Config struct {
 	Periodic []PeriodicJob
 
 	// OnEvent receives every job's telemetry (see Event). It is called
-	// synchronously by the engine's goroutines and must return quickly.
+	// synchronously by the engine's goroutines, several at once, and must
+	// return quickly.
 	OnEvent func(Event)
 	// OnChange receives the ids of jobs whose rows changed, once per
 	// committed batch, after the commit and without engine locks held:
@@ -63,8 +64,10 @@ type Config struct {
 	// the caller makes after its commit), claims, outcomes, operator
 	// actions, rescues, cron inserts and prunes. A deleted row is reported
 	// like a changed one: reading it then finds ErrNotFound, which means it
-	// is gone (an id of a rolled-back InsertTx reads the same way). It must
-	// not block: hand the ids to another goroutine.
+	// is gone (an id of a rolled-back InsertTx reads the same way). It may
+	// be called from several goroutines at once and must not block: hand
+	// the ids to another goroutine. Rows written around the engine (raw
+	// SQL) are not reported.
 	OnChange func(ids []int64)
 }
 
