@@ -1423,3 +1423,12 @@ func TestStopHonoursContextWhileOutcomeCannotCommit(t *testing.T) {
 		t.Errorf("Stop returned nil but left job %d executing, its outcome unrecorded", id)
 	}
 }
+
+func TestNewRejectsBadMaintenanceSettings(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	_, err := jobs.New(st.Writer, jobs.Config{HeartbeatInterval: time.Minute, NodeTimeout: time.Minute})
+	if err == nil {
+		t.Error("New accepted a node timeout shorter than two heartbeats")
+	}
+}

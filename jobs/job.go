@@ -1,8 +1,17 @@
 // Package jobs is phonehome's durable job queue: Oban's semantics on a SQLite
 // table. Jobs are rows; queues with a concurrency limit claim due rows with
 // one UPDATE … RETURNING; a worker's result decides whether the row is
-// completed, retried after a backoff, or discarded; and the outcome, together
-// with any writes the worker asked for, commits in one transaction.
+// completed, retried after a backoff, cancelled, snoozed or discarded; and
+// the outcomes of a batch, together with any writes the workers asked for,
+// commit in one transaction.
+//
+// Around that core: queues that operators pause, resume and scale at run
+// time (job_queues, so it survives restarts); counts per queue and state
+// kept by triggers (job_counts, never a scan); node heartbeats (job_nodes)
+// so that only the jobs of dead processes are rescued; pruning of old
+// finished jobs in small batches; cron jobs inserted once per slot
+// (job_cron); telemetry events and a throughput ring; and operator actions
+// (cancel, retry, delete, one or many) for the dashboard.
 package jobs
 
 import (
