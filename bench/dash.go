@@ -205,7 +205,7 @@ func dashTargetFor() dashTarget {
 // groupByState times counting the jobs per state over the table itself,
 // for comparison with the job_counts table the engine reads.
 func groupByState(st *store.Store) dashPage {
-	return dashPage{"for comparison: `SELECT state, count(*) FROM jobs GROUP BY state`", func(ctx context.Context) error {
+	return dashPage{comparisonPrefix + ": `SELECT state, count(*) FROM jobs GROUP BY state`", func(ctx context.Context) error {
 		var out []struct {
 			State string `db:"state"`
 			N     int    `db:"n"`
