@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,4 +185,36 @@ func TestOnChangeReportsEveryCommit(t *testing.T) {
 	close(w.release)
 	b.waitState(t, run, jobs.StateCompleted)
 	waitFor(t, waitTimeout, func() bool { return changes.saw(run) })
+}
+
+// TestCallbacksMayCallTheEngine: OnChange and OnEvent run without engine
+// locks, so they may ask the engine for counts and change queues.
+func TestCallbacksMayCallTheEngine(t *testing.T) {
+	t.Parallel()
+	var eng atomic.Pointer[jobs.Engine]
+	var calls atomic.Int32
+	use := func() {
+		if e := eng.Load(); e != nil {
+			if _, err := e.Queues(context.Background()); err != nil {
+				t.Error(err)
+			}
+			if err := e.ScaleQueue(context.Background(), "default", 4); err != nil {
+				t.Error(err)
+			}
+			calls.Add(1)
+		}
+	}
+	b := setup(t, options{noStart: true, configure: func(c *jobs.Config) {
+		c.OnChange = func([]int64) { use() }
+		c.OnEvent = func(jobs.Event) { use() }
+	}}, funcWorker{kind: "test", fn: func(context.Context, *jobs.Job) error { return nil }})
+	eng.Store(b.eng)
+	if err := b.eng.Start(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		b.waitState(t, b.insert(t, testArgs{Name: "x"}, jobs.InsertOpts{}), jobs.StateCompleted)
+	}
+	// insert, claim, start, stop and outcome for each.
+	waitFor(t, waitTimeout, func() bool { return calls.Load() >= 25 })
 }
