@@ -54,8 +54,8 @@ type Jobs struct {
 	Reader sqlx.QueryerContext
 	Views  *views.Views
 	Hub    hub
-	// Feed, when set, hears of the changes made here at once (the engine's
-	// OnChange tells it too; the feed coalesces both).
+	// Feed, when set, hears of queue settings changed here (the engine's
+	// OnChange tells it of every job that changes).
 	Feed    *JobsFeed
 	Version string
 }
@@ -754,14 +754,7 @@ func (h *Jobs) act(ctx context.Context, a jobAction, id int64) (*jobs.Job, error
 	if err != nil {
 		return nil, err
 	}
-	h.changed(id)
 	return j, nil
-}
-
-func (h *Jobs) changed(ids ...int64) {
-	if h.Feed != nil {
-		h.Feed.Changed(ids)
-	}
 }
 
 // BulkForm is the list's Cancel / Retry / Delete selected buttons: form
@@ -798,12 +791,25 @@ func (h *Jobs) BulkForm(c echo.Context) error {
 	if !isHtmx(c) {
 		return c.Redirect(http.StatusSeeOther, backURL)
 	}
-	parts := []fragment{{"flash", Flash{Message: bulkMessage(action, n, len(ids))}}}
+	flash, err := h.Views.Fragment("flash", Flash{Message: bulkMessage(action, n, len(ids))})
+	if err != nil {
+		return err
+	}
 	rows, err := h.rowFragments(c.Request().Context(), ids)
 	if err != nil {
 		return err
 	}
-	return h.fragments(c, append(parts, rows...)...)
+	// Table rows after a paragraph would be dropped by the HTML parser:
+	// htmx takes out-of-band elements from a <template> as they are.
+	out := append(flash, "<template>"...)
+	for _, r := range rows {
+		html, err := h.Views.Fragment(r.name, r.data)
+		if err != nil {
+			return err
+		}
+		out = append(out, html...)
+	}
+	return c.HTMLBlob(http.StatusOK, append(out, "</template>"...))
 }
 
 // rowFragments renders the rows of ids out of band, and a removal for each
@@ -881,7 +887,6 @@ func (h *Jobs) bulk(ctx context.Context, a jobAction, ids []int64) (int, error) 
 	if err != nil {
 		return 0, err
 	}
-	h.changed(ids...)
 	return n, nil
 }
 

@@ -26,7 +26,9 @@
     update();
   });
   document.addEventListener("htmx:afterRequest", function (e) {
-    if (e.detail.elt && e.detail.elt.id === "jobs-bulk" && e.detail.successful &&
+    // getAttribute: the form's own .id is clobbered by its fields named "id".
+    var elt = e.detail.elt;
+    if (elt && elt.getAttribute && elt.getAttribute("id") === "jobs-bulk" && e.detail.successful &&
         !(e.detail.xhr && /flash-error/.test(e.detail.xhr.responseText))) {
       picks().forEach(function (box) { box.checked = false; });
     }
