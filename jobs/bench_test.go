@@ -2,7 +2,9 @@ package jobs_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,4 +74,54 @@ func BenchmarkDrain(b *testing.B) {
 			eng.Stop(context.Background())
 		})
 	}
+}
+
+// BenchmarkRetries measures W2 of issue 3: jobs with 5 attempts and zero
+// backoff whose attempts succeed with probability 1/5 by a hash of job id
+// and attempt (one op = one job; attempts/s is the figure to compare):
+//
+//	go test -run '^$' -bench Retries -benchtime 10000x ./jobs/
+func BenchmarkRetries(b *testing.B) {
+	st := openStore(b)
+	var attempts atomic.Int64
+	eng, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{"default": 50}, Backoff: jobs.FixedBackoff(0),
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = eng.Register(funcWorker{kind: "probe", fn: func(_ context.Context, j *jobs.Job) error {
+		attempts.Add(1)
+		if (uint64(j.ID)*2654435761+uint64(j.Attempt)*40503)%5 == 0 {
+			return nil
+		}
+		return errors.New("no answer")
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	params := make([]jobs.InsertParams, b.N)
+	for i := range params {
+		params[i] = jobs.InsertParams{Args: probeArgs{N: int64(i)}, Opts: jobs.InsertOpts{MaxAttempts: 5}}
+	}
+	if _, err := eng.InsertMany(context.Background(), params); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if err := eng.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		counts, err := eng.Counts(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if counts[jobs.StateCompleted]+counts[jobs.StateDiscarded] == b.N {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(attempts.Load())/time.Since(start).Seconds(), "attempts/s")
+	eng.Stop(context.Background())
 }

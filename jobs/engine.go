@@ -129,6 +129,11 @@ type Engine struct {
 	pending   []int64
 
 	throughput throughputRing
+
+	// claimStmt and outcomeStmt are the hot statements, prepared once at
+	// Start: preparing them per run (parsing, and compiling the count
+	// triggers into them) cost more than running them.
+	claimStmt, outcomeStmt *sqlx.Stmt
 }
 
 // run is one attempt running in this engine.
@@ -250,6 +255,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	if e.started {
 		return nil
 	}
+	if err := e.prepare(ctx); err != nil {
+		return err
+	}
 	if err := e.heartbeat(ctx); err != nil {
 		return err
 	}
@@ -345,6 +353,11 @@ func (e *Engine) Stop(ctx context.Context) error {
 		e.startMu.Lock()
 		started := e.started
 		e.startMu.Unlock()
+		for _, stmt := range []*sqlx.Stmt{e.claimStmt, e.outcomeStmt} {
+			if stmt != nil {
+				stmt.Close()
+			}
+		}
 		if started && !left {
 			// Nothing of ours is executing: leave without a trace. With
 			// jobs left, the row stays and its heartbeat goes stale.
@@ -418,7 +431,7 @@ const claimSQL = `UPDATE jobs
 // claim moves up to n due jobs of queue to executing in one statement.
 func (e *Engine) claim(queueName string, n int) ([]*Job, error) {
 	var rows []jobRow
-	if err := e.db.SelectContext(context.Background(), &rows, claimSQL,
+	if err := e.claimStmt.SelectContext(context.Background(), &rows,
 		e.now().UnixMilli(), e.cfg.Node, queueName, n); err != nil {
 		return nil, err
 	}
@@ -434,6 +447,25 @@ func (e *Engine) claim(queueName string, n int) ([]*Job, error) {
 		return cmp.Or(cmp.Compare(a.Priority, b.Priority), a.ScheduledAt.Compare(b.ScheduledAt), cmp.Compare(a.ID, b.ID))
 	})
 	return jobs, nil
+}
+
+// prepare prepares the hot statements once.
+func (e *Engine) prepare(ctx context.Context) error {
+	if e.claimStmt == nil {
+		stmt, err := e.db.PreparexContext(ctx, claimSQL)
+		if err != nil {
+			return fmt.Errorf("prepare the claim: %w", err)
+		}
+		e.claimStmt = stmt
+	}
+	if e.outcomeStmt == nil {
+		stmt, err := e.db.PreparexContext(ctx, outcomeSQL)
+		if err != nil {
+			return fmt.Errorf("prepare the outcome: %w", err)
+		}
+		e.outcomeStmt = stmt
+	}
+	return nil
 }
 
 // execute runs one claimed attempt and hands its result to the recorder.

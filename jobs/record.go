@@ -145,7 +145,7 @@ func (e *Engine) tryRecord(batch []*attempt) error {
 	written := make([]bool, len(batch))
 	err = e.inTx(ctx, func(tx *sqlx.Tx) error {
 		var ids []int64
-		if err := tx.SelectContext(ctx, &ids, outcomeSQL, string(arg), e.cfg.Node); err != nil {
+		if err := tx.StmtxContext(ctx, e.outcomeStmt).SelectContext(ctx, &ids, string(arg), e.cfg.Node); err != nil {
 			return fmt.Errorf("record %d outcomes: %w", len(batch), err)
 		}
 		clear(written)
