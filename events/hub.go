@@ -47,11 +47,14 @@ type Config struct {
 	// Heartbeat is the interval of the comment sent to every client (15 s).
 	Heartbeat time.Duration
 	// FlushEvery is the shortest interval between two writes to one client
-	// (20 ms): the first event after a quiet spell is written at once, and
-	// events that arrive meanwhile go out together in the next write.
+	// (50 ms): the first event after a quiet spell is written at once, and
+	// events that arrive meanwhile go out together in the next write. It
+	// bounds the system calls a busy stream costs: at most 20 writes a
+	// second per client, however many events.
 	FlushEvery time.Duration
-	// WriteTimeout cuts a client off when one write to it takes longer
-	// (30 s): a reader that stopped reading and receives few events.
+	// WriteTimeout cuts a client off when a write to it blocks for longer
+	// (30 s; at least half of it): a reader that stopped reading and
+	// receives too few events to fill its queue.
 	WriteTimeout time.Duration
 	// Now is the clock used for time-based ids (time.Now).
 	Now func() time.Time
@@ -121,12 +124,13 @@ type client struct {
 	done chan struct{}
 	rc   *http.ResponseController
 
-	mu      sync.Mutex
-	queue   []*wireEvent
-	writing bool // a writer goroutine owns the connection's writes
-	cut     bool // cut off: write what is queued (Close) or nothing, then close
-	dead    bool // the connection failed or was closed: queue nothing more
-	left    bool // removed from its stream (under stream.mu)
+	mu       sync.Mutex
+	queue    []*wireEvent
+	deadline time.Time // the write deadline last set (writer only)
+	writing  bool      // a writer goroutine owns the connection's writes
+	cut      bool      // cut off: write what is queued (Close) or nothing, then close
+	dead     bool      // the connection failed or was closed: queue nothing more
+	left     bool      // removed from its stream (under stream.mu)
 }
 
 // New makes a hub and starts its heartbeat.
@@ -141,7 +145,7 @@ func New(cfg Config) *Hub {
 		cfg.Heartbeat = 15 * time.Second
 	}
 	if cfg.FlushEvery <= 0 {
-		cfg.FlushEvery = 20 * time.Millisecond
+		cfg.FlushEvery = 50 * time.Millisecond
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 30 * time.Second
@@ -364,8 +368,12 @@ func (h *Hub) write(c *client) {
 			}
 			return
 		}
-		if !c.cut { // a cut client keeps the deadline of its grace
-			_ = c.conn.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+		// A cut client keeps the deadline of its grace. Otherwise the
+		// deadline is moved only when half of it is used up: resetting a
+		// timer per write for every client costs more than the write.
+		if now := time.Now(); !c.cut && now.After(c.deadline.Add(-h.cfg.WriteTimeout/2)) {
+			c.deadline = now.Add(h.cfg.WriteTimeout)
+			_ = c.conn.SetWriteDeadline(c.deadline)
 		}
 		c.mu.Unlock()
 

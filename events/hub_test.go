@@ -373,7 +373,7 @@ func TestCarriageReturnsCannotBreakOutOfData(t *testing.T) {
 			want = append(want, "data: "+d)
 		}
 		// Field order within an event does not matter to a browser; the
-		// id first and data lines in order is what r3labs writes.
+		// id first and data lines in order is what the hub writes.
 		if !equal(got, want) {
 			t.Errorf("%s: wire lines %q, want %q", tt.name, got, want)
 		}
@@ -806,7 +806,7 @@ func TestCloseEndsStalledStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "stalled client subscribed", func() bool { return b.hub.Clients()["s"] == 1 })
-	// More than the socket buffers and r3labs' 64-event queue hold, fewer
+	// More than the socket buffers hold, fewer
 	// than the default ClientBuffer, so the client is stuck but not cut.
 	filler := []byte(strings.Repeat("x", 64<<10))
 	for range 200 {

@@ -64,6 +64,8 @@ type Options struct {
 	// engine stops and every page must equal the database.
 	CampaignClients  int
 	CampaignDuration time.Duration
+	// FlushEvery is the hub's Config.FlushEvery (its default when zero).
+	FlushEvery time.Duration
 	// Renders is how many times each page variant is rendered (200).
 	Renders int
 	// Log receives progress lines (discarded if nil).
@@ -120,17 +122,20 @@ type Latency struct {
 
 // FullResult is the scenario of clients reading the whole stream.
 type FullResult struct {
-	Clients, Rate  int
-	Changes        int64 // rows changed (one event each)
-	Delivered      int64 // row events received, all clients
-	Missing        int64 // events some client did not receive
-	ClientsCut     int   // clients whose stream ended
-	Latency        Latency
-	ServerCPU      float64 // cores used by the server (process minus the clients' thread)
-	ClientCPU      float64 // cores used by the clients' thread
-	HeapPerClient  int64   // Go heap+stacks per connected idle client, bytes
-	RSSPerClient   int64   // resident memory per connected idle client, bytes
-	WritesPerEvent float64 // write system calls per event per client
+	Clients, Rate int
+	Changes       int64 // rows changed (one event each)
+	Delivered     int64 // row events received, all clients
+	Missing       int64 // events some client did not receive
+	ClientsCut    int   // clients whose stream ended
+	// Latency is publish-to-client; CommitToPublish, measured in the
+	// server, is the rest of commit-to-client.
+	Latency         Latency
+	CommitToPublish Latency
+	ServerCPU       float64 // cores used by the server process
+	ClientCPU       float64 // cores used by the client process
+	HeapPerClient   int64   // Go heap+stacks per connected idle client, bytes
+	RSSPerClient    int64   // resident memory per connected idle client, bytes
+	WritesPerEvent  float64 // write system calls per event per client
 }
 
 // PagesResult is the scenario of many clients each watching one page.
@@ -177,6 +182,7 @@ type RenderResult struct {
 // Run runs the chosen scenarios and writes a Markdown report to w.
 func Run(ctx context.Context, w io.Writer, opts Options) (Results, error) {
 	opts.defaults()
+	flushEvery = opts.FlushEvery
 	res := Results{Date: time.Now().UTC(), Machine: machine(), Rows: opts.Rows}
 	// This process holds the server's end of every connection, and the
 	// clients' ends of all but the page clients' (those run in a child).
@@ -321,6 +327,13 @@ type server struct {
 // startServer serves db. onCall, when set, sees every committed call before
 // the feed publishes it; the engine is built but not started.
 func startServer(ctx context.Context, db string, answerRate float64, backoff time.Duration, onCall func(store.Extraterrestrial)) (*server, error) {
+	return startServerFlush(ctx, db, answerRate, backoff, onCall, flushEvery)
+}
+
+// flushEvery is Options.FlushEvery of the running benchmark.
+var flushEvery time.Duration
+
+func startServerFlush(ctx context.Context, db string, answerRate float64, backoff time.Duration, onCall func(store.Extraterrestrial), flush time.Duration) (*server, error) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := store.Open(ctx, db)
 	if err != nil {
@@ -336,7 +349,7 @@ func startServer(ctx context.Context, db string, answerRate float64, backoff tim
 		return nil, err
 	}
 	s := &server{st: st}
-	s.hub = events.New(events.Config{})
+	s.hub = events.New(events.Config{FlushEvery: flush})
 	s.hub.Register(handlers.ExtraterrestrialsStream)
 	s.feed = handlers.NewExtraterrestrialFeed(st, v, s.hub, logger, 250*time.Millisecond)
 	s.engine, err = jobs.New(st.Writer, jobs.Config{
@@ -493,39 +506,27 @@ func (h *histogram) summary() Latency {
 	return Latency{N: h.n.Load(), P50: h.quantile(0.50), P99: h.quantile(0.99), Max: time.Duration(h.max.Load())}
 }
 
-// runFull: clients read the whole stream while a driver changes rows at a
-// fixed rate the way the engine's recorder does (a batch per transaction,
-// then the feed, in commit order). Each change's attempt number is its
-// sequence number, so a client knows which commit an event belongs to.
+// runFull: clients, in a client process of their own, read the whole
+// stream while a driver changes rows at a fixed rate the way the engine's
+// recorder does (up to 256 rows a transaction, then the feed, in commit
+// order). Latency is publish-to-client, from the event id (the publish
+// time in microseconds), plus commit-to-publish measured here.
 func runFull(ctx context.Context, db string, o Options) (*FullResult, error) {
 	s, err := startServer(ctx, db, 0.2, 0, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	total := o.FullRate*int(o.FullDuration/time.Second) + o.FullRate
-	committed := make([]atomic.Int64, total+1) // unix nanos by sequence number
-	var lat histogram
-	p, err := newPoller(func(ev *event) {
-		if ev.name != "" || ev.try <= 0 || ev.try > total {
-			return
-		}
-		if at := committed[ev.try].Load(); at > 0 {
-			lat.add(ev.at.Sub(time.Unix(0, at)))
-		}
-	})
+	paths := make([]string, o.FullClients)
+	for i := range paths {
+		paths[i] = "/events?stream=" + handlers.ExtraterrestrialsStream
+	}
+	heap0, rss0 := memory()
+	clients, err := startClients(s.port, paths)
 	if err != nil {
 		return nil, err
 	}
-	defer p.close()
-
-	heap0, rss0 := memory()
-	conns := make([]*conn, o.FullClients)
-	for i := range conns {
-		if conns[i], err = p.dial(s.port, "/events?stream="+handlers.ExtraterrestrialsStream, i); err != nil {
-			return nil, err
-		}
-	}
+	defer clients.kill()
 	if err := s.waitClients(ctx, o.FullClients, time.Minute); err != nil {
 		return nil, err
 	}
@@ -534,77 +535,70 @@ func runFull(ctx context.Context, db string, o Options) (*FullResult, error) {
 		HeapPerClient: (heap1 - heap0) / int64(o.FullClients), RSSPerClient: (rss1 - rss0) / int64(o.FullClients)}
 	fmt.Fprintf(o.Log, "%d clients connected: %d B heap, %d B RSS per client\n", o.FullClients, r.HeapPerClient, r.RSSPerClient)
 
+	var gap histogram
+	total := o.FullRate*int(o.FullDuration/time.Second) + o.FullRate
 	cpu0, sysw0 := processCPU(), writeSyscalls()
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(1, 2))
 	statuses := []store.Status{store.StatusPhoningHome, store.StatusSpaceTaxi, store.StatusNoAnswer}
-	const tick = 10 * time.Millisecond
-	perTick := max(1, o.FullRate*int(tick)/int(time.Second))
+	// Every 10 ms, commit the changes due by now (at most 256 a
+	// transaction, like the engine's recorder), then publish them in
+	// commit order; a slow commit is caught up on, not skipped.
+	ticker := time.NewTicker(10 * time.Millisecond)
 	seq := 0
-	ticker := time.NewTicker(tick)
-	for time.Since(start) < o.FullDuration && seq+perTick <= total {
+	for time.Since(start) < o.FullDuration {
 		<-ticker.C
-		batch := make([]store.Extraterrestrial, 0, perTick)
-		err := s.st.InTx(ctx, func(tx *sqlx.Tx) error {
-			for range perTick {
-				seq++
-				id := rng.Int64N(int64(o.Rows)) + 1
-				et, err := store.RecordCallTx(ctx, tx, id, statuses[seq%3], seq, time.Now())
-				if err != nil {
-					return err
+		due := min(int(time.Since(start)*time.Duration(o.FullRate)/time.Second), total) - seq
+		for due > 0 {
+			n := min(due, 256)
+			due -= n
+			batch := make([]store.Extraterrestrial, 0, n)
+			err := s.st.InTx(ctx, func(tx *sqlx.Tx) error {
+				for range n {
+					seq++
+					id := rng.Int64N(int64(o.Rows)) + 1
+					et, err := store.RecordCallTx(ctx, tx, id, statuses[seq%3], seq, time.Now())
+					if err != nil {
+						return err
+					}
+					batch = append(batch, et)
 				}
-				batch = append(batch, et)
+				return nil
+			})
+			if err != nil {
+				ticker.Stop()
+				return nil, err
 			}
-			return nil
-		})
-		if err != nil {
-			ticker.Stop()
-			return nil, err
-		}
-		now := time.Now().UnixNano()
-		for _, et := range batch {
-			committed[et.CommunicationAttempt].Store(now)
-			s.feed.Changed(et)
+			committed := time.Now()
+			for _, et := range batch {
+				s.feed.Changed(et)
+				gap.add(time.UnixMicro(s.hub.LastID()).Sub(committed))
+			}
 		}
 	}
 	ticker.Stop()
 	elapsed := time.Since(start)
 	r.Changes = int64(seq)
-	// Wait for the clients to drain (or stop receiving).
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		done := true
-		for _, c := range conns {
-			if !c.ended.Load() && c.rows.Load() < r.Changes {
-				done = false
-				break
-			}
-		}
-		if done {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	time.Sleep(2 * time.Second) // the last events reach the clients
 	drained := time.Since(start)
 	cpu := processCPU() - cpu0
 	sysw := writeSyscalls() - sysw0
-	p.close()
-	for _, c := range conns {
-		got := c.rows.Load()
-		r.Delivered += got
-		r.Missing += r.Changes - got
-		if c.ended.Load() {
-			r.ClientsCut++
-		}
+	rep, err := clients.stop()
+	if err != nil {
+		return nil, err
 	}
-	r.Latency = lat.summary()
-	r.ClientCPU = p.cpu.Seconds() / drained.Seconds()
-	r.ServerCPU = (cpu - p.cpu).Seconds() / drained.Seconds()
+	r.Delivered = rep.Rows
+	r.Missing = r.Changes*int64(o.FullClients) - rep.Rows
+	r.ClientsCut = rep.Ended
+	r.Latency = rep.Latency
+	r.CommitToPublish = gap.summary()
+	r.ClientCPU = rep.CPU.Seconds() / drained.Seconds()
+	r.ServerCPU = cpu.Seconds() / drained.Seconds()
 	if r.Delivered > 0 {
 		r.WritesPerEvent = float64(sysw) / float64(r.Delivered)
 	}
-	fmt.Fprintf(o.Log, "%d changes in %v; delivered %d, missing %d, cut %d; latency %+v\n",
-		r.Changes, elapsed.Round(time.Millisecond), r.Delivered, r.Missing, r.ClientsCut, r.Latency)
+	fmt.Fprintf(o.Log, "%d changes in %v; delivered %d, missing %d, cut %d; publish-to-client %+v; commit-to-publish %+v\n",
+		r.Changes, elapsed.Round(time.Millisecond), r.Delivered, r.Missing, r.ClientsCut, r.Latency, r.CommitToPublish)
 	return r, nil
 }
 
@@ -966,8 +960,9 @@ func report(w io.Writer, r Results) {
 		fmt.Fprintln(w, "|---|---|")
 		fmt.Fprintf(w, "| clients × rows changed per second | %d × %d |\n", f.Clients, f.Rate)
 		fmt.Fprintf(w, "| changes; events delivered; missing; clients cut | %d; %d; %d; %d |\n", f.Changes, f.Delivered, f.Missing, f.ClientsCut)
-		fmt.Fprintf(w, "| commit-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(f.Latency.P50), ms(f.Latency.P99), ms(f.Latency.Max))
-		fmt.Fprintf(w, "| server CPU (cores); clients' thread | %.2f; %.2f |\n", f.ServerCPU, f.ClientCPU)
+		fmt.Fprintf(w, "| publish-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(f.Latency.P50), ms(f.Latency.P99), ms(f.Latency.Max))
+		fmt.Fprintf(w, "| commit-to-publish (in the server) p50 / p99 / max | %s / %s / %s |\n", ms(f.CommitToPublish.P50), ms(f.CommitToPublish.P99), ms(f.CommitToPublish.Max))
+		fmt.Fprintf(w, "| CPU (cores): server process; client process | %.2f; %.2f |\n", f.ServerCPU, f.ClientCPU)
 		fmt.Fprintf(w, "| write system calls per event per client | %.3f |\n", f.WritesPerEvent)
 		fmt.Fprintf(w, "| memory per idle client: Go heap+stacks; RSS | %.1f KB; %.1f KB |\n", kb(f.HeapPerClient), kb(f.RSSPerClient))
 		fmt.Fprintln(w)

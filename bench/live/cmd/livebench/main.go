@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -28,14 +29,29 @@ func main() {
 	flag.DurationVar(&o.PageDuration, "page-duration", 20*time.Second, "length of the campaign watched by page clients")
 	flag.IntVar(&o.CampaignClients, "campaign-clients", 100, "clients on different pages during a campaign")
 	flag.DurationVar(&o.CampaignDuration, "campaign-duration", 30*time.Second, "how long the campaign runs before pages are compared with the database")
+	flag.DurationVar(&o.FlushEvery, "flush-every", 0, "the hub's shortest interval between two writes to one client (its default when 0)")
 	flag.IntVar(&o.Renders, "renders", 200, "renders per page variant")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (server and clients) to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "livebench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "livebench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	o.Scenarios = strings.Split(scenarios, ",")
 	o.Log = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if _, err := live.Run(ctx, os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "livebench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
