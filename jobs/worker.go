@@ -54,6 +54,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error reports the panic value and the stack where it happened.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("panic: %v\n\n%s", e.Value, e.Stack)
 }
