@@ -302,6 +302,11 @@ func (e *Engine) Wake() {
 	}
 }
 
+// Changed reports jobs written around the engine (raw SQL in a caller's
+// transaction, such as a bulk INSERT … SELECT) to OnChange, as if the
+// engine had written them; call it after the commit.
+func (e *Engine) Changed(ids []int64) { e.changed(ids) }
+
 // changed reports ids to OnChange.
 func (e *Engine) changed(ids []int64) {
 	if len(ids) > 0 && e.cfg.OnChange != nil {
