@@ -281,19 +281,25 @@ func newTab(t *testing.T, browserCtx context.Context) (ctx context.Context, c *c
 	}
 }
 
-// cspRecorder runs in every document before the page's own scripts and keeps
-// the page's Content Security Policy violations in window.__cspViolations;
-// the console checks them too, as Chromium's log may word them differently.
-const cspRecorder = `window.__cspViolations = [];
+// pageScript runs in every document before the page's own scripts: it keeps
+// the page's Content Security Policy violations in window.__cspViolations
+// (the console checks them too, as Chromium's log may word them
+// differently), and defines htmxReady(el), true once htmx has processed el
+// (its hx-* attributes are live).
+const pageScript = `window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", function (e) {
   window.__cspViolations.push(e.violatedDirective + " blocked " + (e.blockedURI || "inline") +
     " at " + e.sourceFile + ":" + e.lineNumber);
-});`
+});
+window.htmxReady = function (el) {
+  var d = el && el["htmx-internal-data"];
+  return !!(d && d.initHash);
+};`
 
 // console collects what a tab wrote to its console that a person would call
 // an error: console.error and console.warn calls, uncaught exceptions, the
 // browser's error and warning log entries (failed loads, CSP violations);
-// and, at check time, the violations cspRecorder saw. Every console is
+// and, at check time, the violations pageScript saw. Every console is
 // checked at the end of its test; allow excuses expected messages (a stopped
 // server's refused connections).
 type console struct {
@@ -310,7 +316,7 @@ func watchConsole(t *testing.T, ctx context.Context) *console {
 	t.Helper()
 	c := &console{t: t, ctx: ctx}
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument,
-		page.AddScriptToEvaluateOnNewDocumentParams{Source: cspRecorder}); err != nil {
+		page.AddScriptToEvaluateOnNewDocumentParams{Source: pageScript}); err != nil {
 		t.Fatal(err)
 	}
 	messages := chromedp.Console(ctx)

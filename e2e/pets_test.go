@@ -103,3 +103,66 @@ func TestPetAdoptFeedWatch(t *testing.T) {
 	waitFor(t, ctx, 10*time.Second, `"1 watching" once the second tab closed`,
 		`(function () { var s = `+petState+`; return s.watching === 1; })()`, `document.getElementById("pet-stats").textContent`)
 }
+
+// TestPetTreat gives a treat from one's own pet's page to another pet being
+// watched in another tab: that tab sees the hunger drop by 20, and the giver
+// sees one treat fewer.
+func TestPetTreat(t *testing.T) {
+	srv := startServer(t, "-pet-tick", "1s", "-poll", "50ms")
+	ctx, _ := newBrowser(t)
+	do(t, ctx, "adopt a pet",
+		chromedp.Navigate(srv.url("/pets/new")),
+		chromedp.WaitVisible(chromedp.CSS(`form.adopt-form input[name="name"]`)),
+		chromedp.SendKeys(chromedp.CSS(`form.adopt-form input[name="name"]`), "Giver"),
+		chromedp.Click(chromedp.CSS(`form.adopt-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("pet-stats")),
+	)
+	waitFor(t, ctx, 10*time.Second, "nobody else around", `document.querySelector("#pet-active .nobody") !== null`,
+		`document.getElementById("pet-active").outerHTML`)
+
+	// Someone watches a hungry seed pet (the first tab then lists it as active).
+	var list struct {
+		Items []struct {
+			ID     int64 `json:"id"`
+			Hunger int   `json:"hunger"`
+			Alive  bool  `json:"alive"`
+		} `json:"items"`
+	}
+	getJSON(t, srv.url("/api/pets?alive=true&limit=100"), &list)
+	mine := eval[string](t, ctx, `location.pathname`)
+	var id int64
+	for _, p := range list.Items {
+		if p.Hunger >= 60 && p.Hunger <= 450 && mine != "/pets/"+strconv.FormatInt(p.ID, 10) {
+			id = p.ID
+			break
+		}
+	}
+	if id == 0 {
+		t.Fatalf("no seed pet with hunger from 60 to 450: %+v", list.Items)
+	}
+	ids := strconv.FormatInt(id, 10)
+	treat := `#pet-active form[action="/pets/` + ids + `/treat"] button`
+	watcher, _, _ := newTab(t, ctx)
+	do(t, watcher, "watch pet "+ids, chromedp.Navigate(srv.url("/pets/"+ids)), chromedp.WaitVisible(chromedp.ID("pet-stats")))
+	waitLive(t, watcher)
+	// The list arrives live: wait until htmx has set its form up, or the
+	// click would post the form the old way.
+	waitFor(t, ctx, 10*time.Second, "the watched pet listed among the active pets, with Give Treat",
+		`(function () { var b = document.querySelector('`+treat+`'); return b !== null && htmxReady(b.form); })()`,
+		`document.getElementById("pet-active").outerHTML`)
+	if n := eval[int](t, ctx, `document.querySelectorAll("#pet-treats .treat-full").length`); n != 5 {
+		t.Fatalf("a new keeper has %d treats, want 5", n)
+	}
+
+	before := eval[petView](t, watcher, petState)
+	do(t, ctx, "give it a treat", chromedp.Click(chromedp.CSS(treat)))
+	waitFor(t, ctx, 5*time.Second, "one treat fewer and the answer in #pet-flash",
+		`document.querySelectorAll("#pet-treats .treat-full").length === 4 && /treat/.test(document.getElementById("pet-flash").textContent)`,
+		`document.getElementById("pet-treats").outerHTML + document.getElementById("pet-flash").outerHTML`)
+	// Hunger grows 5 a tick and a treat takes 20 off: within the next tick
+	// the watcher's tab shows it at least 10 lower.
+	waitFor(t, watcher, 5*time.Second, "the pet's hunger to drop in the watcher's tab",
+		`(function () { var s = `+petState+`; return s.hunger >= 0 && s.hunger <= `+strconv.Itoa(before.Hunger-10)+`; })()`,
+		`document.getElementById("pet-stats").textContent`)
+	t.Logf("pet %d before the treat: %+v, after: %+v", id, before, eval[petView](t, watcher, petState))
+}
