@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/phonehome/phonehome/events"
@@ -37,6 +38,9 @@ type Config struct {
 	// Token, when set, is required of every request (see
 	// handlers.RequireToken); it must be set to listen beyond loopback.
 	Token string
+	// PruneAfter is how long finished jobs are kept (24 h; negative:
+	// forever).
+	PruneAfter time.Duration
 	// PetTick is LivePet's tick (pets.DefaultTick).
 	PetTick time.Duration
 	// PersistEvery is accepted for LivePet's persistence interval; every
@@ -53,6 +57,7 @@ type App struct {
 	hub    *events.Hub
 	feed   *handlers.ExtraterrestrialFeed
 	pets   *pets.Sim
+	jobs   *handlers.JobsFeed
 	stats  *stats.Collector
 	server *http.Server
 	ln     net.Listener
@@ -111,17 +116,30 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	a.hub = events.New(events.Config{OnClients: watchers.Update})
 	a.hub.Register(handlers.ExtraterrestrialsStream)
 	a.hub.Register(handlers.PetsStream)
+	a.hub.Register(handlers.JobsStream)
 	a.feed = handlers.NewExtraterrestrialFeed(st, v, a.hub, logger, cfg.CountsEvery)
 
+	// The jobs feed needs the engine and the engine reports to the feed:
+	// OnChange reaches the feed once both exist, before the engine starts.
+	var jobsFeed atomic.Pointer[handlers.JobsFeed]
 	a.engine, err = jobs.New(st.Writer, jobs.Config{
 		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit},
 		PollInterval: cfg.Poll,
 		Backoff:      cfg.Backoff,
 		Logger:       logger,
+		Reader:       st.Reader,
+		PruneAfter:   cfg.PruneAfter,
+		OnChange: func(ids []int64) {
+			if f := jobsFeed.Load(); f != nil {
+				f.Changed(ids)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
+	a.jobs = handlers.NewJobsFeed(st.Reader, a.engine, v, a.hub, logger, handlers.JobsFeedConfig{})
+	jobsFeed.Store(a.jobs)
 	err = a.engine.Register(speakandspell.NewWorker(speakandspell.Config{
 		AnswerRate: cfg.AnswerRate,
 		Rand:       cfg.Rand,
@@ -175,6 +193,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 			MaxAttempts: speakandspell.MaxAttempts,
 			Version:     Version(),
 		},
+		&handlers.Jobs{Engine: a.engine, Reader: st.Reader, Views: v, Hub: a.hub, Feed: a.jobs, Version: Version()},
 		petPages,
 		dash,
 	)
@@ -249,6 +268,10 @@ func (a *App) close() {
 	if a.feed != nil {
 		a.feed.Close()
 		a.feed = nil
+	}
+	if a.jobs != nil {
+		a.jobs.Close()
+		a.jobs = nil
 	}
 	if a.hub != nil {
 		a.hub.Close()

@@ -203,6 +203,7 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	fs.Float64Var(&cfg.AnswerRate, "answer-rate", 0.2, "probability (0…1) that one phone call connects")
 	fs.DurationVar(&cfg.Poll, "poll", time.Second, "how often idle workers look for due jobs")
 	fs.DurationVar(&cfg.Grace, "grace", 15*time.Second, "how long running jobs may finish at shutdown")
+	fs.DurationVar(&cfg.PruneAfter, "prune-after", 24*time.Hour, "how long completed, cancelled and discarded jobs are kept (negative: forever)")
 	fs.DurationVar(&cfg.PetTick, "pet-tick", pets.DefaultTick, "LivePet tick: pets age one tick and get 5 hungrier each")
 	fs.DurationVar(&cfg.PersistEvery, "persist-every", 60*time.Second, "LivePet persistence interval (accepted; every change is committed as it happens)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
@@ -224,6 +225,9 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	}
 	if cfg.Grace < 0 {
 		return cfg, usageError{"-grace: must not be negative"}
+	}
+	if cfg.PruneAfter == 0 {
+		return cfg, usageError{"-prune-after: must not be 0; use a negative duration to keep finished jobs forever"}
 	}
 	if cfg.PetTick < time.Millisecond {
 		return cfg, usageError{"-pet-tick: must be at least 1ms"}
