@@ -42,7 +42,9 @@ func (ReminderWorker) Timeout(*jobs.Job) time.Duration { return 10 * time.Second
 
 // Backoff is the delay before the next attempt (optional:
 // jobs.WorkerWithBackoff).
-func (ReminderWorker) Backoff(j *jobs.Job) time.Duration { return time.Duration(j.Attempt) * time.Second }
+func (ReminderWorker) Backoff(j *jobs.Job) time.Duration {
+	return time.Duration(j.Attempt) * time.Second
+}
 
 // Work sends one reminder.
 func (w ReminderWorker) Work(ctx context.Context, job *jobs.Job) error {
