@@ -118,19 +118,22 @@ func (w *Worker) dial() bool {
 
 // PhoneHome enqueues one call for every extraterrestrial that never tried or
 // got no answer and has no call in flight, in one transaction, and reports
-// how many it enqueued. It wakes the engine once the calls are committed.
+// how many it enqueued. Once the calls are committed it wakes the engine and
+// reports the new jobs to its OnChange (the jobs page), as for jobs it
+// inserts itself.
 func PhoneHome(ctx context.Context, st *store.Store, engine *jobs.Engine) (int, error) {
-	var n int
+	var ids []int64
 	err := st.InTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		n, err = EnqueueCallsTx(ctx, tx, time.Now())
+		ids, err = EnqueueCallsTx(ctx, tx, time.Now())
 		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("phone home: %w", err)
 	}
 	engine.Wake()
-	return n, nil
+	engine.Changed(ids)
+	return len(ids), nil
 }
 
 // enqueueCallsSQL inserts the calls with one INSERT … SELECT: a million rows
@@ -152,15 +155,26 @@ const enqueueCallsSQL = `INSERT INTO jobs (state, queue, kind, args, priority, m
 
 // EnqueueCallsTx inserts, inside tx, one call for every extraterrestrial
 // that never tried or got no answer and has no call in flight, due at now,
-// and reports how many it inserted. Call the engine's Wake after the commit.
-func EnqueueCallsTx(ctx context.Context, tx *sqlx.Tx, now time.Time) (int, error) {
+// and returns the new jobs' ids. Call the engine's Wake and Changed after
+// the commit.
+func EnqueueCallsTx(ctx context.Context, tx *sqlx.Tx, now time.Time) ([]int64, error) {
+	// One statement on the only writer: its rows get the ids that follow
+	// the largest one in the table, with no gaps (skipped rows take none).
+	var last int64
+	if err := tx.GetContext(ctx, &last, "SELECT coalesce(max(id), 0) FROM jobs"); err != nil {
+		return nil, fmt.Errorf("enqueue calls: %w", err)
+	}
 	res, err := tx.ExecContext(ctx, enqueueCallsSQL, Queue, Kind, MaxAttempts, now.UnixMilli())
 	if err != nil {
-		return 0, fmt.Errorf("enqueue calls: %w", err)
+		return nil, fmt.Errorf("enqueue calls: %w", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, fmt.Errorf("enqueue calls: %w", err)
+		return nil, fmt.Errorf("enqueue calls: %w", err)
 	}
-	return int(n), nil
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = last + 1 + int64(i)
+	}
+	return ids, nil
 }

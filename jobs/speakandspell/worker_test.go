@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,6 +17,12 @@ import (
 )
 
 func setup(t *testing.T, ets int) (*store.Store, *jobs.Engine) {
+	st, engine, _ := setupChanges(t, ets)
+	return st, engine
+}
+
+// setupChanges is setup whose engine records what OnChange receives.
+func setupChanges(t *testing.T, ets int) (*store.Store, *jobs.Engine, *[]int64) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "test.db"))
@@ -29,14 +36,16 @@ func setup(t *testing.T, ets int) (*store.Store, *jobs.Engine) {
 	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
 		t.Fatal(err)
 	}
+	var changed []int64
 	engine, err := jobs.New(st.Writer, jobs.Config{
-		Queues: map[string]int{speakandspell.Queue: speakandspell.QueueLimit},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Queues:   map[string]int{speakandspell.Queue: speakandspell.QueueLimit},
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnChange: func(ids []int64) { changed = append(changed, ids...) },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, engine
+	return st, engine, &changed
 }
 
 // jobRow is what an insert writes, but the id and times.
@@ -57,7 +66,7 @@ const jobRowColumns = "state, queue, kind, args, priority, max_attempts, tags, u
 // runs them and the unique-in-flight index treats both alike.
 func TestBulkCallsAreTheJobAPIsRows(t *testing.T) {
 	t.Parallel()
-	st, engine := setup(t, 3)
+	st, engine, changes := setupChanges(t, 3)
 	ctx := context.Background()
 	// Row 1's call goes through the job API, rows 2 and 3 in bulk (row 1 is skipped: in flight).
 	var api jobs.InsertResult
@@ -69,9 +78,15 @@ func TestBulkCallsAreTheJobAPIsRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	*changes = nil
 	n, err := speakandspell.PhoneHome(ctx, st, engine)
 	if err != nil || n != 2 {
 		t.Fatalf("PhoneHome = %d, %v; want 2 (row 1 is in flight)", n, err)
+	}
+	changed := *changes
+	// (The API's insert is reported at the same Wake.)
+	if !slices.Contains(changed, api.ID+1) || !slices.Contains(changed, api.ID+2) || len(changed) > 3 {
+		t.Errorf("OnChange got %v, want the two new jobs %d and %d", changed, api.ID+1, api.ID+2)
 	}
 	var rows []jobRow
 	if err := st.Reader.Select(&rows, "SELECT "+jobRowColumns+" FROM jobs ORDER BY id"); err != nil {
