@@ -50,14 +50,19 @@ func TestMain(m *testing.M) {
 }
 
 // buildBinary builds the module's main package (the directory above this one)
-// into dir.
+// into dir; with -race when the tests run with it, so that a data race in the
+// server under a real browser fails the test too (see server.stop).
 func buildBinary(dir string) (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("no go tool on the PATH to build phonehome: %w", err)
 	}
 	out := filepath.Join(dir, "phonehome")
-	cmd := exec.Command(goTool, "build", "-o", out, ".")
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(goTool, append(args, ".")...)
 	cmd.Dir = ".."
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, msg)
@@ -189,6 +194,9 @@ func (s *server) stop() {
 	}
 	if st := s.cmd.ProcessState; st != nil && !st.Success() {
 		s.t.Errorf("phonehome exited with %v after SIGTERM", st)
+	}
+	if strings.Contains(s.logs.String(), "WARNING: DATA RACE") {
+		s.t.Errorf("the race detector found a data race in phonehome")
 	}
 	s.cmd = nil
 }
