@@ -122,12 +122,15 @@ func parseJobsQuery(c echo.Context, defaultLimit int, manyStates bool) (jobsQuer
 		}
 		q.state = s
 	}
-	for name, dst := range map[string]*string{"queue": &q.params.Queue, "kind": &q.params.Kind} {
-		v := c.QueryParam(name)
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"queue", &q.params.Queue}, {"kind", &q.params.Kind}} {
+		v := c.QueryParam(f.name)
 		if utf8.RuneCountInString(v) > 100 {
-			return q, invalid(name + " is longer than 100 characters")
+			return q, invalid(f.name + " is longer than 100 characters")
 		}
-		*dst = v
+		*f.dst = v
 	}
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)
