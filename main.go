@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
@@ -284,6 +285,15 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 // serve runs the server until SIGINT or SIGTERM.
 func serve(cfg Config, stderr io.Writer) error {
 	logger := newLogger(stderr, cfg.LogLevel)
+	// One socket per live client: ten thousand clients need more files
+	// than the usual soft limit of 1,024 (Go raises it already; this says so).
+	if before, after, err := events.RaiseOpenFileLimit(); err != nil {
+		logger.Warn("could not raise the open-file limit", "limit", before, "err", err)
+	} else if after < 16384 {
+		logger.Warn("open-file limit is low for many live clients (one socket each)", "limit", after)
+	} else {
+		logger.Debug("open-file limit", "before", before, "after", after)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app, err := NewApp(ctx, cfg, logger)

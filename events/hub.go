@@ -14,6 +14,11 @@
 // once per Config.FlushEvery, so a busy stream costs a few system calls per
 // client per second rather than one per event.
 //
+// A connection that cannot be taken over (HTTP/2, a wrapped writer) is
+// written by github.com/r3labs/sse/v2 instead, through a private r3labs
+// stream per client fed from the same queue (see inline.go); the wire
+// format is the same, and r3labs' own client reads both.
+//
 // A client may ask for a subset of a stream: events published with a key
 // (an extraterrestrial's id, say) reach only the clients that subscribed to
 // that key, and clients that asked for everything; events without a key
@@ -56,6 +61,10 @@ type Config struct {
 	// (30 s; at least half of it): a reader that stopped reading and
 	// receives too few events to fill its queue.
 	WriteTimeout time.Duration
+	// IdleStreamTTL is how long a stream declared with RegisterEphemeral
+	// lives on without clients (1 min); streams are swept at each
+	// heartbeat.
+	IdleStreamTTL time.Duration
 	// Now is the clock used for time-based ids (time.Now).
 	Now func() time.Time
 	// OnClients, when set, is called (without hub locks held) each time a
@@ -77,6 +86,7 @@ type Hub struct {
 	floor int64
 
 	heartbeatWire *wireEvent
+	inline        inline
 	quit          chan struct{}
 	wg            sync.WaitGroup
 }
@@ -100,6 +110,11 @@ type stream struct {
 	everything map[*client]struct{}
 	byKey      map[int64][]*client
 	changes    uint64 // counts joins and leaves, under mu
+	// ephemeral streams are dropped after IdleStreamTTL without clients;
+	// idleSince is when the last client left, removed when it was dropped.
+	ephemeral bool
+	idleSince time.Time
+	removed   bool
 
 	// reportMu orders OnClients calls: a report older than the last one
 	// made is skipped, so the registry's last word is the real count.
@@ -150,6 +165,9 @@ func New(cfg Config) *Hub {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 30 * time.Second
 	}
+	if cfg.IdleStreamTTL <= 0 {
+		cfg.IdleStreamTTL = time.Minute
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -196,21 +214,67 @@ func (h *Hub) RegisterWindow(name string, window int) {
 	}
 }
 
+// RegisterEphemeral declares a stream that lives while it is used, with a
+// window of window events: once it has had no client for
+// Config.IdleStreamTTL it is dropped, window and all (a pet's page: one
+// stream for each pet anybody looks at). A client resuming from before the
+// stream was created again gets a resync.
+func (h *Hub) RegisterEphemeral(name string, window int) {
+	h.RegisterWindow(name, window)
+	s := h.stream(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ephemeral = true
+	if len(s.clients) == 0 && s.idleSince.IsZero() {
+		s.idleSince = time.Now()
+	}
+}
+
 func (h *Hub) stream(name string) *stream {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.streamLocked(name, nil)
+}
+
+// streamLocked returns the named stream, creating it (like the dropped
+// stream was, when like is set) if needed. Events published before it was
+// created were never in its window: a client resuming from before then
+// gets a resync. Call with h.mu held.
+func (h *Hub) streamLocked(name string, like *stream) *stream {
 	s := h.streams[name]
 	if s == nil {
 		s = &stream{
 			name:       name,
 			size:       h.cfg.Window,
+			evicted:    h.lastID,
 			clients:    map[*client]struct{}{},
 			everything: map[*client]struct{}{},
 			byKey:      map[int64][]*client{},
 		}
+		if like != nil {
+			s.size, s.ephemeral = like.size, like.ephemeral
+		}
 		h.streams[name] = s
 	}
 	return s
+}
+
+// sweep drops the ephemeral streams that have had no client for
+// IdleStreamTTL.
+func (h *Hub) sweep(now time.Time) {
+	for _, s := range h.allStreams() {
+		s.mu.Lock()
+		if s.ephemeral && len(s.clients) == 0 && !s.idleSince.IsZero() && now.Sub(s.idleSince) > h.cfg.IdleStreamTTL {
+			h.mu.Lock()
+			if h.streams[s.name] == s {
+				delete(h.streams, s.name)
+			}
+			h.mu.Unlock()
+			s.removed = true
+			s.window = nil
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Has reports whether a stream has been registered.
@@ -456,7 +520,8 @@ func (h *Hub) heartbeat() {
 		select {
 		case <-h.quit:
 			return
-		case <-t.C:
+		case now := <-t.C:
+			h.sweep(now)
 			for _, s := range h.allStreams() {
 				s.mu.Lock()
 				for c := range s.clients {
@@ -611,65 +676,20 @@ func (h *Hub) watch(c *client) {
 	h.leave(c)
 }
 
-// serveInline streams through the ResponseWriter (HTTP/2, or a writer that
-// cannot be hijacked), in the handler's goroutine.
-func (h *Hub) serveInline(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, c *client) error {
-	c.rc = rc
-	c.wake = make(chan struct{}, 1)
-	c.done = make(chan struct{})
-	// Streams live long: no write deadline (a server WriteTimeout would cut them).
-	_ = rc.SetWriteDeadline(time.Time{})
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		return nil
-	}
-	if !h.join(c) {
-		return nil
-	}
-	defer h.leave(c)
-	ctx := r.Context()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-c.done:
-			h.flushInline(w, rc, c) // what Close left queued
-			return nil
-		case <-c.wake:
-		}
-		if !h.flushInline(w, rc, c) {
-			return nil
-		}
-		select {
-		case <-time.After(h.cfg.FlushEvery):
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-func (h *Hub) flushInline(w http.ResponseWriter, rc *http.ResponseController, c *client) bool {
-	c.mu.Lock()
-	batch := c.queue
-	c.queue = nil
-	c.mu.Unlock()
-	if len(batch) == 0 {
-		return true
-	}
-	for _, ev := range batch {
-		if _, err := w.Write(ev.wire); err != nil {
-			return false
-		}
-	}
-	return rc.Flush() == nil
-}
-
 // join adds a client to its stream and queues what it missed, under the
 // stream's lock so no event can fall between catch-up and live delivery.
 // It reports false when the hub closed meanwhile.
 func (h *Hub) join(c *client) bool {
 	s := c.stream
 	s.mu.Lock()
+	for s.removed { // swept while this client connected: join its successor
+		s.mu.Unlock()
+		h.mu.Lock()
+		s = h.streamLocked(s.name, s)
+		h.mu.Unlock()
+		c.stream = s
+		s.mu.Lock()
+	}
 	h.mu.Lock()
 	closed, last, floor := h.closed, h.lastID, h.floor
 	h.mu.Unlock()
@@ -677,6 +697,7 @@ func (h *Hub) join(c *client) bool {
 		s.mu.Unlock()
 		return false
 	}
+	s.idleSince = time.Time{}
 	s.clients[c] = struct{}{}
 	if c.keys == nil {
 		s.everything[c] = struct{}{}
@@ -713,6 +734,9 @@ func (h *Hub) leave(c *client) {
 		} else {
 			s.byKey[k] = list
 		}
+	}
+	if len(s.clients) == 0 {
+		s.idleSince = time.Now()
 	}
 	s.changes++
 	seq, n := s.changes, len(s.clients)

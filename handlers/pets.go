@@ -48,7 +48,13 @@ const myPetsShown = 24
 type PetHub interface {
 	hub
 	Register(stream string)
+	RegisterEphemeral(stream string, window int)
 }
+
+// petStreamWindow is how many events a pet's stream keeps for resume: each
+// tick sends the whole state again, so a few are plenty, and a thousand
+// watched pets must not each hold the hub's default window.
+const petStreamWindow = 16
 
 var _ PetHub = (*events.Hub)(nil)
 
@@ -100,7 +106,8 @@ func (h *Pets) ResolveStream(ctx context.Context, name string) (bool, error) {
 	if !st.Alive {
 		return false, nil
 	}
-	h.Hub.Register(name)
+	// Dropped again a minute after its last watcher leaves.
+	h.Hub.RegisterEphemeral(name, petStreamWindow)
 	return true, nil
 }
 
