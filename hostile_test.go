@@ -21,6 +21,7 @@ import (
 	"net/http/cookiejar"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,15 @@ type hostileRequest struct {
 	msg string
 }
 
+// manyIDs is "1,2,…,n".
+func manyIDs(n int) string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i + 1)
+	}
+	return strings.Join(ids, ",")
+}
+
 // longText is n copies of r.
 func longText(r string, n int) string { return strings.Repeat(r, n) }
 
@@ -59,6 +69,10 @@ var hostileIDs = []string{
 
 // Bad values for other path parameters (queue names, actions).
 var hostileWords = []string{"nope", "%00", "%E2%80%AE", "%3Cscript%3E", "..%2F..%2Fetc", longText("q", 300)}
+
+// goneIsOK are routes that answer a well-formed id of no row with 200: an
+// htmx fragment saying the row is gone (htmx swaps no 404).
+var goneIsOK = []string{"GET /jobs/:id/panel"}
 
 // pendingPrefixes are routes other engineers are adding: they get the
 // generic cases until this file has cases for them.
@@ -174,7 +188,78 @@ func routeCases() map[string][]hostileRequest {
 		{name: "vendor listing", target: "/static/vendor/", want: []int{404}},
 		{name: "NUL", target: "/static/app.css%00.js", want: []int{404, 400}},
 	}
+	jobList := func(path string) []hostileRequest {
+		return []hostileRequest{
+			{name: "unknown state", target: path + "?state=done", want: []int{422}, msg: "state"},
+			{name: "state with markup", target: path + "?state=%3Cscript%3E", want: []int{422}, msg: "state"},
+			{name: "limit not a number", target: path + "?limit=abc", want: []int{400}, msg: "limit"},
+			{name: "limit zero", target: path + "?limit=0", want: []int{422}, msg: "limit"},
+			{name: "limit huge", target: path + "?limit=99999999999999999999", want: []int{400}, msg: "limit"},
+			{name: "cursor garbage", target: path + "?cursor=!!!%00", want: []int{400}, msg: "cursor"},
+			{name: "queue too long", target: path + "?queue=" + longText("q", 101), want: []int{422}, msg: "100"},
+			{name: "kind too long", target: path + "?kind=" + longText("k", 101), want: []int{422}, msg: "100"},
+			{name: "queue with an SQL fragment", target: path + "?queue=%27%20OR%201%3D1--", want: []int{200}},
+			{name: "kind with control characters", target: path + "?kind=%00%0d%0a", want: []int{200}},
+			{name: "unknown parameters", target: path + "?utm=1&%FF=%00", want: []int{200}},
+		}
+	}
+	bulkJSON := withTarget("POST", "/api/jobs/bulk", []hostileRequest{
+		{name: "form instead of JSON", header: formType, body: "action=cancel&id=1", want: []int{415}},
+		{name: "malformed", header: jsonType, body: `{"action":`, want: []int{400}, msg: "malformed"},
+		{name: "ids not numbers", header: jsonType, body: `{"action":"cancel","ids":["1"]}`, want: []int{400}},
+		{name: "unknown field", header: jsonType, body: `{"action":"cancel","ids":[1],"force":true}`, want: []int{400}},
+		{name: "unknown action", header: jsonType, body: `{"action":"explode","ids":[1]}`, want: []int{422}, msg: "action"},
+		{name: "no ids", header: jsonType, body: `{"action":"cancel","ids":[]}`, want: []int{422}},
+		{name: "negative id", header: jsonType, body: `{"action":"cancel","ids":[-1]}`, want: []int{422}},
+		{name: "id overflow", header: jsonType, body: `{"action":"cancel","ids":[99999999999999999999]}`, want: []int{400}},
+		{name: "too many ids", header: jsonType, body: `{"action":"delete","ids":[` + manyIDs(1001) + `]}`, want: []int{422}},
+		{name: "unknown jobs", header: jsonType, body: `{"action":"delete","ids":[999999,999998]}`, want: []int{200}},
+	})
+	bulkForm := withTarget("POST", "/jobs/bulk", []hostileRequest{
+		{name: "unknown action", header: formType, body: "action=explode&id=1", want: []int{422}, msg: "action"},
+		{name: "no ids", header: formType, body: "action=cancel", want: []int{422}},
+		{name: "id not a number", header: formType, body: "action=cancel&id=abc", want: []int{400}},
+		{name: "malformed form", header: formType, body: "action=cancel&id=%zz", want: []int{400, 422}},
+		{name: "back to elsewhere", header: formType, body: "action=explode&id=1&back=https://evil.example/", want: []int{422}},
+	})
 	return map[string][]hostileRequest{
+		"GET /jobs":           jobList("/jobs"),
+		"GET /jobs/live":      jobList("/jobs/live"),
+		"GET /api/jobs":       jobList("/api/jobs"),
+		"GET /jobs/:id":       {{name: "unknown job", target: "/jobs/999999", want: []int{404}}},
+		"GET /api/jobs/:id":   {{name: "unknown job", target: "/api/jobs/999999", want: []int{404}}},
+		"GET /jobs/:id/panel": {{name: "unknown job: the panel says it is gone", target: "/jobs/999999/panel", want: []int{200, 404}}},
+		"POST /jobs/:id/:action": {
+			{name: "unknown job", target: "/jobs/999999/cancel", want: []int{404}},
+			{name: "unknown action", target: "/jobs/1/explode", want: []int{404}, msg: "action"},
+		},
+		"POST /api/jobs/:id/cancel": {{name: "unknown job", target: "/api/jobs/999999/cancel", want: []int{404}}},
+		"POST /api/jobs/:id/retry":  {{name: "unknown job", target: "/api/jobs/999999/retry", want: []int{404}}},
+		"DELETE /api/jobs/:id":      {{name: "unknown job", target: "/api/jobs/999999", want: []int{404}}},
+		"POST /api/jobs/bulk":       bulkJSON,
+		"POST /jobs/bulk":           bulkForm,
+		"GET /api/queues":           {{name: "unknown parameters", target: "/api/queues?x=%00", want: []int{200}}},
+		"POST /api/queues/:name/:action": {
+			{name: "unknown queue", target: "/api/queues/nope/pause", want: []int{404}, msg: "nope"},
+			{name: "unknown action", target: "/api/queues/phone_calls/explode", want: []int{404}},
+			{name: "scale with a form", target: "/api/queues/phone_calls/scale", header: formType, body: "limit=5", want: []int{415}},
+			{name: "scale without a limit", target: "/api/queues/phone_calls/scale", header: jsonType, body: `{}`, want: []int{422}, msg: "limit"},
+			{name: "scale to zero", target: "/api/queues/phone_calls/scale", header: jsonType, body: `{"limit":0}`, want: []int{422}, msg: "limit"},
+			{name: "scale to a string", target: "/api/queues/phone_calls/scale", header: jsonType, body: `{"limit":"9"}`, want: []int{400}},
+			{name: "scale to 1e99", target: "/api/queues/phone_calls/scale", header: jsonType, body: `{"limit":1e99}`, want: []int{400}},
+			{name: "scale malformed", target: "/api/queues/phone_calls/scale", header: jsonType, body: `{"limit":`, want: []int{400}},
+		},
+		"POST /jobs/queues/:name/:action": {
+			{name: "unknown queue", target: "/jobs/queues/nope/pause", want: []int{404}},
+			{name: "unknown action", target: "/jobs/queues/phone_calls/explode", want: []int{404}},
+			{name: "scale to text", target: "/jobs/queues/phone_calls/scale", header: formType, body: "limit=abc", want: []int{400}},
+			{name: "scale to zero", target: "/jobs/queues/phone_calls/scale", header: formType, body: "limit=0", want: []int{422}},
+			{name: "scale huge", target: "/jobs/queues/phone_calls/scale", header: formType, body: "limit=99999999999999999999", want: []int{400, 422}},
+		},
+		"GET /dashboard":              {{name: "unknown parameters", target: "/dashboard?x=%00&%FF=1", want: []int{200}}},
+		"GET /dashboard/live":         {{name: "unknown parameters", target: "/dashboard/live?x=%00&%FF=1", want: []int{200}}},
+		"GET /api/stats":              {{name: "unknown parameters", target: "/api/stats?x=%00&%FF=1", want: []int{200}}},
+		"GET /metrics":                {{name: "unknown parameters", target: "/metrics?x=%00&%FF=1", want: []int{200}}},
 		"GET /":                       etList("/"),
 		"GET /extraterrestrials/rows": etList("/extraterrestrials/rows"),
 		"GET /api/extraterrestrials":  etList("/api/extraterrestrials"),
@@ -237,7 +322,11 @@ func genericCases(r *echo.Route, methodsOf map[string][]string) []hostileRequest
 		switch {
 		case strings.HasPrefix(s, ":id"):
 			for _, bad := range hostileIDs {
-				out = append(out, hostileRequest{name: "bad id " + bad, method: r.Method, target: fill(bad, i), want: []int{400, 404}})
+				want := []int{400, 404}
+				if bad == "9223372036854775807" && slices.Contains(goneIsOK, r.Method+" "+r.Path) {
+					want = append(want, 200)
+				}
+				out = append(out, hostileRequest{name: "bad id " + bad, method: r.Method, target: fill(bad, i), want: want})
 			}
 		case strings.HasPrefix(s, ":"):
 			for _, bad := range hostileWords {
@@ -247,9 +336,18 @@ func genericCases(r *echo.Route, methodsOf map[string][]string) []hostileRequest
 	}
 	plain := fill("", -1)
 	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
-		if !slices.Contains(methodsOf[r.Path], m) {
-			out = append(out, hostileRequest{name: "wrong method " + m, method: m, target: plain, want: []int{405}})
+		if slices.Contains(methodsOf[r.Path], m) {
+			continue
 		}
+		want := []int{405}
+		// Another route of this method may take the same path (GET
+		// /api/jobs/:id takes /api/jobs/bulk): it answers instead.
+		for path, methods := range methodsOf {
+			if path != r.Path && slices.Contains(methods, m) && routeMatches(path, plain) {
+				want = []int{400, 404, 405, 422}
+			}
+		}
+		out = append(out, hostileRequest{name: "wrong method " + m, method: m, target: plain, want: want})
 	}
 	out = append(out, hostileRequest{name: "oversized body", method: r.Method, target: plain, size: MaxTestBody,
 		header: map[string]string{"Content-Type": "application/json"}, want: []int{413}, msg: "too large"})
@@ -260,6 +358,27 @@ func genericCases(r *echo.Route, methodsOf map[string][]string) []hostileRequest
 			want: []int{200, 400, 404, 422}})
 	}
 	return out
+}
+
+// routeMatches reports whether Echo's route pattern (with :params and a
+// trailing *) matches the path.
+func routeMatches(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	for i, p := range ps {
+		switch {
+		case p == "*":
+			return true
+		case i >= len(xs):
+			return false
+		case strings.HasPrefix(p, ":"):
+			if xs[i] == "" {
+				return false
+			}
+		case p != xs[i]:
+			return false
+		}
+	}
+	return len(ps) == len(xs)
 }
 
 // hostileRouter is the App's Echo router.

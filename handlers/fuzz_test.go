@@ -1,0 +1,287 @@
+package handlers
+
+// Fuzz tests of the parsers of outside input in the web layer: the
+// Last-Event-ID of a reconnecting stream, JSON bodies, forms and listing
+// queries, through the real router. Their seed corpus runs in plain
+// `go test`; `go test -fuzz=FuzzX ./handlers` explores further.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/pets"
+	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/views"
+)
+
+// fuzzRouter is the real router with the pet and extraterrestrial areas over
+// a new database (the 10 seed extraterrestrials, no pets), shared by every
+// input of one fuzz target.
+func fuzzRouter(f *testing.F) (*echo.Echo, *store.Store) {
+	f.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(f.TempDir(), "fuzz.db"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
+		f.Fatal(err)
+	}
+	v, err := views.New()
+	if err != nil {
+		f.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	watchers := pets.NewWatchers()
+	hub := events.New(events.Config{OnClients: watchers.Update})
+	f.Cleanup(hub.Close)
+	hub.Register(ExtraterrestrialsStream)
+	sim, err := pets.New(pets.Config{
+		Store: st, Tick: time.Hour, Watchers: watchers, Publisher: NewPetFeed(v, hub, logger),
+		Logger: logger, ManualTicks: true, Clients: hub.Clients,
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := sim.Start(ctx); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(sim.Stop)
+	petPages := &Pets{Sim: sim, Store: st, Views: v, Hub: hub, Version: "fuzz"}
+	e := NewServer(logger, v, "fuzz",
+		&Events{Hub: hub, Resolve: petPages.ResolveStream},
+		&Extraterrestrials{Store: st, Views: v, Hub: hub, Version: "fuzz",
+			PhoneHome: func(context.Context) (int, error) { return 0, nil }},
+		petPages)
+	return e, st
+}
+
+// fuzzServe runs one request through the router in memory.
+func fuzzServe(e *echo.Echo, method, target, contentType string, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, "http://phonehome.test/", strings.NewReader(body))
+	req.URL = &url.URL{Path: target} // set after: NewRequest would refuse a malformed target
+	if p, q, ok := strings.Cut(target, "?"); ok {
+		req.URL.Path, req.URL.RawQuery = p, q
+	}
+	req.RequestURI = target
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	return rec
+}
+
+// fuzzCheckError says what is wrong with an error answer of the API: it must be
+// {"error": "…"}, one line, no server error.
+func fuzzCheckError(rec *httptest.ResponseRecorder) string {
+	if rec.Code >= 500 {
+		return "a server error: " + rec.Body.String()
+	}
+	var e map[string]string
+	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || len(e) != 1 || e["error"] == "" {
+		return "not an {\"error\": …} answer: " + rec.Body.String()
+	}
+	if strings.ContainsAny(e["error"], "\r\n") {
+		return "a message of more than one line: " + e["error"]
+	}
+	return ""
+}
+
+// FuzzLastEventID: any Last-Event-ID header or ?last_event_id= is either a
+// non-negative id that reads back the same, or a 400 with one line; the
+// header wins over the parameter.
+func FuzzLastEventID(f *testing.F) {
+	for _, s := range []string{"", "0", "1", "42", "-1", "+7", "1e3", "0x10", " 12 ", "١٢", "99999999999999999999",
+		"9223372036854775807", "9223372036854775808", "12\r\nid: 1", "\x00", "00012"} {
+		f.Add(s, "5")
+		f.Add("", s)
+	}
+	f.Fuzz(func(t *testing.T, header, query string) {
+		r := httptest.NewRequest("GET", "/events", nil)
+		r.URL.RawQuery = url.Values{"last_event_id": {query}}.Encode()
+		if header != "" {
+			r.Header["Last-Event-Id"] = []string{header}
+		}
+		id, err := lastEventID(r)
+		raw := header
+		if raw == "" {
+			raw = query
+		}
+		if err != nil {
+			var he *echo.HTTPError
+			if !errors.As(err, &he) || he.Code != http.StatusBadRequest {
+				t.Fatalf("lastEventID(%q, %q): %v, want a 400", header, query, err)
+			}
+			if msg, _ := he.Message.(string); msg == "" || strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("lastEventID(%q, %q): message %q is not one line", header, query, he.Message)
+			}
+			if n, perr := strconv.ParseInt(raw, 10, 64); perr == nil && n >= 0 {
+				t.Fatalf("lastEventID refused %q, a valid id", raw)
+			}
+			return
+		}
+		if id < 0 {
+			t.Fatalf("lastEventID(%q, %q) = %d, negative", header, query, id)
+		}
+		if raw == "" {
+			if id != 0 {
+				t.Fatalf("no id given, got %d", id)
+			}
+			return
+		}
+		// Round trip: the id written back reads the same.
+		r2 := httptest.NewRequest("GET", "/events", nil)
+		r2.Header.Set("Last-Event-ID", strconv.FormatInt(id, 10))
+		if again, err := lastEventID(r2); err != nil || again != id {
+			t.Fatalf("id %d read back as %d, %v", id, again, err)
+		}
+	})
+}
+
+// FuzzAdoptJSON posts any body with any content type to POST /api/pets:
+// the answer is 201 with the trimmed name stored, or 400/413/415/422 with
+// a one-line {"error"}; never a server error.
+func FuzzAdoptJSON(f *testing.F) {
+	e, st := fuzzRouter(f)
+	for _, s := range []struct{ ctype, body string }{
+		{"application/json", `{"name":"Rex","species":"cat"}`},
+		{"application/json; charset=utf-8", `{"name":"  Spaced  ","species":"owl"}`},
+		{"application/json", `{"name":"<script>alert(1)</script>","species":"fox"}`},
+		{"application/json", `{"name":"Rex\r\nevent: x","species":"cat"}`},
+		{"application/json", `{"name":"ab","species":"cat"}`},
+		{"application/json", `{"name":"Rex","species":"dragon"}`},
+		{"application/json", `{"name":"Rex","species":"cat","extra":1}`},
+		{"application/json", `{"name":7}`},
+		{"application/json", `{`},
+		{"application/json", ``},
+		{"application/json", `null`},
+		{"application/json", `[[[[[[[[[[]]]]]]]]]]`},
+		{"application/json", "{\"name\":\"\xff\xfe\xfd\xfc\",\"species\":\"cat\"}"},
+		{"application/json", `{"name":"Rex","species":"cat"}{"name":"Rex","species":"cat"}`},
+		{"application/x-www-form-urlencoded", "name=Rex&species=cat"},
+		{"text/plain", `{"name":"Rex","species":"cat"}`},
+		{"", `{"name":"Rex","species":"cat"}`},
+		{"application/json;;", `{}`},
+	} {
+		f.Add(s.ctype, s.body)
+	}
+	f.Fuzz(func(t *testing.T, ctype, body string) {
+		rec := fuzzServe(e, "POST", "/api/pets", ctype, body)
+		switch rec.Code {
+		case http.StatusCreated:
+			var p PetJSON
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+				t.Fatalf("201 with %q: %v", rec.Body.String(), err)
+			}
+			var in struct{ Name, Species string }
+			if err := json.Unmarshal([]byte(body), &in); err != nil {
+				t.Fatalf("201 for a body that is not JSON: %q", body)
+			}
+			if want, _ := pets.ValidName(in.Name); p.Name != want {
+				t.Fatalf("adopted as %q, sent %q", p.Name, in.Name)
+			}
+			stored, err := st.GetPet(context.Background(), p.ID)
+			if err != nil || stored.Name != p.Name {
+				t.Fatalf("pet %d stored as %q (%v), answered %q", p.ID, stored.Name, err, p.Name)
+			}
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+			if problem := fuzzCheckError(rec); problem != "" {
+				t.Fatalf("POST /api/pets %q %q: %d %s", ctype, body, rec.Code, problem)
+			}
+		default:
+			t.Fatalf("POST /api/pets %q %q: status %d %s", ctype, body, rec.Code, rec.Body.String())
+		}
+	})
+}
+
+// FuzzAdoptForm posts any form body to POST /pets: a redirect to the new
+// pet, or the form again with a message (422), or 400/413; never a server
+// error.
+func FuzzAdoptForm(f *testing.F) {
+	e, _ := fuzzRouter(f)
+	for _, s := range []string{
+		"name=Rex&species=cat", "name=%3Cscript%3E&species=fox", "name=ab&species=cat", "name=Rex%0d%0a&species=cat",
+		"name=%zz&species=cat", "name=%FF%FE%FD&species=cat", "species=dragon&name=Rexy", "", "&&&==", "name=" + strings.Repeat("a", 101) + "&species=cat",
+		"name=Rex&name=Other&species=cat&species=dog",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		rec := fuzzServe(e, "POST", "/pets", "application/x-www-form-urlencoded", body)
+		switch rec.Code {
+		case http.StatusSeeOther:
+			if loc := rec.Header().Get("Location"); !strings.HasPrefix(loc, "/pets/") {
+				t.Fatalf("redirect to %q", loc)
+			}
+		case http.StatusUnprocessableEntity, http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+			if !strings.Contains(rec.Body.String(), "<html") {
+				t.Fatalf("%d without a page: %q", rec.Code, rec.Body.String())
+			}
+		default:
+			t.Fatalf("POST /pets %q: status %d %s", body, rec.Code, rec.Body.String())
+		}
+	})
+}
+
+// FuzzListQuery sends any query string to the listings of the API: 200 with
+// items, or 400/422 with a one-line {"error"}; never a server error.
+func FuzzListQuery(f *testing.F) {
+	e, st := fuzzRouter(f)
+	for _, q := range []string{
+		"", "limit=5", "limit=abc", "limit=0", "limit=1001", "limit=99999999999999999999", "status=none", "status=home",
+		"q=%25_%5C", "q=%27%20OR%201%3D1--", "cursor=MTpBeWFsYQ", "cursor=!!!", "alive=true", "alive=maybe",
+		"q=" + strings.Repeat("x", 101), "%zz=1", "q=%00%0d%0a", "cursor=" + strings.Repeat("A", 5000),
+	} {
+		f.Add("/api/extraterrestrials", q)
+		f.Add("/api/pets", q)
+	}
+	f.Fuzz(func(t *testing.T, path, query string) {
+		if path != "/api/pets" {
+			path = "/api/extraterrestrials"
+		}
+		rec := fuzzServe(e, "GET", path+"?"+query, "", "")
+		if n := st.Reader.Stats().InUse; n != 0 {
+			t.Fatalf("GET %s?%s left %d read connections in use", path, query, n)
+		}
+		switch rec.Code {
+		case http.StatusOK:
+			var out struct {
+				Items      []json.RawMessage `json:"items"`
+				NextCursor *string           `json:"next_cursor"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Items == nil {
+				t.Fatalf("GET %s?%s: 200 with %q", path, query, rec.Body.String())
+			}
+			if out.NextCursor != nil {
+				if _, err := store.ParseCursor(*out.NextCursor); err != nil {
+					t.Fatalf("next_cursor %q does not parse: %v", *out.NextCursor, err)
+				}
+			}
+		case http.StatusBadRequest, http.StatusUnprocessableEntity:
+			if problem := fuzzCheckError(rec); problem != "" {
+				t.Fatalf("GET %s?%s: %d %s", path, query, rec.Code, problem)
+			}
+		default:
+			t.Fatalf("GET %s?%s: status %d %s", path, query, rec.Code, rec.Body.String())
+		}
+	})
+}
