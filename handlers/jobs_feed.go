@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"slices"
@@ -74,6 +75,9 @@ type JobsFeed struct {
 	lastRefresh, lastStats, lastChart time.Time
 	statsDirty, chartDirty            bool
 	refreshDue                        bool
+	// The fragments last sent: one that has not changed is not sent again,
+	// so pages do not swap (and forms are not replaced) for nothing.
+	sentCounts, sentQueues, sentChart []byte
 
 	wake chan struct{}
 	done chan struct{}
@@ -258,7 +262,7 @@ func (f *JobsFeed) publishStats(ctx context.Context) {
 	if html, err := f.views.Fragment("job_counts", JobCounts{Tabs: jobCounts(counts), OOB: true}); err != nil {
 		f.log.Error("render job counts", "err", err)
 	} else {
-		f.publish(JobCountsEvent, 0, html)
+		f.publishChanged(JobCountsEvent, html, &f.sentCounts)
 	}
 	qs, err := f.stats.Queues(ctx)
 	if err != nil {
@@ -268,8 +272,17 @@ func (f *JobsFeed) publishStats(ctx context.Context) {
 	if html, err := f.views.Fragment("job_queues", queuesView(qs, true)); err != nil {
 		f.log.Error("render queues", "err", err)
 	} else {
-		f.publish(JobQueuesEvent, 0, html)
+		f.publishChanged(JobQueuesEvent, html, &f.sentQueues)
 	}
+}
+
+// publishChanged publishes html unless it is what was last sent as *sent.
+func (f *JobsFeed) publishChanged(event string, html []byte, sent *[]byte) {
+	if bytes.Equal(html, *sent) {
+		return
+	}
+	*sent = html
+	f.publish(event, 0, html)
 }
 
 func (f *JobsFeed) publishChart(now time.Time) {
@@ -280,7 +293,7 @@ func (f *JobsFeed) publishChart(now time.Time) {
 		f.log.Error("render throughput", "err", err)
 		return
 	}
-	f.publish(JobThroughputEvent, 0, html)
+	f.publishChanged(JobThroughputEvent, html, &f.sentChart)
 }
 
 // Close stops the feed; changes noted afterwards are dropped.
