@@ -1062,3 +1062,24 @@ func BenchmarkJobsPage1M(b *testing.B) {
 		})
 	}
 }
+
+func TestJobArgsAreShownAsWrittenAndEscaped(t *testing.T) {
+	t.Parallel()
+	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	// Go's JSON encoder writes < > & as \u003c \u003e \u0026; a person
+	// should read the characters, and a backslash written by the worker
+	// must stay a backslash.
+	id := b.insert(t, jobs.InsertParams{Args: dashArgs{Name: `a<b & c>d \u003c`}})[0]
+	_, body := b.do(t, "GET", fmt.Sprintf("/jobs/%d", id), "", nil)
+	if want := `&#34;name&#34;: &#34;a&lt;b &amp; c&gt;d \\u003c&#34;`; !strings.Contains(body, want) {
+		t.Errorf("job page lacks %s", want)
+	}
+	_, body = b.do(t, "GET", "/jobs", "", nil)
+	if want := `{&#34;name&#34;:&#34;a&lt;b &amp; c&gt;d \\u003c&#34;}</code>`; !strings.Contains(body, want) {
+		t.Errorf("list lacks %s", want)
+	}
+	_, body = b.do(t, "GET", fmt.Sprintf("/api/jobs/%d", id), "", nil)
+	if want := `"args":{"name":"a\u003cb \u0026 c\u003ed \\u003c"}`; !strings.Contains(body, want) {
+		t.Errorf("API args = %s, want them as stored: %s", body, want)
+	}
+}
