@@ -592,14 +592,17 @@ func TestFaultKillLivePet(t *testing.T) {
 		fedAt   = map[int64]int64{}     // pet → when the last feed answered 200 was sent (unix ms)
 		feeds   int
 		ids     []int64
+		// Each worker feeds only its own pets, one feed at a time, so the
+		// last feed answered is the last one made.
+		own = map[int][]int64{}
 	)
 	species := []string{"cat", "dog", "fish", "fox", "rabbit", "turtle", "crab", "owl", "phoenix"}
 	load := func(ctx context.Context, base string, worker int, r *rand.Rand) {
 		for n := 0; ctx.Err() == nil; n++ {
 			mu.Lock()
 			var id int64
-			if len(ids) > 0 && r.IntN(3) > 0 {
-				id = ids[r.IntN(len(ids))]
+			if mine := own[worker]; len(mine) > 0 && r.IntN(3) > 0 {
+				id = mine[r.IntN(len(mine))]
 			}
 			mu.Unlock()
 			if id == 0 {
@@ -617,6 +620,7 @@ func TestFaultKillLivePet(t *testing.T) {
 				mu.Lock()
 				adopted[p.ID] = p
 				ids = append(ids, p.ID)
+				own[worker] = append(own[worker], p.ID)
 				mu.Unlock()
 				continue
 			}
