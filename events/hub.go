@@ -647,15 +647,24 @@ func (h *Hub) serveHijacked(conn net.Conn, header http.Header, c *client) error 
 	head.WriteString("HTTP/1.1 200 OK\r\n")
 	_ = header.Write(&head)
 	head.WriteString("\r\n")
-	_ = conn.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
-	if _, err := conn.Write(head.Bytes()); err != nil {
-		conn.Close()
-		return nil
-	}
+	// Join before the head goes out, so that a client that has the head
+	// misses nothing published after it; until the head is written, this
+	// goroutine is the connection's writer and events wait in the queue.
+	c.writing = true
 	if !h.join(c) {
 		conn.Close()
 		return nil
 	}
+	_ = conn.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+	if _, err := conn.Write(head.Bytes()); err != nil {
+		c.mu.Lock()
+		c.dead, c.writing, c.queue = true, false, nil
+		c.mu.Unlock()
+		conn.Close()
+		h.leave(c)
+		return nil
+	}
+	go h.write(c) // what was queued meanwhile; it stops when the queue is empty
 	go h.watch(c)
 	return nil
 }
