@@ -121,12 +121,15 @@ func (f *JobsFeed) Changed(ids []int64) {
 	}
 	f.mu.Lock()
 	if !f.overflow {
+		// Stop at the cap: a million-job insert must not cost a million
+		// map entries only to be thrown away.
 		for _, id := range ids {
 			f.pending[id] = struct{}{}
-		}
-		if len(f.pending) > f.cfg.MaxRows {
-			f.overflow = true
-			clear(f.pending)
+			if len(f.pending) > f.cfg.MaxRows {
+				f.overflow = true
+				clear(f.pending)
+				break
+			}
 		}
 	}
 	f.mu.Unlock()
