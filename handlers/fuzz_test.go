@@ -23,6 +23,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
@@ -65,12 +67,22 @@ func fuzzRouter(f *testing.F) (*echo.Echo, *store.Store) {
 		f.Fatal(err)
 	}
 	f.Cleanup(sim.Stop)
+	// The job engine is not started: its jobs stay as inserted, and the
+	// operator actions and queue settings work on the rows.
+	engine, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{speakandspell.Queue: speakandspell.QueueLimit}, Logger: logger})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := speakandspell.PhoneHome(ctx, st, engine); err != nil {
+		f.Fatal(err)
+	}
 	petPages := &Pets{Sim: sim, Store: st, Views: v, Hub: hub, Version: "fuzz"}
 	e := NewServer(logger, v, "fuzz",
 		&Events{Hub: hub, Resolve: petPages.ResolveStream},
 		&Extraterrestrials{Store: st, Views: v, Hub: hub, Version: "fuzz",
 			PhoneHome: func(context.Context) (int, error) { return 0, nil }},
-		petPages)
+		petPages,
+		&Jobs{Engine: engine, Reader: st.Reader, Views: v, Hub: hub, Version: "fuzz"})
 	return e, st
 }
 
@@ -282,6 +294,69 @@ func FuzzListQuery(f *testing.F) {
 			}
 		default:
 			t.Fatalf("GET %s?%s: status %d %s", path, query, rec.Code, rec.Body.String())
+		}
+	})
+}
+
+// FuzzJobsAPI sends any query to the job listings and any body to the bulk
+// action and the queue scale: 200, or 400/404/409/413/415/422 with a
+// one-line {"error"} (a page for /jobs); never a server error.
+func FuzzJobsAPI(f *testing.F) {
+	e, _ := fuzzRouter(f)
+	for _, s := range []struct {
+		route uint8
+		ctype string
+		input string
+	}{
+		{0, "", "state=available&limit=5"}, {0, "", "state=done"}, {0, "", "queue=phone_calls&kind=speak_and_spell"},
+		{0, "", "cursor=!!!"}, {0, "", "limit=0"}, {0, "", "state=available,completed&limit=1000"}, {0, "", "kind=%00"},
+		{1, "application/json", `{"action":"cancel","ids":[1,2]}`}, {1, "application/json", `{"action":"explode","ids":[1]}`},
+		{1, "application/json", `{"action":"delete","ids":[]}`}, {1, "application/json", `{"action":"retry","ids":[-1]}`},
+		{1, "application/json", `{"action":"retry","ids":[1e3]}`}, {1, "text/plain", `{}`}, {1, "application/json", `{`},
+		{2, "application/json", `{"limit":5}`}, {2, "application/json", `{"limit":0}`}, {2, "application/json", `{}`},
+		{2, "application/json", `{"limit":"5"}`}, {2, "application/json", `{"limit":99999999999}`}, {2, "application/x-www-form-urlencoded", "limit=5"},
+		{3, "", "state=retryable"}, {3, "", "queue=" + strings.Repeat("q", 101)}, {3, "", "limit=abc"},
+	} {
+		f.Add(s.route, s.ctype, s.input)
+	}
+	f.Fuzz(func(t *testing.T, route uint8, ctype, input string) {
+		var rec *httptest.ResponseRecorder
+		var what string
+		switch route % 4 {
+		case 0:
+			what = "GET /api/jobs?" + input
+			rec = fuzzServe(e, "GET", "/api/jobs?"+input, "", "")
+		case 1:
+			what = "POST /api/jobs/bulk " + input
+			rec = fuzzServe(e, "POST", "/api/jobs/bulk", ctype, input)
+		case 2:
+			what = "POST /api/queues/phone_calls/scale " + input
+			rec = fuzzServe(e, "POST", "/api/queues/"+speakandspell.Queue+"/scale", ctype, input)
+		case 3:
+			what = "GET /jobs?" + input
+			rec = fuzzServe(e, "GET", "/jobs?"+input, "", "")
+			switch rec.Code {
+			case http.StatusOK, http.StatusBadRequest, http.StatusUnprocessableEntity:
+				if !strings.Contains(rec.Body.String(), "<html") {
+					t.Fatalf("%s: %d without a page", what, rec.Code)
+				}
+			default:
+				t.Fatalf("%s: status %d %.300s", what, rec.Code, rec.Body.String())
+			}
+			return
+		}
+		switch rec.Code {
+		case http.StatusOK:
+			if !json.Valid(rec.Body.Bytes()) {
+				t.Fatalf("%s: 200 with %.300q", what, rec.Body.String())
+			}
+		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
+			http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+			if problem := fuzzCheckError(rec); problem != "" {
+				t.Fatalf("%s: %d %s", what, rec.Code, problem)
+			}
+		default:
+			t.Fatalf("%s: status %d %.300s", what, rec.Code, rec.Body.String())
 		}
 	})
 }
