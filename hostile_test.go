@@ -177,6 +177,13 @@ func routeCases() map[string][]hostileRequest {
 		{name: "Last-Event-ID not a number", target: "/events?stream=extraterrestrials", header: map[string]string{"Last-Event-ID": "1e5"}, want: []int{400}, msg: "Last-Event-ID"},
 		{name: "Last-Event-ID with a sign", target: "/events?stream=extraterrestrials", header: map[string]string{"Last-Event-ID": "+12"}, want: []int{200, 400}},
 		{name: "Last-Event-ID hex", target: "/events?stream=extraterrestrials", header: map[string]string{"Last-Event-ID": "0x1F"}, want: []int{400}},
+		{name: "ids not numbers", target: "/events?stream=extraterrestrials&ids=abc", want: []int{400}, msg: "ids"},
+		{name: "ids zero", target: "/events?stream=extraterrestrials&ids=0", want: []int{400}, msg: "ids"},
+		{name: "ids negative", target: "/events?stream=extraterrestrials&ids=-1", want: []int{400}, msg: "ids"},
+		{name: "ids with a hole", target: "/events?stream=extraterrestrials&ids=1,,2", want: []int{400}, msg: "ids"},
+		{name: "ids overflow", target: "/events?stream=extraterrestrials&ids=99999999999999999999", want: []int{400}, msg: "ids"},
+		{name: "ids with a line break", target: "/events?stream=extraterrestrials&ids=1%0d%0a2", want: []int{400}},
+		{name: "too many ids", target: "/events?stream=extraterrestrials&ids=" + manyIDs(1001), want: []int{422}, msg: "ids"},
 		{name: "Last-Event-ID unicode", target: "/events?stream=extraterrestrials", header: map[string]string{"Last-Event-ID": "١٢"}, want: []int{400}},
 	}
 	static := []hostileRequest{

@@ -360,3 +360,58 @@ func FuzzJobsAPI(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStreamIDs: any ?ids= of the event stream is absent (every event), a
+// list of positive ids, at most events.MaxKeys, that writes back to the same
+// list, or a 400/422 with one line.
+func FuzzStreamIDs(f *testing.F) {
+	for _, s := range []string{"", "1", "1,2,3", "0", "-1", "1,,2", "abc", " 1", "1 ", "+1", "99999999999999999999",
+		"9223372036854775807", "1,1,1", strings.Repeat("7,", 1000) + "7", "\x00", "١"} {
+		f.Add(true, s)
+	}
+	f.Add(false, "")
+	f.Fuzz(func(t *testing.T, given bool, raw string) {
+		r := httptest.NewRequest("GET", "/events", nil)
+		if given {
+			r.URL.RawQuery = url.Values{"stream": {"jobs"}, "ids": {raw}}.Encode()
+		}
+		ids, err := parseIDs(r)
+		if err != nil {
+			var he *echo.HTTPError
+			if !errors.As(err, &he) || (he.Code != http.StatusBadRequest && he.Code != http.StatusUnprocessableEntity) {
+				t.Fatalf("parseIDs(%q): %v, want a 400 or 422", raw, err)
+			}
+			if msg, _ := he.Message.(string); msg == "" || strings.ContainsAny(msg, "\r\n") {
+				t.Fatalf("parseIDs(%q): message %q is not one line", raw, he.Message)
+			}
+			return
+		}
+		if !given {
+			if ids != nil {
+				t.Fatalf("no ids= gave %v, want nil (every event)", ids)
+			}
+			return
+		}
+		if ids == nil || len(ids) > events.MaxKeys {
+			t.Fatalf("parseIDs(%q) = %v", raw, ids)
+		}
+		parts := make([]string, len(ids))
+		for i, id := range ids {
+			if id <= 0 {
+				t.Fatalf("parseIDs(%q) has id %d", raw, id)
+			}
+			parts[i] = strconv.FormatInt(id, 10)
+		}
+		r2 := httptest.NewRequest("GET", "/events", nil)
+		r2.URL.RawQuery = url.Values{"ids": {strings.Join(parts, ",")}}.Encode()
+		again, err := parseIDs(r2)
+		if err != nil || len(again) != len(ids) {
+			t.Fatalf("ids %v read back as %v, %v", ids, again, err)
+		}
+		for i := range ids {
+			if again[i] != ids[i] {
+				t.Fatalf("ids %v read back as %v", ids, again)
+			}
+		}
+	})
+}
