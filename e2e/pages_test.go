@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 )
 
@@ -182,11 +183,14 @@ func capture(t *testing.T, browser context.Context, dir, name, url string, check
 	shoot(t, ctx, dir, name)
 }
 
-// shoot waits for the fonts and for htmx to settle, then takes a screenshot.
+// shoot waits for the fonts and for htmx to settle, moves the mouse out of
+// the way (no hover state on the button just clicked), then takes a
+// screenshot.
 func shoot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
 	waitFor(t, ctx, 5*time.Second, "fonts and htmx to settle",
 		`document.fonts.status === "loaded" && document.querySelectorAll(".htmx-request, .htmx-settling, .htmx-swapping").length === 0`, "")
+	do(t, ctx, "move the mouse away", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, 1, 1))
 	screenshot(t, ctx, dir, name)
 }
 
