@@ -21,7 +21,8 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
 	runs := flag.Int("runs", 3, "runs of each scenario (the table shows their median and spread)")
-	only := flag.String("only", strings.Join(scenarios, ","), "comma-separated scenarios to run: "+strings.Join(scenarios, ", "))
+	only := flag.String("only", strings.Join(scenarios, ","), "comma-separated scenarios to run: "+strings.Join(scenarios, ", ")+
+		` ("none" re-renders the section from the numbers it holds, e.g. after editing analysis.md)`)
 	nJobs := flag.Int("jobs", 100_000, "W1 jobs (W2 uses a tenth, raw SQLite the same number)")
 	dashJobs := flag.Int("dash-jobs", 1_000_000, "jobs in the table for the dashboard scenario")
 	w3Count := flag.Int("w3-count", 200, "W3 timed jobs")
@@ -45,7 +46,7 @@ func main() {
 	want := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		s = strings.TrimSpace(strings.ToLower(s))
-		if s == "" {
+		if s == "" || s == "none" {
 			continue
 		}
 		if !slices.Contains(scenarios, s) {
@@ -122,15 +123,16 @@ func main() {
 		}
 	}
 
-	for s, sd := range fresh {
-		data.Scenarios[s] = sd
-	}
-	analysis, _ := os.ReadFile(*analysisPath)
 	command := "go run ."
 	if len(os.Args) > 1 {
 		command += " " + strings.Join(os.Args[1:], " ")
 	}
-	if err := writeSection(*out, render(data, command, string(analysis))); err != nil {
+	for s, sd := range fresh {
+		sd.Command = command
+		data.Scenarios[s] = sd
+	}
+	analysis, _ := os.ReadFile(*analysisPath)
+	if err := writeSection(*out, render(data, string(analysis))); err != nil {
 		log.Fatal(err)
 	}
 	abs, _ := filepath.Abs(*out)

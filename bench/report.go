@@ -30,9 +30,10 @@ type scenarioData struct {
 	Machine string               `json:"machine"`
 	Runs    int                  `json:"runs"`
 	Size    int                  `json:"size"`
-	Values  map[string][]float64 `json:"values"`        // "metric|system" → one value per run
-	Errors  map[string]string    `json:"errors"`        // system → why it has no numbers
-	Rev     string               `json:"rev,omitempty"` // the app's commit measured
+	Values  map[string][]float64 `json:"values"`            // "metric|system" → one value per run
+	Errors  map[string]string    `json:"errors"`            // system → why it has no numbers
+	Rev     string               `json:"rev,omitempty"`     // the app's commit measured
+	Command string               `json:"command,omitempty"` // the command that measured it
 	How     string               `json:"how,omitempty"`
 	Order   []string             `json:"order,omitempty"` // dashboard rows in order
 }
@@ -187,16 +188,19 @@ func mainRows(d *benchData) []row {
 }
 
 // render writes the section (heading included) from d.
-func render(d *benchData, command, analysis string) string {
+func render(d *benchData, analysis string) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("%s\n\n", sectionHeading)
-	latest, machine, rev := "", "", ""
+	latest, machine, rev, command := "", "", "", "go run ."
 	names := make([]string, 0, len(d.Scenarios))
 	for name, sd := range d.Scenarios {
 		names = append(names, name)
 		if sd.Date > latest {
 			latest, machine, rev = sd.Date, sd.Machine, sd.Rev
+			if sd.Command != "" {
+				command = sd.Command
+			}
 		}
 	}
 	slices.Sort(names)
