@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,18 +35,27 @@ import (
 	"github.com/phonehome/phonehome/store"
 )
 
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
+// builtBinary is one build of the binary under test.
+type builtBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
 
-// phonehomeBinary builds the real binary once per test run. It goes into
-// the folder of the test binary, which `go test` removes afterwards, or
-// into a temp folder when that is not writable.
-func phonehomeBinary(t *testing.T) string {
+// binaries are the plain build and, when the tests run with -race, the
+// race-detecting one.
+var binaries = map[bool]*builtBinary{false: {}, true: {}}
+
+// phonehomeBinary builds the real binary once per test run: with -race when
+// the tests run with it (a data race in the server then fails its run),
+// unless plain is set. It goes into the folder of the test binary, which
+// `go test` removes afterwards, or into a temp folder when that is not
+// writable.
+func phonehomeBinary(t *testing.T, plain bool) string {
 	t.Helper()
-	binaryOnce.Do(func() {
+	race := raceEnabled() && !plain
+	b := binaries[race]
+	b.once.Do(func() {
 		dir := ""
 		if exe, err := os.Executable(); err == nil && strings.Contains(exe, "go-build") {
 			dir = filepath.Dir(exe)
@@ -53,20 +63,39 @@ func phonehomeBinary(t *testing.T) string {
 		if dir == "" || !dirWritable(dir) {
 			var err error
 			if dir, err = os.MkdirTemp("", "phonehome-faults-"); err != nil {
-				binaryErr = err
+				b.err = err
 				return
 			}
 		}
-		binaryPath = filepath.Join(dir, "phonehome-under-test")
-		cmd := exec.Command("go", "build", "-o", binaryPath, ".")
+		b.path = filepath.Join(dir, "phonehome-under-test")
+		args := []string{"build", "-o", b.path}
+		if race {
+			b.path += "-race"
+			args = []string{"build", "-race", "-o", b.path}
+		}
+		cmd := exec.Command("go", append(args, ".")...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
-	if binaryErr != nil {
-		t.Fatal(binaryErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binaryPath
+	return b.path
+}
+
+// raceEnabled reports whether the tests run with -race.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" && s.Value == "true" {
+			return true
+		}
+	}
+	return false
 }
 
 func dirWritable(dir string) bool {
@@ -321,7 +350,9 @@ func TestFaultKillMidCampaign(t *testing.T) {
 		total = 10000
 		kills = 5
 	)
-	bin := phonehomeBinary(t)
+	// Plain even under -race: with the race detector the server makes a
+	// 10,000-call campaign take minutes.
+	bin := phonehomeBinary(t, true)
 	path := filepath.Join(t.TempDir(), "campaign.db")
 	if code, _, stderr := runFaultBinary(t, bin, nil, "seed", "-db", path, "-ets", strconv.Itoa(total)); code != 0 {
 		t.Fatalf("seed: exit %d: %s", code, stderr)
@@ -563,7 +594,7 @@ func TestFaultKillLivePet(t *testing.T) {
 		t.Skip("kills and restarts the real binary; not with -short")
 	}
 	const kills = 3
-	bin := phonehomeBinary(t)
+	bin := phonehomeBinary(t, false)
 	path := filepath.Join(t.TempDir(), "pets.db")
 	rng := rand.New(rand.NewPCG(faultSeed(t), 2))
 	args := []string{"-pet-tick", "100ms", "-poll", "50ms"}
@@ -743,7 +774,7 @@ func TestFaultKillLivePet(t *testing.T) {
 // exit, and no stack trace. When run as root, which file permissions do not
 // stop, the permission cases run the binary as user nobody (65534).
 func TestFaultStartup(t *testing.T) {
-	bin := phonehomeBinary(t)
+	bin := phonehomeBinary(t, false)
 	// A folder anybody may enter, so that nobody can run the binary in it.
 	base, err := os.MkdirTemp("", "phonehome-startup-")
 	if err != nil {
@@ -774,6 +805,14 @@ func TestFaultStartup(t *testing.T) {
 			t.Fatal(err)
 		}
 		bin = copied
+		// A container may forbid changing user: then root cannot be
+		// stopped by permissions, and those cases are skipped.
+		cmd := exec.Command(bin, "version")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Logf("cannot run the binary as nobody (%v %s): the permission cases are skipped", err, out)
+			nobody = nil
+		}
 	}
 	latest := int(store.LatestSchemaVersion())
 	// migrated makes a folder (mode 0777) with a migrated database in it.
@@ -809,9 +848,11 @@ func TestFaultStartup(t *testing.T) {
 		name  string
 		setup func(t *testing.T) (db string, args []string)
 		cred  *syscall.Credential
-		want  string // the line contains this
+		// permissions: the case relies on file permissions.
+		permissions bool
+		want        string // the line contains this
 	}{
-		{name: "database file unreadable", cred: nobody, want: "readable",
+		{name: "database file unreadable", cred: nobody, permissions: true, want: "readable",
 			setup: func(t *testing.T) (string, []string) {
 				_, db := migrated(t, "unreadable")
 				os.Chmod(db, 0)
@@ -823,7 +864,7 @@ func TestFaultStartup(t *testing.T) {
 				os.WriteFile(db, bytes.Repeat([]byte("these are my notes, not a database\n"), 300), 0o666)
 				return db, nil
 			}},
-		{name: "read-only folder, database in it", cred: nobody, want: "cannot write",
+		{name: "read-only folder, database in it", cred: nobody, permissions: true, want: "cannot write",
 			setup: func(t *testing.T) (string, []string) {
 				dir, db := migrated(t, "readonly-existing")
 				os.Remove(db + "-wal")
@@ -831,7 +872,7 @@ func TestFaultStartup(t *testing.T) {
 				os.Chmod(dir, 0o555)
 				return db, nil
 			}},
-		{name: "read-only folder, new database", cred: nobody, want: "cannot",
+		{name: "read-only folder, new database", cred: nobody, permissions: true, want: "cannot",
 			setup: func(t *testing.T) (string, []string) {
 				dir := filepath.Join(base, "readonly-new")
 				os.Mkdir(dir, 0o555)
@@ -858,6 +899,9 @@ func TestFaultStartup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.permissions && os.Geteuid() == 0 && tt.cred == nil {
+				t.Skip("running as root, which permissions do not stop, and user nobody is not available")
+			}
 			db, extra := tt.setup(t)
 			for _, cmd := range [][]string{
 				append([]string{"serve", "-db", db, "-addr", "127.0.0.1:0"}, extra...),
@@ -894,7 +938,7 @@ func TestFaultStartup(t *testing.T) {
 // and its job in agreement.
 func TestFaultWriteFailsDuringJobs(t *testing.T) {
 	const total = 200
-	bin := phonehomeBinary(t)
+	bin := phonehomeBinary(t, false)
 	path := filepath.Join(t.TempDir(), "full.db")
 	if code, _, stderr := runFaultBinary(t, bin, nil, "seed", "-db", path, "-ets", strconv.Itoa(total)); code != 0 {
 		t.Fatalf("seed: exit %d: %s", code, stderr)
