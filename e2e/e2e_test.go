@@ -43,7 +43,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
-	binary, buildErr = buildBinary(dir)
+	// Without a browser the tests skip (outside CI): no need to build.
+	if browserPath() != "" || os.Getenv("CI") != "" {
+		binary, buildErr = buildBinary(dir)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -70,22 +73,32 @@ func buildBinary(dir string) (string, error) {
 	return out, nil
 }
 
-// requireBinary fails the test when TestMain could not build the binary.
+// requireBinary skips the test without a browser (see chromium), and fails
+// it when TestMain could not build the binary.
 func requireBinary(t *testing.T) {
 	t.Helper()
+	chromium(t)
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+}
+
+// browserPath is the first Chromium or Chrome on the PATH, or "".
+func browserPath() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
 }
 
 // chromium finds a Chromium or Chrome on the PATH. With none, the test is
 // skipped, or failed in CI, where .ci/run installs Debian's chromium.
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
+	if p := browserPath(); p != "" {
+		return p
 	}
 	const msg = "no chromium, chromium-browser or google-chrome on the PATH: " +
 		"the browser tests need one (apt-get install -y chromium)"
