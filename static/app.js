@@ -9,6 +9,18 @@
   }
   document.addEventListener("htmx:sseOpen", function () { setLive("open", "live"); });
   document.addEventListener("htmx:sseError", function () { setLive("error", "reconnecting…"); });
+  // A page kept in the back/forward cache keeps its event stream open, and
+  // browsers allow only 6 connections to a host over HTTP/1.1: close the
+  // stream when the page is hidden, and reload it if it is shown again.
+  window.addEventListener("pagehide", function (e) {
+    if (!e.persisted) return;
+    document.querySelectorAll("[sse-connect]").forEach(function (el) {
+      htmx.trigger(el, "htmx:beforeCleanupElement");
+    });
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) location.reload();
+  });
   document.addEventListener("DOMContentLoaded", function () {
     if (!document.querySelector("[sse-connect]")) {
       var live = document.querySelector(".live");
