@@ -1290,7 +1290,6 @@ func throughputChart(points []jobs.ThroughputPoint, now time.Time) ThroughputCha
 	for i := range buckets {
 		buckets[i].start = first.Add(time.Duration(i*per) * time.Second)
 	}
-	peak := 0
 	for _, p := range points {
 		if p.At.Before(first) || p.At.After(end) {
 			continue
@@ -1300,13 +1299,14 @@ func throughputChart(points []jobs.ThroughputPoint, now time.Time) ThroughputCha
 		buckets[i].failed += p.Failed
 		ch.Completed += p.Completed
 		ch.Failed += p.Failed
-		peak = max(peak, p.Completed+p.Failed)
 	}
-	ch.PeakText = views.Thousands(peak) + "/s"
 	maxRate := 0.0
 	for _, b := range buckets {
 		maxRate = max(maxRate, float64(b.completed+b.failed)/float64(per))
 	}
+	// The peak is the tallest bar's rate (a 5-second average), so that it
+	// agrees with the axis; a single busy second would read higher.
+	ch.PeakText = rateText(maxRate)
 	top := niceCeil(maxRate)
 	plotH := float64(chartBase - chartTop)
 	for _, frac := range []float64{0, 0.5, 1} {
