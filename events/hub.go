@@ -52,9 +52,9 @@ type Config struct {
 	// Heartbeat is the interval of the comment sent to every client (15 s).
 	Heartbeat time.Duration
 	// FlushEvery is the shortest interval between two writes to one client
-	// (50 ms): the first event after a quiet spell is written at once, and
+	// (25 ms): the first event after a quiet spell is written at once, and
 	// events that arrive meanwhile go out together in the next write. It
-	// bounds the system calls a busy stream costs: at most 20 writes a
+	// bounds the system calls a busy stream costs: at most 40 writes a
 	// second per client, however many events.
 	FlushEvery time.Duration
 	// WriteTimeout cuts a client off when a write to it blocks for longer
@@ -160,7 +160,7 @@ func New(cfg Config) *Hub {
 		cfg.Heartbeat = 15 * time.Second
 	}
 	if cfg.FlushEvery <= 0 {
-		cfg.FlushEvery = 50 * time.Millisecond
+		cfg.FlushEvery = 25 * time.Millisecond
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 30 * time.Second

@@ -416,24 +416,60 @@ func (s *Sim) states(ctx context.Context, ids []int64, now time.Time) ([]State, 
 // publishLive publishes the state of those of ids that are watched and alive.
 func (s *Sim) publishLive(ctx context.Context, ids []int64, now time.Time) (int, error) {
 	n := 0
-	const chunk = 500
+	// Small chunks, and between them the pets fed or treated meanwhile: a
+	// feed never waits for a whole tick's rendering to be seen.
+	const chunk = 100
 	for start := 0; start < len(ids); start += chunk {
-		states, err := s.states(ctx, ids[start:min(len(ids), start+chunk)], now)
+		m, err := s.publishStates(ctx, ids[start:min(len(ids), start+chunk)], now)
+		n += m
 		if err != nil {
 			return n, err
 		}
-		live := states[:0]
-		for _, st := range states {
-			if st.Alive && st.Viewers > 0 {
-				live = append(live, st)
+		if urgent := s.takeDirty(); len(urgent) > 0 {
+			m, err := s.publishStates(ctx, urgent, s.now())
+			n += m
+			if err != nil {
+				return n, err
 			}
-		}
-		if len(live) > 0 {
-			s.pub.Live(live)
-			n += len(live)
 		}
 	}
 	return n, nil
+}
+
+// publishStates publishes the state at now of those of ids that are alive
+// and watched.
+func (s *Sim) publishStates(ctx context.Context, ids []int64, now time.Time) (int, error) {
+	states, err := s.states(ctx, ids, now)
+	if err != nil {
+		return 0, err
+	}
+	live := states[:0]
+	for _, st := range states {
+		if st.Alive && st.Viewers > 0 {
+			live = append(live, st)
+		}
+	}
+	if len(live) > 0 {
+		s.pub.Live(live)
+	}
+	return len(live), nil
+}
+
+// takeDirty returns (and forgets) the pets changed by actions since they
+// were last published.
+func (s *Sim) takeDirty() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.dirty) == 0 {
+		return nil
+	}
+	ids := make([]int64, 0, len(s.dirty))
+	for id := range s.dirty {
+		ids = append(ids, id)
+	}
+	clear(s.dirty)
+	slices.Sort(ids)
+	return ids
 }
 
 // Flush publishes every pending change now, ignoring the rate limits: the

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -141,7 +142,7 @@ func Run(ctx context.Context, o Options) (Results, error) {
 	jar, _ := cookiejar.New(nil)
 	keeper := &http.Client{Jar: jar, Timeout: 10 * time.Second}
 	for range o.Feeds {
-		d, err := feedToEvent(ctx, base, keeper)
+		d, err := feedToEvent(ctx, base, keeper, o.Tick)
 		if err != nil {
 			return res, err
 		}
@@ -164,7 +165,7 @@ func Run(ctx context.Context, o Options) (Results, error) {
 // feedToEvent adopts a pet, opens its page's stream, and times one Feed
 // until the stream shows the fed hunger. A newborn's hunger (250 and up
 // until fed) is never the fed value, so no tick can be mistaken for it.
-func feedToEvent(ctx context.Context, base string, keeper *http.Client) (time.Duration, error) {
+func feedToEvent(ctx context.Context, base string, keeper *http.Client, tick time.Duration) (time.Duration, error) {
 	var pet struct {
 		ID     int64 `json:"id"`
 		Hunger int   `json:"hunger"`
@@ -181,6 +182,9 @@ func feedToEvent(ctx context.Context, base string, keeper *http.Client) (time.Du
 	case <-time.After(10 * time.Second):
 		return 0, errors.New("no first event on a new pet's stream")
 	}
+	// A keeper presses Feed some time after the page has loaded: at a
+	// random phase of the tick, as it would be.
+	time.Sleep(time.Duration(rand.Int64N(int64(tick))))
 	start := time.Now()
 	var fed struct {
 		Hunger int `json:"hunger"`
