@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -81,44 +80,20 @@ func parseListQuery(c echo.Context, defaultLimit int) (listQuery, error) {
 		lq.status = s
 	}
 	q := c.QueryParam("q")
-	if len([]rune(q)) > 100 {
-		return lq, invalid("q is longer than 100 characters")
-	}
-	lq.filter.Query = q
-	if s := c.QueryParam("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return lq, badRequest("limit must be a whole number")
-		}
-		if n < 1 || n > 1000 {
-			return lq, invalid("limit must be between 1 and 1000")
-		}
-		lq.filter.Limit = n
-	}
-	cur, err := store.ParseCursor(c.QueryParam("cursor"))
+	pg, err := parsePaging(c, q)
 	if err != nil {
-		return lq, badRequest(err.Error())
+		return lq, err
 	}
-	lq.filter.After = cur
+	lq.filter.Query, lq.filter.After = pg.query, pg.after
+	if pg.limit > 0 {
+		lq.filter.Limit = pg.limit
+	}
 	return lq, nil
 }
 
 // urlWith builds path?… keeping the filter and setting the cursor.
 func (lq listQuery) urlWith(path string, cursor store.Cursor) string {
-	v := url.Values{}
-	if lq.status != "" {
-		v.Set("status", lq.status)
-	}
-	if lq.filter.Query != "" {
-		v.Set("q", lq.filter.Query)
-	}
-	if !cursor.IsZero() {
-		v.Set("cursor", cursor.String())
-	}
-	if len(v) == 0 {
-		return path
-	}
-	return path + "?" + v.Encode()
+	return pageURL(path, [][2]string{{"status", lq.status}}, lq.filter.Query, cursor)
 }
 
 // pageSize is how many rows a page shows.

@@ -313,43 +313,19 @@ func parsePetListQuery(c echo.Context, defaultLimit int) (petListQuery, error) {
 		return lq, invalid("alive must be true or false")
 	}
 	q := strings.TrimSpace(c.QueryParam("q"))
-	if len([]rune(q)) > 100 {
-		return lq, invalid("q is longer than 100 characters")
-	}
-	lq.filter.Query = q
-	if s := c.QueryParam("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return lq, badRequest("limit must be a whole number")
-		}
-		if n < 1 || n > 1000 {
-			return lq, invalid("limit must be between 1 and 1000")
-		}
-		lq.filter.Limit = n
-	}
-	cur, err := store.ParseCursor(c.QueryParam("cursor"))
+	pg, err := parsePaging(c, q)
 	if err != nil {
-		return lq, badRequest(err.Error())
+		return lq, err
 	}
-	lq.filter.After = cur
+	lq.filter.Query, lq.filter.After = pg.query, pg.after
+	if pg.limit > 0 {
+		lq.filter.Limit = pg.limit
+	}
 	return lq, nil
 }
 
 func (lq petListQuery) urlWith(path string, cursor store.Cursor) string {
-	v := url.Values{}
-	if lq.alive != "" {
-		v.Set("alive", lq.alive)
-	}
-	if lq.filter.Query != "" {
-		v.Set("q", lq.filter.Query)
-	}
-	if !cursor.IsZero() {
-		v.Set("cursor", cursor.String())
-	}
-	if len(v) == 0 {
-		return path
-	}
-	return path + "?" + v.Encode()
+	return pageURL(path, [][2]string{{"alive", lq.alive}}, lq.filter.Query, cursor)
 }
 
 // List renders /pets: the visitor's pets, then all pets, searchable and
