@@ -781,15 +781,7 @@ func (h *Jobs) BulkForm(c echo.Context) error {
 	}
 	if err != nil {
 		err = jobsError(err)
-		var he *echo.HTTPError
-		if !errors.As(err, &he) || he.Code >= 500 {
-			return err
-		}
-		msg, _ := he.Message.(string)
-		if isHtmx(c) {
-			return h.fragments(c, fragment{"flash", Flash{Message: msg, Error: true}})
-		}
-		return h.listWithFlash(c, backURL, he.Code, &Flash{Message: msg, Error: true})
+		return h.refuseOnList(c, backURL, err)
 	}
 	if !isHtmx(c) {
 		return c.Redirect(http.StatusSeeOther, backURL)
@@ -938,15 +930,7 @@ func (h *Jobs) QueueForm(c echo.Context) error {
 		return n, nil
 	})
 	if err != nil {
-		var he *echo.HTTPError
-		if !errors.As(err, &he) || he.Code >= 500 {
-			return err
-		}
-		msg, _ := he.Message.(string)
-		if isHtmx(c) {
-			return h.fragments(c, fragment{"flash", Flash{Message: msg, Error: true}})
-		}
-		return h.listWithFlash(c, backURL, he.Code, &Flash{Message: msg, Error: true})
+		return h.refuseOnList(c, backURL, err)
 	}
 	if !isHtmx(c) {
 		return c.Redirect(http.StatusSeeOther, backURL)
@@ -1358,4 +1342,19 @@ func rateText(r float64) string {
 		return views.Thousands(int(r)) + "/s"
 	}
 	return strconv.FormatFloat(r, 'f', 1, 64) + "/s"
+}
+
+// refuseOnList answers a refused form of the list page: htmx gets the
+// message as a flash, a plain browser the list again with it. Server
+// errors go to the error handler.
+func (h *Jobs) refuseOnList(c echo.Context, backURL string, err error) error {
+	var he *echo.HTTPError
+	if !errors.As(err, &he) || he.Code >= 500 {
+		return err
+	}
+	msg, _ := he.Message.(string)
+	if isHtmx(c) {
+		return h.fragments(c, fragment{"flash", Flash{Message: msg, Error: true}})
+	}
+	return h.listWithFlash(c, backURL, he.Code, &Flash{Message: msg, Error: true})
 }
