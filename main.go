@@ -58,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "phonehome: %s\n", ue.msg)
+		fmt.Fprintf(stderr, "phonehome: %s\n", oneLine(ue.msg))
 		return 2
 	default:
 		fmt.Fprintf(stderr, "phonehome: %s\n", oneLine(err.Error()))

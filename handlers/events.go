@@ -39,7 +39,7 @@ type keyedHub interface {
 func (h *Events) Stream(c echo.Context) error {
 	name := c.QueryParam("stream")
 	if name == "" {
-		return badRequest("missing ?stream=: one of extraterrestrials")
+		return badRequest("missing ?stream=: one of extraterrestrials, jobs, pets, pet-{id}, stats")
 	}
 	after, err := lastEventID(c.Request())
 	if err != nil {

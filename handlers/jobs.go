@@ -842,17 +842,31 @@ func bulkMessage(a jobAction, n, asked int) string {
 }
 
 func parseJobIDs(raw []string) ([]int64, error) {
-	var ids []int64
+	if len(raw) > maxBulk {
+		return nil, invalid(fmt.Sprintf("at most %d jobs at once", maxBulk))
+	}
+	ids := make([]int64, 0, len(raw))
 	for _, s := range raw {
 		id, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || id < 1 {
 			return nil, badRequest(fmt.Sprintf("job id %q is not a positive whole number", s))
 		}
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
+		ids = append(ids, id)
+	}
+	return uniqueIDs(ids), nil
+}
+
+// uniqueIDs drops repeated ids, keeping the first of each in place.
+func uniqueIDs(ids []int64) []int64 {
+	seen := make(map[int64]struct{}, len(ids))
+	out := ids[:0]
+	for _, id := range ids {
+		if _, dup := seen[id]; !dup {
+			seen[id] = struct{}{}
+			out = append(out, id)
 		}
 	}
-	return ids, nil
+	return out
 }
 
 func checkBulk(a jobAction, ids []int64) error {
@@ -1127,15 +1141,17 @@ func (h *Jobs) APIBulk(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	var ids []int64
+	// Checked before anything else: a body of a million ids costs no more
+	// than its decoding.
+	if len(req.IDs) > maxBulk {
+		return invalid(fmt.Sprintf("at most %d jobs at once", maxBulk))
+	}
 	for _, id := range req.IDs {
 		if id < 1 {
 			return invalid(fmt.Sprintf("job id %d is not positive", id))
 		}
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
 	}
+	ids := uniqueIDs(slices.Clone(req.IDs))
 	a := jobAction(req.Action)
 	if err := checkBulk(a, ids); err != nil {
 		return err

@@ -5,6 +5,7 @@ package handlers
 
 import (
 	"encoding/json"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -66,7 +67,7 @@ func NewServer(logger *slog.Logger, v *views.Views, version string, areas ...Rou
 	e.Use(middleware.BodyLimit("1M"))
 	e.Use(echo.WrapMiddleware(crossOriginProtection().Handler))
 
-	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticFiles())))
+	e.GET("/static/*", serveStatic(staticFiles()))
 	for _, a := range areas {
 		a.Routes(e)
 	}
@@ -89,6 +90,22 @@ func crossOriginProtection() *http.CrossOriginProtection {
 		http.Error(w, msg, http.StatusForbidden)
 	}))
 	return cop
+}
+
+// serveStatic serves our CSS, scripts and images; a missing file gets the
+// app's own 404 page.
+func serveStatic(files http.Handler) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		name := c.Param("*")
+		if name == "" || strings.HasSuffix(name, "/") || name == "embed.go" || !fs.ValidPath(name) {
+			return echo.NewHTTPError(http.StatusNotFound, "no such file: /static/"+name)
+		}
+		if _, err := fs.Stat(static.FS, name); err != nil {
+			return echo.NewHTTPError(http.StatusNotFound, "no such file: /static/"+name)
+		}
+		http.StripPrefix("/static/", files).ServeHTTP(c.Response(), c.Request())
+		return nil
+	}
 }
 
 func staticFiles() http.Handler {

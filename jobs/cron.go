@@ -45,6 +45,11 @@ func newPeriodic(p PeriodicJob) (*periodic, error) {
 	if strings.Contains(p.Spec, "@every") {
 		return nil, fmt.Errorf("spec %q: @every has no fixed slots; use a cron expression", p.Spec)
 	}
+	// robfig/cron v3.0.1 panics on a time zone with no schedule after it
+	// ("CRON_TZ=UTC", "TZ="): refuse those first.
+	if (strings.HasPrefix(p.Spec, "TZ=") || strings.HasPrefix(p.Spec, "CRON_TZ=")) && !strings.ContainsAny(strings.TrimSpace(p.Spec), " \t") {
+		return nil, fmt.Errorf("spec %q: a time zone needs a schedule after it, e.g. \"CRON_TZ=Europe/Paris 0 9 * * *\"", p.Spec)
+	}
 	sched, err := cronParser.Parse(p.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("spec %q: %w", p.Spec, err)

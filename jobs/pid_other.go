@@ -2,7 +2,9 @@
 
 package jobs
 
-// pidAlive cannot look processes up here: it reports every pid alive, so
-// jobs of nodes on this host are rescued only by a restart with the same
-// Node name.
+// pidAlive cannot look processes up here: it reports every pid alive.
 func pidAlive(int) bool { return true }
+
+// pidKnown reports whether pidAlive can tell: not here, so nodes on this
+// host are judged by their heartbeat like any other.
+func pidKnown() bool { return false }

@@ -64,21 +64,12 @@ func (e *Engine) recordBatch(batch []*attempt) {
 	e.recordOne(batch[0])
 }
 
-// recordOne commits one attempt's outcome. When its worker's hooks make the
-// commit fail, the attempt is recorded as failed without them; when even
-// that fails (disk full, I/O error) it retries with a growing delay: until
-// it succeeds the job stays executing, so nothing is half-written or lost.
-// It gives up only when the engine is stopped hard; the job is then
-// rescued later.
+// recordOne commits one attempt's outcome, retrying with a growing delay
+// while the database refuses (disk full, I/O error): until it succeeds the
+// job stays executing, so nothing is half-written or lost. It gives up only
+// when the engine is stopped hard; the job is then rescued later.
 func (e *Engine) recordOne(a *attempt) {
-	batch := []*attempt{a}
-	err := e.tryRecord(batch)
-	if err != nil && (len(a.job.recordTx) > 0 || len(a.job.afterRecord) > 0) {
-		e.log.Error("record job outcome with its worker's changes; recording it as failed", "job_id", a.job.ID, "err", err)
-		a.job.recordTx, a.job.afterRecord = nil, nil
-		a.err = fmt.Errorf("record outcome: %w", err)
-		err = e.tryRecord(batch)
-	}
+	err := e.recordOnce(a)
 	delay := 50 * time.Millisecond
 	for err != nil {
 		e.log.Error("record job outcome; will retry", "job_id", a.job.ID, "err", err, "retry_in", delay)
@@ -90,9 +81,32 @@ func (e *Engine) recordOne(a *attempt) {
 			return
 		}
 		delay = min(delay*2, 5*time.Second)
-		err = e.tryRecord(batch)
+		err = e.recordOnce(a)
 	}
-	e.afterRecord(batch)
+	e.afterRecord([]*attempt{a})
+}
+
+// recordOnce tries to commit a's outcome with its worker's changes and, when
+// that fails, without them, as a failed attempt. Only when the second try
+// commits were the worker's changes the cause; when it fails too, the
+// database is (disk full, I/O error), and the changes are kept for the
+// next try, so a call that did connect is not recorded as failed.
+func (e *Engine) recordOnce(a *attempt) error {
+	batch := []*attempt{a}
+	err := e.tryRecord(batch)
+	if err == nil || (len(a.job.recordTx) == 0 && len(a.job.afterRecord) == 0) {
+		return err
+	}
+	recordTx, afterRecord, runErr := a.job.recordTx, a.job.afterRecord, a.err
+	a.job.recordTx, a.job.afterRecord = nil, nil
+	a.err = fmt.Errorf("record outcome: %w", err)
+	if err2 := e.tryRecord(batch); err2 != nil {
+		a.job.recordTx, a.job.afterRecord, a.err = recordTx, afterRecord, runErr
+		return err2
+	}
+	e.log.Error("the worker's changes made its outcome fail to commit; recorded the attempt as failed without them",
+		"job_id", a.job.ID, "err", err)
+	return nil
 }
 
 // outcomeSQL records the outcomes of a batch in one statement: ?1 is a JSON

@@ -29,18 +29,17 @@ type nodeRow struct {
 	HeartbeatAt int64  `db:"heartbeat_at"`
 }
 
-// dead reports whether the node's executing jobs may be rescued: its
-// heartbeat is older than NodeTimeout and, when it ran on this host, its
-// process is gone too (a machine that slept has stale heartbeats but live
-// processes).
+// dead reports whether the node's executing jobs may be rescued. On this
+// host the process decides: a node whose process is gone is dead at once
+// (a kill -9 and a restart need not wait for the heartbeat to go stale),
+// and one whose process lives is not, however old its heartbeat (a machine
+// that slept). Elsewhere, its heartbeat must be older than NodeTimeout.
+// The host name must therefore name one machine's process space.
 func (e *Engine) dead(n nodeRow, now time.Time) bool {
-	if now.Sub(fromMillis(n.HeartbeatAt)) <= e.cfg.NodeTimeout {
-		return false
+	if n.Host == e.host && n.PID > 0 && pidKnown() {
+		return !pidAlive(n.PID)
 	}
-	if n.Host == e.host && n.PID > 0 && pidAlive(n.PID) {
-		return false
-	}
-	return true
+	return now.Sub(fromMillis(n.HeartbeatAt)) > e.cfg.NodeTimeout
 }
 
 // Rescue returns the jobs of dead nodes that were left executing: those
