@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -135,9 +136,23 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 			args = append(args, string(*f.Status))
 		}
 	}
+	order := " ORDER BY name, id"
 	if f.Query != "" {
 		where = append(where, "name LIKE ? ESCAPE '\\'")
 		args = append(args, "%"+escapeLike(f.Query)+"%")
+		sparse, err := s.sparseName(ctx, f.Query)
+		if err != nil {
+			return nil, Cursor{}, err
+		}
+		if sparse {
+			// Few names match: the trigram index finds them (a superset: it
+			// folds more case than LIKE) and they are sorted. Walking the
+			// name index would read every name for a rare one; for a common
+			// one it finds a page of matches at once, so it stays.
+			where = append(where, "id IN (SELECT rowid FROM extraterrestrial_names WHERE name LIKE ?)")
+			args = append(args, "%"+f.Query+"%")
+			order = " ORDER BY +name, id"
+		}
 	}
 	if !f.After.IsZero() {
 		where = append(where, "(name, id) > (?, ?)")
@@ -151,7 +166,7 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY name, id LIMIT ?"
+	q += order + " LIMIT ?"
 	args = append(args, limit+1)
 
 	var rows []etRow
@@ -169,6 +184,32 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 		out[i] = r.extraterrestrial()
 	}
 	return out, next, nil
+}
+
+// sparseMatches is how many matching names make a search "common": below
+// it the trigram index and a sort serve it best, above it the name index.
+const sparseMatches = 20000
+
+// sparseName reports whether fewer than sparseMatches names contain q, as
+// far as the trigram index can tell (false when it cannot serve q).
+func (s *Store) sparseName(ctx context.Context, q string) (bool, error) {
+	if !trigramSearchable(q) {
+		return false, nil
+	}
+	var n int
+	err := s.Reader.GetContext(ctx, &n, `SELECT count(*) FROM (
+		SELECT 1 FROM extraterrestrial_names WHERE name LIKE ? LIMIT ?)`, "%"+q+"%", sparseMatches)
+	if err != nil {
+		return false, fmt.Errorf("search names: %w", err)
+	}
+	return n < sparseMatches, nil
+}
+
+// trigramSearchable reports whether the trigram index can serve a search
+// for q: it needs three characters, and a pattern without LIKE's wildcards
+// or escapes (those are matched by the plain LIKE alone).
+func trigramSearchable(q string) bool {
+	return utf8.RuneCountInString(q) >= 3 && !strings.ContainsAny(q, `%_\`)
 }
 
 func escapeLike(s string) string {

@@ -90,13 +90,55 @@ func (s *Store) ForceVersion(v int) error {
 	return s.withMigrate(func(m *migrate.Migrate) error { return m.Force(v) })
 }
 
-// Drop removes every table, including the migration bookkeeping.
+// Drop removes every table, including the migration bookkeeping. Virtual
+// tables go first, taking their shadow tables with them (golang-migrate's
+// own Drop trips over those), then the rest in any order: foreign keys are
+// off on this connection.
 func (s *Store) Drop() error {
-	return s.withMigrateOn(dsn(s.Path, dropPragmas, "_txlock=immediate"), func(m *migrate.Migrate) error { return m.Drop() })
+	db, err := sql.Open("sqlite", dsn(s.Path, dropPragmas, "_txlock=immediate"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	ctx := context.Background()
+	for _, which := range []string{
+		"sql LIKE 'CREATE VIRTUAL TABLE%'",
+		"name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+	} {
+		var names []string
+		rows, err := db.QueryContext(ctx, "SELECT name FROM sqlite_schema WHERE type = 'table' AND "+which)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return err
+			}
+			names = append(names, name)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, name := range names {
+			if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+quoteIdent(name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-// dropPragmas are the writer's without foreign keys: tables are dropped in
-// whatever order golang-migrate finds them, referenced ones included.
+// quoteIdent quotes an SQL identifier read from the schema.
+func quoteIdent(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+// dropPragmas are the writer's without foreign keys, so that tables can be
+// dropped in any order, referenced ones included.
 var dropPragmas = slices.DeleteFunc(slices.Clone(writerPragmas), func(p string) bool {
 	return strings.HasPrefix(p, "foreign_keys")
 })

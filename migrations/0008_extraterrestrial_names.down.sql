@@ -1,0 +1,4 @@
+DROP TRIGGER extraterrestrial_names_rename;
+DROP TRIGGER extraterrestrial_names_delete;
+DROP TRIGGER extraterrestrial_names_insert;
+DROP TABLE extraterrestrial_names;
