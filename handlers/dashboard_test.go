@@ -26,7 +26,6 @@ import (
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/stats"
-	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
 )
 
@@ -47,14 +46,7 @@ func dashSetup(t *testing.T) *dashBundle {
 	t.Helper()
 	ctx := context.Background()
 	b := &dashBundle{dbPath: filepath.Join(t.TempDir(), "dash.db"), joined: make(chan string, 64)}
-	st, err := store.Open(ctx, b.dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := migratedStore(t, b.dbPath)
 	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -225,12 +225,7 @@ func (h *Extraterrestrials) List(c echo.Context) error {
 	for i, et := range rows {
 		items[i] = extraterrestrialJSON(et)
 	}
-	var nextCursor *string
-	if !next.IsZero() {
-		s := next.String()
-		nextCursor = &s
-	}
-	return c.JSON(http.StatusOK, map[string]any{"items": items, "next_cursor": nextCursor})
+	return listJSON(c, items, next)
 }
 
 // PhoneHomeAPI answers POST /api/phone-home with {"enqueued": N}.

@@ -36,14 +36,7 @@ type live struct {
 func startLive(t *testing.T, ets int) *live {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "live.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := migratedStore(t, filepath.Join(t.TempDir(), "live.db"))
 	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
 		t.Fatal(err)
 	}

@@ -77,15 +77,7 @@ type jobsBundle struct {
 // engine's OnChange, as app.go wires them.
 func jobsSetup(t testing.TB, cfg handlers.JobsFeedConfig) *jobsBundle {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "jobs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := migratedStore(t, filepath.Join(t.TempDir(), "jobs.db"))
 	v, err := views.New()
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"net/http"
 	"net/url"
 	"strconv"
 
@@ -64,4 +65,15 @@ func pageURL(path string, filter [][2]string, query string, cursor store.Cursor)
 		return path
 	}
 	return path + "?" + v.Encode()
+}
+
+// listJSON answers a listing of the store as the API does:
+// {"items":[…],"next_cursor"}, the cursor null on the last page.
+func listJSON(c echo.Context, items any, next store.Cursor) error {
+	var nextCursor *string
+	if !next.IsZero() {
+		s := next.String()
+		nextCursor = &s
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": items, "next_cursor": nextCursor})
 }

@@ -642,12 +642,7 @@ func (h *Pets) APIList(c echo.Context) error {
 	for i, p := range rows {
 		items[i] = petJSON(h.Sim.State(p))
 	}
-	var nextCursor *string
-	if !next.IsZero() {
-		s := next.String()
-		nextCursor = &s
-	}
-	return c.JSON(http.StatusOK, map[string]any{"items": items, "next_cursor": nextCursor})
+	return listJSON(c, items, next)
 }
 
 // APIGet answers GET /api/pets/{id}.

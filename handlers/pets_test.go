@@ -59,14 +59,7 @@ func petSetup(t *testing.T) *petBundle {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "pets.db")
-	st, err := store.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := migratedStore(t, path)
 	v, err := views.New()
 	if err != nil {
 		t.Fatal(err)
