@@ -496,15 +496,12 @@ func (s *Sim) flushErr(ctx context.Context, force bool) (time.Duration, error) {
 	defer s.work.Unlock()
 	now := s.now()
 	touched, setChanged := s.watchers.Take()
-	s.mu.Lock()
-	for id := range s.dirty {
-		touched = append(touched, id)
-	}
-	clear(s.dirty)
+	touched = append(touched, s.takeDirty()...)
 	if setChanged {
+		s.mu.Lock()
 		s.activeDirty = true
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	slices.Sort(touched)
 	touched = slices.Compact(touched)
 	_, err := s.publishLive(ctx, touched, now)
