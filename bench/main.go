@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/phonehome/phonehome/bench/mdreport"
 )
 
 // scenarios are the names -only accepts, in the order they run.
@@ -76,7 +78,7 @@ func main() {
 	}
 	data := loadData(section)
 	date := time.Now().UTC().Format("2006-01-02 15:04 UTC")
-	machine := machineInfo()
+	machine := mdreport.Machine()
 	rev := appRevision()
 	log.Printf("%s; %s; phonehome at %s", machine, date, rev)
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -9,11 +8,11 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
+
+	"github.com/phonehome/phonehome/bench/mdreport"
 )
 
 // sectionHeading is the heading of the one section of BENCHMARKS.md this
@@ -53,37 +52,6 @@ func (d *scenarioData) add(system string, metrics map[string]float64) {
 // benchData is every scenario's latest numbers.
 type benchData struct {
 	Scenarios map[string]*scenarioData `json:"scenarios"`
-}
-
-// machineInfo describes this machine in one line.
-func machineInfo() string {
-	cpu := "unknown CPU"
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		s := bufio.NewScanner(f)
-		for s.Scan() {
-			if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	ram := "unknown RAM"
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			var kb int64
-			if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
-				ram = fmt.Sprintf("%.1f GiB RAM", float64(kb)/(1<<20))
-				break
-			}
-		}
-	}
-	kernel := ""
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		kernel = ", Linux " + strings.TrimSpace(string(b))
-	}
-	return fmt.Sprintf("%s, %d cores, %s, %s %s/%s%s", cpu, runtime.NumCPU(), ram, runtime.Version(),
-		runtime.GOOS, runtime.GOARCH, kernel)
 }
 
 // moduleVersions lists the versions of the modules that matter here.
@@ -437,31 +405,6 @@ func loadData(section string) *benchData {
 	return d
 }
 
-// splitSection cuts file into what comes before our section, the section
-// itself (heading included), and what follows it. A missing section is
-// empty, with before being the whole file.
-func splitSection(file string) (before, section, after string) {
-	lines := strings.SplitAfter(file, "\n")
-	start := -1
-	for i, l := range lines {
-		if strings.TrimRight(l, "\r\n") == sectionHeading {
-			start = i
-			break
-		}
-	}
-	if start < 0 {
-		return file, "", ""
-	}
-	end := len(lines)
-	for i := start + 1; i < len(lines); i++ {
-		if strings.HasPrefix(lines[i], "## ") || strings.HasPrefix(lines[i], "# ") {
-			end = i
-			break
-		}
-	}
-	return strings.Join(lines[:start], ""), strings.Join(lines[start:end], ""), strings.Join(lines[end:], "")
-}
-
 // readSection returns our section of the file at path ("" when the file or
 // the section is missing).
 func readSection(path string) (string, error) {
@@ -472,51 +415,13 @@ func readSection(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, section, _ := splitSection(string(b))
+	_, section, _ := mdreport.SplitSection(string(b), sectionHeading)
 	return section, nil
 }
 
-// writeSection replaces our section of the file at path with section,
-// leaving every other section as it is; it creates the file with a
-// one-line header when missing, and appends the section when absent.
+// writeSection replaces our section of the file at path with section.
 func writeSection(path, section string) error {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		b = []byte("# Benchmarks\n")
-		err = nil
-	}
-	if err != nil {
-		return err
-	}
-	before, old, after := splitSection(string(b))
-	if old == "" {
-		before = strings.TrimRight(before, "\n") + "\n\n"
-	}
-	if after != "" && !strings.HasSuffix(section, "\n\n") {
-		section = strings.TrimRight(section, "\n") + "\n\n"
-	}
-	out := before + section + after
-	if bytes.Equal([]byte(out), b) {
-		return nil
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".benchmarks-*.md")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.WriteString(out); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return mdreport.WriteSection(path, sectionHeading, section)
 }
 
 // appRevision names the phonehome commit being measured, and says so when

@@ -32,6 +32,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/bench/mdreport"
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
@@ -183,7 +184,7 @@ type RenderResult struct {
 func Run(ctx context.Context, w io.Writer, opts Options) (Results, error) {
 	opts.defaults()
 	flushEvery = opts.FlushEvery
-	res := Results{Date: time.Now().UTC(), Machine: machine(), Rows: opts.Rows}
+	res := Results{Date: time.Now().UTC(), Machine: mdreport.Machine(), Rows: opts.Rows}
 	// This process holds the server's end of every connection, and the
 	// clients' ends of all but the page clients' (those run in a child).
 	if _, err := raiseFiles(uint64(opts.PageClients + 2*max(opts.FullClients, opts.CampaignClients) + 1024)); err != nil {
@@ -237,21 +238,6 @@ func Run(ctx context.Context, w io.Writer, opts Options) (Results, error) {
 	}
 	report(w, res)
 	return res, nil
-}
-
-func machine() string {
-	host, _ := os.Hostname()
-	model := ""
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "model name") {
-				_, model, _ = strings.Cut(line, ":")
-				model = strings.TrimSpace(model)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs (%s), %s %s/%s", host, runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // prepareBase makes (or reuses) a database with rows generated

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phonehome/phonehome/bench/mdreport"
 	"github.com/phonehome/phonehome/bench/petsbench"
 )
 
@@ -59,7 +60,7 @@ func run(pets, watched, feeds int, tick time.Duration, out string) error {
 	if out == "" {
 		return nil
 	}
-	return replaceSection(out, "## LivePet (issue 4)", section)
+	return mdreport.WriteSection(out, "## LivePet (issue 4)", section)
 }
 
 func table(r petsbench.Results, pets, watched int, tick time.Duration) string {
@@ -73,10 +74,10 @@ func table(r petsbench.Results, pets, watched int, tick time.Duration) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## LivePet (issue 4)\n\n")
-	fmt.Fprintf(&b, "%s, %d cores (`GOMAXPROCS` %d), %s, %s. `cd bench && go run ./petsbench/cmd/petsbench`: the real binary, "+
+	fmt.Fprintf(&b, "%s (`GOMAXPROCS` %d), %s. `cd bench && go run ./petsbench/cmd/petsbench`: the real binary, "+
 		"%d pets seeded with `phonehome seed -pets`, the server started with `-pet-tick %s` (5× the default rate), %d pet pages "+
 		"kept open (one event stream each), then %d feeds of newly adopted pets timed from the POST to the event showing the fed hunger.\n\n",
-		machine(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), time.Now().UTC().Format("2006-01-02"), pets, tick, watched, len(r.FeedToEvent))
+		mdreport.Machine(), runtime.GOMAXPROCS(0), time.Now().UTC().Format("2006-01-02"), pets, tick, watched, len(r.FeedToEvent))
 	b.WriteString("| figure | measured | target | met |\n|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| seed %d pets (bulk insert) | %s | seconds | %s |\n", pets, r.Seed.Round(10*time.Millisecond), check(r.Seed < time.Minute))
 	fmt.Fprintf(&b, "| start-up to serving | %s | < 5 s | %s |\n", ms(r.StartToServing), check(r.StartToServing < 5*time.Second))
@@ -91,42 +92,4 @@ func table(r petsbench.Results, pets, watched int, tick time.Duration) string {
 		"so there is no periodic persist to time: a tick is the death sweep plus rendering the watched pets. " +
 		"In-process micro-benchmarks of the same paths: `go test -run '^$' -bench . -benchtime 20x ./pets/`.\n\n")
 	return b.String()
-}
-
-func machine() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
-		}
-	}
-	return runtime.GOARCH
-}
-
-// replaceSection replaces the section that starts with heading (up to the
-// next "## " heading) in path, or appends it.
-func replaceSection(path, heading, section string) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	text := string(old)
-	if text == "" {
-		text = "# Benchmarks\n\n"
-	}
-	start := strings.Index(text, heading+"\n")
-	if start < 0 {
-		if !strings.HasSuffix(text, "\n\n") {
-			text = strings.TrimRight(text, "\n") + "\n\n"
-		}
-		return os.WriteFile(path, []byte(text+section), 0o644)
-	}
-	end := len(text)
-	if next := strings.Index(text[start+len(heading):], "\n## "); next >= 0 {
-		end = start + len(heading) + next + 1
-	}
-	return os.WriteFile(path, []byte(text[:start]+section+text[end:]), 0o644)
 }
