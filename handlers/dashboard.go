@@ -39,7 +39,7 @@ func StatsStreamFor(seconds int) string {
 // DashboardHub is what the dashboard needs of the event hub.
 type DashboardHub interface {
 	hub
-	Register(stream string)
+	RegisterWindow(stream string, window int)
 	Clients() map[string]int
 }
 
@@ -61,22 +61,13 @@ type Dashboard struct {
 	metrics     http.Handler
 }
 
-// windowedHub is a hub that can keep a shorter resume window for a stream.
-type windowedHub interface {
-	RegisterWindow(stream string, window int)
-}
-
 // NewDashboard registers the stats streams with the hub and returns the
 // dashboard; set Stats before serving. Each stats event is a whole panel
-// (about 10–20 KB) that the next one replaces, so when the hub can keep a
-// per-stream resume window the stats streams keep only their last event.
+// (about 10–20 KB) that the next one replaces, so the stats streams keep
+// only their last event for resume.
 func NewDashboard(v *views.Views, h DashboardHub, version string, logger *slog.Logger) *Dashboard {
 	for _, s := range StatsRefresh {
-		if w, ok := h.(windowedHub); ok {
-			w.RegisterWindow(StatsStreamFor(s), 1)
-		} else {
-			h.Register(StatsStreamFor(s))
-		}
+		h.RegisterWindow(StatsStreamFor(s), 1)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

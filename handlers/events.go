@@ -26,11 +26,6 @@ func (h *Events) Routes(e *echo.Echo) {
 	e.GET("/events", h.Stream)
 }
 
-// keyedHub is a hub that can serve a subset of a stream (events.Hub).
-type keyedHub interface {
-	ServeKeys(w http.ResponseWriter, r *http.Request, stream string, after int64, keys []int64) error
-}
-
 // Stream streams one named stream. A client resumes with the Last-Event-ID
 // header (EventSource sends it on reconnect) or ?last_event_id= (the id a
 // page was rendered at); the header wins. ?ids=1,2,3 asks for only the
@@ -58,8 +53,8 @@ func (h *Events) Stream(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if kh, ok := h.Hub.(keyedHub); ok && keys != nil {
-		err = kh.ServeKeys(c.Response(), c.Request(), name, after, keys)
+	if keys != nil {
+		err = h.Hub.ServeKeys(c.Response(), c.Request(), name, after, keys)
 	} else {
 		err = h.Hub.Serve(c.Response(), c.Request(), name, after)
 	}

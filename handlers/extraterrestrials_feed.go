@@ -27,12 +27,6 @@ type ExtraterrestrialFeed struct {
 	wg    sync.WaitGroup
 }
 
-// keyPublisher is a hub that can address an event to the clients watching
-// one row (events.Hub).
-type keyPublisher interface {
-	PublishKey(stream, event string, key int64, data []byte) (int64, error)
-}
-
 // CountsEvent names the event that carries the campaign counts.
 const CountsEvent = "counts"
 
@@ -59,12 +53,7 @@ func (f *ExtraterrestrialFeed) Changed(et store.Extraterrestrial) {
 		f.log.Error("render extraterrestrial row", "id", et.ID, "err", err)
 		return
 	}
-	if kp, ok := f.hub.(keyPublisher); ok {
-		_, err = kp.PublishKey(ExtraterrestrialsStream, "", et.ID, html)
-	} else {
-		_, err = f.hub.Publish(ExtraterrestrialsStream, "", html)
-	}
-	if err != nil {
+	if _, err = f.hub.PublishKey(ExtraterrestrialsStream, "", et.ID, html); err != nil {
 		f.log.Debug("publish extraterrestrial row", "id", et.ID, "err", err)
 	}
 	select {

@@ -218,13 +218,7 @@ func (f *JobsFeed) flush(now time.Time) bool {
 }
 
 func (f *JobsFeed) publish(event string, key int64, data []byte) {
-	var err error
-	if kp, ok := f.hub.(keyPublisher); ok {
-		_, err = kp.PublishKey(JobsStream, event, key, data)
-	} else {
-		_, err = f.hub.Publish(JobsStream, event, data)
-	}
-	if err != nil {
+	if _, err := f.hub.PublishKey(JobsStream, event, key, data); err != nil {
 		f.log.Debug("publish job event", "event", event, "key", key, "err", err)
 	}
 }

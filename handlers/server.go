@@ -129,7 +129,11 @@ func wantsJSON(r *http.Request) bool {
 // hub is what the handlers need of the event hub.
 type hub interface {
 	Serve(w http.ResponseWriter, r *http.Request, stream string, after int64) error
+	// ServeKeys serves only the events about keys (and those about no key).
+	ServeKeys(w http.ResponseWriter, r *http.Request, stream string, after int64, keys []int64) error
 	Publish(stream, event string, data []byte) (int64, error)
+	// PublishKey publishes an event about one row, named by key.
+	PublishKey(stream, event string, key int64, data []byte) (int64, error)
 	LastID() int64
 	Has(stream string) bool
 }
