@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
@@ -43,9 +46,14 @@ type Config struct {
 	PruneAfter time.Duration
 	// PetTick is LivePet's tick (pets.DefaultTick).
 	PetTick time.Duration
-	// PersistEvery is accepted for LivePet's persistence interval; every
-	// pet change is committed when it happens, so nothing waits for it.
-	PersistEvery time.Duration
+	// Sync is SQLite's durability (store.SyncNormal when empty).
+	Sync store.Sync
+	// TLSCert and TLSKey, when set, are the PEM files to serve HTTPS (and
+	// HTTP/2) with.
+	TLSCert, TLSKey string
+	// AllowHosts are host names answered besides the bound address,
+	// localhost and loopback literals (see handlers.HostCheck).
+	AllowHosts []string
 }
 
 // App is the wired server: main.go is the only place things are built.
@@ -59,6 +67,7 @@ type App struct {
 	pets   *pets.Sim
 	jobs   *handlers.JobsFeed
 	stats  *stats.Collector
+	router *echo.Echo
 	server *http.Server
 	ln     net.Listener
 }
@@ -86,6 +95,13 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if err := checkExposure(cfg.Addr, cfg.Token); err != nil {
 		return nil, err
 	}
+	tlsConfig, err := loadTLS(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	if tlsConfig == nil && !isLoopback(cfg.Addr) {
+		logger.Warn("serving plain HTTP beyond this machine: the access token travels in clear; give -tls-cert and -tls-key to serve HTTPS", "addr", cfg.Addr)
+	}
 	v, err := views.New()
 	if err != nil {
 		return nil, err
@@ -95,7 +111,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (is another phonehome running? choose another -addr)", cfg.Addr, err)
 	}
-	st, fresh, err := openMigrated(ctx, cfg.DB)
+	st, fresh, err := openMigrated(ctx, cfg.DB, store.Options{Sync: cfg.Sync})
 	if err != nil {
 		return nil, err
 	}
@@ -199,11 +215,14 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		petPages,
 		dash,
 	)
+	a.router = router
+	router.Use(handlers.HostCheck(cfg.Addr, cfg.AllowHosts))
 	if cfg.Token != "" {
 		router.Use(handlers.RequireToken(cfg.Token))
 	}
 	a.server = &http.Server{
-		Handler:           router,
+		Handler:           handlers.AnswerHead(router),
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second, // event streams clear it for themselves
@@ -226,12 +245,40 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 // Addr is the address the server listens on (useful with port 0).
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
+// URL is the server's base address: https:// when it serves TLS.
+func (a *App) URL() string {
+	if a.server.TLSConfig != nil {
+		return "https://" + a.Addr()
+	}
+	return "http://" + a.Addr()
+}
+
+// loadTLS reads the certificate and key for -tls-cert and -tls-key; nil
+// when neither is given (plain HTTP).
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-tls-cert %s / -tls-key %s: %w (give a PEM certificate and its private key)", certFile, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
 // Run serves until ctx ends, then shuts down in order: HTTP (closing event
 // streams first), the job engine (running jobs get the grace period), the
 // feeds, and the database.
 func (a *App) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- a.server.Serve(a.ln) }()
+	go func() {
+		if a.server.TLSConfig != nil {
+			// The certificate is in TLSConfig; ServeTLS adds HTTP/2 by ALPN.
+			serveErr <- a.server.ServeTLS(a.ln, "", "")
+			return
+		}
+		serveErr <- a.server.Serve(a.ln)
+	}()
 
 	var err error
 	select {

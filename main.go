@@ -206,13 +206,24 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.Grace, "grace", 15*time.Second, "how long running jobs may finish at shutdown")
 	fs.DurationVar(&cfg.PruneAfter, "prune-after", 24*time.Hour, "how long completed, cancelled and discarded jobs are kept (negative: forever)")
 	fs.DurationVar(&cfg.PetTick, "pet-tick", pets.DefaultTick, "LivePet tick: pets age one tick and get 5 hungrier each")
-	fs.DurationVar(&cfg.PersistEvery, "persist-every", 60*time.Second, "LivePet persistence interval (accepted; every change is committed as it happens)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&cfg.Token, "token", "", "access `token` every request must carry; required when -addr is not a loopback address")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS (and HTTP/2) with the certificate in `file` (PEM; with -tls-key)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the private key of -tls-cert, in `file` (PEM)")
+	fs.Var((*hostList)(&cfg.AllowHosts), "allow-host", "also answer to the host `name` (repeatable, or comma-separated); the bound address, localhost and loopback addresses always work")
+	syncMode := fs.String("sync", string(store.SyncNormal), "SQLite durability: `normal` (a commit survives kill -9) or full (it also survives a power cut)")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
 	}
 	cfg.DB = *db
+	sync, err := store.ParseSync(*syncMode)
+	if err != nil {
+		return cfg, usageError{"-sync: " + err.Error()}
+	}
+	cfg.Sync = sync
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return cfg, usageError{"-tls-cert and -tls-key go together: give both files, or neither for plain HTTP"}
+	}
 	b, err := jobs.ParseBackoff(*backoff)
 	if err != nil {
 		return cfg, usageError{"-backoff: " + err.Error()}
@@ -233,9 +244,6 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	if cfg.PetTick < time.Millisecond {
 		return cfg, usageError{"-pet-tick: must be at least 1ms"}
 	}
-	if cfg.PersistEvery <= 0 {
-		return cfg, usageError{"-persist-every: must be a positive duration such as 60s"}
-	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, usageError{fmt.Sprintf("-addr: %q is not host:port", cfg.Addr)}
 	}
@@ -246,6 +254,26 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 		return cfg, usageError{fmt.Sprintf("-log-level: %q is not one of debug, info, warn, error", *logLevel)}
 	}
 	return cfg, nil
+}
+
+// hostList is the -allow-host flag: names given one per flag, or
+// separated by commas.
+type hostList []string
+
+func (h *hostList) String() string { return strings.Join(*h, ",") }
+
+func (h *hostList) Set(v string) error {
+	for name := range strings.SplitSeq(v, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if strings.ContainsAny(name, "/:@ ") {
+			return fmt.Errorf("%q is not a host name (give the name alone, without scheme or port)", name)
+		}
+		*h = append(*h, name)
+	}
+	return nil
 }
 
 // minTokenLength keeps tokens from being guessable by hand.
@@ -300,14 +328,14 @@ func serve(cfg Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("phonehome is listening", "url", "http://"+app.Addr(), "db", cfg.DB, "version", Version())
+	logger.Info("phonehome is listening", "url", app.URL(), "db", cfg.DB, "version", Version())
 	return app.Run(ctx)
 }
 
 // openMigrated opens the database and brings its schema up to date,
 // reporting whether it was new (no schema before).
-func openMigrated(ctx context.Context, path string) (*store.Store, bool, error) {
-	st, err := store.Open(ctx, path)
+func openMigrated(ctx context.Context, path string, opts store.Options) (*store.Store, bool, error) {
+	st, err := store.OpenWith(ctx, path, opts)
 	if err != nil {
 		return nil, false, err
 	}
@@ -337,7 +365,7 @@ func migrateCmd(path string, force int, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: schema marked clean at version %d\n", path, force)
 		return nil
 	}
-	st, _, err := openMigrated(ctx, path)
+	st, _, err := openMigrated(ctx, path, store.Options{})
 	if err != nil {
 		return err
 	}
@@ -352,7 +380,7 @@ func migrateCmd(path string, force int, stdout io.Writer) error {
 
 func seedCmd(path string, ets, petCount int, tick time.Duration, stdout io.Writer) error {
 	ctx := context.Background()
-	st, _, err := openMigrated(ctx, path)
+	st, _, err := openMigrated(ctx, path, store.Options{})
 	if err != nil {
 		return err
 	}
@@ -395,7 +423,7 @@ func resetCmd(path string, stdout io.Writer) error {
 		return fmt.Errorf("drop %s: %w", path, err)
 	}
 	st.Close()
-	st, _, err = openMigrated(ctx, path)
+	st, _, err = openMigrated(ctx, path, store.Options{})
 	if err != nil {
 		return err
 	}

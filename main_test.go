@@ -35,6 +35,12 @@ type testApp struct {
 // shuts it down early and reports Run's error.
 func startApp(t *testing.T, cfg Config) *testApp {
 	t.Helper()
+	return startAppLogged(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startAppLogged is startApp with the server's log going to logger.
+func startAppLogged(t *testing.T, cfg Config, logger *slog.Logger) *testApp {
+	t.Helper()
 	if cfg.DB == "" {
 		cfg.DB = filepath.Join(t.TempDir(), "phonehome.db")
 	}
@@ -45,7 +51,6 @@ func startApp(t *testing.T, cfg Config) *testApp {
 	if cfg.Grace == 0 {
 		cfg.Grace = 5 * time.Second
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	app, err := NewApp(ctx, cfg, logger)
 	if err != nil {
@@ -69,7 +74,7 @@ func startApp(t *testing.T, cfg Config) *testApp {
 		return runErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return &testApp{App: app, URL: "http://" + app.Addr(), DB: cfg.DB, stop: stop}
+	return &testApp{App: app, URL: app.URL(), DB: cfg.DB, stop: stop}
 }
 
 // subscribe opens the extraterrestrials stream, waits until the hub has
@@ -359,7 +364,10 @@ func TestCommandLine(t *testing.T) {
 		{name: "seed pets", args: []string{"seed", "-db", db, "-pets", "300"}, wantCode: 0, wantStdout: "added 300 pets"},
 		{name: "negative pets", args: []string{"seed", "-db", db, "-pets", "-1"}, wantCode: 2, wantStderr: "-pets"},
 		{name: "bad pet tick", args: []string{"-pet-tick", "0s"}, wantCode: 2, wantStderr: "-pet-tick"},
-		{name: "bad persist interval", args: []string{"-persist-every", "-1s"}, wantCode: 2, wantStderr: "-persist-every"},
+		{name: "removed persist interval", args: []string{"-persist-every", "60s"}, wantCode: 2, wantStderr: "-persist-every"},
+		{name: "bad sync", args: []string{"-sync", "off"}, wantCode: 2, wantStderr: "-sync"},
+		{name: "tls cert without key", args: []string{"-tls-cert", "cert.pem"}, wantCode: 2, wantStderr: "-tls-key"},
+		{name: "allow-host with a port", args: []string{"-allow-host", "example.com:80"}, wantCode: 2, wantStderr: "-allow-host"},
 		{name: "reset", args: []string{"reset", "-db", db}, wantCode: 0, wantStdout: "reset; added 10 seed extraterrestrials and 10 pets"},
 		{name: "not a database", args: []string{"migrate", "-db", notDB}, wantCode: 1, wantStderr: "not a SQLite database"},
 		{name: "missing folder", args: []string{"migrate", "-db", filepath.Join(dir, "no", "such", "x.db")}, wantCode: 1, wantStderr: "database folder"},
@@ -407,7 +415,7 @@ func TestServeRefusesPortInUse(t *testing.T) {
 }
 
 func TestEnvNames(t *testing.T) {
-	for flag, want := range map[string]string{"addr": "PHONEHOME_ADDR", "answer-rate": "PHONEHOME_ANSWER_RATE", "persist-every": "PHONEHOME_PERSIST_EVERY"} {
+	for flag, want := range map[string]string{"addr": "PHONEHOME_ADDR", "answer-rate": "PHONEHOME_ANSWER_RATE", "allow-host": "PHONEHOME_ALLOW_HOST"} {
 		if got := EnvName(flag); got != want {
 			t.Errorf("EnvName(%q) = %q, want %q", flag, got, want)
 		}

@@ -23,7 +23,7 @@ func ErrorHandler(logger *slog.Logger, v *views.Views, version string) echo.HTTP
 		}
 		status, msg := classify(err)
 		if status >= 500 {
-			logger.Error("request failed", "method", c.Request().Method, "uri", c.Request().RequestURI,
+			logger.Error("request failed", "method", c.Request().Method, "uri", RedactURI(c.Request().RequestURI),
 				"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err)
 		}
 		if wantsJSON(c.Request()) {

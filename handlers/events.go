@@ -53,6 +53,15 @@ func (h *Events) Stream(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if IsHead(c.Request()) {
+		// HEAD: the stream's status and headers, without the stream.
+		if !h.Hub.Has(name) {
+			return echo.NewHTTPError(http.StatusNotFound, "unknown stream "+strconv.Quote(name))
+		}
+		c.Response().Header().Set(echo.HeaderContentType, "text/event-stream")
+		c.Response().Header().Set(echo.HeaderCacheControl, "no-cache")
+		return c.NoContent(http.StatusOK)
+	}
 	if keys != nil {
 		err = h.Hub.ServeKeys(c.Response(), c.Request(), name, after, keys)
 	} else {

@@ -50,8 +50,12 @@ func NewServer(logger *slog.Logger, v *views.Views, version string, areas ...Rou
 			if v.Status >= 500 {
 				level = slog.LevelError
 			}
+			method := v.Method
+			if IsHead(c.Request()) {
+				method = http.MethodHead
+			}
 			logger.LogAttrs(c.Request().Context(), level, "request",
-				slog.String("method", v.Method), slog.String("uri", v.URI), slog.Int("status", v.Status),
+				slog.String("method", method), slog.String("uri", RedactURI(v.URI)), slog.Int("status", v.Status),
 				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID),
 				slog.String("remote_ip", v.RemoteIP))
 			return nil

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,11 +35,43 @@ type Store struct {
 	Path string
 }
 
+// Sync is how hard SQLite works to make a commit durable (PRAGMA
+// synchronous in WAL mode).
+type Sync string
+
+const (
+	// SyncNormal syncs the WAL at checkpoints only: a commit survives the
+	// process being killed (kill -9, a crash), but a power cut or an
+	// operating-system crash can lose the last commits (never corrupt the
+	// file). The default.
+	SyncNormal Sync = "normal"
+	// SyncFull syncs the WAL at every commit: a commit also survives a
+	// power cut, at the cost of one fsync per transaction.
+	SyncFull Sync = "full"
+)
+
+// ParseSync reads a -sync value: "normal" or "full".
+func ParseSync(s string) (Sync, error) {
+	switch Sync(strings.ToLower(s)) {
+	case SyncNormal:
+		return SyncNormal, nil
+	case SyncFull:
+		return SyncFull, nil
+	}
+	return "", fmt.Errorf("%q is not normal or full", s)
+}
+
+// Options are the settings Open takes beyond the file's path.
+type Options struct {
+	// Sync is the durability of a commit; empty means SyncNormal.
+	Sync Sync
+}
+
 // writerPragmas are applied to every writer connection through the DSN (a
-// PRAGMA run with Exec reaches only one pooled connection).
+// PRAGMA run with Exec reaches only one pooled connection); the synchronous
+// pragma is added by Open from Options.Sync.
 var writerPragmas = []string{
 	"journal_mode(WAL)",
-	"synchronous(NORMAL)",
 	"busy_timeout(5000)",
 	"foreign_keys(1)",
 	"temp_store(MEMORY)",
@@ -52,10 +85,22 @@ var readerPragmas = []string{
 	"cache_size(-32000)",
 }
 
-// Open opens (creating if needed) the database file at path and checks that it
-// is a SQLite database this process can write. It does not migrate: call
-// Migrate before using the tables.
+// Open opens (creating if needed) the database file at path with the
+// default Options and checks that it is a SQLite database this process can
+// write. It does not migrate: call Migrate before using the tables.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with explicit Options.
+func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
+	sync := opts.Sync
+	if sync == "" {
+		sync = SyncNormal
+	}
+	if _, err := ParseSync(string(sync)); err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
 	if path == "" {
 		return nil, errors.New("database path is empty")
 	}
@@ -64,7 +109,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			return nil, fmt.Errorf("database folder %s: %w", dir, err)
 		}
 	}
-	writer, err := sqlx.Open("sqlite", dsn(path, writerPragmas, "_txlock=immediate"))
+	pragmas := append(slices.Clip(writerPragmas), "synchronous("+strings.ToUpper(string(sync))+")")
+	writer, err := sqlx.Open("sqlite", dsn(path, pragmas, "_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
