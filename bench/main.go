@@ -34,6 +34,7 @@ func main() {
 	analysisPath := flag.String("analysis", "analysis.md", "markdown included as the section's analysis, if the file exists")
 	flag.StringVar(&dashVia, "dash-via", dashVia, "how the dashboard is measured: app (through the router) or lib (jobs.List and the engine's counts)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole command to this file")
+	flag.BoolVar(&countBatches, "count-batches", false, "W1, W2: set phonehome's Config.OnChange and report the committed batches of claims and outcomes (how many, how many of one job, jobs per batch)")
 	campaignRows := flag.Int("campaign-rows", 20_000, "extraterrestrials in the campaign scenario (River drains as many no-op jobs)")
 	appRoot := flag.String("app", "..", "the phonehome module's folder, built with go build for the campaign scenario")
 	appProfile := flag.String("app-cpuprofile", "", "campaign: the app's CPU profile, through its -cpuprofile flag (FILE, or FILE with .runN before the extension when -runs > 1)")

@@ -84,6 +84,7 @@ func runW1(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 		return nil, fmt.Errorf("bulk insert: %w", err)
 	}
 	insert := time.Since(t0)
+	resetBatches(q)
 	took, err := drain(ctx, q, done, func() string { return fmt.Sprintf("%d of %d jobs worked", worked.Load(), n) })
 	if err != nil {
 		return nil, err
@@ -94,14 +95,16 @@ func runW1(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 	if w := worked.Load(); w != int64(n) {
 		return nil, fmt.Errorf("handler ran %d times for %d jobs", w, n)
 	}
-	return map[string]float64{
+	m := map[string]float64{
 		"insert_s":     insert.Seconds(),
 		"insert_rate":  float64(n) / insert.Seconds(),
 		"drain_rate":   float64(n) / took.Seconds(),
 		"drain_s":      took.Seconds(),
 		"jobs":         float64(n),
 		"drain_worked": float64(worked.Load()),
-	}, nil
+	}
+	batchMetrics(q, m)
+	return m, nil
 }
 
 // expectedW2Attempts is how many attempts W2 makes in total for n jobs:
@@ -151,6 +154,7 @@ func runW2(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 	if err := q.InsertMany(ctx, seq(n)); err != nil {
 		return nil, fmt.Errorf("bulk insert: %w", err)
 	}
+	resetBatches(q)
 	took, err := drain(ctx, q, done, func() string {
 		return fmt.Sprintf("%d of %d jobs finished, %d attempts", finished.Load(), n, attempts.Load())
 	})
@@ -167,11 +171,13 @@ func runW2(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 	if got := attempts.Load(); got != int64(want) {
 		return nil, fmt.Errorf("%d attempts made, %d expected", got, want)
 	}
-	return map[string]float64{
+	m := map[string]float64{
 		"attempt_rate": float64(attempts.Load()) / took.Seconds(),
 		"drain_s":      took.Seconds(),
 		"attempts":     float64(attempts.Load()),
-	}, nil
+	}
+	batchMetrics(q, m)
+	return m, nil
 }
 
 // W3's pause after each job is random, uniform in [w3GapMin, w3GapMin +
