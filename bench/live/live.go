@@ -129,9 +129,10 @@ type FullResult struct {
 	Delivered     int64 // row events received, all clients
 	Missing       int64 // events some client did not receive
 	ClientsCut    int   // clients whose stream ended
-	// Latency is publish-to-client; CommitToPublish, measured in the
-	// server, is the rest of commit-to-client.
-	Latency         Latency
+	// PublishToClient is measured by the clients, from the event id (the
+	// publish time); CommitToPublish, measured in the server, is the rest
+	// of commit-to-client.
+	PublishToClient Latency
 	CommitToPublish Latency
 	// CommitToClient is what a user sees, measured on one more
 	// whole-stream client in the server's process.
@@ -153,9 +154,10 @@ type PagesResult struct {
 	Attempts          int64
 	Delivered         int64
 	CountsDelivered   int64
-	// Latency is publish-to-client; CommitToPublish, measured in the
-	// server, is the rest of commit-to-client.
-	Latency         Latency
+	// PublishToClient is measured by the clients, from the event id (the
+	// publish time); CommitToPublish, measured in the server, is the rest
+	// of commit-to-client.
+	PublishToClient Latency
 	CommitToPublish Latency
 	ServerCPU       float64
 	ClientsCut      int
@@ -173,7 +175,9 @@ type CampaignResult struct {
 	RowsChanged  int // watched rows the campaign changed
 	Stale        int // watched rows whose shown state differs from the database
 	Resyncs      int64
-	Latency      Latency
+	// CommitToClient is from the outcome's commit (the worker's OnCall) to
+	// the row's event reaching a page's client.
+	CommitToClient Latency
 }
 
 // RenderResult is the time to render one page variant.
@@ -612,7 +616,7 @@ func runFull(ctx context.Context, db string, o Options) (*FullResult, error) {
 	r.Delivered = rep.Rows
 	r.Missing = r.Changes*int64(o.FullClients) - rep.Rows
 	r.ClientsCut = rep.Ended
-	r.Latency = rep.Latency
+	r.PublishToClient = rep.PublishToClient
 	r.CommitToPublish = gap.summary()
 	r.CommitToClient = c2c.summary()
 	r.ClientCPU = rep.CPU.Seconds() / drained.Seconds()
@@ -622,7 +626,7 @@ func runFull(ctx context.Context, db string, o Options) (*FullResult, error) {
 		r.WritesPerEvent = float64(sysw) / float64(r.Delivered+probeConn.rows.Load())
 	}
 	fmt.Fprintf(o.Log, "%d changes in %v; delivered %d, missing %d, cut %d; publish-to-client %+v; commit-to-publish %+v; commit-to-client (probe) %+v\n",
-		r.Changes, elapsed.Round(time.Millisecond), r.Delivered, r.Missing, r.ClientsCut, r.Latency, r.CommitToPublish, r.CommitToClient)
+		r.Changes, elapsed.Round(time.Millisecond), r.Delivered, r.Missing, r.ClientsCut, r.PublishToClient, r.CommitToPublish, r.CommitToClient)
 	return r, nil
 }
 
@@ -725,11 +729,11 @@ func runPages(ctx context.Context, db string, o Options) (*PagesResult, error) {
 	}
 	r.Attempts = attempts.Load()
 	r.Delivered, r.CountsDelivered, r.ClientsCut = rep.Rows, rep.Counts, rep.Ended
-	r.Latency = rep.Latency
+	r.PublishToClient = rep.PublishToClient
 	r.CommitToPublish = gap.summary()
 	r.ServerCPU = cpu.Seconds() / elapsed.Seconds()
 	fmt.Fprintf(o.Log, "%d attempts; %d row events and %d counts delivered; cut %d; publish-to-client %+v; commit-to-publish %+v\n",
-		r.Attempts, r.Delivered, r.CountsDelivered, r.ClientsCut, r.Latency, r.CommitToPublish)
+		r.Attempts, r.Delivered, r.CountsDelivered, r.ClientsCut, r.PublishToClient, r.CommitToPublish)
 	return r, nil
 }
 
@@ -853,9 +857,9 @@ func runCampaign(ctx context.Context, db string, o Options) (*CampaignResult, er
 		time.Sleep(200 * time.Millisecond)
 	}
 	p.close()
-	r.Latency = lat.summary()
+	r.CommitToClient = lat.summary()
 	fmt.Fprintf(o.Log, "%d attempts (%.0f/s); %d rows watched, %d changed, %d stale; commit-to-client %+v\n",
-		r.Attempts, r.AttemptsPerS, r.RowsWatched, r.RowsChanged, r.Stale, r.Latency)
+		r.Attempts, r.AttemptsPerS, r.RowsWatched, r.RowsChanged, r.Stale, r.CommitToClient)
 	return r, nil
 }
 
@@ -998,7 +1002,7 @@ func report(w io.Writer, r Results) {
 		fmt.Fprintln(w, "|---|---|")
 		fmt.Fprintf(w, "| clients × rows changed per second | %d × %d |\n", f.Clients, f.Rate)
 		fmt.Fprintf(w, "| changes; events delivered; missing; clients cut | %d; %d; %d; %d |\n", f.Changes, f.Delivered, f.Missing, f.ClientsCut)
-		fmt.Fprintf(w, "| publish-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(f.Latency.P50), ms(f.Latency.P99), ms(f.Latency.Max))
+		fmt.Fprintf(w, "| publish-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(f.PublishToClient.P50), ms(f.PublishToClient.P99), ms(f.PublishToClient.Max))
 		fmt.Fprintf(w, "| commit-to-publish (in the server) p50 / p99 / max | %s / %s / %s |\n", ms(f.CommitToPublish.P50), ms(f.CommitToPublish.P99), ms(f.CommitToPublish.Max))
 		fmt.Fprintf(w, "| commit-to-client (one more whole-stream client, in the server's process) p50 / p99 / max | %s / %s / %s |\n", ms(f.CommitToClient.P50), ms(f.CommitToClient.P99), ms(f.CommitToClient.Max))
 		fmt.Fprintf(w, "| CPU (cores): server process; client process | %.2f; %.2f |\n", f.ServerCPU, f.ClientCPU)
@@ -1013,7 +1017,7 @@ func report(w io.Writer, r Results) {
 		fmt.Fprintf(w, "| memory per idle client: Go heap+stacks; RSS | %.1f KB; %.1f KB |\n", kb(pg.HeapPerClient), kb(pg.RSSPerClient))
 		fmt.Fprintf(w, "| goroutines, all clients connected and idle | %d |\n", pg.Goroutines)
 		fmt.Fprintf(w, "| campaign attempts; row events delivered; counts events delivered; clients cut | %d; %d; %d; %d |\n", pg.Attempts, pg.Delivered, pg.CountsDelivered, pg.ClientsCut)
-		fmt.Fprintf(w, "| publish-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(pg.Latency.P50), ms(pg.Latency.P99), ms(pg.Latency.Max))
+		fmt.Fprintf(w, "| publish-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(pg.PublishToClient.P50), ms(pg.PublishToClient.P99), ms(pg.PublishToClient.Max))
 		fmt.Fprintf(w, "| commit-to-publish (in the server) p50 / p99 / max | %s / %s / %s |\n", ms(pg.CommitToPublish.P50), ms(pg.CommitToPublish.P99), ms(pg.CommitToPublish.Max))
 		fmt.Fprintf(w, "| server CPU (cores, engine included) | %.2f |\n", pg.ServerCPU)
 		fmt.Fprintln(w)
@@ -1025,7 +1029,7 @@ func report(w io.Writer, r Results) {
 		fmt.Fprintf(w, "| engine | %d attempts, %.0f attempts/s |\n", c.Attempts, c.AttemptsPerS)
 		fmt.Fprintf(w, "| clients (each a different page) | %d |\n", c.Clients)
 		fmt.Fprintf(w, "| rows shown; changed by the campaign; stale at the end | %d; %d; **%d** |\n", c.RowsWatched, c.RowsChanged, c.Stale)
-		fmt.Fprintf(w, "| commit-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(c.Latency.P50), ms(c.Latency.P99), ms(c.Latency.Max))
+		fmt.Fprintf(w, "| commit-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(c.CommitToClient.P50), ms(c.CommitToClient.P99), ms(c.CommitToClient.Max))
 		fmt.Fprintln(w)
 	}
 }
