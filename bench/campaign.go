@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -77,6 +78,7 @@ func buildApp(ctx context.Context, root, dir string) (appBinary, error) {
 func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profile string) (map[string]float64, error) {
 	db := filepath.Join(dir, "campaign.db")
 	seed := exec.CommandContext(ctx, bin.Path, "seed", "-db", db, "-ets", strconv.Itoa(rows))
+	seed.Env = appEnv()
 	if out, err := seed.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("seed: %v: %s", err, out)
 	}
@@ -93,7 +95,9 @@ func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profi
 		return nil, err
 	}
 	base := "http://" + addr
-	args := []string{"-db", db, "-addr", addr, "-answer-rate", "1", "-backoff", "0s", "-log-level", "warn"}
+	// The flags, every other setting at its default (log level info:
+	// a completed call and a request log at debug, so nothing per row).
+	args := []string{"-db", db, "-addr", addr, "-answer-rate", "1", "-backoff", "0s"}
 	if profile != "" {
 		if !bin.CPUProfileFlag {
 			return nil, errors.New("-app-cpuprofile: this phonehome has no -cpuprofile flag (see bench/README.md)")
@@ -101,6 +105,7 @@ func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profi
 		args = append(args, "-cpuprofile", profile)
 	}
 	srv := exec.Command(bin.Path, args...)
+	srv.Env = appEnv()
 	var logs lockedBuffer
 	srv.Stdout, srv.Stderr = &logs, &logs
 	if err := srv.Start(); err != nil {
@@ -306,6 +311,19 @@ func (c *streamClient) read(ctx context.Context, u string, want int) error {
 			hasData = true
 		}
 	}
+}
+
+// appEnv is this process's environment without PHONEHOME_* variables:
+// every flag the app is not given reads one, and a variable left in the
+// shell (a token, a poll interval) must not change what is measured.
+func appEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PHONEHOME_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // countRows runs a count query on the database file, read-only.
