@@ -17,7 +17,7 @@ import (
 )
 
 // scenarios are the names -only accepts, in the order they run.
-var scenarios = []string{"w1", "w2", "w3", "raw", "dash"}
+var scenarios = []string{"w1", "w2", "w3", "raw", "dash", "campaign"}
 
 func main() {
 	log.SetFlags(0)
@@ -28,11 +28,16 @@ func main() {
 	nJobs := flag.Int("jobs", 100_000, "W1 jobs (W2 uses a tenth, raw SQLite the same number)")
 	dashJobs := flag.Int("dash-jobs", 1_000_000, "jobs in the table for the dashboard scenario")
 	w3Count := flag.Int("w3-count", 200, "W3 timed jobs")
+	w3Seed := flag.Uint64("w3-seed", 1, "seed of W3's random gaps between inserts (run r uses seed+r-1; every system gets the same gaps)")
 	systems := flag.String("systems", "phonehome,river,backlite", "comma-separated queues for W1–W3")
 	out := flag.String("out", "../BENCHMARKS.md", "file whose \"## Job queue (issue 3)\" section is replaced")
 	analysisPath := flag.String("analysis", "analysis.md", "markdown included as the section's analysis, if the file exists")
 	flag.StringVar(&dashVia, "dash-via", dashVia, "how the dashboard is measured: app (through the router) or lib (jobs.List and the engine's counts)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole command to this file")
+	flag.BoolVar(&countBatches, "count-batches", false, "W1, W2: set phonehome's Config.OnChange and report the committed batches of claims and outcomes (how many, how many of one job, jobs per batch)")
+	campaignRows := flag.Int("campaign-rows", 20_000, "extraterrestrials in the campaign scenario (River drains as many no-op jobs)")
+	appRoot := flag.String("app", "..", "the phonehome module's folder, built with go build for the campaign scenario")
+	appProfile := flag.String("app-cpuprofile", "", "campaign: the app's CPU profile, through its -cpuprofile flag (FILE, or FILE with .runN before the extension when -runs > 1)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -65,8 +70,15 @@ func main() {
 	if dashVia != "app" && dashVia != "lib" {
 		log.Fatalf("-dash-via: %q is neither app nor lib", dashVia)
 	}
-	if *runs < 1 || *nJobs < 10 || *dashJobs < 100 || *w3Count < 1 {
-		log.Fatal("-runs, -jobs, -dash-jobs and -w3-count must be positive (-jobs ≥ 10, -dash-jobs ≥ 100)")
+	if *runs < 1 || *nJobs < 10 || *dashJobs < 100 || *w3Count < 1 || *campaignRows < 1 {
+		log.Fatal("-runs, -jobs, -dash-jobs, -w3-count and -campaign-rows must be positive (-jobs ≥ 10, -dash-jobs ≥ 100)")
+	}
+	if *appProfile != "" {
+		abs, err := filepath.Abs(*appProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		*appProfile = abs
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -82,7 +94,27 @@ func main() {
 	rev := appRevision()
 	log.Printf("%s; %s; phonehome at %s", machine, date, rev)
 
-	sizes := map[string]int{"w1": *nJobs, "w2": max(*nJobs/10, 1), "w3": *w3Count, "raw": *nJobs, "dash": *dashJobs}
+	sizes := map[string]int{"w1": *nJobs, "w2": max(*nJobs/10, 1), "w3": *w3Count, "raw": *nJobs, "dash": *dashJobs,
+		"campaign": *campaignRows}
+
+	// The campaign runs the real binary, built once.
+	var app appBinary
+	if want["campaign"] {
+		binDir, err := os.MkdirTemp("", "jobsbench-app-")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(binDir)
+		if app, err = buildApp(ctx, *appRoot, binDir); err != nil {
+			os.RemoveAll(binDir)
+			log.Fatal(err)
+		}
+		if *appProfile != "" && !app.CPUProfileFlag {
+			os.RemoveAll(binDir)
+			log.Fatal("-app-cpuprofile: the phonehome built from " + *appRoot + " has no -cpuprofile flag on serve " +
+				"(and no /debug/pprof); see bench/README.md")
+		}
+	}
 	fresh := map[string]*scenarioData{}
 	for _, s := range scenarios {
 		if want[s] {
@@ -101,6 +133,25 @@ func main() {
 				measure(ctx, sd, run, s, "raw", func(dir string) (map[string]float64, error) {
 					return runRaw(ctx, dir, sizes[s])
 				})
+			case "campaign":
+				// The two take turns, the first one alternating between
+				// runs, so a drift in the machine's load hits both alike.
+				order := []string{"phonehome", "River"}
+				if run%2 == 0 {
+					order = []string{"River", "phonehome"}
+				}
+				for _, sys := range order {
+					measure(ctx, sd, run, s, sys, func(dir string) (map[string]float64, error) {
+						if sys == "River" {
+							return runW1(ctx, riverSystem, dir, sizes[s])
+						}
+						return runCampaign(ctx, app, dir, sizes[s], profilePath(*appProfile, run, *runs))
+					})
+				}
+				ph, rv := sd.Values["rows_rate|phonehome"], sd.Values["drain_rate|River"]
+				if len(ph) == run && len(rv) == run {
+					sd.Values["ratio|phonehome"] = append(sd.Values["ratio|phonehome"], ph[run-1]/rv[run-1])
+				}
 			case "dash":
 				measure(ctx, sd, run, s, "phonehome", func(dir string) (map[string]float64, error) {
 					m, how, order, err := dashboard(ctx, dir, sizes[s])
@@ -112,7 +163,10 @@ func main() {
 			default:
 				for _, sys := range syss {
 					fn := map[string]func(context.Context, queueSystem, string, int) (map[string]float64, error){
-						"w1": runW1, "w2": runW2, "w3": runW3,
+						"w1": runW1, "w2": runW2,
+						"w3": func(ctx context.Context, sys queueSystem, dir string, n int) (map[string]float64, error) {
+							return runW3(ctx, sys, dir, n, *w3Seed+uint64(run-1))
+						},
 					}[s]
 					measure(ctx, sd, run, s, sys.Name, func(dir string) (map[string]float64, error) {
 						return fn(ctx, sys, dir, sizes[s])

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
@@ -44,6 +45,53 @@ type phonehomeQueue struct {
 	st          *store.Store
 	eng         *jobs.Engine
 	maxAttempts int
+	batches     batchCount
+}
+
+// countBatches (-count-batches) makes phonehome's engine report every
+// committed batch of changed jobs (Config.OnChange, as the app sets it):
+// W1 and W2 then report how many batches the claims and outcomes took and
+// how many were of a single job.
+var countBatches bool
+
+// batchCount counts the batches Config.OnChange reports.
+type batchCount struct {
+	n, single, ids atomic.Int64
+}
+
+func (b *batchCount) add(ids []int64) {
+	b.n.Add(1)
+	b.ids.Add(int64(len(ids)))
+	if len(ids) == 1 {
+		b.single.Add(1)
+	}
+}
+
+func (b *batchCount) reset() {
+	b.n.Store(0)
+	b.single.Store(0)
+	b.ids.Store(0)
+}
+
+// batchMetrics adds the batch counts of q to m, when q counts them.
+func batchMetrics(q queueImpl, m map[string]float64) {
+	pq, ok := q.(*phonehomeQueue)
+	if !ok || !countBatches {
+		return
+	}
+	n := pq.batches.n.Load()
+	m["batches"] = float64(n)
+	m["single_batches"] = float64(pq.batches.single.Load())
+	if n > 0 {
+		m["jobs_per_batch"] = float64(pq.batches.ids.Load()) / float64(n)
+	}
+}
+
+// resetBatches forgets the batches counted so far (the bulk insert's).
+func resetBatches(q queueImpl) {
+	if pq, ok := q.(*phonehomeQueue); ok {
+		pq.batches.reset()
+	}
 }
 
 func openPhonehome(ctx context.Context, path string, maxAttempts int, h handler) (queueImpl, error) {
@@ -55,12 +103,17 @@ func openPhonehome(ctx context.Context, path string, maxAttempts int, h handler)
 		st.Close()
 		return nil, err
 	}
-	eng, err := jobs.New(st.Writer, jobs.Config{
+	q := &phonehomeQueue{st: st, maxAttempts: maxAttempts}
+	cfg := jobs.Config{
 		Queues:  map[string]int{"default": workers},
 		Backoff: jobs.FixedBackoff(0),
 		Logger:  discardLogger,
 		Reader:  st.Reader,
-	})
+	}
+	if countBatches {
+		cfg.OnChange = q.batches.add
+	}
+	eng, err := jobs.New(st.Writer, cfg)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -69,7 +122,8 @@ func openPhonehome(ctx context.Context, path string, maxAttempts int, h handler)
 		st.Close()
 		return nil, err
 	}
-	return &phonehomeQueue{st: st, eng: eng, maxAttempts: maxAttempts}, nil
+	q.eng = eng
+	return q, nil
 }
 
 func (q *phonehomeQueue) InsertMany(ctx context.Context, ns []int) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,7 @@ func runW1(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 		return nil, fmt.Errorf("bulk insert: %w", err)
 	}
 	insert := time.Since(t0)
+	resetBatches(q)
 	took, err := drain(ctx, q, done, func() string { return fmt.Sprintf("%d of %d jobs worked", worked.Load(), n) })
 	if err != nil {
 		return nil, err
@@ -93,14 +95,16 @@ func runW1(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 	if w := worked.Load(); w != int64(n) {
 		return nil, fmt.Errorf("handler ran %d times for %d jobs", w, n)
 	}
-	return map[string]float64{
+	m := map[string]float64{
 		"insert_s":     insert.Seconds(),
 		"insert_rate":  float64(n) / insert.Seconds(),
 		"drain_rate":   float64(n) / took.Seconds(),
 		"drain_s":      took.Seconds(),
 		"jobs":         float64(n),
 		"drain_worked": float64(worked.Load()),
-	}, nil
+	}
+	batchMetrics(q, m)
+	return m, nil
 }
 
 // expectedW2Attempts is how many attempts W2 makes in total for n jobs:
@@ -150,6 +154,7 @@ func runW2(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 	if err := q.InsertMany(ctx, seq(n)); err != nil {
 		return nil, fmt.Errorf("bulk insert: %w", err)
 	}
+	resetBatches(q)
 	took, err := drain(ctx, q, done, func() string {
 		return fmt.Sprintf("%d of %d jobs finished, %d attempts", finished.Load(), n, attempts.Load())
 	})
@@ -166,21 +171,42 @@ func runW2(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 	if got := attempts.Load(); got != int64(want) {
 		return nil, fmt.Errorf("%d attempts made, %d expected", got, want)
 	}
-	return map[string]float64{
+	m := map[string]float64{
 		"attempt_rate": float64(attempts.Load()) / took.Seconds(),
 		"drain_s":      took.Seconds(),
 		"attempts":     float64(attempts.Load()),
-	}, nil
+	}
+	batchMetrics(q, m)
+	return m, nil
 }
 
-// w3Gap is the pause after each W3 job, so every insert finds the workers
-// idle and the previous outcome written.
-const w3Gap = 20 * time.Millisecond
+// W3's pause after each job is random, uniform in [w3GapMin, w3GapMin +
+// w3GapSpread): long enough for the workers to be idle again and the
+// previous outcome written, and spread over a whole 50 ms period so that
+// no system's polling (River's is 50 ms) locks onto the inserts, as a fixed
+// 20 ms gap did (River's p50 came out at 30.5 ms in every run). The gaps are
+// drawn from a PCG seeded with w3Seed, so every system gets the same
+// sequence within a run.
+const (
+	w3GapMin    = 10 * time.Millisecond
+	w3GapSpread = 50 * time.Millisecond
+)
+
+// w3Gaps returns the count pauses of a W3 run drawn from seed.
+func w3Gaps(seed uint64, count int) []time.Duration {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed_3a7))
+	gaps := make([]time.Duration, count)
+	for i := range gaps {
+		gaps[i] = w3GapMin + time.Duration(rng.Int64N(int64(w3GapSpread)))
+	}
+	return gaps
+}
 
 // runW3 inserts one job at a time, count times, into a started queue with
 // idle workers, and measures insert-to-start: from just before the insert
-// call to the first line of the handler. It reports p50 and p99 in ms.
-func runW3(ctx context.Context, sys queueSystem, dir string, count int) (map[string]float64, error) {
+// call to the first line of the handler. It pauses between jobs for the
+// random gaps drawn from seed (w3Gaps). It reports p50 and p99 in ms.
+func runW3(ctx context.Context, sys queueSystem, dir string, count int, seed uint64) (map[string]float64, error) {
 	started := make(chan time.Time, 1)
 	h := func(int, int) error {
 		select {
@@ -209,6 +235,7 @@ func runW3(ctx context.Context, sys queueSystem, dir string, count int) (map[str
 	// first fetch) before measuring.
 	time.Sleep(500 * time.Millisecond)
 	const warmup = 3
+	gaps := w3Gaps(seed, count+warmup)
 	lat := make([]float64, 0, count)
 	for i := range count + warmup {
 		t0 := time.Now()
@@ -223,7 +250,7 @@ func runW3(ctx context.Context, sys queueSystem, dir string, count int) (map[str
 		case <-time.After(10 * time.Second):
 			return nil, fmt.Errorf("job %d did not start within 10 s of its insert", i)
 		}
-		time.Sleep(w3Gap)
+		time.Sleep(gaps[i])
 	}
 	stopped = true
 	stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)

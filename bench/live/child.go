@@ -28,14 +28,14 @@ func init() {
 type childReport struct {
 	Rows, Counts, Resyncs int64
 	Ended                 int
-	Latency               Latency
+	PublishToClient       Latency
 	CPU                   time.Duration
 	Err                   string
 }
 
 // childMain reads "port N", one path per line, and "go"; connects every
 // path; prints "connected"; waits for "stop"; prints its childReport as
-// JSON. Latency is measured from the event id, which the hub takes from
+// JSON. PublishToClient is measured from the event id, which the hub takes from
 // the clock (in microseconds) when it publishes.
 func childMain(in io.Reader, out io.Writer) int {
 	sc := bufio.NewScanner(in)
@@ -92,7 +92,7 @@ func childMain(in io.Reader, out io.Writer) int {
 			rep.Ended++
 		}
 	}
-	rep.Latency = lat.summary()
+	rep.PublishToClient = lat.summary()
 	rep.CPU = processCPU()
 	_ = json.NewEncoder(out).Encode(rep)
 	return 0

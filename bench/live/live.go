@@ -115,7 +115,8 @@ type Results struct {
 	Render   []RenderResult  `json:",omitempty"`
 }
 
-// Latency summarises commit-to-client latencies.
+// Latency summarises latencies: publish-to-client, commit-to-publish or
+// commit-to-client, as the field holding it says.
 type Latency struct {
 	N             int64
 	P50, P99, Max time.Duration
@@ -128,15 +129,19 @@ type FullResult struct {
 	Delivered     int64 // row events received, all clients
 	Missing       int64 // events some client did not receive
 	ClientsCut    int   // clients whose stream ended
-	// Latency is publish-to-client; CommitToPublish, measured in the
-	// server, is the rest of commit-to-client.
-	Latency         Latency
+	// PublishToClient is measured by the clients, from the event id (the
+	// publish time); CommitToPublish, measured in the server, is the rest
+	// of commit-to-client.
+	PublishToClient Latency
 	CommitToPublish Latency
-	ServerCPU       float64 // cores used by the server process
-	ClientCPU       float64 // cores used by the client process
-	HeapPerClient   int64   // Go heap+stacks per connected idle client, bytes
-	RSSPerClient    int64   // resident memory per connected idle client, bytes
-	WritesPerEvent  float64 // write system calls per event per client
+	// CommitToClient is what a user sees, measured on one more
+	// whole-stream client in the server's process.
+	CommitToClient Latency
+	ServerCPU      float64 // cores used by the server process
+	ClientCPU      float64 // cores used by the client process
+	HeapPerClient  int64   // Go heap+stacks per connected idle client, bytes
+	RSSPerClient   int64   // resident memory per connected idle client, bytes
+	WritesPerEvent float64 // write system calls per event per client
 }
 
 // PagesResult is the scenario of many clients each watching one page.
@@ -149,9 +154,10 @@ type PagesResult struct {
 	Attempts          int64
 	Delivered         int64
 	CountsDelivered   int64
-	// Latency is publish-to-client; CommitToPublish, measured in the
-	// server, is the rest of commit-to-client.
-	Latency         Latency
+	// PublishToClient is measured by the clients, from the event id (the
+	// publish time); CommitToPublish, measured in the server, is the rest
+	// of commit-to-client.
+	PublishToClient Latency
 	CommitToPublish Latency
 	ServerCPU       float64
 	ClientsCut      int
@@ -169,7 +175,9 @@ type CampaignResult struct {
 	RowsChanged  int // watched rows the campaign changed
 	Stale        int // watched rows whose shown state differs from the database
 	Resyncs      int64
-	Latency      Latency
+	// CommitToClient is from the outcome's commit (the worker's OnCall) to
+	// the row's event reaching a page's client.
+	CommitToClient Latency
 }
 
 // RenderResult is the time to render one page variant.
@@ -178,6 +186,8 @@ type RenderResult struct {
 	Path          string
 	N             int
 	P50, P99, Max time.Duration
+	// Matches is how many rows a search matches (0 for other pages).
+	Matches int
 }
 
 // Run runs the chosen scenarios and writes a Markdown report to w.
@@ -521,8 +531,33 @@ func runFull(ctx context.Context, db string, o Options) (*FullResult, error) {
 		HeapPerClient: (heap1 - heap0) / int64(o.FullClients), RSSPerClient: (rss1 - rss0) / int64(o.FullClients)}
 	fmt.Fprintf(o.Log, "%d clients connected: %d B heap, %d B RSS per client\n", o.FullClients, r.HeapPerClient, r.RSSPerClient)
 
-	var gap histogram
+	// One more whole-stream client, in this process, measures what a user
+	// sees: commit-to-client. Each change writes its sequence number as the
+	// row's attempt, which the row's event shows, and its commit time is
+	// stored under that number before the event is published. (Its reading
+	// adds one client's parsing to the server process's CPU.)
+	var gap, c2c histogram
 	total := o.FullRate*int(o.FullDuration/time.Second) + o.FullRate
+	commits := make([]atomic.Int64, total+1)
+	probe, err := newPoller(func(ev *event) {
+		if ev.name != "" || ev.try <= 0 || ev.try > total {
+			return
+		}
+		if at := commits[ev.try].Load(); at != 0 {
+			c2c.add(ev.at.Sub(time.Unix(0, at)))
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer probe.close()
+	probeConn, err := probe.dial(s.port, "/events?stream="+handlers.ExtraterrestrialsStream, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitClients(ctx, o.FullClients+1, time.Minute); err != nil {
+		return nil, err
+	}
 	cpu0, sysw0 := processCPU(), writeSyscalls()
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -557,6 +592,9 @@ func runFull(ctx context.Context, db string, o Options) (*FullResult, error) {
 			}
 			committed := time.Now()
 			for _, et := range batch {
+				commits[et.CommunicationAttempt].Store(committed.UnixNano())
+			}
+			for _, et := range batch {
 				s.feed.Changed(et)
 				gap.add(time.UnixMicro(s.hub.LastID()).Sub(committed))
 			}
@@ -567,7 +605,9 @@ func runFull(ctx context.Context, db string, o Options) (*FullResult, error) {
 	r.Changes = int64(seq)
 	time.Sleep(2 * time.Second) // the last events reach the clients
 	drained := time.Since(start)
-	cpu := processCPU() - cpu0
+	probe.close()
+	// The probe's reading is the client side: it is not the server's CPU.
+	cpu := processCPU() - cpu0 - probe.cpu
 	sysw := writeSyscalls() - sysw0
 	rep, err := clients.stop()
 	if err != nil {
@@ -576,15 +616,17 @@ func runFull(ctx context.Context, db string, o Options) (*FullResult, error) {
 	r.Delivered = rep.Rows
 	r.Missing = r.Changes*int64(o.FullClients) - rep.Rows
 	r.ClientsCut = rep.Ended
-	r.Latency = rep.Latency
+	r.PublishToClient = rep.PublishToClient
 	r.CommitToPublish = gap.summary()
+	r.CommitToClient = c2c.summary()
 	r.ClientCPU = rep.CPU.Seconds() / drained.Seconds()
 	r.ServerCPU = cpu.Seconds() / drained.Seconds()
 	if r.Delivered > 0 {
-		r.WritesPerEvent = float64(sysw) / float64(r.Delivered)
+		// The server wrote to the probe too.
+		r.WritesPerEvent = float64(sysw) / float64(r.Delivered+probeConn.rows.Load())
 	}
-	fmt.Fprintf(o.Log, "%d changes in %v; delivered %d, missing %d, cut %d; publish-to-client %+v; commit-to-publish %+v\n",
-		r.Changes, elapsed.Round(time.Millisecond), r.Delivered, r.Missing, r.ClientsCut, r.Latency, r.CommitToPublish)
+	fmt.Fprintf(o.Log, "%d changes in %v; delivered %d, missing %d, cut %d; publish-to-client %+v; commit-to-publish %+v; commit-to-client (probe) %+v\n",
+		r.Changes, elapsed.Round(time.Millisecond), r.Delivered, r.Missing, r.ClientsCut, r.PublishToClient, r.CommitToPublish, r.CommitToClient)
 	return r, nil
 }
 
@@ -687,11 +729,11 @@ func runPages(ctx context.Context, db string, o Options) (*PagesResult, error) {
 	}
 	r.Attempts = attempts.Load()
 	r.Delivered, r.CountsDelivered, r.ClientsCut = rep.Rows, rep.Counts, rep.Ended
-	r.Latency = rep.Latency
+	r.PublishToClient = rep.PublishToClient
 	r.CommitToPublish = gap.summary()
 	r.ServerCPU = cpu.Seconds() / elapsed.Seconds()
 	fmt.Fprintf(o.Log, "%d attempts; %d row events and %d counts delivered; cut %d; publish-to-client %+v; commit-to-publish %+v\n",
-		r.Attempts, r.Delivered, r.CountsDelivered, r.ClientsCut, r.Latency, r.CommitToPublish)
+		r.Attempts, r.Delivered, r.CountsDelivered, r.ClientsCut, r.PublishToClient, r.CommitToPublish)
 	return r, nil
 }
 
@@ -815,9 +857,9 @@ func runCampaign(ctx context.Context, db string, o Options) (*CampaignResult, er
 		time.Sleep(200 * time.Millisecond)
 	}
 	p.close()
-	r.Latency = lat.summary()
-	fmt.Fprintf(o.Log, "%d attempts (%.0f/s); %d rows watched, %d changed, %d stale; latency %+v\n",
-		r.Attempts, r.AttemptsPerS, r.RowsWatched, r.RowsChanged, r.Stale, r.Latency)
+	r.CommitToClient = lat.summary()
+	fmt.Fprintf(o.Log, "%d attempts (%.0f/s); %d rows watched, %d changed, %d stale; commit-to-client %+v\n",
+		r.Attempts, r.AttemptsPerS, r.RowsWatched, r.RowsChanged, r.Stale, r.CommitToClient)
 	return r, nil
 }
 
@@ -889,13 +931,16 @@ func runRender(ctx context.Context, db string, o Options) ([]RenderResult, error
 		return nil, err
 	}
 	deep := store.Cursor{Name: "Jubal-050000", ID: 499_997}
-	variants := []struct{ name, path string }{
-		{"first page", "/"},
-		{"deep page (cursor)", "/?cursor=" + deep.String()},
-		{"status filter", "/?status=no_answer"},
-		{"search, common", "/?q=korben-00"},
-		{"search, rare", "/?q=" + store.GeneratedName(o.Rows-1)},
-		{"rows fragment (resync)", "/extraterrestrials/rows"},
+	// The searches: a substring served by the trigram index (few names
+	// match), one that walks the name index (many match), and one name.
+	variants := []struct{ name, path, q string }{
+		{"first page", "/", ""},
+		{"deep page (cursor)", "/?cursor=" + deep.String(), ""},
+		{"status filter", "/?status=no_answer", ""},
+		{"search, common", "/?q=korben-00", "korben-00"},
+		{"search, very common", "/?q=kor", "kor"},
+		{"search, rare", "/?q=" + store.GeneratedName(o.Rows-1), store.GeneratedName(o.Rows - 1)},
+		{"rows fragment (resync)", "/extraterrestrials/rows", ""},
 	}
 	client := &http.Client{}
 	var out []RenderResult
@@ -915,6 +960,13 @@ func runRender(ctx context.Context, db string, o Options) ([]RenderResult, error
 		slices.Sort(times)
 		rr := RenderResult{Name: v.name, Path: v.path, N: n, P50: times[len(times)/2],
 			P99: times[min(len(times)-1, len(times)*99/100)], Max: times[len(times)-1]}
+		if v.q != "" {
+			// LIKE is what the page matches with (case-insensitive ASCII).
+			err := s.st.Reader.GetContext(ctx, &rr.Matches, "SELECT count(*) FROM extraterrestrials WHERE name LIKE ?", "%"+v.q+"%")
+			if err != nil {
+				return nil, err
+			}
+		}
 		fmt.Fprintf(o.Log, "%s: p50 %v p99 %v\n", v.name, rr.P50, rr.P99)
 		out = append(out, rr)
 	}
@@ -934,10 +986,14 @@ func report(w io.Writer, r Results) {
 	fmt.Fprintln(w, ".")
 	fmt.Fprintln(w)
 	if len(r.Render) > 0 {
-		fmt.Fprintln(w, "| page at 1M rows | p50 | p99 | max |")
+		fmt.Fprintf(w, "| page at %s rows | p50 | p99 | max |\n", grouped(int64(r.Rows)))
 		fmt.Fprintln(w, "|---|---|---|---|")
 		for _, x := range r.Render {
-			fmt.Fprintf(w, "| %s (`%s`, n=%d) | %s | %s | %s |\n", x.Name, truncate(x.Path, 40), x.N, ms(x.P50), ms(x.P99), ms(x.Max))
+			matches := ""
+			if strings.HasPrefix(x.Name, "search") {
+				matches = fmt.Sprintf(", %d matching", x.Matches)
+			}
+			fmt.Fprintf(w, "| %s (`%s`, n=%d%s) | %s | %s | %s |\n", x.Name, truncate(x.Path, 40), x.N, matches, ms(x.P50), ms(x.P99), ms(x.Max))
 		}
 		fmt.Fprintln(w)
 	}
@@ -946,8 +1002,9 @@ func report(w io.Writer, r Results) {
 		fmt.Fprintln(w, "|---|---|")
 		fmt.Fprintf(w, "| clients × rows changed per second | %d × %d |\n", f.Clients, f.Rate)
 		fmt.Fprintf(w, "| changes; events delivered; missing; clients cut | %d; %d; %d; %d |\n", f.Changes, f.Delivered, f.Missing, f.ClientsCut)
-		fmt.Fprintf(w, "| publish-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(f.Latency.P50), ms(f.Latency.P99), ms(f.Latency.Max))
+		fmt.Fprintf(w, "| publish-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(f.PublishToClient.P50), ms(f.PublishToClient.P99), ms(f.PublishToClient.Max))
 		fmt.Fprintf(w, "| commit-to-publish (in the server) p50 / p99 / max | %s / %s / %s |\n", ms(f.CommitToPublish.P50), ms(f.CommitToPublish.P99), ms(f.CommitToPublish.Max))
+		fmt.Fprintf(w, "| commit-to-client (one more whole-stream client, in the server's process) p50 / p99 / max | %s / %s / %s |\n", ms(f.CommitToClient.P50), ms(f.CommitToClient.P99), ms(f.CommitToClient.Max))
 		fmt.Fprintf(w, "| CPU (cores): server process; client process | %.2f; %.2f |\n", f.ServerCPU, f.ClientCPU)
 		fmt.Fprintf(w, "| write system calls per event per client | %.3f |\n", f.WritesPerEvent)
 		fmt.Fprintf(w, "| memory per idle client: Go heap+stacks; RSS | %.1f KB; %.1f KB |\n", kb(f.HeapPerClient), kb(f.RSSPerClient))
@@ -960,7 +1017,7 @@ func report(w io.Writer, r Results) {
 		fmt.Fprintf(w, "| memory per idle client: Go heap+stacks; RSS | %.1f KB; %.1f KB |\n", kb(pg.HeapPerClient), kb(pg.RSSPerClient))
 		fmt.Fprintf(w, "| goroutines, all clients connected and idle | %d |\n", pg.Goroutines)
 		fmt.Fprintf(w, "| campaign attempts; row events delivered; counts events delivered; clients cut | %d; %d; %d; %d |\n", pg.Attempts, pg.Delivered, pg.CountsDelivered, pg.ClientsCut)
-		fmt.Fprintf(w, "| publish-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(pg.Latency.P50), ms(pg.Latency.P99), ms(pg.Latency.Max))
+		fmt.Fprintf(w, "| publish-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(pg.PublishToClient.P50), ms(pg.PublishToClient.P99), ms(pg.PublishToClient.Max))
 		fmt.Fprintf(w, "| commit-to-publish (in the server) p50 / p99 / max | %s / %s / %s |\n", ms(pg.CommitToPublish.P50), ms(pg.CommitToPublish.P99), ms(pg.CommitToPublish.Max))
 		fmt.Fprintf(w, "| server CPU (cores, engine included) | %.2f |\n", pg.ServerCPU)
 		fmt.Fprintln(w)
@@ -972,12 +1029,21 @@ func report(w io.Writer, r Results) {
 		fmt.Fprintf(w, "| engine | %d attempts, %.0f attempts/s |\n", c.Attempts, c.AttemptsPerS)
 		fmt.Fprintf(w, "| clients (each a different page) | %d |\n", c.Clients)
 		fmt.Fprintf(w, "| rows shown; changed by the campaign; stale at the end | %d; %d; **%d** |\n", c.RowsWatched, c.RowsChanged, c.Stale)
-		fmt.Fprintf(w, "| commit-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(c.Latency.P50), ms(c.Latency.P99), ms(c.Latency.Max))
+		fmt.Fprintf(w, "| commit-to-client latency p50 / p99 / max | %s / %s / %s |\n", ms(c.CommitToClient.P50), ms(c.CommitToClient.P99), ms(c.CommitToClient.Max))
 		fmt.Fprintln(w)
 	}
 }
 
 func kb(b int64) float64 { return float64(b) / 1024 }
+
+// grouped writes n with thousands separators (1,000,000).
+func grouped(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
 
 func truncate(s string, n int) string {
 	if len(s) <= n {
