@@ -51,6 +51,9 @@ type Config struct {
 	// TLSCert and TLSKey, when set, are the PEM files to serve HTTPS (and
 	// HTTP/2) with.
 	TLSCert, TLSKey string
+	// CPUProfile, when set, is the file serve writes a CPU profile to
+	// (read by serve, not NewApp: a profile covers the whole process).
+	CPUProfile string
 	// AllowHosts are host names answered besides the bound address,
 	// localhost and loopback literals (see handlers.HostCheck).
 	AllowHosts []string

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -211,6 +212,7 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS (and HTTP/2) with the certificate in `file` (PEM; with -tls-key)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the private key of -tls-cert, in `file` (PEM)")
 	fs.Var((*hostList)(&cfg.AllowHosts), "allow-host", "also answer to the host `name` (repeatable, or comma-separated); the bound address, localhost and loopback addresses always work")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to `file` (for go tool pprof), complete at shutdown")
 	syncMode := fs.String("sync", string(store.SyncNormal), "SQLite durability: `normal` (a commit survives kill -9) or full (it also survives a power cut)")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
@@ -313,6 +315,13 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 // serve runs the server until SIGINT or SIGTERM.
 func serve(cfg Config, stderr io.Writer) error {
 	logger := newLogger(stderr, cfg.LogLevel)
+	if cfg.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	// One socket per live client: ten thousand clients need more files
 	// than the usual soft limit of 1,024 (Go raises it already; this says so).
 	if before, after, err := events.RaiseOpenFileLimit(); err != nil {
@@ -330,6 +339,23 @@ func serve(cfg Config, stderr io.Writer) error {
 	}
 	logger.Info("phonehome is listening", "url", app.URL(), "db", cfg.DB, "version", Version())
 	return app.Run(ctx)
+}
+
+// startCPUProfile profiles the whole process into path until the
+// returned function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // openMigrated opens the database and brings its schema up to date,

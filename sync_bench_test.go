@@ -138,4 +138,3 @@ type noopWorker struct{}
 
 func (noopWorker) Kind() string                          { return "noop" }
 func (noopWorker) Work(context.Context, *jobs.Job) error { return nil }
-
