@@ -498,7 +498,7 @@ func (h *Hub) write(c *client) {
 			return
 		}
 		bufs = bufs[:cap(bufs)]
-		clear(bufs) // do not keep events alive while waiting
+		clear(bufs)  // do not keep events alive while waiting
 		if !paging { // a replay goes out as fast as the client takes it
 			time.Sleep(h.cfg.FlushEvery)
 		}
