@@ -14,10 +14,17 @@
 // once per Config.FlushEvery, so a busy stream costs a few system calls per
 // client per second rather than one per event.
 //
-// A connection that cannot be taken over (HTTP/2, a wrapped writer) is
-// written by github.com/r3labs/sse/v2 instead, through a private r3labs
-// stream per client fed from the same queue (see inline.go); the wire
-// format is the same, and r3labs' own client reads both.
+// A connection that cannot be taken over (HTTP/2, as under TLS; a wrapped
+// writer) is written by github.com/r3labs/sse/v2 instead, through a private
+// r3labs stream per client fed from the same queue (see inline.go); the
+// wire format is the same, and r3labs' own client reads both.
+//
+// A client resuming from Last-Event-ID is sent what it missed from the
+// stream's window a page at a time, not through its queue: a replay may be
+// longer than the queue (the window of a busy stream is 8,192 events, the
+// queue 1,024), and is never a reason to cut a client off. Live events
+// follow the replay with no gap and no duplicate. A client that reads its
+// replay so slowly that the window moves past it gets a resync event.
 //
 // A client may ask for a subset of a stream: events published with a key
 // (an extraterrestrial's id, say) reach only the clients that subscribed to
@@ -458,8 +465,13 @@ func (h *Hub) write(c *client) {
 	var bufs net.Buffers
 	var replay []*wireEvent
 	for {
-		replay = h.page(c, replay[:0], replayPage)
+		replay = replay[:0]
 		c.mu.Lock()
+		if c.paging { // the stream's lock comes before the client's
+			c.mu.Unlock()
+			replay = h.page(c, replay, replayPage)
+			c.mu.Lock()
+		}
 		batch := c.queue
 		c.queue = nil
 		paging := c.paging
@@ -498,8 +510,9 @@ func (h *Hub) write(c *client) {
 			return
 		}
 		bufs = bufs[:cap(bufs)]
-		clear(bufs)  // do not keep events alive while waiting
-		if !paging { // a replay goes out as fast as the client takes it
+		clear(bufs) // do not keep events alive while waiting
+		// A replay goes out as fast as the client takes it.
+		if !paging {
 			time.Sleep(h.cfg.FlushEvery)
 		}
 	}
@@ -514,6 +527,15 @@ func (h *Hub) write(c *client) {
 // is a resync event instead. A client that is not paging (or was cut off
 // or is gone) gets nothing.
 func (h *Hub) page(c *client, buf []*wireEvent, limit int) []*wireEvent {
+	// paging is set only at join, before a writer runs, so once it is off
+	// it stays off: the common case costs no stream lock (which every
+	// Publish takes) per write.
+	c.mu.Lock()
+	paging := c.paging
+	c.mu.Unlock()
+	if !paging || limit <= 0 {
+		return buf
+	}
 	s := c.stream
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -521,9 +543,9 @@ func (h *Hub) page(c *client, buf []*wireEvent, limit int) []*wireEvent {
 	if c.cut || c.dead {
 		c.paging = false
 	}
-	paging := c.paging
+	paging = c.paging
 	c.mu.Unlock()
-	if !paging || limit <= 0 {
+	if !paging {
 		return buf
 	}
 	done := false
@@ -704,8 +726,9 @@ const MaxKeys = 1000
 
 // Serve streams one stream to one client. after is the id of the last
 // event the client has (from Last-Event-ID, or the id a page was rendered
-// at); 0 means none. Missed events still in the window are sent first; when
-// some are no longer there, a single resync event is sent instead.
+// at); 0 means none. Missed events still in the window are sent first,
+// however many (they are paged from the window, not queued); when some are
+// no longer there, a single resync event is sent instead.
 //
 // An HTTP/1.1 connection is taken over (hijacked) and Serve returns at once,
 // the stream living on until the client goes away, is cut off, or the hub
