@@ -83,7 +83,9 @@ type Config struct {
 	FlushEvery time.Duration
 	// WriteTimeout cuts a client off when a write to it blocks for longer
 	// (30 s; at least half of it): a reader that stopped reading and
-	// receives too few events to fill its queue.
+	// receives too few events to fill its queue. On a stream written by
+	// r3labs (HTTP/2), when events have waited that long for the client
+	// and it has taken none.
 	WriteTimeout time.Duration
 	// IdleStreamTTL is how long a stream declared with RegisterEphemeral
 	// lives on without clients (1 min); streams are swept at each
