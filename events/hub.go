@@ -14,10 +14,17 @@
 // once per Config.FlushEvery, so a busy stream costs a few system calls per
 // client per second rather than one per event.
 //
-// A connection that cannot be taken over (HTTP/2, a wrapped writer) is
-// written by github.com/r3labs/sse/v2 instead, through a private r3labs
-// stream per client fed from the same queue (see inline.go); the wire
-// format is the same, and r3labs' own client reads both.
+// A connection that cannot be taken over (HTTP/2, as under TLS; a wrapped
+// writer) is written by github.com/r3labs/sse/v2 instead, through a private
+// r3labs stream per client fed from the same queue (see inline.go); the
+// wire format is the same, and r3labs' own client reads both.
+//
+// A client resuming from Last-Event-ID is sent what it missed from the
+// stream's window a page at a time, not through its queue: a replay may be
+// longer than the queue (the window of a busy stream is 8,192 events, the
+// queue 1,024), and is never a reason to cut a client off. Live events
+// follow the replay with no gap and no duplicate. A client that reads its
+// replay so slowly that the window moves past it gets a resync event.
 //
 // A client may ask for a subset of a stream: events published with a key
 // (an extraterrestrial's id, say) reach only the clients that subscribed to
@@ -41,13 +48,30 @@ import (
 // missed changes and must be reloaded.
 const ResyncEvent = "resync"
 
+// The sizes the app runs with, named so that tests use the same ones.
+const (
+	// DefaultWindow is Config.Window's default.
+	DefaultWindow = 1024
+	// DefaultClientBuffer is Config.ClientBuffer's default.
+	DefaultClientBuffer = 1024
+	// LongWindow is the window of a busy stream whose clients should
+	// resume rather than resync after a long gap (RegisterWindow): the
+	// app's extraterrestrials stream. At 1,000 changes a second, a page
+	// that reconnects within about 8 s resumes instead of reloading its
+	// table. It is larger than DefaultClientBuffer, so a resume may replay
+	// more events than a client may queue: the replay is paged (see
+	// ServeKeys).
+	LongWindow = 8192
+)
+
 // Config tunes a Hub. Zero fields take the defaults.
 type Config struct {
 	// Window is how many recent events per stream are kept for
-	// Last-Event-ID resume (1024).
+	// Last-Event-ID resume (DefaultWindow).
 	Window int
-	// ClientBuffer is how many events may wait for one slow client before
-	// it is cut off (1024).
+	// ClientBuffer is how many live events may wait for one slow client
+	// before it is cut off (DefaultClientBuffer). A resume's replay does
+	// not count against it.
 	ClientBuffer int
 	// Heartbeat is the interval of the comment sent to every client (15 s).
 	Heartbeat time.Duration
@@ -59,7 +83,9 @@ type Config struct {
 	FlushEvery time.Duration
 	// WriteTimeout cuts a client off when a write to it blocks for longer
 	// (30 s; at least half of it): a reader that stopped reading and
-	// receives too few events to fill its queue.
+	// receives too few events to fill its queue. On a stream written by
+	// r3labs (HTTP/2), when events have waited that long for the client
+	// and it has taken none.
 	WriteTimeout time.Duration
 	// IdleStreamTTL is how long a stream declared with RegisterEphemeral
 	// lives on without clients (1 min); streams are swept at each
@@ -129,7 +155,10 @@ const closeGrace = time.Second
 type client struct {
 	stream *stream
 	keys   []int64 // sorted; nil wants every event
-	after  int64   // the last event id the client had when it connected
+	// after is the last event id the client had when it connected, then,
+	// while it catches up, the last one its replay has covered. Under
+	// stream.mu.
+	after int64
 
 	// conn is the hijacked connection; nil when the stream is written
 	// through the ResponseWriter (see serveInline).
@@ -144,17 +173,33 @@ type client struct {
 	deadline time.Time // the write deadline last set (writer only)
 	writing  bool      // a writer goroutine owns the connection's writes
 	cut      bool      // cut off: write what is queued (Close) or nothing, then close
+	closing  bool      // cut by Close, with grace (inline clients drain their queue)
 	dead     bool      // the connection failed or was closed: queue nothing more
 	left     bool      // removed from its stream (under stream.mu)
+	// paging: the client is catching up from its stream's window (a
+	// resume), a page at a time, rather than through its queue. Nothing is
+	// queued for it meanwhile: every event published is in the window, and
+	// the pager reaches it. So a replay of any length fits, however small
+	// the queue, and a client that reads its replay slowly is not cut off
+	// for it (if the window moves past it, it gets a resync). Set at join,
+	// cleared by the pager once it reached the end of the window; both
+	// under stream.mu, so an event published is either in the replay or
+	// queued, never both or neither.
+	paging bool
 }
+
+// replayPage is the most events of a replay taken from the window at a
+// time: the stream's lock is held for one page, and a hijacked client's
+// page goes out in one writev.
+const replayPage = 256
 
 // New makes a hub and starts its heartbeat.
 func New(cfg Config) *Hub {
 	if cfg.Window <= 0 {
-		cfg.Window = 1024
+		cfg.Window = DefaultWindow
 	}
 	if cfg.ClientBuffer <= 0 {
-		cfg.ClientBuffer = 1024
+		cfg.ClientBuffer = DefaultClientBuffer
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 15 * time.Second
@@ -388,7 +433,7 @@ func (c *client) wants(key int64) bool {
 // its writer. A client whose queue is full is cut off.
 func (h *Hub) enqueue(c *client, ev *wireEvent) {
 	c.mu.Lock()
-	if c.dead || c.cut {
+	if c.dead || c.cut || c.paging { // a paging client's pager reaches ev in the window
 		c.mu.Unlock()
 		return
 	}
@@ -414,16 +459,25 @@ func (h *Hub) enqueue(c *client, ev *wireEvent) {
 	}
 }
 
-// write is a hijacked client's writer: it writes everything queued in one
-// writev, waits FlushEvery so that what arrives meanwhile goes out
-// together, and exits once the queue is empty. Only one runs per client.
+// write is a hijacked client's writer: it writes the next page of its
+// replay, or everything queued, in one writev, waits FlushEvery so that
+// what arrives meanwhile goes out together, and exits once the replay is
+// over and the queue is empty. Only one runs per client.
 func (h *Hub) write(c *client) {
 	var bufs net.Buffers
+	var replay []*wireEvent
 	for {
+		replay = replay[:0]
 		c.mu.Lock()
+		if c.paging { // the stream's lock comes before the client's
+			c.mu.Unlock()
+			replay = h.page(c, replay, replayPage)
+			c.mu.Lock()
+		}
 		batch := c.queue
 		c.queue = nil
-		if len(batch) == 0 || c.dead {
+		paging := c.paging
+		if len(replay) == 0 && len(batch) == 0 && !paging || c.dead {
 			c.writing = false
 			closeNow := c.cut && !c.dead
 			c.mu.Unlock()
@@ -442,9 +496,13 @@ func (h *Hub) write(c *client) {
 		c.mu.Unlock()
 
 		bufs = bufs[:0]
+		for _, ev := range replay { // the replay comes before anything queued after it
+			bufs = append(bufs, ev.wire)
+		}
 		for _, ev := range batch {
 			bufs = append(bufs, ev.wire)
 		}
+		clear(replay)
 		clear(batch)
 		if _, err := bufs.WriteTo(c.conn); err != nil {
 			c.mu.Lock()
@@ -455,8 +513,90 @@ func (h *Hub) write(c *client) {
 		}
 		bufs = bufs[:cap(bufs)]
 		clear(bufs) // do not keep events alive while waiting
-		time.Sleep(h.cfg.FlushEvery)
+		// A replay goes out as fast as the client takes it.
+		if !paging {
+			time.Sleep(h.cfg.FlushEvery)
+		}
 	}
+}
+
+// page appends to buf the next piece of a paging client's replay: up to
+// limit of the events after c.after still in its stream's window, those it
+// wants. Once the piece reaches the end of the window the client stops
+// paging, under the stream's lock, so what is published next is queued for
+// it: nothing falls between replay and live events, and nothing is sent
+// twice. When the window has moved past the client's position, the piece
+// is a resync event instead. A client that is not paging (or was cut off
+// or is gone) gets nothing.
+func (h *Hub) page(c *client, buf []*wireEvent, limit int) []*wireEvent {
+	// paging is set only at join, before a writer runs, so once it is off
+	// it stays off: the common case costs no stream lock (which every
+	// Publish takes) per write.
+	c.mu.Lock()
+	paging := c.paging
+	c.mu.Unlock()
+	if !paging || limit <= 0 {
+		return buf
+	}
+	s := c.stream
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.mu.Lock()
+	if c.cut || c.dead {
+		c.paging = false
+	}
+	paging = c.paging
+	c.mu.Unlock()
+	if !paging {
+		return buf
+	}
+	done := false
+	if c.after < s.evicted {
+		h.mu.Lock()
+		last := h.lastID
+		h.mu.Unlock()
+		// Every event of this stream up to last is in the window (Publish
+		// holds s.mu from id to window), so the resync covers them all.
+		buf = append(buf, resyncEvent(last))
+		done = true
+	} else {
+		i := windowIndex(s.window, c.after+1)
+		for n := 0; i < len(s.window) && n < limit; i++ {
+			ev := s.window[i]
+			c.after = ev.id
+			if c.wants(ev.key) {
+				buf = append(buf, ev)
+				n++
+			}
+		}
+		done = i == len(s.window)
+	}
+	if done {
+		c.mu.Lock()
+		c.paging = false
+		c.mu.Unlock()
+	}
+	return buf
+}
+
+// windowIndex is the index of the first event of window with an id of at
+// least id (len(window) if none).
+func windowIndex(window []*wireEvent, id int64) int {
+	i, _ := slices.BinarySearchFunc(window, id, func(ev *wireEvent, id int64) int {
+		switch {
+		case ev.id < id:
+			return -1
+		case ev.id > id:
+			return 1
+		}
+		return 0
+	})
+	return i
+}
+
+// resyncEvent tells a client it may have missed events up to id.
+func resyncEvent(id int64) *wireEvent {
+	return &wireEvent{id: id, wire: encode(id, ResyncEvent, []byte("resync"))}
 }
 
 // cut ends a client's connection. A slow client gets no grace: its
@@ -469,6 +609,7 @@ func (h *Hub) cut(c *client, grace time.Duration) {
 		return
 	}
 	c.cut = true
+	c.closing = grace > 0
 	if c.conn == nil {
 		c.mu.Unlock()
 		close(c.done)
@@ -587,8 +728,9 @@ const MaxKeys = 1000
 
 // Serve streams one stream to one client. after is the id of the last
 // event the client has (from Last-Event-ID, or the id a page was rendered
-// at); 0 means none. Missed events still in the window are sent first; when
-// some are no longer there, a single resync event is sent instead.
+// at); 0 means none. Missed events still in the window are sent first,
+// however many (they are paged from the window, not queued); when some are
+// no longer there, a single resync event is sent instead.
 //
 // An HTTP/1.1 connection is taken over (hijacked) and Serve returns at once,
 // the stream living on until the client goes away, is cut off, or the hub
@@ -753,7 +895,10 @@ func (h *Hub) leave(c *client) {
 	h.report(s, seq, n)
 }
 
-// catchUp queues what a resuming client missed. Called with s.mu held.
+// catchUp starts a resuming client's replay, or queues a resync when what
+// it missed is no longer all in the window. The replay itself is paged
+// from the window by the client's writer (see page), never queued: it may
+// be longer than the client's queue. Called with s.mu held.
 func (h *Hub) catchUp(s *stream, c *client, last, floor int64) {
 	after := c.after
 	if after <= 0 {
@@ -761,21 +906,12 @@ func (h *Hub) catchUp(s *stream, c *client, last, floor int64) {
 	}
 	// Ids below floor-1 come from an earlier process; above last, from nowhere.
 	if after < floor-1 || after < s.evicted || after > last {
-		h.enqueue(c, &wireEvent{id: last, wire: encode(last, ResyncEvent, []byte("resync"))})
+		h.enqueue(c, resyncEvent(last))
 		return
 	}
-	i, _ := slices.BinarySearchFunc(s.window, after+1, func(ev *wireEvent, id int64) int {
-		switch {
-		case ev.id < id:
-			return -1
-		case ev.id > id:
-			return 1
-		}
-		return 0
-	})
-	for _, ev := range s.window[i:] {
-		if c.wants(ev.key) {
-			h.enqueue(c, ev)
-		}
+	if n := len(s.window); n > 0 && s.window[n-1].id > after {
+		c.mu.Lock()
+		c.paging = true
+		c.mu.Unlock()
 	}
 }

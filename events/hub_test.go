@@ -29,6 +29,7 @@ type bench struct {
 	hub    *events.Hub
 	srv    *httptest.Server
 	client *http.Client
+	protos chan int // setupH2 only: each request's HTTP major version
 }
 
 // setup starts a hub with cfg behind an httptest server and registers the
@@ -40,7 +41,25 @@ func setup(t *testing.T, cfg events.Config, streams ...string) *bench {
 	for _, s := range streams {
 		hub.Register(s)
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(serveEvents(hub, nil))
+	tr := &http.Transport{}
+	t.Cleanup(srv.Close)
+	t.Cleanup(tr.CloseIdleConnections)
+	t.Cleanup(hub.Close)
+	return &bench{hub: hub, srv: srv, client: &http.Client{Transport: tr}}
+}
+
+// serveEvents is the test servers' /events handler, parsing what the app's
+// does: ?stream=, Last-Event-ID (or ?last_event_id=) and ?ids=. When
+// protos is set, each request's HTTP major version is sent on it.
+func serveEvents(hub *events.Hub, protos chan<- int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if protos != nil {
+			select {
+			case protos <- r.ProtoMajor:
+			default:
+			}
+		}
 		var after int64
 		text := r.Header.Get("Last-Event-ID")
 		if text == "" {
@@ -79,12 +98,7 @@ func setup(t *testing.T, cfg events.Config, streams ...string) *bench {
 		case err != nil:
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
-	}))
-	tr := &http.Transport{}
-	t.Cleanup(srv.Close)
-	t.Cleanup(tr.CloseIdleConnections)
-	t.Cleanup(hub.Close)
-	return &bench{hub: hub, srv: srv, client: &http.Client{Transport: tr}}
+	})
 }
 
 // get sends GET /events?query with an optional Last-Event-ID header and
