@@ -135,7 +135,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	a.hub = events.New(events.Config{OnClients: watchers.Update})
 	// At 1,000 changes a second, a page that reconnects within about 8 s
 	// resumes instead of reloading its table (about 5 MB).
-	a.hub.RegisterWindow(handlers.ExtraterrestrialsStream, 8192)
+	a.hub.RegisterWindow(handlers.ExtraterrestrialsStream, events.LongWindow)
 	a.hub.Register(handlers.PetsStream)
 	a.hub.Register(handlers.JobsStream)
 	a.feed = handlers.NewExtraterrestrialFeed(st, v, a.hub, logger, cfg.CountsEvery)
