@@ -46,6 +46,9 @@ type hostileRequest struct {
 	want    []int
 	// msg is a piece of the error message (case-insensitive).
 	msg string
+	// plainOK accepts a plain-text error on a page route: the refusal of a
+	// cross-site request is written before any page exists.
+	plainOK bool
 }
 
 // manyIDs is "1,2,…,n".
@@ -74,9 +77,28 @@ var hostileWords = []string{"nope", "%00", "%E2%80%AE", "%3Cscript%3E", "..%2F..
 // htmx fragment saying the row is gone (htmx swaps no 404).
 var goneIsOK = []string{"GET /jobs/:id/panel"}
 
-// pendingPrefixes are routes other engineers are adding: they get the
-// generic cases until this file has cases for them.
-var pendingPrefixes = []string{"/jobs", "/api/jobs", "/api/queues", "/dashboard", "/metrics", "/api/stats"}
+// crossSite are the ways a browser says a request comes from another site's
+// page: the cross-origin protection refuses each with 403, before the
+// route sees it.
+var crossSite = []struct {
+	name   string
+	header map[string]string
+}{
+	{name: "cross-site browser request", header: map[string]string{"Sec-Fetch-Site": "cross-site"}},
+	{name: "same-site but another origin", header: map[string]string{"Sec-Fetch-Site": "same-site"}},
+	{name: "Origin of another site", header: map[string]string{"Origin": "https://evil.example"}},
+}
+
+// buttonCases are for a route that takes no input (a button): requests
+// from other sites' pages, which must change nothing.
+func buttonCases(method, target string) []hostileRequest {
+	var out []hostileRequest
+	for _, c := range crossSite {
+		out = append(out, hostileRequest{name: c.name, method: method, target: target, header: c.header,
+			want: []int{403}, msg: "cross-site", plainOK: true})
+	}
+	return out
+}
 
 // routeCases are the cases written for each route ("METHOD path"), on top
 // of the generic ones every route gets.
@@ -270,10 +292,10 @@ func routeCases() map[string][]hostileRequest {
 		"GET /":                       etList("/"),
 		"GET /extraterrestrials/rows": etList("/extraterrestrials/rows"),
 		"GET /api/extraterrestrials":  etList("/api/extraterrestrials"),
-		// The buttons take no input: the generic cases (wrong methods, an
-		// oversized body) are theirs.
-		"POST /phone-home":         nil,
-		"POST /api/phone-home":     nil,
+		// The buttons take no input: a request from another site's page
+		// is their hostile input (and the generic cases).
+		"POST /phone-home":         buttonCases("POST", "/phone-home"),
+		"POST /api/phone-home":     buttonCases("POST", "/api/phone-home"),
 		"GET /events":              stream,
 		"GET /healthz":             {{name: "unknown parameters", target: "/healthz?verbose=1&%00=1", want: []int{200}}},
 		"GET /static/*":            static,
@@ -304,8 +326,9 @@ func withTarget(method, target string, cases []hostileRequest) []hostileRequest 
 }
 
 // genericCases are what every route gets: bad values in each path
-// parameter, every method it does not answer, an oversized body, and
-// unknown query parameters.
+// parameter, every method it does not answer, an oversized body, unknown
+// query parameters, and for a route that changes things a request from
+// another site's page.
 func genericCases(r *echo.Route, methodsOf map[string][]string) []hostileRequest {
 	var out []hostileRequest
 	segments := strings.Split(r.Path, "/")
@@ -330,7 +353,7 @@ func genericCases(r *echo.Route, methodsOf map[string][]string) []hostileRequest
 		case strings.HasPrefix(s, ":id"):
 			for _, bad := range hostileIDs {
 				want := []int{400, 404}
-				if bad == "9223372036854775807" && slices.Contains(goneIsOK, r.Method+" "+r.Path) {
+				if bad == "9223372036854775807" && slices.Contains(goneIsOK, getOf(r.Method)+" "+r.Path) {
 					want = append(want, 200)
 				}
 				out = append(out, hostileRequest{name: "bad id " + bad, method: r.Method, target: fill(bad, i), want: want})
@@ -342,27 +365,81 @@ func genericCases(r *echo.Route, methodsOf map[string][]string) []hostileRequest
 		}
 	}
 	plain := fill("", -1)
-	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
 		if slices.Contains(methodsOf[r.Path], m) {
+			continue
+		}
+		if m == "HEAD" && slices.Contains(methodsOf[r.Path], "GET") {
+			// HEAD of a GET route is the GET's answer without its body
+			// (checked with the GET's own cases), not a wrong method.
 			continue
 		}
 		want := []int{405}
 		// Another route of this method may take the same path (GET
-		// /api/jobs/:id takes /api/jobs/bulk): it answers instead.
+		// /api/jobs/:id takes /api/jobs/bulk): it answers instead. A HEAD
+		// may be answered by a GET route.
 		for path, methods := range methodsOf {
-			if path != r.Path && slices.Contains(methods, m) && routeMatches(path, plain) {
+			if path != r.Path && (slices.Contains(methods, m) || m == "HEAD" && slices.Contains(methods, "GET")) && routeMatches(path, plain) {
 				want = []int{400, 404, 405, 422}
 			}
 		}
 		out = append(out, hostileRequest{name: "wrong method " + m, method: m, target: plain, want: want})
 	}
-	out = append(out, hostileRequest{name: "oversized body", method: r.Method, target: plain, size: MaxTestBody,
-		header: map[string]string{"Content-Type": "application/json"}, want: []int{413}, msg: "too large"})
-	if r.Method == "GET" {
+	if r.Method != "HEAD" { // a HEAD has no body to send
+		out = append(out, hostileRequest{name: "oversized body", method: r.Method, target: plain, size: MaxTestBody,
+			header: map[string]string{"Content-Type": "application/json"}, want: []int{413}, msg: "too large"})
+	}
+	switch r.Method {
+	case "GET", "HEAD":
 		// Unknown parameters are ignored; the answer is whatever the
 		// route answers, but never a server error.
-		out = append(out, hostileRequest{name: "unknown parameters", method: "GET", target: plain + "?zz%00=%FF&__proto__=1&%E2%80%AE=1",
+		out = append(out, hostileRequest{name: "unknown parameters", method: r.Method, target: plain + "?zz%00=%FF&__proto__=1&%E2%80%AE=1",
 			want: []int{200, 400, 404, 422}})
+	default:
+		c := crossSite[0]
+		out = append(out, hostileRequest{name: c.name, method: r.Method, target: plain, header: c.header,
+			want: []int{403}, msg: "cross-site", plainOK: true})
+	}
+	return out
+}
+
+// getOf is the method whose cases a request of method m shares: GET's for
+// HEAD.
+func getOf(m string) string {
+	if m == "HEAD" {
+		return "GET"
+	}
+	return m
+}
+
+// routeTarget is a path the route pattern matches: ids 1, other
+// parameters "default", a file for a trailing *.
+func routeTarget(pattern string) string {
+	parts := strings.Split(pattern, "/")
+	for i, s := range parts {
+		switch {
+		case strings.HasPrefix(s, ":id"):
+			parts[i] = "1"
+		case strings.HasPrefix(s, ":"):
+			parts[i] = "default"
+		case s == "*":
+			parts[i] = "app.css"
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+// headCases are the cases of a GET route sent as HEAD: the same statuses,
+// no body. Cases that need a body are left out.
+func headCases(get []hostileRequest) []hostileRequest {
+	var out []hostileRequest
+	for _, h := range get {
+		if h.body != "" || h.size > 0 {
+			continue
+		}
+		h.method = "HEAD"
+		h.name += " (HEAD)"
+		out = append(out, h)
 	}
 	return out
 }
@@ -448,6 +525,9 @@ func (h hostileRequest) send(t *testing.T, base string) (int, http.Header, strin
 	for k, v := range h.header {
 		req.Header.Set(k, v)
 	}
+	// A HEAD of a stream leaves its handler running: its connection must
+	// not be taken for the next request.
+	req.Close = h.method == "HEAD"
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -469,14 +549,29 @@ func (h hostileRequest) checkAnswer(status int, header http.Header, body string)
 	if !slices.Contains(h.want, status) {
 		return fmt.Sprintf("status %d, want one of %v; body %.300q", status, h.want, body)
 	}
+	path, _, _ := strings.Cut(h.target, "?")
+	ctype := header.Get("Content-Type")
+	if h.method == "HEAD" {
+		// No body to read a message in: the error's headers say what the
+		// GET's body would be.
+		switch {
+		case body != "":
+			return fmt.Sprintf("HEAD answered with a body: %.300q", body)
+		case status < 400:
+		case (strings.HasPrefix(path, "/api/") || path == "/events") && !strings.HasPrefix(ctype, "application/json"):
+			return fmt.Sprintf("HEAD of an API error: Content-Type %q, want JSON's", ctype)
+		case !strings.HasPrefix(path, "/api/") && path != "/events" && !strings.HasPrefix(path, "/static/") &&
+			!strings.HasPrefix(ctype, "text/html") && !(h.plainOK && strings.HasPrefix(ctype, "text/plain")):
+			return fmt.Sprintf("HEAD of a page's error: Content-Type %q, want a page's", ctype)
+		}
+		return ""
+	}
 	if status < 400 {
 		return ""
 	}
 	if strings.Contains(body, "goroutine ") || strings.Contains(body, ".go:") || strings.Contains(body, "panic") {
 		return fmt.Sprintf("a stack trace in the answer: %.300q", body)
 	}
-	path, _, _ := strings.Cut(h.target, "?")
-	ctype := header.Get("Content-Type")
 	var msg string
 	if strings.HasPrefix(path, "/api/") || path == "/events" {
 		var e map[string]any
@@ -488,7 +583,7 @@ func (h hostileRequest) checkAnswer(status int, header http.Header, body string)
 			return fmt.Sprintf(`want {"error": "one line"}, got %.300q`, body)
 		}
 		msg = m
-	} else if strings.HasPrefix(path, "/static/") {
+	} else if strings.HasPrefix(path, "/static/") || h.plainOK && strings.HasPrefix(ctype, "text/plain") {
 		// Files, not pages: the file server's plain answer.
 		msg = body
 	} else {
@@ -505,9 +600,11 @@ func (h hostileRequest) checkAnswer(status int, header http.Header, body string)
 
 // TestHostileInputOnEveryRoute sends bad requests to every route the App
 // registers: generic ones (bad ids, wrong methods, oversized bodies, unknown
-// parameters) to all, and the cases below to each route that has them. A
-// route with neither cases nor a place among the routes still being built
-// fails the test, asking for cases.
+// parameters, other sites' requests) to all, and the cases of routeCases to
+// each. A route without cases of its own fails the test, asking for them,
+// but for HEAD X, which gets the cases of GET X sent as HEAD: whether the
+// router lists HEAD routes, or the server answers HEAD for its GET routes
+// without them.
 func TestHostileInputOnEveryRoute(t *testing.T) {
 	app := startApp(t, Config{Backoff: jobs.FixedBackoff(time.Hour), PetTick: time.Hour})
 	e := hostileRouter(t, app)
@@ -552,18 +649,23 @@ func TestHostileInputOnEveryRoute(t *testing.T) {
 		}
 	}
 	covered := map[string]bool{}
+	var uncovered []string
+	headDerived := 0
 	for _, r := range routes {
 		key := r.Method + " " + r.Path
+		specific := cases[key]
+		covered[key] = true
+		if r.Method == "HEAD" && len(specific) == 0 && len(cases["GET "+r.Path]) > 0 {
+			specific = headCases(cases["GET "+r.Path])
+			covered["GET "+r.Path] = true
+			headDerived++
+		}
+		if len(specific) == 0 {
+			uncovered = append(uncovered, key)
+		}
 		t.Run(key, func(t *testing.T) {
-			specific, ok := cases[key]
-			covered[key] = ok
-			pending := slices.ContainsFunc(pendingPrefixes, func(p string) bool { return r.Path == p || strings.HasPrefix(r.Path, p+"/") })
-			switch {
-			case ok:
-			case pending:
-				t.Logf("%s has only the generic cases (being built by another engineer): add cases to routeCases in hostile_test.go", key)
-			default:
-				t.Errorf("%s has no cases in hostile_test.go: add some to routeCases (it got the generic ones)", key)
+			if len(specific) == 0 {
+				t.Errorf("%s has no cases in hostile_test.go: add some to routeCases (it got only the generic ones)", key)
 			}
 			for _, h := range genericCases(r, methodsOf) {
 				check(t, h)
@@ -574,6 +676,17 @@ func TestHostileInputOnEveryRoute(t *testing.T) {
 				}
 				check(t, h)
 			}
+			// HEAD served without routes of its own (the GET's answer
+			// without its body): the GET's cases, sent as HEAD.
+			if r.Method == "GET" && !slices.Contains(methodsOf[r.Path], "HEAD") {
+				probe := hostileRequest{method: "HEAD", target: routeTarget(r.Path), want: []int{405}}
+				if status, _, _ := probe.send(t, app.URL); status != http.StatusMethodNotAllowed {
+					headDerived++
+					for _, h := range headCases(specific) {
+						check(t, h)
+					}
+				}
+			}
 		})
 	}
 	t.Run("unknown routes", func(t *testing.T) {
@@ -581,6 +694,12 @@ func TestHostileInputOnEveryRoute(t *testing.T) {
 			check(t, h)
 		}
 	})
+	if len(uncovered) > 0 {
+		t.Errorf("%d routes have no cases of their own: %s", len(uncovered), strings.Join(uncovered, ", "))
+	}
+	if headDerived > 0 {
+		t.Logf("HEAD on %d GET routes got their GET's cases", headDerived)
+	}
 	for key := range cases {
 		if _, ok := covered[key]; !ok {
 			t.Logf("routeCases has cases for %s, which is not registered", key)
