@@ -141,9 +141,8 @@ func TestTokenGuardsEveryRouteButHealth(t *testing.T) {
 			t.Errorf("?token=: %d to %q, want 303 to /pets?alive=true (the token out of the address)", resp.StatusCode, resp.Header.Get("Location"))
 		}
 		checkTokenCookie(t, resp, false)
-		// Under TLS (-tls-cert/-tls-key) the same link must set the cookie
-		// Secure: that case belongs here, as checkTokenCookie(t, resp, true)
-		// on the answer of the HTTPS server.
+		// Under TLS the same link sets it Secure:
+		// TestTLSServesHTTP2WithASecureCookie (edge_test.go).
 	})
 
 	t.Run("writes", func(t *testing.T) {
