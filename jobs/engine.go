@@ -316,9 +316,11 @@ func (e *Engine) changed(ids []int64) {
 
 // Stop stops claiming jobs and waits for running ones to finish and be
 // recorded. When ctx ends first, running jobs' contexts are cancelled and
-// Stop waits briefly for them; a job that still does not return is left
-// executing, and is rescued once this node's heartbeat is stale (or at the
-// next Start of an engine with the same Node name).
+// Stop waits briefly (2 s) for them; a job that returns an error then was
+// interrupted by this stop, so its attempt is given back (the job is
+// available again, the attempt not counted). A job that still does not
+// return is left executing, and is rescued once this node's heartbeat is
+// stale (or at the next Start of an engine with the same Node name).
 func (e *Engine) Stop(ctx context.Context) error {
 	var err error
 	e.stopOnce.Do(func() {
@@ -506,6 +508,11 @@ func (e *Engine) execute(q *queue, j *Job) {
 	}
 	if err != nil && timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && e.workCtx.Err() == nil {
 		err = fmt.Errorf("timed out after %s: %w", timeout, err)
+	}
+	if err != nil && e.workCtx.Err() != nil && interruptible(err) {
+		// Our own hard stop cancelled it: the attempt did not fail, it
+		// was cut short, so it is given back, as a rescue would.
+		err = &interruptedError{err: err}
 	}
 	e.finished <- &attempt{job: j, queue: q, run: r, err: err, finishedAt: e.now(), duration: time.Since(start), queueTime: waited}
 }

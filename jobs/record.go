@@ -259,10 +259,19 @@ func (e *Engine) outcome(j *Job, finishedAt time.Time, runErr error) outcomeRow 
 	r := outcomeRow{ID: j.ID, At: finishedAt.UnixMilli()}
 	var cancel *cancelError
 	var snooze *snoozeError
+	var interrupted *interruptedError
 	switch {
 	case runErr == nil:
 		j.State = StateCompleted
 		j.CompletedAt = &finishedAt
+	case errors.As(runErr, &interrupted):
+		// Cut short by our own shutdown: available again at once, the
+		// attempt given back (not counted against max_attempts), and
+		// the interruption noted, as a rescue notes it.
+		j.State = StateAvailable
+		j.Attempt--
+		r.Snooze = 1
+		j.ScheduledAt = finishedAt
 	case errors.As(runErr, &snooze):
 		j.State = StateScheduled
 		j.Attempt--
@@ -279,12 +288,12 @@ func (e *Engine) outcome(j *Job, finishedAt time.Time, runErr error) outcomeRow 
 		j.ScheduledAt = finishedAt.Add(e.backoff(j))
 	}
 	r.State = j.State
-	if j.State == StateScheduled || j.State == StateRetryable {
+	if j.State == StateScheduled || j.State == StateRetryable || j.State == StateAvailable {
 		sched := j.ScheduledAt.UnixMilli()
 		r.Sched = &sched
 	}
 	if runErr != nil && snooze == nil {
-		ae := AttemptError{Attempt: j.Attempt, At: finishedAt.UTC(), Error: runErr.Error()}
+		ae := AttemptError{Attempt: j.Attempt + r.Snooze, At: finishedAt.UTC(), Error: runErr.Error()}
 		j.Errors = append(j.Errors, ae)
 		r.Err = &ae
 	}
