@@ -3,6 +3,7 @@ package jobs
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,15 +90,19 @@ const maxBatch = 256
 
 // Engine runs the queues of one process over the jobs table.
 type Engine struct {
-	db      *sqlx.DB
-	reader  *sqlx.DB
-	cfg     Config
-	log     *slog.Logger
-	host    string
-	pid     int
-	workers map[string]Worker
-	queues  map[string]*queue
-	cron    []*periodic
+	db     *sqlx.DB
+	reader *sqlx.DB
+	cfg    Config
+	log    *slog.Logger
+	host   string
+	pid    int
+	// bootID and procStart identify this process beyond its pid (see
+	// dead); empty and zero where the system does not tell.
+	bootID    string
+	procStart sql.NullInt64
+	workers   map[string]Worker
+	queues    map[string]*queue
+	cron      []*periodic
 
 	finished chan *attempt
 	// workCtx is the parent of every running job's context; cancelling it
@@ -202,12 +207,16 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 		log:        cfg.Logger,
 		host:       host,
 		pid:        os.Getpid(),
+		bootID:     bootID(),
 		workers:    map[string]Worker{},
 		queues:     map[string]*queue{},
 		finished:   make(chan *attempt, 1024),
 		stopping:   make(chan struct{}),
 		recorderGo: make(chan struct{}),
 		runs:       map[int64]*run{},
+	}
+	if ticks, ok := procStart(e.pid); ok {
+		e.procStart = sql.NullInt64{Int64: ticks, Valid: true}
 	}
 	for name, limit := range cfg.Queues {
 		if name == "" || limit < 1 {
