@@ -58,7 +58,9 @@ const (
 // It returns the job after the change; ErrNotFound for an unknown id;
 // ErrStateConflict for a completed, discarded or cancelled job.
 func (e *Engine) CancelJob(ctx context.Context, id int64) (*Job, error) {
+	e.claimGate.Lock()
 	j, err := e.actOne(ctx, id, "cancel", "scheduled, available, executing or retryable", e.cancelTx)
+	e.claimGate.Unlock()
 	if err == nil {
 		e.interrupt([]int64{id})
 	}
@@ -91,7 +93,9 @@ func (e *Engine) DeleteJob(ctx context.Context, id int64) error {
 // in one transaction, and returns how many it cancelled; other ids are
 // skipped.
 func (e *Engine) CancelJobs(ctx context.Context, ids []int64) (int, error) {
+	e.claimGate.Lock()
 	n, err := e.actMany(ctx, ids, "cancel", e.cancelTx)
+	e.claimGate.Unlock()
 	if n > 0 {
 		e.interrupt(ids)
 	}

@@ -124,9 +124,22 @@ type Engine struct {
 	unrecorded atomic.Int64
 
 	// runsMu guards runs: the attempts running in this engine, by job id,
-	// until their outcome is recorded.
+	// from their claim until their outcome is recorded.
 	runsMu sync.Mutex
 	runs   map[int64]*run
+	// claimGate makes a claim and the registration of its runs one step
+	// for CancelJob(s): a cancel sees every job claimed before it as
+	// running here (so it interrupts it, and a retry after it is refused
+	// while the worker runs), never one claimed but not yet registered.
+	// Claims share it; cancels take it alone.
+	claimGate sync.RWMutex
+	// afterClaim, set by tests only, runs after a claim's runs are
+	// registered and before they start.
+	afterClaim func(ids []int64)
+
+	// settingsMu makes storing a queue setting and applying it, and
+	// reading the stored settings and applying them, one step each.
+	settingsMu sync.Mutex
 
 	// pendingMu guards pending: ids inserted in callers' transactions,
 	// reported to OnChange at the next Wake.
@@ -143,6 +156,7 @@ type Engine struct {
 
 // run is one attempt running in this engine.
 type run struct {
+	ctx    context.Context
 	cancel context.CancelFunc
 	// byOperator is set when CancelJob cancelled it.
 	byOperator atomic.Bool
@@ -414,19 +428,28 @@ func (e *Engine) fill(q *queue) {
 			q.claimMu.Unlock()
 			return
 		}
+		e.claimGate.RLock()
 		jobs, err := e.claim(q.name, free)
 		if err != nil {
+			e.claimGate.RUnlock()
 			q.claimMu.Unlock()
 			e.log.Error("claim jobs", "queue", q.name, "err", err)
 			return
 		}
+		runs := e.register(jobs)
+		e.claimGate.RUnlock()
 		q.add(len(jobs))
 		q.claimMu.Unlock()
 		ids := make([]int64, len(jobs))
 		for i, j := range jobs {
 			ids[i] = j.ID
+		}
+		if e.afterClaim != nil {
+			e.afterClaim(ids)
+		}
+		for i, j := range jobs {
 			e.running.Add(1)
-			go e.execute(q, j)
+			go e.execute(q, j, runs[i])
 		}
 		e.changed(ids)
 		if len(jobs) < free {
@@ -487,15 +510,25 @@ func (e *Engine) prepare(ctx context.Context) error {
 	return nil
 }
 
-// execute runs one claimed attempt and hands its result to the recorder.
-func (e *Engine) execute(q *queue, j *Job) {
-	defer e.running.Done()
-	ctx, cancel := context.WithCancel(e.workCtx)
-	defer cancel()
-	r := &run{cancel: cancel}
+// register records claimed jobs as running here, each with the context its
+// worker will get.
+func (e *Engine) register(jobs []*Job) []*run {
+	runs := make([]*run, len(jobs))
 	e.runsMu.Lock()
-	e.runs[j.ID] = r
-	e.runsMu.Unlock()
+	defer e.runsMu.Unlock()
+	for i, j := range jobs {
+		ctx, cancel := context.WithCancel(e.workCtx)
+		runs[i] = &run{ctx: ctx, cancel: cancel}
+		e.runs[j.ID] = runs[i]
+	}
+	return runs
+}
+
+// execute runs one claimed attempt and hands its result to the recorder.
+func (e *Engine) execute(q *queue, j *Job, r *run) {
+	defer e.running.Done()
+	ctx := r.ctx
+	defer r.cancel()
 
 	w, ok := e.workers[j.Kind]
 	var timeout time.Duration
@@ -510,9 +543,14 @@ func (e *Engine) execute(q *queue, j *Job) {
 	e.observeStart(j, waited)
 	start := time.Now()
 	var err error
-	if ok {
+	switch {
+	case r.byOperator.Load():
+		// Cancelled by an operator between its claim and now: the row
+		// is cancelled, so nothing will be recorded; do not start it.
+		err = context.Canceled
+	case ok:
 		err = runWorker(ctx, w, j)
-	} else {
+	default:
 		err = fmt.Errorf("no worker registered for kind %q", j.Kind)
 	}
 	if err != nil && timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && e.workCtx.Err() == nil {
