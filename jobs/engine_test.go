@@ -1152,6 +1152,7 @@ func TestStopGraceOverrun(t *testing.T) {
 	begun := time.Now()
 	err := first.Stop(stopCtx)
 	took := time.Since(begun)
+	t.Logf("Stop returned after %s", took)
 	if err == nil || !strings.Contains(err.Error(), "left executing") {
 		t.Errorf("Stop = %v, want an error naming the job left executing", err)
 	}
