@@ -28,14 +28,25 @@ const (
 	cancelSQL = `UPDATE jobs SET state = 'cancelled', cancelled_at = ?2
 		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + cancellable + ` RETURNING id`
 	// A retried job that used all its attempts gets one more, as in Oban.
-	// A unique job is not retried while another copy of it is in flight.
-	retrySQL = `UPDATE jobs SET state = 'available', scheduled_at = ?2,
+	// A unique job is not retried while another copy of it is in flight,
+	// and of several finished copies of one unique job chosen together
+	// only the newest is: two would break the unique-in-flight index (and
+	// fail the whole statement), and one run is what retrying asks for.
+	retrySQL = `WITH chosen AS (
+			SELECT j.id, j.state, j.unique_key FROM json_each(?1) AS s JOIN jobs AS j ON j.id = s.value
+			WHERE j.state IN ` + retriable + `),
+		picked AS (
+			SELECT id FROM chosen WHERE unique_key IS NULL OR state IN ('scheduled', 'retryable')
+			UNION ALL
+			SELECT max(id) FROM chosen
+			WHERE unique_key IS NOT NULL AND state NOT IN ('scheduled', 'retryable') AND NOT EXISTS (
+				SELECT 1 FROM jobs AS other
+				WHERE other.unique_key = chosen.unique_key AND other.state IN ` + inFlight + `)
+			GROUP BY unique_key)
+		UPDATE jobs SET state = 'available', scheduled_at = ?2,
 		max_attempts = max(max_attempts, attempt + 1),
 		completed_at = NULL, cancelled_at = NULL, discarded_at = NULL
-		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + retriable + `
-		  AND (unique_key IS NULL OR state IN ('scheduled', 'retryable') OR NOT EXISTS (
-			SELECT 1 FROM jobs AS other
-			WHERE other.unique_key = jobs.unique_key AND other.state IN ` + inFlight + `))
+		WHERE id IN (SELECT id FROM picked)
 		RETURNING id`
 	deleteSQL = `DELETE FROM jobs
 		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + deletable + ` RETURNING id`
@@ -47,7 +58,9 @@ const (
 // It returns the job after the change; ErrNotFound for an unknown id;
 // ErrStateConflict for a completed, discarded or cancelled job.
 func (e *Engine) CancelJob(ctx context.Context, id int64) (*Job, error) {
+	e.claimGate.Lock()
 	j, err := e.actOne(ctx, id, "cancel", "scheduled, available, executing or retryable", e.cancelTx)
+	e.claimGate.Unlock()
 	if err == nil {
 		e.interrupt([]int64{id})
 	}
@@ -80,7 +93,9 @@ func (e *Engine) DeleteJob(ctx context.Context, id int64) error {
 // in one transaction, and returns how many it cancelled; other ids are
 // skipped.
 func (e *Engine) CancelJobs(ctx context.Context, ids []int64) (int, error) {
+	e.claimGate.Lock()
 	n, err := e.actMany(ctx, ids, "cancel", e.cancelTx)
+	e.claimGate.Unlock()
 	if n > 0 {
 		e.interrupt(ids)
 	}
@@ -157,6 +172,11 @@ func (e *Engine) retryTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64,
 	e.runsMu.Unlock()
 	var done []int64
 	if err := tx.SelectContext(ctx, &done, retrySQL, mustJSON(kept), e.now().UnixMilli()); err != nil {
+		if sqliteCode(err) == sqliteConstraint {
+			// Only the unique-in-flight index can refuse a retry: a
+			// copy of the job is in flight after all.
+			return nil, fmt.Errorf("%w: %w", ErrStateConflict, err)
+		}
 		return nil, err
 	}
 	return done, nil

@@ -327,3 +327,41 @@ func TestRetryUniqueJobWhileACopyIsInFlight(t *testing.T) {
 		t.Errorf("retry once no copy is in flight: %v", err)
 	}
 }
+
+// TestRetryTwoFinishedCopiesOfAUniqueJob: two campaigns that ended with no
+// answer leave two discarded copies of one unique job. Retrying both at
+// once retries one (the newest) and leaves the other, instead of failing
+// the whole statement on the unique-in-flight index; retrying the other on
+// its own then is a state conflict, not a database error.
+func TestRetryTwoFinishedCopiesOfAUniqueJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{poll: time.Hour}, funcWorker{kind: "unique", fn: func(context.Context, *jobs.Job) error {
+		return errors.New("no answer")
+	}})
+	older := b.insert(t, uniqueArgs{Key: "k"}, jobs.InsertOpts{MaxAttempts: 1})
+	b.waitState(t, older, jobs.StateDiscarded)
+	newer := b.insert(t, uniqueArgs{Key: "k"}, jobs.InsertOpts{MaxAttempts: 1})
+	b.waitState(t, newer, jobs.StateDiscarded)
+	plain := b.insert(t, testArgs{Name: "plain"}, jobs.InsertOpts{ScheduleIn: time.Hour})
+
+	n, err := b.eng.RetryJobs(b.ctx, []int64{older, newer, plain})
+	if err != nil || n != 2 {
+		t.Fatalf("bulk retry: n=%d err=%v, want 2 (one copy and the plain job)", n, err)
+	}
+	// The newer copy runs once more (and fails again); the older stays.
+	waitFor(t, waitTimeout, func() bool {
+		j := b.get(t, newer)
+		return j.State == jobs.StateDiscarded && j.Attempt == 2
+	})
+	if j := b.get(t, older); j.State != jobs.StateDiscarded || j.Attempt != 1 {
+		t.Errorf("older copy %s attempt %d, want left discarded after attempt 1", j.State, j.Attempt)
+	}
+	// With a third copy waiting, retrying a finished one alone conflicts.
+	b.insert(t, uniqueArgs{Key: "k"}, jobs.InsertOpts{ScheduleIn: time.Hour})
+	if _, err := b.eng.RetryJob(b.ctx, older); !errors.Is(err, jobs.ErrStateConflict) {
+		t.Errorf("retry the older copy while another is in flight: %v, want ErrStateConflict", err)
+	}
+	if n, err := b.eng.RetryJobs(b.ctx, []int64{older, newer}); err != nil || n != 0 {
+		t.Errorf("bulk retry while another copy is in flight: n=%d err=%v, want 0", n, err)
+	}
+}

@@ -3,6 +3,7 @@ package jobs
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,15 +90,19 @@ const maxBatch = 256
 
 // Engine runs the queues of one process over the jobs table.
 type Engine struct {
-	db      *sqlx.DB
-	reader  *sqlx.DB
-	cfg     Config
-	log     *slog.Logger
-	host    string
-	pid     int
-	workers map[string]Worker
-	queues  map[string]*queue
-	cron    []*periodic
+	db     *sqlx.DB
+	reader *sqlx.DB
+	cfg    Config
+	log    *slog.Logger
+	host   string
+	pid    int
+	// bootID and procStart identify this process beyond its pid (see
+	// dead); empty and zero where the system does not tell.
+	bootID    string
+	procStart sql.NullInt64
+	workers   map[string]Worker
+	queues    map[string]*queue
+	cron      []*periodic
 
 	finished chan *attempt
 	// workCtx is the parent of every running job's context; cancelling it
@@ -119,9 +124,22 @@ type Engine struct {
 	unrecorded atomic.Int64
 
 	// runsMu guards runs: the attempts running in this engine, by job id,
-	// until their outcome is recorded.
+	// from their claim until their outcome is recorded.
 	runsMu sync.Mutex
 	runs   map[int64]*run
+	// claimGate makes a claim and the registration of its runs one step
+	// for CancelJob(s): a cancel sees every job claimed before it as
+	// running here (so it interrupts it, and a retry after it is refused
+	// while the worker runs), never one claimed but not yet registered.
+	// Claims share it; cancels take it alone.
+	claimGate sync.RWMutex
+	// afterClaim, set by tests only, runs after a claim's runs are
+	// registered and before they start.
+	afterClaim func(ids []int64)
+
+	// settingsMu makes storing a queue setting and applying it, and
+	// reading the stored settings and applying them, one step each.
+	settingsMu sync.Mutex
 
 	// pendingMu guards pending: ids inserted in callers' transactions,
 	// reported to OnChange at the next Wake.
@@ -138,6 +156,7 @@ type Engine struct {
 
 // run is one attempt running in this engine.
 type run struct {
+	ctx    context.Context
 	cancel context.CancelFunc
 	// byOperator is set when CancelJob cancelled it.
 	byOperator atomic.Bool
@@ -202,12 +221,16 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 		log:        cfg.Logger,
 		host:       host,
 		pid:        os.Getpid(),
+		bootID:     bootID(),
 		workers:    map[string]Worker{},
 		queues:     map[string]*queue{},
 		finished:   make(chan *attempt, 1024),
 		stopping:   make(chan struct{}),
 		recorderGo: make(chan struct{}),
 		runs:       map[int64]*run{},
+	}
+	if ticks, ok := procStart(e.pid); ok {
+		e.procStart = sql.NullInt64{Int64: ticks, Valid: true}
 	}
 	for name, limit := range cfg.Queues {
 		if name == "" || limit < 1 {
@@ -316,9 +339,11 @@ func (e *Engine) changed(ids []int64) {
 
 // Stop stops claiming jobs and waits for running ones to finish and be
 // recorded. When ctx ends first, running jobs' contexts are cancelled and
-// Stop waits briefly for them; a job that still does not return is left
-// executing, and is rescued once this node's heartbeat is stale (or at the
-// next Start of an engine with the same Node name).
+// Stop waits briefly (2 s) for them; a job that returns an error then was
+// interrupted by this stop, so its attempt is given back (the job is
+// available again, the attempt not counted). A job that still does not
+// return is left executing, and is rescued once this node's heartbeat is
+// stale (or at the next Start of an engine with the same Node name).
 func (e *Engine) Stop(ctx context.Context) error {
 	var err error
 	e.stopOnce.Do(func() {
@@ -403,19 +428,28 @@ func (e *Engine) fill(q *queue) {
 			q.claimMu.Unlock()
 			return
 		}
+		e.claimGate.RLock()
 		jobs, err := e.claim(q.name, free)
 		if err != nil {
+			e.claimGate.RUnlock()
 			q.claimMu.Unlock()
 			e.log.Error("claim jobs", "queue", q.name, "err", err)
 			return
 		}
+		runs := e.register(jobs)
+		e.claimGate.RUnlock()
 		q.add(len(jobs))
 		q.claimMu.Unlock()
 		ids := make([]int64, len(jobs))
 		for i, j := range jobs {
 			ids[i] = j.ID
+		}
+		if e.afterClaim != nil {
+			e.afterClaim(ids)
+		}
+		for i, j := range jobs {
 			e.running.Add(1)
-			go e.execute(q, j)
+			go e.execute(q, j, runs[i])
 		}
 		e.changed(ids)
 		if len(jobs) < free {
@@ -476,15 +510,25 @@ func (e *Engine) prepare(ctx context.Context) error {
 	return nil
 }
 
-// execute runs one claimed attempt and hands its result to the recorder.
-func (e *Engine) execute(q *queue, j *Job) {
-	defer e.running.Done()
-	ctx, cancel := context.WithCancel(e.workCtx)
-	defer cancel()
-	r := &run{cancel: cancel}
+// register records claimed jobs as running here, each with the context its
+// worker will get.
+func (e *Engine) register(jobs []*Job) []*run {
+	runs := make([]*run, len(jobs))
 	e.runsMu.Lock()
-	e.runs[j.ID] = r
-	e.runsMu.Unlock()
+	defer e.runsMu.Unlock()
+	for i, j := range jobs {
+		ctx, cancel := context.WithCancel(e.workCtx)
+		runs[i] = &run{ctx: ctx, cancel: cancel}
+		e.runs[j.ID] = runs[i]
+	}
+	return runs
+}
+
+// execute runs one claimed attempt and hands its result to the recorder.
+func (e *Engine) execute(q *queue, j *Job, r *run) {
+	defer e.running.Done()
+	ctx := r.ctx
+	defer r.cancel()
 
 	w, ok := e.workers[j.Kind]
 	var timeout time.Duration
@@ -499,13 +543,23 @@ func (e *Engine) execute(q *queue, j *Job) {
 	e.observeStart(j, waited)
 	start := time.Now()
 	var err error
-	if ok {
+	switch {
+	case r.byOperator.Load():
+		// Cancelled by an operator between its claim and now: the row
+		// is cancelled, so nothing will be recorded; do not start it.
+		err = context.Canceled
+	case ok:
 		err = runWorker(ctx, w, j)
-	} else {
+	default:
 		err = fmt.Errorf("no worker registered for kind %q", j.Kind)
 	}
 	if err != nil && timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && e.workCtx.Err() == nil {
 		err = fmt.Errorf("timed out after %s: %w", timeout, err)
+	}
+	if err != nil && e.workCtx.Err() != nil && interruptible(err) {
+		// Our own hard stop cancelled it: the attempt did not fail, it
+		// was cut short, so it is given back, as a rescue would.
+		err = &interruptedError{err: err}
 	}
 	e.finished <- &attempt{job: j, queue: q, run: r, err: err, finishedAt: e.now(), duration: time.Since(start), queueTime: waited}
 }

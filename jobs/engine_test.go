@@ -1050,17 +1050,25 @@ func TestStopWaitsForRunningJob(t *testing.T) {
 	}
 }
 
+// TestStopCancelsJobsWhenContextEnds: when Stop's ctx ends, running jobs'
+// contexts are cancelled; a worker that honours that returns, and its
+// attempt, cut short by our own stop, is given back: the job is available
+// again with its attempt not counted (not discarded, though it was its
+// last), the interruption noted, and no "context canceled" failure.
 func TestStopCancelsJobsWhenContextEnds(t *testing.T) {
 	t.Parallel()
+	st := openStore(t)
+	clock := newFakeClock()
 	started := make(chan struct{})
 	var ctxErr atomic.Value
-	b := setup(t, options{backoff: jobs.FixedBackoff(time.Hour)}, funcWorker{kind: "test", fn: func(ctx context.Context, _ *jobs.Job) error {
+	first := newEngine(t, st, clock, options{backoff: jobs.FixedBackoff(time.Hour)}, funcWorker{kind: "test", fn: func(ctx context.Context, _ *jobs.Job) error {
 		close(started)
 		<-ctx.Done()
 		ctxErr.Store(ctx.Err())
-		return ctx.Err()
+		return fmt.Errorf("call dropped: %w", ctx.Err())
 	}})
-	id := b.insert(t, testArgs{Name: "stubborn but polite"}, jobs.InsertOpts{})
+	b := &bundle{ctx: t.Context(), st: st, clock: clock, eng: first}
+	id := b.insert(t, testArgs{Name: "stubborn but polite"}, jobs.InsertOpts{MaxAttempts: 1})
 	<-started
 
 	stopCtx, expire := context.WithCancel(context.Background())
@@ -1090,10 +1098,93 @@ func TestStopCancelsJobsWhenContextEnds(t *testing.T) {
 		t.Errorf("the job's context ended with %v, want context.Canceled", err)
 	}
 	j := b.get(t, id)
-	if j.State != jobs.StateRetryable || j.Attempt != 1 || len(j.Errors) != 1 ||
-		!strings.Contains(j.Errors[0].Error, context.Canceled.Error()) {
-		t.Errorf("after hard stop: state %s attempt %d errors %+v, want retryable attempt 1 with %q",
-			j.State, j.Attempt, j.Errors, context.Canceled)
+	if j.State != jobs.StateAvailable || j.Attempt != 0 || len(j.Errors) != 1 ||
+		!strings.Contains(j.Errors[0].Error, "interrupted") || strings.Contains(j.Errors[0].Error, context.Canceled.Error()) {
+		t.Fatalf("after hard stop: state %s attempt %d errors %+v, want available, attempt given back, the interruption noted",
+			j.State, j.Attempt, j.Errors)
+	}
+	if n := b.count(t, "SELECT n FROM job_counts WHERE queue = 'default' AND state = 'available'"); n != 1 {
+		t.Errorf("job_counts: %d available, want 1", n)
+	}
+	// Its only attempt is still there: the next engine runs it.
+	b.eng = newEngine(t, st, clock, options{}, funcWorker{kind: "test", fn: func(context.Context, *jobs.Job) error { return nil }})
+	if j := b.waitState(t, id, jobs.StateCompleted); j.Attempt != 1 {
+		t.Errorf("attempt %d, want 1", j.Attempt)
+	}
+}
+
+// TestStopGraceOverrun: Stop's ctx (the grace period) ends while a worker
+// still runs. One that honours cancellation only slowly, but within the
+// short wait after it, has its attempt given back and Stop returns nil; one
+// that overruns that wait too is left executing, Stop returns an error in
+// time, and the next start rescues it with its attempt given back.
+func TestStopGraceOverrun(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	clock := newFakeClock()
+	var started sync.WaitGroup
+	started.Add(2)
+	release := make(chan struct{})
+	returned := make(chan string, 2)
+	first := newEngine(t, st, clock, options{}, funcWorker{kind: "test", fn: func(ctx context.Context, j *jobs.Job) error {
+		var args testArgs
+		j.UnmarshalArgs(&args)
+		started.Done()
+		defer func() { returned <- args.Name }()
+		switch args.Name {
+		case "slow to stop":
+			<-ctx.Done()
+			time.Sleep(200 * time.Millisecond) // winding down
+			return ctx.Err()
+		default: // "overrun": ignores ctx
+			<-release
+			return nil
+		}
+	}})
+	b := &bundle{ctx: t.Context(), st: st, clock: clock, eng: first}
+	slow := b.insert(t, testArgs{Name: "slow to stop"}, jobs.InsertOpts{MaxAttempts: 1})
+	overrun := b.insert(t, testArgs{Name: "overrun"}, jobs.InsertOpts{MaxAttempts: 1})
+	started.Wait()
+
+	const grace = 100 * time.Millisecond
+	stopCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	begun := time.Now()
+	err := first.Stop(stopCtx)
+	took := time.Since(begun)
+	t.Logf("Stop returned after %s", took)
+	if err == nil || !strings.Contains(err.Error(), "left executing") {
+		t.Errorf("Stop = %v, want an error naming the job left executing", err)
+	}
+	// The grace, then at most the engine's 2 s wait for cancelled jobs.
+	if limit := grace + 2*time.Second + time.Second; took > limit {
+		t.Errorf("Stop took %s, want under %s", took, limit)
+	}
+	if name := <-returned; name != "slow to stop" {
+		t.Errorf("%q returned first", name)
+	}
+	if j := b.get(t, slow); j.State != jobs.StateAvailable || j.Attempt != 0 {
+		t.Errorf("slow to stop: state %s attempt %d errors %+v, want available with its attempt given back", j.State, j.Attempt, j.Errors)
+	}
+	if j := b.get(t, overrun); j.State != jobs.StateExecuting || j.Attempt != 1 {
+		t.Errorf("overrun: state %s attempt %d, want left executing on attempt 1", j.State, j.Attempt)
+	}
+	if n := b.count(t, "SELECT count(*) FROM job_nodes WHERE name = 'test-node'"); n != 1 {
+		t.Errorf("%d node rows, want ours kept (a job is left executing)", n)
+	}
+	close(release)
+	<-returned
+	// The outcome of the overrun came after the recorder stopped: it is
+	// not recorded; the next start rescues the job and gives the attempt
+	// back (MaxAttempts 1: not discarded).
+	if j := b.get(t, overrun); j.State != jobs.StateExecuting {
+		t.Errorf("overrun after it returned: state %s, want still executing", j.State)
+	}
+	b.eng = newEngine(t, st, clock, options{}, funcWorker{kind: "test", fn: func(context.Context, *jobs.Job) error { return nil }})
+	for _, id := range []int64{slow, overrun} {
+		if j := b.waitState(t, id, jobs.StateCompleted); j.Attempt != 1 {
+			t.Errorf("job %d: attempt %d, want 1 (the interrupted one given back)", id, j.Attempt)
+		}
 	}
 }
 

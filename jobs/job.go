@@ -93,15 +93,22 @@ func (j *Job) UnmarshalArgs(v any) error {
 
 // RecordTx registers fn to run inside the transaction that records this
 // attempt's outcome, so the worker's own writes and the job's new state
-// commit together or not at all. fn runs whatever Work returns; if fn fails,
-// its writes are rolled back and the attempt counts as failed with fn's error.
+// commit together or not at all. fn runs whatever Work returns; if fn fails
+// (returns an error or panics), its writes are rolled back and the attempt
+// counts as failed with fn's error. When the transaction fails for the
+// database's own reasons (busy, I/O error, full disk) it is tried again,
+// unchanged, so fn may run more than once: it must write only through tx.
+// An error fn returns that is itself such a database error (SQLite's BUSY,
+// LOCKED, IOERR, FULL…) is retried the same way rather than failing the
+// attempt.
 func (j *Job) RecordTx(fn func(ctx context.Context, tx *sqlx.Tx) error) {
 	j.recordTx = append(j.recordTx, fn)
 }
 
 // AfterRecord registers fn to run once this attempt's outcome (and the
 // writes of RecordTx) has committed: the place to publish what changed.
-// Outcomes commit, and so these callbacks run, in commit order.
+// Outcomes commit, and so these callbacks run, in commit order. A panic in
+// fn is recovered and logged; the outcome stays recorded.
 func (j *Job) AfterRecord(fn func()) {
 	j.afterRecord = append(j.afterRecord, fn)
 }

@@ -91,6 +91,10 @@ type queueSetting struct {
 // loadQueueSettings applies the stored pause and scale settings to this
 // engine's queues and wakes those that may claim now.
 func (e *Engine) loadQueueSettings(ctx context.Context) error {
+	// Read and apply as one step against this node's own pause, resume
+	// and scale: one made between them would be undone by the older read.
+	e.settingsMu.Lock()
+	defer e.settingsMu.Unlock()
 	var rows []queueSetting
 	if err := e.db.SelectContext(ctx, &rows, `SELECT name, "limit", paused FROM job_queues`); err != nil {
 		return fmt.Errorf("load queue settings: %w", err)
@@ -219,6 +223,8 @@ func (e *Engine) updateQueue(ctx context.Context, name string, apply func(*queue
 		return fmt.Errorf("queue %q: %w", name, ErrUnknownQueue)
 	}
 	args := append([]any{name, e.now().UnixMilli()}, extra...)
+	e.settingsMu.Lock()
+	defer e.settingsMu.Unlock()
 	if _, err := e.db.ExecContext(ctx, query, args...); err != nil {
 		return fmt.Errorf("queue %q: store setting: %w", name, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -47,66 +48,126 @@ func (e *Engine) drain(first *attempt) []*attempt {
 	return batch
 }
 
-// recordBatch commits the outcomes of batch in one transaction. When that
-// fails, one attempt may be the cause (a worker's hook that breaks the
-// commit), so each is then recorded on its own.
+// recordBatch commits the outcomes of batch in one transaction, and keeps
+// trying until it has: the jobs stay executing meanwhile, so nothing is
+// half-written or lost. What a failure means decides what happens next:
+//
+//   - a worker's RecordTx callback returned an error (or panicked): that
+//     job's attempt fails, recorded without its writes, and the batch is
+//     tried again at once, the other jobs unchanged;
+//   - the COMMIT broke a deferred constraint (a foreign key): some job's
+//     writes are to blame, so each job is recorded on its own to find it;
+//   - anything else (busy, I/O error, full disk, a statement the database
+//     refuses for now): the same batch is tried again, unchanged, after a
+//     growing delay. Nothing is blamed on the workers' writes.
+//
+// It gives up only when the engine is stopped hard; those jobs are left
+// executing and rescued later.
 func (e *Engine) recordBatch(batch []*attempt) {
-	if len(batch) > 1 {
-		if e.tryRecord(batch) == nil {
+	delay := 50 * time.Millisecond
+	for {
+		err := e.tryRecord(batch)
+		if err == nil {
 			e.afterRecord(batch)
 			return
 		}
-		for _, a := range batch {
-			e.recordOne(a)
+		var cb *callbackError
+		if errors.As(err, &cb) && !transient(cb.err) {
+			e.log.Error("a worker's RecordTx failed; its attempt fails without its writes",
+				"job_id", cb.attempt.job.ID, "err", cb.err)
+			failWrites(cb.attempt, cb.err)
+			continue
 		}
-		return
-	}
-	e.recordOne(batch[0])
-}
-
-// recordOne commits one attempt's outcome, retrying with a growing delay
-// while the database refuses (disk full, I/O error): until it succeeds the
-// job stays executing, so nothing is half-written or lost. It gives up only
-// when the engine is stopped hard; the job is then rescued later.
-func (e *Engine) recordOne(a *attempt) {
-	err := e.recordOnce(a)
-	delay := 50 * time.Millisecond
-	for err != nil {
-		e.log.Error("record job outcome; will retry", "job_id", a.job.ID, "err", err, "retry_in", delay)
+		if isCommitConstraint(err) {
+			if len(batch) > 1 {
+				for _, a := range batch {
+					e.recordBatch([]*attempt{a})
+				}
+				return
+			}
+			if a := batch[0]; len(a.job.recordTx) > 0 {
+				e.log.Error("the worker's writes broke a constraint at commit; its attempt fails without them",
+					"job_id", a.job.ID, "err", err)
+				failWrites(a, err)
+				continue
+			}
+		}
+		e.log.Error("record job outcomes; will retry", "jobs", len(batch), "job_id", batch[0].job.ID,
+			"err", err, "retry_in", delay)
 		select {
 		case <-time.After(delay):
 		case <-e.workCtx.Done():
-			e.log.Error("stopping: job outcome not recorded; the job will be rescued", "job_id", a.job.ID)
-			e.unrecorded.Add(1)
+			e.log.Error("stopping: job outcomes not recorded; the jobs will be rescued", "jobs", len(batch))
+			e.unrecorded.Add(int64(len(batch)))
 			return
 		}
 		delay = min(delay*2, 5*time.Second)
-		err = e.recordOnce(a)
 	}
-	e.afterRecord([]*attempt{a})
 }
 
-// recordOnce tries to commit a's outcome with its worker's changes and, when
-// that fails, without them, as a failed attempt. Only when the second try
-// commits were the worker's changes the cause; when it fails too, the
-// database is (disk full, I/O error), and the changes are kept for the
-// next try, so a call that did connect is not recorded as failed.
-func (e *Engine) recordOnce(a *attempt) error {
-	batch := []*attempt{a}
-	err := e.tryRecord(batch)
-	if err == nil || (len(a.job.recordTx) == 0 && len(a.job.afterRecord) == 0) {
-		return err
-	}
-	recordTx, afterRecord, runErr := a.job.recordTx, a.job.afterRecord, a.err
+// failWrites turns a's attempt into a failure caused by its RecordTx
+// callbacks, and drops them (and AfterRecord, which announces those writes).
+func failWrites(a *attempt, cause error) {
 	a.job.recordTx, a.job.afterRecord = nil, nil
-	a.err = fmt.Errorf("record outcome: %w", err)
-	if err2 := e.tryRecord(batch); err2 != nil {
-		a.job.recordTx, a.job.afterRecord, a.err = recordTx, afterRecord, runErr
-		return err2
+	a.err = fmt.Errorf("record outcome: %w", cause)
+}
+
+// callbackError is the error a worker's RecordTx callback returned (or its
+// panic), told apart from the engine's own statements and the COMMIT.
+type callbackError struct {
+	attempt *attempt
+	err     error
+}
+
+func (c *callbackError) Error() string { return c.err.Error() }
+func (c *callbackError) Unwrap() error { return c.err }
+
+// commitError is an error of the COMMIT itself.
+type commitError struct{ err error }
+
+func (c *commitError) Error() string { return "commit: " + c.err.Error() }
+func (c *commitError) Unwrap() error { return c.err }
+
+// sqliteConstraint is SQLite's primary result code for a broken constraint.
+const sqliteConstraint = 19
+
+// sqliteCode is the primary SQLite result code of err, or 0.
+func sqliteCode(err error) int {
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		return coded.Code() & 0xff
 	}
-	e.log.Error("the worker's changes made its outcome fail to commit; recorded the attempt as failed without them",
-		"job_id", a.job.ID, "err", err)
-	return nil
+	return 0
+}
+
+// transient reports whether err says the database could not take the
+// write now (busy, locked, out of memory, I/O error, full disk, cannot
+// open, locking protocol), rather than that the write itself is wrong: such
+// a write is retried unchanged.
+func transient(err error) bool {
+	switch sqliteCode(err) {
+	case 5, 6, 7, 10, 13, 14, 15: // BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL
+		return true
+	}
+	return false
+}
+
+// isCommitConstraint reports whether err is a COMMIT refused for a
+// deferred constraint, which only the transaction's writes can break.
+func isCommitConstraint(err error) bool {
+	var c *commitError
+	return errors.As(err, &c) && sqliteCode(c.err) == sqliteConstraint
+}
+
+// runRecordTx runs one RecordTx callback, turning a panic into its error:
+// a worker's bug fails its own attempt, never the process.
+func runRecordTx(ctx context.Context, fn func(context.Context, *sqlx.Tx) error, tx *sqlx.Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx, tx)
 }
 
 // outcomeSQL records the outcomes of a batch in one statement: ?1 is a JSON
@@ -157,29 +218,31 @@ func (e *Engine) tryRecord(batch []*attempt) error {
 		return fmt.Errorf("encode outcomes: %w", err)
 	}
 	written := make([]bool, len(batch))
-	err = e.inTx(ctx, func(tx *sqlx.Tx) error {
-		var ids []int64
-		if err := tx.StmtxContext(ctx, e.outcomeStmt).SelectContext(ctx, &ids, string(arg), e.cfg.Node); err != nil {
-			return fmt.Errorf("record %d outcomes: %w", len(batch), err)
-		}
-		clear(written)
-		for _, id := range ids {
-			written[index[id]] = true
-		}
-		for i, a := range batch {
-			if !written[i] {
-				continue
-			}
-			for _, fn := range a.job.recordTx {
-				if err := fn(ctx, tx); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	tx, err := e.db.BeginTxx(ctx, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("begin: %w", err)
+	}
+	var ids []int64
+	if err := tx.StmtxContext(ctx, e.outcomeStmt).SelectContext(ctx, &ids, string(arg), e.cfg.Node); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("record %d outcomes: %w", len(batch), err)
+	}
+	for _, id := range ids {
+		written[index[id]] = true
+	}
+	for i, a := range batch {
+		if !written[i] {
+			continue
+		}
+		for _, fn := range a.job.recordTx {
+			if err := runRecordTx(ctx, fn, tx); err != nil {
+				tx.Rollback()
+				return &callbackError{attempt: a, err: err}
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return &commitError{err: err}
 	}
 	for i, a := range batch {
 		a.dropped = !written[i]
@@ -196,10 +259,19 @@ func (e *Engine) outcome(j *Job, finishedAt time.Time, runErr error) outcomeRow 
 	r := outcomeRow{ID: j.ID, At: finishedAt.UnixMilli()}
 	var cancel *cancelError
 	var snooze *snoozeError
+	var interrupted *interruptedError
 	switch {
 	case runErr == nil:
 		j.State = StateCompleted
 		j.CompletedAt = &finishedAt
+	case errors.As(runErr, &interrupted):
+		// Cut short by our own shutdown: available again at once, the
+		// attempt given back (not counted against max_attempts), and
+		// the interruption noted, as a rescue notes it.
+		j.State = StateAvailable
+		j.Attempt--
+		r.Snooze = 1
+		j.ScheduledAt = finishedAt
 	case errors.As(runErr, &snooze):
 		j.State = StateScheduled
 		j.Attempt--
@@ -216,12 +288,12 @@ func (e *Engine) outcome(j *Job, finishedAt time.Time, runErr error) outcomeRow 
 		j.ScheduledAt = finishedAt.Add(e.backoff(j))
 	}
 	r.State = j.State
-	if j.State == StateScheduled || j.State == StateRetryable {
+	if j.State == StateScheduled || j.State == StateRetryable || j.State == StateAvailable {
 		sched := j.ScheduledAt.UnixMilli()
 		r.Sched = &sched
 	}
 	if runErr != nil && snooze == nil {
-		ae := AttemptError{Attempt: j.Attempt, At: finishedAt.UTC(), Error: runErr.Error()}
+		ae := AttemptError{Attempt: j.Attempt + r.Snooze, At: finishedAt.UTC(), Error: runErr.Error()}
 		j.Errors = append(j.Errors, ae)
 		r.Err = &ae
 	}
@@ -254,7 +326,7 @@ func (e *Engine) afterRecord(batch []*attempt) {
 		ids = append(ids, a.job.ID)
 		e.observeOutcome(a)
 		for _, fn := range a.job.afterRecord {
-			fn()
+			e.runAfterRecord(a.job, fn)
 		}
 	}
 	for q, n := range touched {
@@ -262,4 +334,17 @@ func (e *Engine) afterRecord(batch []*attempt) {
 		q.signal()
 	}
 	e.changed(ids)
+}
+
+// runAfterRecord runs one AfterRecord callback. The outcome has committed,
+// so a panic there cannot change it: it is logged, and the rest of the batch
+// goes on.
+func (e *Engine) runAfterRecord(j *Job, fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("a worker's AfterRecord callback panicked", "job_id", j.ID, "kind", j.Kind,
+				"err", &PanicError{Value: r, Stack: debug.Stack()})
+		}
+	}()
+	fn()
 }

@@ -2,8 +2,10 @@ package jobs_test
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +43,42 @@ func (b *bundle) executingOn(t *testing.T, id int64, node string) {
 	}
 }
 
+// identity is what a node row says of its process beyond the pid.
+type identity struct {
+	boot  string // boot id; "" for none (NULL)
+	start int64  // start time in ticks after boot; 0 for none (NULL)
+}
+
+// ownIdentity reads this test process's boot id and start time from /proc,
+// as the engine does; it skips the test where /proc does not tell.
+func ownIdentity(t *testing.T) identity {
+	t.Helper()
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Skipf("no boot id: %v", err)
+	}
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Skipf("no /proc/self/stat: %v", err)
+	}
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	start, err := strconv.ParseInt(fields[22-3], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return identity{boot: strings.TrimSpace(string(boot)), start: start}
+}
+
+// setIdentity records id in node's row.
+func (b *bundle) setIdentity(t *testing.T, node string, id identity) {
+	t.Helper()
+	if _, err := b.st.Writer.ExecContext(b.ctx, "UPDATE job_nodes SET boot_id = ?, proc_start = ? WHERE name = ?",
+		sql.NullString{String: id.boot, Valid: id.boot != ""}, sql.NullInt64{Int64: id.start, Valid: id.start != 0}, node); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRescueOnlyJobsOfDeadNodes(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{noStart: true}) // NodeTimeout: the default minute
@@ -49,24 +87,40 @@ func TestRescueOnlyJobsOfDeadNodes(t *testing.T) {
 		t.Skip(err)
 	}
 	dead := deadPID(t)
+	own := ownIdentity(t)
+	otherStart := identity{boot: own.boot, start: own.start + 1}
+	otherBoot := identity{boot: "00000000-0000-0000-0000-000000000000", start: own.start}
 	tests := []struct {
 		name        string
 		host        string
 		pid         int
 		age         time.Duration // of the heartbeat
+		id          identity
 		noRow       bool
 		wantRescued bool
 	}{
 		{name: "no node row", noRow: true, wantRescued: true},
 		{name: "other host, stale", host: "elsewhere", pid: 1, age: 2 * time.Minute, wantRescued: true},
 		{name: "other host, fresh", host: "elsewhere", pid: 1, age: 30 * time.Second},
-		{name: "this host, stale, process alive", host: host, pid: os.Getpid(), age: 2 * time.Minute},
+		// A live process of ours is never rescued, however old its heartbeat.
+		{name: "this host, stale, this very process", host: host, pid: os.Getpid(), age: 2 * time.Minute, id: own},
 		{name: "this host, stale, process gone", host: host, pid: dead, age: 2 * time.Minute, wantRescued: true},
 		// The process is provably gone: no need to wait for its heartbeat.
 		{name: "this host, fresh, process gone", host: host, pid: dead, age: 10 * time.Second, wantRescued: true},
+		// The pid lives, but it is another process: after a reboot, or a
+		// pid reused.
+		{name: "this host, fresh, pid alive, other start time", host: host, pid: os.Getpid(), age: 10 * time.Second,
+			id: otherStart, wantRescued: true},
+		{name: "this host, fresh, pid alive, other boot", host: host, pid: os.Getpid(), age: 10 * time.Second,
+			id: otherBoot, wantRescued: true},
+		// Without an identity the heartbeat decides.
+		{name: "this host, stale, pid alive, identity unknown", host: host, pid: os.Getpid(), age: 2 * time.Minute,
+			wantRescued: true},
+		{name: "this host, fresh, pid alive, identity unknown", host: host, pid: os.Getpid(), age: 10 * time.Second},
 		{name: "this engine's own node", noRow: true},
 	}
 	ids := map[string]int64{}
+	kept := 0
 	for _, tt := range tests {
 		node := "node " + tt.name
 		if tt.name == "this engine's own node" {
@@ -74,6 +128,10 @@ func TestRescueOnlyJobsOfDeadNodes(t *testing.T) {
 		}
 		if !tt.noRow {
 			b.addNode(t, node, tt.host, tt.pid, tt.age)
+			b.setIdentity(t, node, tt.id)
+			if !tt.wantRescued {
+				kept++
+			}
 		}
 		ids[tt.name] = b.insert(t, testArgs{Name: tt.name}, jobs.InsertOpts{})
 		b.executingOn(t, ids[tt.name], node)
@@ -104,8 +162,28 @@ func TestRescueOnlyJobsOfDeadNodes(t *testing.T) {
 		t.Errorf("Rescue reported %d, want %d", n, want)
 	}
 	// The dead nodes' rows are gone; the others stay.
-	if got := b.count(t, "SELECT count(*) FROM job_nodes"); got != 2 {
-		t.Errorf("%d node rows left, want 2", got)
+	if got := b.count(t, "SELECT count(*) FROM job_nodes"); got != kept {
+		t.Errorf("%d node rows left, want %d", got, kept)
+	}
+}
+
+// TestHeartbeatRecordsTheProcessIdentity: the engine's own row names its
+// boot and process start, so that a later engine can tell it from another
+// process that got the same pid.
+func TestHeartbeatRecordsTheProcessIdentity(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	own := ownIdentity(t)
+	var row struct {
+		PID   int    `db:"pid"`
+		Boot  string `db:"boot_id"`
+		Start int64  `db:"proc_start"`
+	}
+	if err := b.st.Reader.GetContext(b.ctx, &row, "SELECT pid, boot_id, proc_start FROM job_nodes WHERE name = 'test-node'"); err != nil {
+		t.Fatal(err)
+	}
+	if row.PID != os.Getpid() || row.Boot != own.boot || row.Start != own.start {
+		t.Errorf("node row %+v, want pid %d boot %s start %d", row, os.Getpid(), own.boot, own.start)
 	}
 }
 

@@ -22,6 +22,9 @@ const (
 	EventCancel EventKind = "cancel"
 	// EventSnooze: the worker returned Snooze; the job is scheduled again.
 	EventSnooze EventKind = "snooze"
+	// EventInterrupted: this engine's hard stop cut the attempt short; the
+	// attempt is given back and the job is available again.
+	EventInterrupted EventKind = "interrupted"
 )
 
 // Event is one job's telemetry. Outcome events (all but EventStart) are
@@ -37,7 +40,8 @@ type Event struct {
 	QueueTime time.Duration
 	// Duration is how long the worker ran (zero for EventStart).
 	Duration time.Duration
-	// Err is the attempt's error (EventException and EventCancel).
+	// Err is the attempt's error (EventException, EventCancel and
+	// EventInterrupted).
 	Err error
 }
 
@@ -139,6 +143,9 @@ func (e *Engine) observeOutcome(a *attempt) {
 	case StateCancelled:
 		ev.Kind = EventCancel
 		e.log.Info("job cancelled by its worker", append(attrs, "err", a.err)...)
+	case StateAvailable:
+		ev.Kind = EventInterrupted
+		e.log.Warn("job interrupted by the shutdown; its attempt is given back", append(attrs, "err", a.err)...)
 	case StateScheduled:
 		ev.Kind = EventSnooze
 		e.log.Debug("job snoozed", append(attrs, "until", j.ScheduledAt)...)

@@ -22,7 +22,9 @@ type ArgsWithOpts interface {
 }
 
 // Worker runs the jobs of one kind. Work must honour ctx: it is cancelled at
-// a hard stop. Returning nil completes the job; an error fails the attempt
+// a hard stop, and an attempt that then returns an error (other than Cancel
+// or Snooze) is given back rather than counted as failed: the job is
+// available again with the same attempt number. Returning nil completes the job; an error fails the attempt
 // (retried after the backoff, or discarded when no attempts are left);
 // Cancel and Snooze return special errors; a panic counts as an error.
 type Worker interface {
@@ -93,4 +95,27 @@ func (e *snoozeError) Error() string { return fmt.Sprintf("snoozed for %s", e.d)
 // an attempt.
 func Snooze(d time.Duration) error {
 	return &snoozeError{d: max(d, 0)}
+}
+
+// interruptedError wraps the error of an attempt that this engine's hard
+// stop cancelled (Stop's ctx ended while it ran).
+type interruptedError struct{ err error }
+
+// Error says what happened without the worker's error (a "context
+// canceled" that would read as a failure): the attempt did not fail.
+func (e *interruptedError) Error() string {
+	return "interrupted: this process stopped before the attempt finished; the attempt is given back"
+}
+func (e *interruptedError) Unwrap() error { return e.err }
+
+// interruptible reports whether err, returned after the hard stop, may be
+// the stop's doing. A worker's own decision (Cancel, Snooze) and a panic are
+// recorded as they are.
+func interruptible(err error) bool {
+	var (
+		c *cancelError
+		s *snoozeError
+		p *PanicError
+	)
+	return !errors.As(err, &c) && !errors.As(err, &s) && !errors.As(err, &p)
 }

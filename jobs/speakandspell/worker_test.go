@@ -170,3 +170,36 @@ func TestPhoneHomeSelectsEligibleRows(t *testing.T) {
 		t.Errorf("available calls for %v, want [4]", ids)
 	}
 }
+
+// The ids PhoneHome reports are the ids of the rows it inserted, also when
+// the newest job was deleted before (its id is not given again, migration
+// 0009) and when some extraterrestrials are skipped, their calls in flight.
+func TestPhoneHomeReportsTheInsertedIDs(t *testing.T) {
+	t.Parallel()
+	st, engine, changes := setupChanges(t, 5)
+	ctx := context.Background()
+	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 5 {
+		t.Fatalf("PhoneHome = %d, %v; want 5", n, err)
+	}
+	// The newest job is deleted, two calls finish with no answer, and row
+	// 1's call is still in flight.
+	if _, err := st.Writer.Exec(`DELETE FROM jobs WHERE id = (SELECT max(id) FROM jobs);
+		UPDATE jobs SET state = 'discarded' WHERE json_extract(args, '$.extraterrestrial_id') IN (2, 4);
+		UPDATE extraterrestrials SET communication_status = 'no_answer' WHERE id IN (1, 2, 4)`); err != nil {
+		t.Fatal(err)
+	}
+	*changes = nil
+	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 3 {
+		t.Fatalf("PhoneHome = %d, %v; want 3 (rows 2, 4 and the deleted job's 5)", n, err)
+	}
+	var got []int64
+	if err := st.Reader.Select(&got, "SELECT id FROM jobs WHERE id > 5 ORDER BY id"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []int64{6, 7, 8}) {
+		t.Errorf("new job ids %v, want [6 7 8]: after the deleted 5, none reused, none skipped", got)
+	}
+	if !slices.Equal(*changes, got) {
+		t.Errorf("OnChange got %v, want the inserted %v", *changes, got)
+	}
+}
