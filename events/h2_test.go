@@ -1,3 +1,7 @@
+// h2_test.go holds the tests of the r3labs path over HTTP/2 (TLS with
+// ALPN), read by r3labs' own client: live events, heartbeats, resume and
+// resync, a stalled client cut off, and Close.
+
 package events_test
 
 import (
