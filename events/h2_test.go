@@ -1,3 +1,7 @@
+// h2_test.go holds the tests of the r3labs path over HTTP/2 (TLS with
+// ALPN), read by r3labs' own client: live events, heartbeats, resume and
+// resync, a stalled client cut off, and Close.
+
 package events_test
 
 import (
@@ -49,7 +53,8 @@ func (noRetry) Reset()                     {}
 // bench's HTTP client, resuming after lastEventID unless it is 0. Events
 // arrive on the first channel, then the end (io.EOF for a clean end of
 // stream); the response's HTTP major version arrives on the second once
-// its head is in. The client stops at cleanup.
+// its head is in, and the second is closed when the subscription ends
+// (before its end is sent on the first). The client stops at cleanup.
 func (b *bench) subscribeR3(t *testing.T, stream string, lastEventID int64) (<-chan item[*sse.Event], <-chan int) {
 	t.Helper()
 	client := sse.NewClient(b.srv.URL + "/events")
@@ -81,6 +86,7 @@ func (b *bench) subscribeR3(t *testing.T, stream string, lastEventID int64) (<-c
 		if err == nil {
 			err = io.EOF
 		}
+		close(proto) // after the head's version, if the head came
 		select {
 		case ch <- item[*sse.Event]{err: err}:
 		case <-ctx.Done():
@@ -94,16 +100,19 @@ func (b *bench) subscribeR3(t *testing.T, stream string, lastEventID int64) (<-c
 }
 
 // connected waits for a subscription's response head and checks its HTTP
-// version, failing if the stream ended first.
+// version, failing if the stream ended first. It waits on proto alone:
+// once the head is in, events may be waiting too, and a select on both
+// could take the first event for the end (and lose it).
 func connected(t *testing.T, events <-chan item[*sse.Event], proto <-chan int, want int) {
 	t.Helper()
 	select {
-	case p := <-proto:
+	case p, ok := <-proto:
+		if !ok {
+			t.Fatalf("the stream ended before its head arrived: %v", end(t, events))
+		}
 		if p != want {
 			t.Fatalf("the response was HTTP/%d, want HTTP/%d", p, want)
 		}
-	case it := <-events:
-		t.Fatalf("the stream ended before its head arrived: %v", it.err)
 	case <-time.After(failAfter):
 		t.Fatal("no response head")
 	}

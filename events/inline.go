@@ -1,3 +1,7 @@
+// inline.go holds the r3labs path: streams that cannot be taken over from
+// net/http (HTTP/2, a writer that cannot be hijacked), written through a
+// private r3labs/sse stream per client fed from the client's queue.
+
 package events
 
 import (

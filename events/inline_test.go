@@ -1,3 +1,6 @@
+// inline_test.go holds the tests of r3labs' client reading both paths and
+// of ephemeral streams being dropped when idle.
+
 package events_test
 
 import (

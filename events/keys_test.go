@@ -1,3 +1,7 @@
+// keys_test.go holds the tests of keyed subscriptions, of streams written
+// without hijacking, of ten thousand connects leaking nothing, and of
+// RegisterWindow.
+
 package events_test
 
 import (

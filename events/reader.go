@@ -1,3 +1,6 @@
+// reader.go holds Reader, a text/event-stream parser that reads events as
+// EventSource does (the tests of this package and of the app use it).
+
 package events
 
 import (

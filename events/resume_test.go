@@ -1,3 +1,8 @@
+// resume_test.go holds the tests of resuming from Last-Event-ID: exactly
+// what was missed, no gap or duplicate while publishing goes on, a resync
+// when the window moved on, a replay longer than the client's queue, and a
+// replay read too slowly.
+
 package events_test
 
 import (
@@ -7,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/phonehome/phonehome/events"
 )
@@ -172,4 +178,180 @@ func TestSlowReplayEndsInAResync(t *testing.T) {
 			expect(t, next(t, msgs), id, "", "live")
 		})
 	}
+}
+
+func TestResumeSendsExactlyWhatWasMissed(t *testing.T) {
+	tests := []struct {
+		name string
+		// connect passes the resume point the way a client would.
+		connect func(t *testing.T, b *bench, after int64) *http.Response
+	}{
+		{"Last-Event-ID header", func(t *testing.T, b *bench, after int64) *http.Response {
+			resp, _ := b.get(t, "stream=s", strconv.FormatInt(after, 10))
+			return resp
+		}},
+		{"last_event_id query", func(t *testing.T, b *bench, after int64) *http.Response {
+			resp, _ := b.get(t, "stream=s&last_event_id="+strconv.FormatInt(after, 10), "")
+			return resp
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := setup(t, events.Config{}, "s")
+			var ids []int64
+			for i := range 5 {
+				ids = append(ids, publish(t, b.hub, "s", "", fmt.Sprintf("old %d", i)))
+			}
+			msgs := messages(t, tt.connect(t, b, ids[1]).Body)
+			for i := 2; i < 5; i++ {
+				expect(t, next(t, msgs), ids[i], "", fmt.Sprintf("old %d", i))
+			}
+			waitFor(t, "client subscribed", func() bool { return b.hub.Clients()["s"] == 1 })
+			for i := range 3 {
+				id := publish(t, b.hub, "s", "", fmt.Sprintf("live %d", i))
+				expect(t, next(t, msgs), id, "", fmt.Sprintf("live %d", i))
+			}
+		})
+	}
+}
+
+// While events keep being published, a resuming client still gets every
+// event after its id exactly once, in order: none falls between catch-up
+// and live delivery.
+func TestResumeDuringPublishingHasNoGapsOrDuplicates(t *testing.T) {
+	for round := range 5 { // the join falls at a different point each time
+		t.Run(strconv.Itoa(round), resumeDuringPublishing)
+	}
+}
+
+func resumeDuringPublishing(t *testing.T) {
+	const most = 1 << 15 // the window and client buffer hold every event
+	b := setup(t, events.Config{Window: most, ClientBuffer: most}, "s")
+	var ids []int64
+	for i := range 10 {
+		ids = append(ids, publish(t, b.hub, "s", "", fmt.Sprintf("e%d", i)))
+	}
+	resumeFrom := 4
+
+	// Publish without pause until the client has joined and a few more
+	// events have gone out live, so its joining happens mid-publishing.
+	published := make(chan []int64, 1)
+	go func() {
+		ids := append([]int64(nil), ids...)
+		defer func() { published <- ids }()
+		live := -1
+		for len(ids) < most && live < 100 {
+			id, err := b.hub.Publish("s", "", []byte(fmt.Sprintf("e%d", len(ids))))
+			if err != nil {
+				t.Errorf("publish %d: %v", len(ids), err)
+				return
+			}
+			ids = append(ids, id)
+			if live >= 0 {
+				live++
+			} else if b.hub.Clients()["s"] == 1 {
+				live = 0
+			}
+		}
+	}()
+	resp, _ := b.get(t, "stream=s", strconv.FormatInt(ids[resumeFrom], 10))
+	msgs := messages(t, resp.Body)
+	select {
+	case ids = <-published:
+	case <-time.After(failAfter):
+		t.Fatal("publishing did not finish")
+	}
+	if len(ids) >= most {
+		t.Fatalf("the client had not joined after %d events", len(ids))
+	}
+	for i := resumeFrom + 1; i < len(ids); i++ {
+		expect(t, next(t, msgs), ids[i], "", fmt.Sprintf("e%d", i))
+	}
+	id := publish(t, b.hub, "s", "", "last")
+	expect(t, next(t, msgs), id, "", "last")
+}
+
+func TestResync(t *testing.T) {
+	// A case publishes n events (ids[0] … ids[n-1]) with a window of 4, then
+	// resumes from after(ids, start), start being the hub's LastID before
+	// the first publish; 0 means no Last-Event-ID.
+	tests := []struct {
+		name   string
+		n      int
+		after  func(ids []int64, start int64) int64
+		resync bool
+		replay []int // indexes of the events replayed
+	}{
+		{"first event, long evicted", 10, func(ids []int64, _ int64) int64 { return ids[0] }, true, nil},
+		{"just before the window", 10, func(ids []int64, _ int64) int64 { return ids[4] }, true, nil},
+		{"the last evicted event", 10, func(ids []int64, _ int64) int64 { return ids[5] }, false, []int{6, 7, 8, 9}},
+		{"inside the window", 10, func(ids []int64, _ int64) int64 { return ids[7] }, false, []int{8, 9}},
+		{"up to date", 10, func(ids []int64, _ int64) int64 { return ids[9] }, false, nil},
+		{"before this hub existed", 10, func([]int64, int64) int64 { return 1 }, true, nil},
+		{"before this hub existed, nothing evicted", 2, func([]int64, int64) int64 { return 1 }, true, nil},
+		{"just before this hub's first id", 2, func(_ []int64, start int64) int64 { return start - 1 }, true, nil},
+		{"this hub's start, nothing evicted", 2, func(_ []int64, start int64) int64 { return start }, false, []int{0, 1}},
+		{"in the future", 10, func(ids []int64, _ int64) int64 { return ids[9] + 1_000_000_000 }, true, nil},
+		{"in the future, nothing evicted", 2, func(ids []int64, _ int64) int64 { return ids[1] + 1 }, true, nil},
+		{"no events yet, up to date", 0, func(_ []int64, start int64) int64 { return start }, false, nil},
+		{"no id", 10, func([]int64, int64) int64 { return 0 }, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := setup(t, events.Config{Window: 4}, "s")
+			start := b.hub.LastID()
+			var ids []int64
+			for i := range tt.n {
+				ids = append(ids, publish(t, b.hub, "s", "", fmt.Sprintf("e%d", i)))
+			}
+			header := ""
+			if after := tt.after(ids, start); after != 0 {
+				header = strconv.FormatInt(after, 10)
+			}
+			resp, _ := b.get(t, "stream=s", header)
+			msgs := messages(t, resp.Body)
+			if tt.resync {
+				m := next(t, msgs)
+				if m.Event != events.ResyncEvent || m.IDInt() < b.hub.LastID() {
+					t.Fatalf("first event id=%s event=%q data=%q, want a %q event with id >= %d",
+						m.ID, m.Event, m.Data, events.ResyncEvent, b.hub.LastID())
+				}
+			}
+			for _, i := range tt.replay {
+				expect(t, next(t, msgs), ids[i], "", fmt.Sprintf("e%d", i))
+			}
+			// Nothing else was sent: the next event is a live one.
+			waitFor(t, "client subscribed", func() bool { return b.hub.Clients()["s"] == 1 })
+			id := publish(t, b.hub, "s", "", "live")
+			expect(t, next(t, msgs), id, "", "live")
+		})
+	}
+}
+
+// A page rendered at LastID and connecting after some events were published
+// still gets them.
+func TestEventsBetweenRenderAndConnectAreKept(t *testing.T) {
+	b := setup(t, events.Config{}, "s")
+	publish(t, b.hub, "s", "", "already on the page")
+	rendered := b.hub.LastID()
+	var ids []int64
+	for i := range 3 {
+		ids = append(ids, publish(t, b.hub, "s", "", fmt.Sprintf("after render %d", i)))
+	}
+	resp, _ := b.get(t, "stream=s&last_event_id="+strconv.FormatInt(rendered, 10), "")
+	msgs := messages(t, resp.Body)
+	for i, id := range ids {
+		expect(t, next(t, msgs), id, "", fmt.Sprintf("after render %d", i))
+	}
+	waitFor(t, "client subscribed", func() bool { return b.hub.Clients()["s"] == 1 })
+	id := publish(t, b.hub, "s", "", "live")
+	expect(t, next(t, msgs), id, "", "live")
+
+	// A fresh hub's LastID is just below its first id: a page rendered
+	// before any event misses nothing either.
+	b2 := setup(t, events.Config{}, "s")
+	rendered = b2.hub.LastID()
+	first := publish(t, b2.hub, "s", "", "first")
+	resp, _ = b2.get(t, "stream=s&last_event_id="+strconv.FormatInt(rendered, 10), "")
+	expect(t, next(t, messages(t, resp.Body)), first, "", "first")
 }

@@ -1,5 +1,7 @@
 //go:build unix
 
+// rlimit.go holds RaiseOpenFileLimit for unix systems.
+
 package events
 
 import "syscall"

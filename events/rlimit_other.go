@@ -1,5 +1,7 @@
 //go:build !unix
 
+// rlimit_other.go holds RaiseOpenFileLimit where setrlimit does not exist.
+
 package events
 
 import "errors"
