@@ -72,6 +72,9 @@ type App struct {
 	stats  *stats.Collector
 	router *echo.Echo
 	server *http.Server
+	// tls is whether server serves HTTPS (its TLSConfig is not read once
+	// serving: net/http's HTTP/2 set-up writes it).
+	tls bool
 	ln     net.Listener
 }
 
@@ -232,6 +235,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	a.tls = tlsConfig != nil
 	// Open streams would hold Shutdown up: close them first.
 	a.server.RegisterOnShutdown(a.hub.Close)
 
@@ -250,7 +254,7 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 
 // URL is the server's base address: https:// when it serves TLS.
 func (a *App) URL() string {
-	if a.server.TLSConfig != nil {
+	if a.tls {
 		return "https://" + a.Addr()
 	}
 	return "http://" + a.Addr()
@@ -275,7 +279,7 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 func (a *App) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() {
-		if a.server.TLSConfig != nil {
+		if a.tls {
 			// The certificate is in TLSConfig; ServeTLS adds HTTP/2 by ALPN.
 			serveErr <- a.server.ServeTLS(a.ln, "", "")
 			return
