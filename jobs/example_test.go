@@ -26,7 +26,10 @@ func (ReminderArgs) Kind() string { return "pet_reminder" }
 // InsertOpts are the defaults of every insert of these args, like Oban's
 // `use Oban.Worker, queue: …`.
 func (ReminderArgs) InsertOpts() jobs.InsertOpts {
-	return jobs.InsertOpts{Queue: "reminders", MaxAttempts: 5, Unique: true, UniquePeriod: time.Hour}
+	// At most one identical reminder an hour, whatever its state: with the
+	// default unique states (in flight only), a reminder already sent
+	// would not count.
+	return jobs.InsertOpts{Queue: "reminders", MaxAttempts: 5, Unique: true, UniquePeriod: time.Hour, UniqueStates: jobs.States}
 }
 
 // ReminderWorker runs pet_reminder jobs.
