@@ -469,13 +469,6 @@ func dashPetsView(p *stats.Pets) *DashPets {
 			DashFigure{Label: "Tick p50 / max", Value: dashDuration(p.TickP50) + " / " + dashDuration(p.TickMax),
 				Note: "last " + views.Thousands(p.Ticks) + " ticks"})
 	}
-	if p.PersistAt.IsZero() {
-		v.Figures = append(v.Figures, DashFigure{Label: "Last persist", Value: "none",
-			Note: "changes are written when they happen"})
-	} else {
-		v.Figures = append(v.Figures, DashFigure{Label: "Last persist", Value: dashDuration(p.PersistDuration),
-			Note: views.HumanTime(p.PersistAt)})
-	}
 	return v
 }
 

@@ -93,8 +93,6 @@ type StatsPetsJSON struct {
 	TickMaxSeconds float64    `json:"tick_max_seconds"`
 	TickDied       int        `json:"tick_died"`
 	TickRendered   int        `json:"tick_rendered"`
-	PersistAt      *time.Time `json:"persist_at"`
-	PersistSeconds *float64   `json:"persist_seconds"`
 }
 
 // StatsDBJSON is the database files in StatsJSON.
@@ -150,11 +148,7 @@ func statsJSON(s stats.Snapshot) StatsJSON {
 		j.Pets = &StatsPetsJSON{
 			Alive: p.Alive, Dead: p.Dead, Watched: p.Watched, TickAt: statsTimePtr(p.TickAt),
 			TickSeconds: p.TickDuration.Seconds(), TickP50Seconds: p.TickP50.Seconds(), TickMaxSeconds: p.TickMax.Seconds(),
-			TickDied: p.TickDied, TickRendered: p.TickRendered, PersistAt: statsTimePtr(p.PersistAt),
-		}
-		if !p.PersistAt.IsZero() {
-			secs := p.PersistDuration.Seconds()
-			j.Pets.PersistSeconds = &secs
+			TickDied: p.TickDied, TickRendered: p.TickRendered,
 		}
 	}
 	if d := s.DB; d != nil {

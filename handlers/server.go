@@ -18,9 +18,6 @@ import (
 	"github.com/phonehome/phonehome/views"
 )
 
-// MaxBodyBytes is the largest request body accepted (413 beyond).
-const MaxBodyBytes = 1 << 20
-
 // contentSecurityPolicy allows only our own files: no inline script or
 // style, no framing.
 const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +

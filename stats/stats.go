@@ -56,10 +56,6 @@ type PetFigures struct {
 	// pets published by the last tick.
 	TickDied     int
 	TickRendered int
-	// PersistAt and PersistDuration describe the last periodic persist;
-	// both are zero when pets are not persisted periodically.
-	PersistAt       time.Time
-	PersistDuration time.Duration
 }
 
 // Sources are where the app's own figures come from. Every field may be

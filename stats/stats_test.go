@@ -430,9 +430,6 @@ func TestMetricsHandler(t *testing.T) {
 			t.Errorf("process_resident_memory_bytes = %v", got)
 		}
 	}
-	if _, ok := fams[stats.MetricPetPersistSecs]; ok {
-		t.Errorf("%s is exposed although pets are never persisted periodically", stats.MetricPetPersistSecs)
-	}
 	if _, ok := fams[stats.MetricScrapeErrors]; ok {
 		t.Errorf("%s is exposed with no error", stats.MetricScrapeErrors)
 	}

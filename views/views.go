@@ -49,9 +49,6 @@ func New() (*Views, error) {
 	return v, nil
 }
 
-// HasPage reports whether a page template exists.
-func (v *Views) HasPage(name string) bool { return v.pages[name] != nil }
-
 // Page renders a whole page into a buffer, so a template error can still
 // become an error response instead of half a page.
 func (v *Views) Page(name string, data any) ([]byte, error) {
