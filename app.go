@@ -189,7 +189,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		&handlers.Extraterrestrials{
 			Store: st, Views: v, Hub: a.hub,
 			PhoneHome: func(ctx context.Context) (int, error) {
-				return speakandspell.PhoneHome(ctx, st, a.engine)
+				return speakandspell.PhoneHome(ctx, a.engine)
 			},
 			AnswerRate:  cfg.AnswerRate,
 			MaxAttempts: speakandspell.MaxAttempts,

@@ -55,7 +55,7 @@ func dashSetup(t *testing.T) *dashBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 10 {
+	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 10 {
 		t.Fatalf("phone home: %d, %v", n, err)
 	}
 	v, err := views.New()

@@ -68,7 +68,7 @@ func startLive(t *testing.T, ets int) *live {
 		&handlers.Events{Hub: hub},
 		&handlers.Extraterrestrials{
 			Store: st, Views: v, Hub: hub,
-			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, st, engine) },
+			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, engine) },
 			AnswerRate:  0.3,
 			MaxAttempts: speakandspell.MaxAttempts,
 			Version:     "test",

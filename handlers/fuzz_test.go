@@ -73,7 +73,7 @@ func fuzzRouter(f *testing.F) (*echo.Echo, *store.Store) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, err := speakandspell.PhoneHome(ctx, st, engine); err != nil {
+	if _, err := speakandspell.PhoneHome(ctx, engine); err != nil {
 		f.Fatal(err)
 	}
 	petPages := &Pets{Sim: sim, Store: st, Views: v, Hub: hub, Version: "fuzz"}

@@ -60,7 +60,7 @@ func setup(t *testing.T) *bundle {
 		&handlers.Events{Hub: hub},
 		&handlers.Extraterrestrials{
 			Store: st, Views: v, Hub: hub,
-			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, st, engine) },
+			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, engine) },
 			AnswerRate:  0.2,
 			MaxAttempts: 5,
 			Version:     "test",

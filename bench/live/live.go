@@ -368,7 +368,7 @@ func startServerFlush(ctx context.Context, db string, answerRate float64, backof
 		&handlers.Events{Hub: s.hub},
 		&handlers.Extraterrestrials{
 			Store: st, Views: v, Hub: s.hub,
-			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, st, s.engine) },
+			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, s.engine) },
 			AnswerRate:  answerRate,
 			MaxAttempts: speakandspell.MaxAttempts,
 			Version:     "bench",
@@ -665,7 +665,7 @@ func runPages(ctx context.Context, db string, o Options) (*PagesResult, error) {
 	fmt.Fprintf(o.Log, "%d clients connected in %v: %d B heap, %d B RSS per client, %d goroutines\n",
 		o.PageClients, r.ConnectTime.Round(time.Millisecond), r.HeapPerClient, r.RSSPerClient, r.Goroutines)
 
-	if _, err := speakandspell.PhoneHome(ctx, s.st, s.engine); err != nil {
+	if _, err := speakandspell.PhoneHome(ctx, s.engine); err != nil {
 		return nil, err
 	}
 	cpu0 := processCPU()
@@ -768,7 +768,7 @@ func runCampaign(ctx context.Context, db string, o Options) (*CampaignResult, er
 	}
 	r := &CampaignResult{Clients: len(pages)}
 	start := time.Now()
-	n, err := speakandspell.PhoneHome(ctx, s.st, s.engine)
+	n, err := speakandspell.PhoneHome(ctx, s.engine)
 	if err != nil {
 		return nil, err
 	}

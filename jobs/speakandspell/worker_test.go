@@ -79,7 +79,7 @@ func TestBulkCallsAreTheJobAPIsRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	*changes = nil
-	n, err := speakandspell.PhoneHome(ctx, st, engine)
+	n, err := speakandspell.PhoneHome(ctx, engine)
 	if err != nil || n != 2 {
 		t.Fatalf("PhoneHome = %d, %v; want 2 (row 1 is in flight)", n, err)
 	}
@@ -124,7 +124,7 @@ func TestBulkCallsAreTheJobAPIsRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 0 {
+	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 0 {
 		t.Errorf("second PhoneHome = %d, %v; want 0", n, err)
 	}
 }
@@ -148,7 +148,7 @@ func TestPhoneHomeSelectsEligibleRows(t *testing.T) {
 	set(1, store.StatusSpaceTaxi)
 	set(2, store.StatusPhoningHome)
 	set(3, store.StatusNoAnswer)
-	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 4 {
+	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 4 {
 		t.Fatalf("PhoneHome = %d, %v; want 4 (rows 3–6)", n, err)
 	}
 	// The calls finish; row 4 gets no answer: it alone is eligible again.
@@ -159,7 +159,7 @@ func TestPhoneHomeSelectsEligibleRows(t *testing.T) {
 	set(4, store.StatusNoAnswer)
 	set(5, store.StatusSpaceTaxi)
 	set(6, store.StatusSpaceTaxi)
-	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 1 {
+	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 1 {
 		t.Fatalf("PhoneHome after the calls = %d, %v; want 1 (row 4)", n, err)
 	}
 	var ids []int64
