@@ -2,19 +2,19 @@ package handlers
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
 )
 
-// ExtraterrestrialsStream is the event stream of every status change.
-const ExtraterrestrialsStream = "extraterrestrials"
+// ExtraterrestrialsStream is live.ExtraterrestrialsStream, under the name
+// the root package's tests use.
+const ExtraterrestrialsStream = live.ExtraterrestrialsStream
 
 // Extraterrestrials serves the Phone Home page, its fragments and its API.
 type Extraterrestrials struct {
@@ -36,31 +36,6 @@ func (h *Extraterrestrials) Routes(e *echo.Echo) {
 	e.POST("/phone-home", h.PhoneHomeForm)
 	e.GET("/api/extraterrestrials", h.List)
 	e.POST("/api/phone-home", h.PhoneHomeAPI)
-}
-
-// ExtraterrestrialsPage is the data of the extraterrestrials page.
-type ExtraterrestrialsPage struct {
-	views.Layout
-	Rows   []store.Extraterrestrial
-	Counts store.StatusCounts
-	// LastEventID is the id of the last event the page reflects: the live
-	// stream resumes after it.
-	LastEventID int64
-	// StreamURL is the live stream of just the rows shown (and the counts).
-	StreamURL    string
-	Query        string
-	StatusFilter string
-	RowsURL      string
-	NextURL      string
-	AnswerRate   float64
-	MaxAttempts  int
-	Flash        *Flash
-}
-
-// Flash is a one-line message above the table.
-type Flash struct {
-	Message string
-	Error   bool
 }
 
 // listQuery is the parsed ?status=&q=&limit=&cursor= of a listing.
@@ -110,24 +85,24 @@ func (h *Extraterrestrials) Page(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return h.render(c, http.StatusOK, page)
+	return render(c, h.Views, http.StatusOK, views.PageExtraterrestrials, page)
 }
 
-func (h *Extraterrestrials) page(ctx context.Context, lq listQuery) (ExtraterrestrialsPage, error) {
+func (h *Extraterrestrials) page(ctx context.Context, lq listQuery) (views.ExtraterrestrialsPage, error) {
 	// Take the event id first: anything published after it is resent on connect.
 	lastID := h.Hub.LastID()
 	rows, next, err := h.Store.ListExtraterrestrials(ctx, lq.filter)
 	if err != nil {
-		return ExtraterrestrialsPage{}, err
+		return views.ExtraterrestrialsPage{}, err
 	}
 	counts, err := h.Store.CountByStatus(ctx)
 	if err != nil {
-		return ExtraterrestrialsPage{}, err
+		return views.ExtraterrestrialsPage{}, err
 	}
-	p := ExtraterrestrialsPage{
+	p := views.ExtraterrestrialsPage{
 		Layout:       views.Layout{Nav: "extraterrestrials", Version: h.Version},
-		Rows:         rows,
-		Counts:       counts,
+		Rows:         live.ExtraterrestrialViews(rows),
+		Counts:       live.StatusCountsView(counts),
 		LastEventID:  lastID,
 		Query:        lq.filter.Query,
 		StatusFilter: lq.status,
@@ -138,32 +113,12 @@ func (h *Extraterrestrials) page(ctx context.Context, lq listQuery) (Extraterres
 	if !next.IsZero() {
 		p.NextURL = lq.urlWith("/", next)
 	}
-	p.StreamURL = streamURL(lastID, rows)
-	return p, nil
-}
-
-// streamURL is the event stream of a page: resumed after lastID, and only
-// the rows it shows, so events about the other rows cost it nothing.
-func streamURL(lastID int64, rows []store.Extraterrestrial) string {
-	b := make([]byte, 0, 64+len(rows)*8)
-	b = append(b, "/events?stream="+ExtraterrestrialsStream+"&last_event_id="...)
-	b = strconv.AppendInt(b, lastID, 10)
-	b = append(b, "&ids="...)
+	ids := make([]int64, len(rows))
 	for i, et := range rows {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendInt(b, et.ID, 10)
+		ids[i] = et.ID
 	}
-	return string(b)
-}
-
-func (h *Extraterrestrials) render(c echo.Context, status int, p ExtraterrestrialsPage) error {
-	html, err := h.Views.Page("extraterrestrials", p)
-	if err != nil {
-		return err
-	}
-	return c.HTMLBlob(status, html)
+	p.StreamURL = live.StreamURL(live.ExtraterrestrialsStream, lastID, ids)
+	return p, nil
 }
 
 // Rows renders just the table body and the counts, for the page to reload
@@ -177,15 +132,9 @@ func (h *Extraterrestrials) Rows(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rows, err := h.Views.Fragment("et_rows", p)
-	if err != nil {
-		return err
-	}
-	counts, err := h.Views.Fragment("et_counts", views.Counts{C: p.Counts, OOB: true})
-	if err != nil {
-		return err
-	}
-	return c.HTMLBlob(http.StatusOK, append(rows, counts...))
+	return fragments(c, h.Views,
+		views.Part{Name: views.PartialETRows, Data: p},
+		views.Part{Name: views.PartialETCounts, Data: views.Counts{C: p.Counts, OOB: true}})
 }
 
 // ExtraterrestrialJSON is an extraterrestrial in the JSON API.
@@ -244,19 +193,8 @@ func (h *Extraterrestrials) PhoneHomeForm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Request().Header.Get("HX-Request") == "" {
+	if !isHtmx(c) {
 		return c.Redirect(http.StatusSeeOther, "/")
 	}
-	msg := fmt.Sprintf("Phoning home: %s calls enqueued.", views.Thousands(n))
-	switch n {
-	case 0:
-		msg = "Nobody left to call: everyone is phoning home already or has a space taxi on the way."
-	case 1:
-		msg = "Phoning home: 1 call enqueued."
-	}
-	html, err := h.Views.Fragment("flash", Flash{Message: msg})
-	if err != nil {
-		return err
-	}
-	return c.HTMLBlob(http.StatusOK, html)
+	return fragments(c, h.Views, views.Part{Name: views.PartialFlash, Data: views.Flash{Message: views.PhoneHomeMessage(n)}})
 }

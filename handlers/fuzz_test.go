@@ -25,6 +25,7 @@ import (
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
@@ -55,9 +56,9 @@ func fuzzRouter(f *testing.F) (*echo.Echo, *store.Store) {
 	watchers := pets.NewWatchers()
 	hub := events.New(events.Config{OnClients: watchers.Update})
 	f.Cleanup(hub.Close)
-	hub.Register(ExtraterrestrialsStream)
+	live.Register(hub)
 	sim, err := pets.New(pets.Config{
-		Store: st, Tick: time.Hour, Watchers: watchers, Publisher: NewPetFeed(v, hub, logger),
+		Store: st, Tick: time.Hour, Watchers: watchers, Publisher: live.NewPetFeed(v, hub, logger),
 		Logger: logger, ManualTicks: true, Clients: hub.Clients,
 	})
 	if err != nil {
@@ -66,7 +67,7 @@ func fuzzRouter(f *testing.F) (*echo.Echo, *store.Store) {
 	if err := sim.Start(ctx); err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(sim.Stop)
+	f.Cleanup(func() { _ = sim.Stop(context.Background()) })
 	// The job engine is not started: its jobs stay as inserted, and the
 	// operator actions and queue settings work on the rows.
 	engine, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{speakandspell.Queue: speakandspell.QueueLimit}, Logger: logger})

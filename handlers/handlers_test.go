@@ -5,10 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,58 +14,18 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
-	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
-	"github.com/phonehome/phonehome/views"
 )
 
-type bundle struct {
-	st     *store.Store
-	engine *jobs.Engine
-	hub    *events.Hub
-	feed   *handlers.ExtraterrestrialFeed
-	srv    *httptest.Server
-}
-
-// setup serves the real router over a seeded database in a temp dir. The job
+// bundle is a testServer with the 10 seed extraterrestrials. The job
 // engine is built but not started, so enqueued jobs stay put for inspection.
+type bundle struct{ *testServer }
+
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	st := migratedStore(t, filepath.Join(t.TempDir(), "test.db"))
-	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
-		t.Fatal(err)
-	}
-	v, err := views.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub := events.New(events.Config{})
-	hub.Register(handlers.ExtraterrestrialsStream)
-	t.Cleanup(hub.Close)
-	engine, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{speakandspell.Queue: speakandspell.QueueLimit}, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	feed := handlers.NewExtraterrestrialFeed(st, v, hub, logger, 10*time.Millisecond)
-	t.Cleanup(feed.Close)
-	router := handlers.NewServer(logger, v, "test",
-		&handlers.Health{Ping: st.Ping},
-		&handlers.Events{Hub: hub},
-		&handlers.Extraterrestrials{
-			Store: st, Views: v, Hub: hub,
-			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, engine) },
-			AnswerRate:  0.2,
-			MaxAttempts: 5,
-			Version:     "test",
-		})
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
-	t.Cleanup(hub.Close) // runs before srv.Close: open streams end first
-	return &bundle{st: st, engine: engine, hub: hub, feed: feed, srv: srv}
+	return &bundle{setupServer(t, serverOptions{seed: true, answerRate: 0.2})}
 }
 
 func (b *bundle) do(t *testing.T, method, path string, body io.Reader, header map[string]string) (*http.Response, string) {
@@ -376,7 +333,7 @@ func TestLiveRowAndCountsReachTheStream(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
-	waitFor(t, func() bool { return b.hub.Clients()[handlers.ExtraterrestrialsStream] == 1 })
+	waitUntil(t, 10*time.Second, "condition", func() bool { return b.hub.Clients()[live.ExtraterrestrialsStream] == 1 })
 
 	b.feed.Changed(b.record(t, 5, store.StatusPhoningHome, 1))
 
@@ -398,7 +355,7 @@ func TestLiveRowAndCountsReachTheStream(t *testing.T) {
 		t.Errorf("row event = %+v", row)
 	}
 	counts := next(t, msgs)
-	if counts.Event != handlers.CountsEvent || !strings.Contains(counts.Data, `id="et-counts"`) ||
+	if counts.Event != live.CountsEvent || !strings.Contains(counts.Data, `id="et-counts"`) ||
 		!strings.Contains(counts.Data, `<span class="count-n">1</span><span class="count-label">phoning home</span>`) {
 		t.Errorf("counts event = %+v", counts)
 	}
@@ -419,15 +376,4 @@ func next(t *testing.T, msgs <-chan events.Message) events.Message {
 		t.Fatal("no event within 10 s")
 	}
 	return events.Message{}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -6,89 +6,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
-	"github.com/phonehome/phonehome/views"
 )
 
-var petEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+// petBundle is a testServer whose LivePet the tests run by hand.
+type petBundle struct{ *testServer }
 
-const petTick = 5 * time.Second
-
-// fakeClock is the pets' clock, moved by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
-type petBundle struct {
-	st    *store.Store
-	path  string
-	hub   *events.Hub
-	sim   *pets.Sim
-	clock *fakeClock
-	srv   *httptest.Server
-}
-
-// petSetup serves the real router with the pet pages over a new database, a
-// real hub feeding the watchers, and a started sim whose ticks the tests run
-// by hand with a fake clock.
 func petSetup(t *testing.T) *petBundle {
 	t.Helper()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "pets.db")
-	st := migratedStore(t, path)
-	v, err := views.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	watchers := pets.NewWatchers()
-	hub := events.New(events.Config{OnClients: watchers.Update})
-	clock := &fakeClock{t: petEpoch}
-	sim, err := pets.New(pets.Config{
-		Store: st, Tick: petTick, Watchers: watchers, Publisher: handlers.NewPetFeed(v, hub, logger),
-		Now: clock.Now, Logger: logger, ManualTicks: true,
-		ActiveEvery: 5 * time.Millisecond, CountsEvery: 5 * time.Millisecond, Clients: hub.Clients,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Stop)
-	p := &handlers.Pets{Sim: sim, Store: st, Views: v, Hub: hub, Version: "test"}
-	router := handlers.NewServer(logger, v, "test",
-		&handlers.Health{Ping: st.Ping},
-		&handlers.Events{Hub: hub, Resolve: p.ResolveStream},
-		p)
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
-	t.Cleanup(hub.Close) // runs before srv.Close: open streams end first
-	return &petBundle{st: st, path: path, hub: hub, sim: sim, clock: clock, srv: srv}
+	return &petBundle{setupServer(t, serverOptions{})}
 }
 
 // keeper is a browser: its own cookie jar, so its own keeper.
@@ -224,17 +162,6 @@ func (s *stream) until(t *testing.T, what string, ok func(events.Message) bool) 
 		case <-deadline:
 			t.Fatalf("%s: no such event within 10 s", what)
 		}
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10 s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -495,7 +422,7 @@ func TestWatchersAreCountedFromRealStreams(t *testing.T) {
 
 	first := b.keeper(t).watch(t, name)
 	second := b.keeper(t).watch(t, name)
-	eventually(t, "viewers=2", func() bool { return owner.get(t, p.ID).Viewers == 2 })
+	waitUntil(t, 10*time.Second, "viewers=2", func() bool { return owner.get(t, p.ID).Viewers == 2 })
 	first.until(t, "2 watching", func(m events.Message) bool {
 		return strings.Contains(m.Data, `id="pet-stats"`) && strings.Contains(m.Data, `<span class="stat-n">2</span> watching`)
 	})
@@ -505,12 +432,12 @@ func TestWatchersAreCountedFromRealStreams(t *testing.T) {
 	}
 
 	second.cancel()
-	eventually(t, "viewers=1", func() bool { return owner.get(t, p.ID).Viewers == 1 })
+	waitUntil(t, 10*time.Second, "viewers=1", func() bool { return owner.get(t, p.ID).Viewers == 1 })
 	first.until(t, "1 watching", func(m events.Message) bool {
 		return strings.Contains(m.Data, `<span class="stat-n">1</span> watching`)
 	})
 	first.cancel()
-	eventually(t, "viewers=0", func() bool { return owner.get(t, p.ID).Viewers == 0 })
+	waitUntil(t, 10*time.Second, "viewers=0", func() bool { return owner.get(t, p.ID).Viewers == 0 })
 }
 
 func TestPetPageIsLiveUntilThePetDies(t *testing.T) {
@@ -540,7 +467,7 @@ func TestPetPageIsLiveUntilThePetDies(t *testing.T) {
 	}
 
 	s := k.watch(t, pets.Stream(p.ID))
-	eventually(t, "watched", func() bool { return b.sim.Watchers().Count(p.ID) == 1 })
+	waitUntil(t, 10*time.Second, "watched", func() bool { return b.sim.Watchers().Count(p.ID) == 1 })
 	b.clock.Set(petEpoch.Add(7*petTick + time.Second))
 	if _, err := b.sim.Tick(context.Background(), b.clock.Now()); err != nil {
 		t.Fatal(err)
@@ -617,7 +544,7 @@ func TestTreatsThroughTheAPIAndTheForms(t *testing.T) {
 	}
 	alice.watch(t, pets.Stream(mochi.ID))
 	bob.watch(t, pets.Stream(rex.ID))
-	eventually(t, "watched", func() bool { return b.sim.Watchers().Len() == 2 })
+	waitUntil(t, 10*time.Second, "watched", func() bool { return b.sim.Watchers().Len() == 2 })
 
 	code, body := treat(bob, mochi.ID)
 	var got struct {
@@ -752,15 +679,15 @@ func TestPetsPageAndItsStream(t *testing.T) {
 	if !strings.Contains(body, `sse-connect="/events?stream=pets&amp;last_event_id=`) || !strings.Contains(body, `sse-swap="message,counts,adopted"`) {
 		t.Error("list page is not live")
 	}
-	s := visitor.watch(t, handlers.PetsStream)
+	s := visitor.watch(t, live.PetsStream)
 	other := b.keeper(t)
 	p := other.adopt(t, "Biscuit", "dog")
-	m := s.until(t, "adopted", func(m events.Message) bool { return m.Event == handlers.AdoptedEvent })
+	m := s.until(t, "adopted", func(m events.Message) bool { return m.Event == live.AdoptedEvent })
 	if !strings.HasPrefix(m.Data, fmt.Sprintf(`<tbody hx-swap-oob="afterbegin:#pets-rows"><tr id="pet-row-%d">`, p.ID)) {
 		t.Errorf("adopted event %.200q", m.Data)
 	}
 	s.until(t, "counts", func(m events.Message) bool {
-		return m.Event == handlers.CountsEvent && strings.Contains(m.Data, `<span class="count-n">1</span><span class="count-label">alive</span>`)
+		return m.Event == live.CountsEvent && strings.Contains(m.Data, `<span class="count-n">1</span><span class="count-label">alive</span>`)
 	})
 
 	mine := visitor.adopt(t, "Mochi", "cat")
@@ -778,7 +705,7 @@ func TestPetsPageAndItsStream(t *testing.T) {
 		t.Errorf("death row %.300q", m.Data)
 	}
 	s.until(t, "counts", func(m events.Message) bool {
-		return m.Event == handlers.CountsEvent && strings.Contains(m.Data, `<span class="count-n">2</span><span class="count-label">dead</span>`)
+		return m.Event == live.CountsEvent && strings.Contains(m.Data, `<span class="count-n">2</span><span class="count-label">dead</span>`)
 	})
 
 	// Filters and search; a filtered page takes no new rows.

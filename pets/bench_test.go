@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
@@ -122,7 +122,7 @@ func newBenchSim(b *testing.B, pub func(pets.Publisher) pets.Publisher) *benchSi
 	watchers := pets.NewWatchers()
 	hub := events.New(events.Config{OnClients: watchers.Update})
 	b.Cleanup(hub.Close)
-	var p pets.Publisher = handlers.NewPetFeed(v, hub, logger)
+	var p pets.Publisher = live.NewPetFeed(v, hub, logger)
 	if pub != nil {
 		p = pub(p)
 	}
@@ -134,7 +134,7 @@ func newBenchSim(b *testing.B, pub func(pets.Publisher) pets.Publisher) *benchSi
 	if err := sim.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(sim.Stop)
+	b.Cleanup(func() { _ = sim.Stop(context.Background()) })
 	var alive []int64
 	if err := st.Reader.Select(&alive, "SELECT id FROM pets WHERE died_at IS NULL AND born_at > ? ORDER BY id",
 		epoch.Add(-time.Hour).Add(-sim.Rules().Lifespan()/2).UnixMilli()); err != nil {

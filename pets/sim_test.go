@@ -121,7 +121,7 @@ func setup(t *testing.T, tune func(*pets.Config)) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(sim.Stop)
+	t.Cleanup(func() { _ = sim.Stop(context.Background()) })
 	b.sim = sim
 	return b
 }
@@ -308,7 +308,7 @@ func TestRestartCatchesUpOnDeaths(t *testing.T) {
 	if err := b.sim.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b.sim.Stop()
+	_ = b.sim.Stop(context.Background())
 
 	// The process was down for most of a day: the first pet's life ran out
 	// meanwhile, the second's runs out half an hour after the restart.
@@ -321,7 +321,7 @@ func TestRestartCatchesUpOnDeaths(t *testing.T) {
 	if err := sim.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer sim.Stop()
+	defer sim.Stop(context.Background())
 	row, _ := b.st.GetPet(ctx, first.ID)
 	if !row.DiedAt.Equal(epoch.Add(lifespan)) {
 		t.Errorf("first pet's died_at %v, want %v", row.DiedAt, epoch.Add(lifespan))

@@ -89,9 +89,8 @@ func TestExpensiveFiguresOnlyWhileWatched(t *testing.T) {
 			Clients: func() map[string]int { counted.Add(1); return map[string]int{"stats": 1} },
 			DBPath:  filepath.Join(t.TempDir(), "none.db"),
 		},
-		Watched:  watched.Load,
-		OnSample: func(s stats.Snapshot) { published.Add(1); got = append(got, s.Seq) },
 	})
+	c.Subscribe(watched.Load, func(s stats.Snapshot) { published.Add(1); got = append(got, s.Seq) })
 	ctx := context.Background()
 
 	s := c.Sample(ctx)
@@ -284,21 +283,23 @@ func TestDatabaseFileSizes(t *testing.T) {
 	}
 }
 
-func TestStartSamplesEveryIntervalUntilClose(t *testing.T) {
+func TestStartSamplesEveryIntervalUntilStop(t *testing.T) {
 	t.Parallel()
 	samples := make(chan int64, 100)
 	c := stats.New(stats.Config{
 		Interval: 5 * time.Millisecond,
-		Watched:  func() bool { return true },
-		OnSample: func(s stats.Snapshot) {
-			select {
-			case samples <- s.Seq:
-			default:
-			}
-		},
 	})
-	c.Start()
-	c.Start() // a second Start is a no-op
+	c.Subscribe(func() bool { return true }, func(s stats.Snapshot) {
+		select {
+		case samples <- s.Seq:
+		default:
+		}
+	})
+	ctx := context.Background()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Start(ctx) // a second Start is a no-op
 	deadline := time.After(10 * time.Second)
 	for want := int64(1); want <= 3; want++ {
 		select {
@@ -310,13 +311,17 @@ func TestStartSamplesEveryIntervalUntilClose(t *testing.T) {
 			t.Fatalf("sample %d did not arrive", want)
 		}
 	}
-	c.Close()
-	c.Close()
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Stop(ctx)
 	n := len(c.History())
 	if c.Current(context.Background()).Seq != int64(n) {
 		t.Errorf("history %d samples, seq %d", n, c.Current(context.Background()).Seq)
 	}
-	stats.New(stats.Config{}).Close() // Close without Start returns
+	if err := stats.New(stats.Config{}).Stop(ctx); err != nil { // Stop without Start returns
+		t.Fatal(err)
+	}
 }
 
 // scrape fetches a Prometheus handler and parses its text output.
