@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/phonehome/phonehome/internal/loop"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
 )
@@ -49,7 +50,7 @@ type ExtraterrestrialFeed struct {
 	countsEvery time.Duration
 
 	dirty chan struct{}
-	loop  loop
+	loop  loop.Loop
 }
 
 // NewExtraterrestrialFeed makes the feed; Start starts its counts loop.
@@ -75,12 +76,12 @@ func (f *ExtraterrestrialFeed) Changed(et store.Extraterrestrial) {
 	if _, err = f.hub.PublishKey(ExtraterrestrialsStream, "", et.ID, html); err != nil {
 		f.log.Debug("publish extraterrestrial row", "id", et.ID, "err", err)
 	}
-	signal(f.dirty)
+	loop.Signal(f.dirty)
 }
 
 // Start starts the counts loop.
 func (f *ExtraterrestrialFeed) Start(ctx context.Context) error {
-	f.loop.start(func(done <-chan struct{}) {
+	f.loop.Start(func(done <-chan struct{}) {
 		for {
 			select {
 			case <-done:
@@ -100,7 +101,7 @@ func (f *ExtraterrestrialFeed) Start(ctx context.Context) error {
 }
 
 // Stop stops the counts loop and waits for it.
-func (f *ExtraterrestrialFeed) Stop(ctx context.Context) error { return f.loop.stop(ctx) }
+func (f *ExtraterrestrialFeed) Stop(ctx context.Context) error { return f.loop.Stop(ctx) }
 
 func (f *ExtraterrestrialFeed) publishCounts() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/internal/loop"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/views"
 )
@@ -70,7 +71,7 @@ type JobsFeed struct {
 	sentCounts, sentQueues, sentChart []byte
 
 	wake        chan struct{}
-	loop        loop
+	loop        loop.Loop
 	unsubscribe func()
 }
 
@@ -107,7 +108,7 @@ func (f *JobsFeed) Start(ctx context.Context) error {
 		f.unsubscribe = f.engine.Subscribe(f.changed)
 	}
 	f.mu.Unlock()
-	f.loop.start(f.run)
+	f.loop.Start(f.run)
 	return nil
 }
 
@@ -119,7 +120,7 @@ func (f *JobsFeed) Stop(ctx context.Context) error {
 		f.unsubscribe()
 	}
 	f.mu.Unlock()
-	return f.loop.stop(ctx)
+	return f.loop.Stop(ctx)
 }
 
 // changed notes that the jobs of ids changed (or were deleted); it never
@@ -142,7 +143,7 @@ func (f *JobsFeed) changed(ids []int64) {
 		}
 	}
 	f.mu.Unlock()
-	signal(f.wake)
+	loop.Signal(f.wake)
 }
 
 // QueuesChanged notes that a queue was paused, resumed or scaled, so the
@@ -151,7 +152,7 @@ func (f *JobsFeed) QueuesChanged() {
 	f.mu.Lock()
 	f.queues = true
 	f.mu.Unlock()
-	signal(f.wake)
+	loop.Signal(f.wake)
 }
 
 func (f *JobsFeed) run(done <-chan struct{}) {
@@ -162,7 +163,7 @@ func (f *JobsFeed) run(done <-chan struct{}) {
 		case <-f.wake:
 		}
 		if f.flush(time.Now()) {
-			signal(f.wake) // something was held back by its rate: come back
+			loop.Signal(f.wake) // something was held back by its rate: come back
 		}
 		// Whatever changes meanwhile waits for the next flush.
 		select {

@@ -31,6 +31,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/phonehome/phonehome/internal/loop"
 )
 
 // ThroughputPoint is how many jobs finished in one interval of the jobs
@@ -248,11 +250,7 @@ type Collector struct {
 	subs   []subscriber
 	nextID int
 
-	runMu   sync.Mutex
-	started bool
-	stopped bool
-	stop    chan struct{}
-	done    chan struct{}
+	loop loop.Loop
 }
 
 // New makes a Collector; Start starts its sampling loop. Sample, Current and
@@ -278,8 +276,6 @@ func New(cfg Config) *Collector {
 		cfg:  cfg,
 		log:  cfg.Logger,
 		ring: make([]Point, n),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
 	}
 }
 

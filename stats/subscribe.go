@@ -51,51 +51,23 @@ func (c *Collector) watching() []subscriber {
 // Start starts sampling every Interval until Stop. A second Start, or a
 // Start after Stop, does nothing.
 func (c *Collector) Start(ctx context.Context) error {
-	c.runMu.Lock()
-	defer c.runMu.Unlock()
-	if c.started || c.stopped {
-		return nil
-	}
-	c.started = true
-	go c.loop()
+	c.loop.Start(func(done <-chan struct{}) {
+		t := time.NewTicker(c.cfg.Interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Interval*5)
+				c.Sample(ctx)
+				cancel()
+			}
+		}
+	})
 	return nil
 }
 
 // Stop stops the sampling loop and waits for it, at most until ctx ends.
 // It is safe to call more than once, and without Start.
-func (c *Collector) Stop(ctx context.Context) error {
-	c.runMu.Lock()
-	if c.stopped {
-		c.runMu.Unlock()
-		return nil
-	}
-	c.stopped = true
-	close(c.stop)
-	started := c.started
-	c.runMu.Unlock()
-	if !started {
-		return nil
-	}
-	select {
-	case <-c.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (c *Collector) loop() {
-	defer close(c.done)
-	t := time.NewTicker(c.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Interval*5)
-			c.Sample(ctx)
-			cancel()
-		}
-	}
-}
+func (c *Collector) Stop(ctx context.Context) error { return c.loop.Stop(ctx) }
