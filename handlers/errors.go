@@ -195,6 +195,15 @@ func render(c echo.Context, v *views.Views, status int, name views.Page, data an
 	return c.HTMLBlob(status, html)
 }
 
+// renderWith renders page name with the data build makes of the request.
+func renderWith[T any](c echo.Context, v *views.Views, name views.Page, build func(echo.Context) (T, error)) error {
+	data, err := build(c)
+	if err != nil {
+		return err
+	}
+	return render(c, v, http.StatusOK, name, data)
+}
+
 // fragments answers partials, one after the other.
 func fragments(c echo.Context, v *views.Views, parts ...views.Part) error {
 	html, err := v.Fragments(parts...)

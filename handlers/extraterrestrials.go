@@ -54,16 +54,9 @@ func parseListQuery(c echo.Context, defaultLimit int) (listQuery, error) {
 		lq.filter.Status = &st
 		lq.status = s
 	}
-	q := c.QueryParam("q")
-	pg, err := parsePaging(c, q)
-	if err != nil {
-		return lq, err
-	}
-	lq.filter.Query, lq.filter.After = pg.query, pg.after
-	if pg.limit > 0 {
-		lq.filter.Limit = pg.limit
-	}
-	return lq, nil
+	f := &lq.filter
+	err := parsePaging(c, c.QueryParam("q"), &f.Query, &f.Limit, &f.After)
+	return lq, err
 }
 
 // urlWith builds path?… keeping the filter and setting the cursor.
@@ -77,58 +70,50 @@ const pageSize = 100
 // Page renders the extraterrestrials, filtered and paged, with the id of the
 // last event they reflect so the live stream can resume from there.
 func (h *Extraterrestrials) Page(c echo.Context) error {
-	lq, err := parseListQuery(c, pageSize)
-	if err != nil {
-		return err
-	}
-	page, err := h.page(c.Request().Context(), lq)
-	if err != nil {
-		return err
-	}
-	return render(c, h.Views, http.StatusOK, views.PageExtraterrestrials, page)
+	return renderWith(c, h.Views, views.PageExtraterrestrials, h.listed)
 }
 
-func (h *Extraterrestrials) page(ctx context.Context, lq listQuery) (views.ExtraterrestrialsPage, error) {
-	// Take the event id first: anything published after it is resent on connect.
-	lastID := h.Hub.LastID()
-	rows, next, err := h.Store.ListExtraterrestrials(ctx, lq.filter)
+// listed is the page the request's filter and cursor select.
+func (h *Extraterrestrials) listed(c echo.Context) (views.ExtraterrestrialsPage, error) {
+	lq, l, err := readListing(c, h.Hub, pageSize, parseListQuery, h.list)
 	if err != nil {
 		return views.ExtraterrestrialsPage{}, err
 	}
-	counts, err := h.Store.CountByStatus(ctx)
+	counts, err := h.Store.CountByStatus(c.Request().Context())
 	if err != nil {
 		return views.ExtraterrestrialsPage{}, err
 	}
 	p := views.ExtraterrestrialsPage{
 		Layout:       views.Layout{Nav: "extraterrestrials", Version: h.Version},
-		Rows:         live.ExtraterrestrialViews(rows),
+		Rows:         live.ExtraterrestrialViews(l.rows),
 		Counts:       live.StatusCountsView(counts),
-		LastEventID:  lastID,
+		LastEventID:  l.lastID,
 		Query:        lq.filter.Query,
 		StatusFilter: lq.status,
 		RowsURL:      lq.urlWith("/extraterrestrials/rows", lq.filter.After),
 		AnswerRate:   h.AnswerRate,
 		MaxAttempts:  h.MaxAttempts,
 	}
-	if !next.IsZero() {
-		p.NextURL = lq.urlWith("/", next)
+	if !l.next.IsZero() {
+		p.NextURL = lq.urlWith("/", l.next)
 	}
-	ids := make([]int64, len(rows))
-	for i, et := range rows {
+	ids := make([]int64, len(l.rows))
+	for i, et := range l.rows {
 		ids[i] = et.ID
 	}
-	p.StreamURL = live.StreamURL(live.ExtraterrestrialsStream, lastID, ids)
+	p.StreamURL = live.StreamURL(live.ExtraterrestrialsStream, l.lastID, ids)
 	return p, nil
+}
+
+// list reads one page of the listing.
+func (h *Extraterrestrials) list(ctx context.Context, lq listQuery) ([]store.Extraterrestrial, store.Cursor, error) {
+	return h.Store.ListExtraterrestrials(ctx, lq.filter)
 }
 
 // Rows renders just the table body and the counts, for the page to reload
 // after a resync event.
 func (h *Extraterrestrials) Rows(c echo.Context) error {
-	lq, err := parseListQuery(c, pageSize)
-	if err != nil {
-		return err
-	}
-	p, err := h.page(c.Request().Context(), lq)
+	p, err := h.listed(c)
 	if err != nil {
 		return err
 	}
@@ -153,28 +138,13 @@ func extraterrestrialJSON(et store.Extraterrestrial) ExtraterrestrialJSON {
 		CommunicationStatus:  string(et.CommunicationStatus),
 		CommunicationAttempt: et.CommunicationAttempt,
 	}
-	if !et.LastAttemptAt.IsZero() {
-		t := et.LastAttemptAt.UTC()
-		j.LastAttemptAt = &t
-	}
+	j.LastAttemptAt = utcOrNil(et.LastAttemptAt)
 	return j
 }
 
 // List answers GET /api/extraterrestrials.
 func (h *Extraterrestrials) List(c echo.Context) error {
-	lq, err := parseListQuery(c, 50)
-	if err != nil {
-		return err
-	}
-	rows, next, err := h.Store.ListExtraterrestrials(c.Request().Context(), lq.filter)
-	if err != nil {
-		return err
-	}
-	items := make([]ExtraterrestrialJSON, len(rows))
-	for i, et := range rows {
-		items[i] = extraterrestrialJSON(et)
-	}
-	return listJSON(c, items, next)
+	return listAPI(c, h.Hub, parseListQuery, h.list, extraterrestrialJSON)
 }
 
 // PhoneHomeAPI answers POST /api/phone-home with {"enqueued": N}.

@@ -172,19 +172,20 @@ func (q jobsQuery) url(path, state, cursor string) string {
 // Page renders the dashboard: throughput, queues, state tabs, and one page
 // of the job list, with the id of the last event it reflects.
 func (h *Jobs) Page(c echo.Context) error {
+	return renderWith(c, h.Views, views.PageJobs, h.listed)
+}
+
+// listed is the dashboard page the request's filter and cursor select.
+func (h *Jobs) listed(c echo.Context) (views.JobsPage, error) {
 	q, err := parseJobsQuery(c, jobsPageSize, false)
 	if err != nil {
-		return err
+		return views.JobsPage{}, err
 	}
-	q.params.Limit = jobsPageSize
-	p, err := h.page(c.Request().Context(), q)
-	if err != nil {
-		return err
-	}
-	return render(c, h.Views, http.StatusOK, views.PageJobs, p)
+	return h.page(c.Request().Context(), q)
 }
 
 func (h *Jobs) page(ctx context.Context, q jobsQuery) (views.JobsPage, error) {
+	q.params.Limit = jobsPageSize
 	// Take the event id first: anything published after it is resent on connect.
 	lastID := h.Hub.LastID()
 	list, err := jobs.List(ctx, h.Reader, q.params)
@@ -242,12 +243,7 @@ func (h *Jobs) page(ctx context.Context, q jobsQuery) (views.JobsPage, error) {
 // and pager, with a new stream URL for the rows now listed), which the page
 // swaps in after a refresh or resync event.
 func (h *Jobs) Live(c echo.Context) error {
-	q, err := parseJobsQuery(c, jobsPageSize, false)
-	if err != nil {
-		return err
-	}
-	q.params.Limit = jobsPageSize
-	p, err := h.page(c.Request().Context(), q)
+	p, err := h.listed(c)
 	if err != nil {
 		return err
 	}
@@ -470,20 +466,13 @@ func checkBulk(a jobAction, ids []int64) error {
 }
 
 func (h *Jobs) bulk(ctx context.Context, a jobAction, ids []int64) (int, error) {
-	var n int
-	var err error
-	switch a {
-	case actionCancel:
-		n, err = h.Engine.CancelJobs(ctx, ids)
-	case actionRetry:
-		n, err = h.Engine.RetryJobs(ctx, ids)
-	case actionDelete:
-		n, err = h.Engine.DeleteJobs(ctx, ids)
+	do := map[jobAction]func(context.Context, []int64) (int, error){
+		actionCancel: h.Engine.CancelJobs, actionRetry: h.Engine.RetryJobs, actionDelete: h.Engine.DeleteJobs,
+	}[a]
+	if do == nil {
+		return 0, invalid(fmt.Sprintf("action %q is not one of cancel, retry, delete", a))
 	}
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
+	return do(ctx, ids)
 }
 
 // jobsBack is the dashboard URL a plain form returns to: its "back" field
@@ -505,9 +494,8 @@ func (h *Jobs) listWithFlash(c echo.Context, backURL string, status int, flash *
 	c2 := c.Echo().NewContext(req, c.Response())
 	q, err := parseJobsQuery(c2, jobsPageSize, false)
 	if err != nil {
-		q = jobsQuery{params: jobs.ListParams{Limit: jobsPageSize}}
+		q = jobsQuery{}
 	}
-	q.params.Limit = jobsPageSize
 	p, err := h.page(c.Request().Context(), q)
 	if err != nil {
 		return err

@@ -39,12 +39,12 @@ type ErrorJSON struct {
 	Error   string    `json:"error"`
 }
 
-func utcPtr(t *time.Time) *time.Time {
+// utcOf is *t for the API: in UTC, nil when t is.
+func utcOf(t *time.Time) *time.Time {
 	if t == nil {
 		return nil
 	}
-	u := t.UTC()
-	return &u
+	return utcOrNil(*t)
 }
 
 func jobJSON(j *jobs.Job) JobJSON {
@@ -52,8 +52,8 @@ func jobJSON(j *jobs.Job) JobJSON {
 		ID: j.ID, Queue: j.Queue, Kind: j.Kind, Args: j.Args, State: j.State, Attempt: j.Attempt,
 		MaxAttempts: j.MaxAttempts, Priority: j.Priority, Tags: j.Tags,
 		InsertedAt: j.InsertedAt.UTC(), ScheduledAt: j.ScheduledAt.UTC(),
-		AttemptedAt: utcPtr(j.AttemptedAt), CompletedAt: utcPtr(j.CompletedAt),
-		CancelledAt: utcPtr(j.CancelledAt), DiscardedAt: utcPtr(j.DiscardedAt),
+		AttemptedAt: utcOf(j.AttemptedAt), CompletedAt: utcOf(j.CompletedAt),
+		CancelledAt: utcOf(j.CancelledAt), DiscardedAt: utcOf(j.DiscardedAt),
 		Errors: make([]ErrorJSON, len(j.Errors)),
 	}
 	if out.Tags == nil {

@@ -103,14 +103,6 @@ type StatsDBJSON struct {
 	Error    string `json:"error,omitempty"`
 }
 
-func statsTimePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
-
 func statsJSON(s stats.Snapshot) StatsJSON {
 	m := s.Memory
 	j := StatsJSON{
@@ -123,7 +115,7 @@ func statsJSON(s stats.Snapshot) StatsJSON {
 			OutsideGo: m.Outside, RSS: m.RSS, PeakRSS: m.PeakRSS,
 		},
 		GC: StatsGCJSON{
-			Cycles: s.GC.Cycles, LastAt: statsTimePtr(s.GC.Last), PauseTotalSeconds: s.GC.PauseTotal.Seconds(),
+			Cycles: s.GC.Cycles, LastAt: utcOrNil(s.GC.Last), PauseTotalSeconds: s.GC.PauseTotal.Seconds(),
 			PauseP50Seconds: s.GC.P50.Seconds(), PauseMaxSeconds: s.GC.Max.Seconds(),
 			RecentPausesSeconds: make([]float64, len(s.GC.Recent)),
 		},
@@ -146,7 +138,7 @@ func statsJSON(s stats.Snapshot) StatsJSON {
 	}
 	if p := s.Pets; p != nil {
 		j.Pets = &StatsPetsJSON{
-			Alive: p.Alive, Dead: p.Dead, Watched: p.Watched, TickAt: statsTimePtr(p.TickAt),
+			Alive: p.Alive, Dead: p.Dead, Watched: p.Watched, TickAt: utcOrNil(p.TickAt),
 			TickSeconds: p.TickDuration.Seconds(), TickP50Seconds: p.TickP50.Seconds(), TickMaxSeconds: p.TickMax.Seconds(),
 			TickDied: p.TickDied, TickRendered: p.TickRendered,
 		}

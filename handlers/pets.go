@@ -140,16 +140,9 @@ func parsePetListQuery(c echo.Context, defaultLimit int) (petListQuery, error) {
 	default:
 		return lq, invalid("alive must be true or false")
 	}
-	q := strings.TrimSpace(c.QueryParam("q"))
-	pg, err := parsePaging(c, q)
-	if err != nil {
-		return lq, err
-	}
-	lq.filter.Query, lq.filter.After = pg.query, pg.after
-	if pg.limit > 0 {
-		lq.filter.Limit = pg.limit
-	}
-	return lq, nil
+	f := &lq.filter
+	err := parsePaging(c, strings.TrimSpace(c.QueryParam("q")), &f.Query, &f.Limit, &f.After)
+	return lq, err
 }
 
 func (lq petListQuery) urlWith(path string, cursor store.Cursor) string {
@@ -159,22 +152,12 @@ func (lq petListQuery) urlWith(path string, cursor store.Cursor) string {
 // List renders /pets: the visitor's pets, then all pets, searchable and
 // paged, with the alive/dead counts. It is live on the pets stream.
 func (h *Pets) List(c echo.Context) error {
-	lq, err := parsePetListQuery(c, pageSize)
-	if err != nil {
-		return err
-	}
-	p, err := h.listPage(c, lq)
-	if err != nil {
-		return err
-	}
-	return render(c, h.Views, http.StatusOK, views.PagePets, p)
+	return renderWith(c, h.Views, views.PagePets, h.listPage)
 }
 
-func (h *Pets) listPage(c echo.Context, lq petListQuery) (views.PetsPage, error) {
-	ctx := c.Request().Context()
-	// Take the event id first: anything published after it is resent on connect.
-	lastID := h.Hub.LastID()
-	rows, next, err := h.Store.ListPets(ctx, lq.filter)
+// listPage is the page the request's filter and cursor select.
+func (h *Pets) listPage(c echo.Context) (views.PetsPage, error) {
+	lq, l, err := readListing(c, h.Hub, pageSize, parsePetListQuery, h.list)
 	if err != nil {
 		return views.PetsPage{}, err
 	}
@@ -182,9 +165,9 @@ func (h *Pets) listPage(c echo.Context, lq petListQuery) (views.PetsPage, error)
 	p := views.PetsPage{
 		Layout:      views.Layout{Nav: "pets", Version: h.Version},
 		NewKeeper:   fresh,
-		Rows:        h.petViews(rows, kid),
+		Rows:        h.petViews(l.rows, kid),
 		Counts:      views.PetCountsView{C: live.PetCountsView(h.Sim.Counts())},
-		LastEventID: lastID,
+		LastEventID: l.lastID,
 		Query:       lq.filter.Query,
 		AliveFilter: lq.alive,
 		RowsURL:     lq.urlWith("/pets/rows", lq.filter.After),
@@ -193,11 +176,11 @@ func (h *Pets) listPage(c echo.Context, lq petListQuery) (views.PetsPage, error)
 		Tick:     h.Sim.Rules().Tick,
 		Lifespan: h.Sim.Rules().Lifespan(),
 	}
-	if !next.IsZero() {
-		p.NextURL = lq.urlWith("/pets", next)
+	if !l.next.IsZero() {
+		p.NextURL = lq.urlWith("/pets", l.next)
 	}
 	if !fresh {
-		mine, err := h.Store.KeeperPets(ctx, kid, myPetsShown)
+		mine, err := h.Store.KeeperPets(c.Request().Context(), kid, myPetsShown)
 		if err != nil {
 			return views.PetsPage{}, err
 		}
@@ -217,11 +200,7 @@ func (h *Pets) petViews(rows []store.Pet, keeperID string) []views.PetView {
 // Rows renders the table body and the counts, for the list page to reload
 // after a resync event.
 func (h *Pets) Rows(c echo.Context) error {
-	lq, err := parsePetListQuery(c, pageSize)
-	if err != nil {
-		return err
-	}
-	p, err := h.listPage(c, lq)
+	p, err := h.listPage(c)
 	if err != nil {
 		return err
 	}
@@ -320,22 +299,39 @@ func petError(id int64, err error) error { return showAs(err, fmt.Sprintf("no pe
 // FeedForm is the Feed button of a keeper's own pet: htmx gets a message and
 // the new state; a browser without JavaScript is sent back to the page.
 func (h *Pets) FeedForm(c echo.Context) error {
-	id, err := petID(c)
+	st, err := h.feed(c)
 	if err != nil {
-		return err
-	}
-	kid, _ := keeper(c)
-	st, err := h.Sim.Feed(c.Request().Context(), kid, id)
-	if err != nil {
-		return refused(petError(id, err), nil)
+		return refused(err, nil)
 	}
 	if !isHtmx(c) {
-		return c.Redirect(http.StatusSeeOther, "/pets/"+strconv.FormatInt(id, 10))
+		return c.Redirect(http.StatusSeeOther, "/pets/"+strconv.FormatInt(st.ID, 10))
 	}
 	st.Viewers = max(st.Viewers, 1) // the page that asked is watching
 	return fragments(c, h.Views,
 		views.Part{Name: views.PartialFlash, Data: views.Flash{Message: views.FedMessage(st)}},
 		views.Part{Name: views.PartialPetStats, Data: views.PetView{State: st, Mine: true, OOB: true}})
+}
+
+// feed feeds the pet of the request's path for its visitor.
+func (h *Pets) feed(c echo.Context) (pets.State, error) {
+	id, err := petID(c)
+	if err != nil {
+		return pets.State{}, err
+	}
+	kid, _ := keeper(c)
+	st, err := h.Sim.Feed(c.Request().Context(), kid, id)
+	return st, petError(id, err)
+}
+
+// treat gives the pet of the request's path one of its visitor's treats.
+func (h *Pets) treat(c echo.Context) (pets.State, pets.Treats, error) {
+	id, err := petID(c)
+	if err != nil {
+		return pets.State{}, pets.Treats{}, err
+	}
+	kid, _ := keeper(c)
+	st, treats, err := h.Sim.Treat(c.Request().Context(), kid, id)
+	return st, treats, petError(id, err)
 }
 
 // backPath is where a plain form goes back to: the pet page it came from
@@ -354,17 +350,12 @@ func back(c echo.Context, fallback string) string {
 // a message and the visitor's treats left; a browser without JavaScript goes
 // back to the page it came from.
 func (h *Pets) TreatForm(c echo.Context) error {
-	id, err := petID(c)
+	st, treats, err := h.treat(c)
 	if err != nil {
-		return err
-	}
-	kid, _ := keeper(c)
-	st, treats, err := h.Sim.Treat(c.Request().Context(), kid, id)
-	if err != nil {
-		return refused(petError(id, err), nil)
+		return refused(err, nil)
 	}
 	if !isHtmx(c) {
-		return c.Redirect(http.StatusSeeOther, back(c, "/pets/"+strconv.FormatInt(id, 10)))
+		return c.Redirect(http.StatusSeeOther, back(c, "/pets/"+strconv.FormatInt(st.ID, 10)))
 	}
 	return fragments(c, h.Views,
 		views.Part{Name: views.PartialFlash, Data: views.Flash{Message: views.TreatMessage(st, treats)}},
@@ -389,28 +380,18 @@ func petJSON(s pets.State) PetJSON {
 		ID: s.ID, Name: s.Name, Species: string(s.Species), Age: s.Age, Hunger: s.Hunger, Alive: s.Alive,
 		BornAt: s.BornAt.UTC(), Viewers: s.Viewers,
 	}
-	if !s.DiedAt.IsZero() {
-		t := s.DiedAt.UTC()
-		j.DiedAt = &t
-	}
+	j.DiedAt = utcOrNil(s.DiedAt)
 	return j
 }
 
 // APIList answers GET /api/pets?alive=&q=&limit=&cursor=.
 func (h *Pets) APIList(c echo.Context) error {
-	lq, err := parsePetListQuery(c, 50)
-	if err != nil {
-		return err
-	}
-	rows, next, err := h.Store.ListPets(c.Request().Context(), lq.filter)
-	if err != nil {
-		return err
-	}
-	items := make([]PetJSON, len(rows))
-	for i, p := range rows {
-		items[i] = petJSON(h.Sim.State(p))
-	}
-	return listJSON(c, items, next)
+	return listAPI(c, h.Hub, parsePetListQuery, h.list, func(p store.Pet) PetJSON { return petJSON(h.Sim.State(p)) })
+}
+
+// list reads one page of the listing.
+func (h *Pets) list(ctx context.Context, lq petListQuery) ([]store.Pet, store.Cursor, error) {
+	return h.Store.ListPets(ctx, lq.filter)
 }
 
 // APIGet answers GET /api/pets/{id}.
@@ -474,14 +455,9 @@ func decodeJSON(c echo.Context, v any) error {
 // APIFeed answers POST /api/pets/{id}/feed with the fed pet: 403 for another
 // keeper's pet, 409 for a dead one.
 func (h *Pets) APIFeed(c echo.Context) error {
-	id, err := petID(c)
+	st, err := h.feed(c)
 	if err != nil {
 		return err
-	}
-	kid, _ := keeper(c)
-	st, err := h.Sim.Feed(c.Request().Context(), kid, id)
-	if err != nil {
-		return petError(id, err)
 	}
 	return c.JSON(http.StatusOK, petJSON(st))
 }
@@ -497,19 +473,9 @@ type TreatJSON struct {
 // treats left: 403 for one's own pet, 409 for a dead pet, one nobody is
 // watching, or no treats left.
 func (h *Pets) APITreat(c echo.Context) error {
-	id, err := petID(c)
+	st, treats, err := h.treat(c)
 	if err != nil {
 		return err
 	}
-	kid, _ := keeper(c)
-	st, treats, err := h.Sim.Treat(c.Request().Context(), kid, id)
-	if err != nil {
-		return petError(id, err)
-	}
-	out := TreatJSON{Pet: petJSON(st), TreatsLeft: treats.Left}
-	if !treats.RefillAt.IsZero() {
-		t := treats.RefillAt.UTC()
-		out.RefillAt = &t
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, TreatJSON{Pet: petJSON(st), TreatsLeft: treats.Left, RefillAt: utcOrNil(treats.RefillAt)})
 }

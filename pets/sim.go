@@ -20,7 +20,7 @@ import (
 const ActiveShown = 12
 
 // Publisher shows what the simulation decides on live pages;
-// handlers.PetFeed renders the fragments and publishes them. Live, Died and
+// live.PetFeed renders the fragments and publishes them. Live, Died and
 // Active are called by one goroutine at a time, in order, so a pet's page
 // never receives an older state after a newer one for long (see Sim).
 type Publisher interface {

@@ -153,32 +153,18 @@ func (s *Sim) Adopt(ctx context.Context, keeperID, name, species string) (State,
 // change is committed when Feed returns. Another keeper's pet is ErrNotYours,
 // a dead one ErrDead (as *RuleError), an unknown one store.ErrNotFound.
 func (s *Sim) Feed(ctx context.Context, keeperID string, id int64) (State, error) {
-	now := s.now()
-	var st State
-	err := s.store.InTx(ctx, func(tx *sqlx.Tx) error {
-		p, err := store.GetPetTx(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		before := s.rules.State(p, now)
+	st, err := s.lowerHunger(ctx, id, FeedAmount, func(tx *sqlx.Tx, p store.Pet, before State, now time.Time) error {
 		switch {
 		case p.KeeperID != keeperID:
 			return refuse(ErrNotYours, "%s is not your pet: only its keeper can feed it (you can give it a treat while someone is watching it)", p.Name)
 		case !before.Alive:
 			return refuse(ErrDead, "%s has died and cannot be fed any more", p.Name)
 		}
-		p, err = store.SetPetHungerTx(ctx, tx, id, max(0, before.Hunger-FeedAmount), now)
-		if err != nil {
-			return err
-		}
-		st = s.rules.State(p, now)
 		return nil
 	})
 	if err != nil {
 		return State{}, fmt.Errorf("feed pet %d: %w", id, err)
 	}
-	st.Viewers = s.watchers.Count(id)
-	s.changed(id)
 	return st, nil
 }
 
@@ -189,15 +175,8 @@ func (s *Sim) Treat(ctx context.Context, keeperID string, id int64) (State, Trea
 	if keeperID == "" {
 		return State{}, Treats{}, errors.New("treat: no keeper")
 	}
-	now := s.now()
-	var st State
 	var treats Treats
-	err := s.store.InTx(ctx, func(tx *sqlx.Tx) error {
-		p, err := store.GetPetTx(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		before := s.rules.State(p, now)
+	st, err := s.lowerHunger(ctx, id, TreatAmount, func(tx *sqlx.Tx, p store.Pet, before State, now time.Time) error {
 		switch {
 		case p.KeeperID == keeperID:
 			return refuse(ErrOwnPet, "%s is your own pet: treats are for other keepers' pets (feed yours instead)", p.Name)
@@ -217,11 +196,32 @@ func (s *Sim) Treat(ctx context.Context, keeperID string, id int64) (State, Trea
 		if left <= 0 {
 			return refuse(ErrNoTreats, "no treats left: %d more at %s UTC", TreatsPerWindow, windowStart.Add(TreatWindow).UTC().Format("15:04"))
 		}
-		if err := store.SetTreatsTx(ctx, tx, keeperID, left-1, windowStart); err != nil {
+		treats = TreatsOf(store.Keeper{ID: keeperID, TreatsLeft: left - 1, WindowStart: windowStart}, now)
+		return store.SetTreatsTx(ctx, tx, keeperID, left-1, windowStart)
+	})
+	if err != nil {
+		return State{}, Treats{}, fmt.Errorf("treat pet %d: %w", id, err)
+	}
+	return st, treats, nil
+}
+
+// lowerHunger lowers pet id's hunger by amount, down to 0, in one
+// transaction once allow, given the pet and its state before, has found
+// nothing to refuse (and paid for it, in the same transaction), and
+// returns its state after.
+func (s *Sim) lowerHunger(ctx context.Context, id int64, amount int, allow func(tx *sqlx.Tx, p store.Pet, before State, now time.Time) error) (State, error) {
+	now := s.now()
+	var st State
+	err := s.store.InTx(ctx, func(tx *sqlx.Tx) error {
+		p, err := store.GetPetTx(ctx, tx, id)
+		if err != nil {
 			return err
 		}
-		treats = TreatsOf(store.Keeper{ID: keeperID, TreatsLeft: left - 1, WindowStart: windowStart}, now)
-		p, err = store.SetPetHungerTx(ctx, tx, id, max(0, before.Hunger-TreatAmount), now)
+		before := s.rules.State(p, now)
+		if err := allow(tx, p, before, now); err != nil {
+			return err
+		}
+		p, err = store.SetPetHungerTx(ctx, tx, id, max(0, before.Hunger-amount), now)
 		if err != nil {
 			return err
 		}
@@ -229,11 +229,11 @@ func (s *Sim) Treat(ctx context.Context, keeperID string, id int64) (State, Trea
 		return nil
 	})
 	if err != nil {
-		return State{}, Treats{}, fmt.Errorf("treat pet %d: %w", id, err)
+		return State{}, err
 	}
 	st.Viewers = s.watchers.Count(id)
 	s.changed(id)
-	return st, treats, nil
+	return st, nil
 }
 
 // Treats is a keeper's treat budget now.
