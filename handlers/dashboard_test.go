@@ -1,10 +1,8 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"regexp"
@@ -33,45 +31,14 @@ func dashSetup(t *testing.T) *dashBundle {
 
 func (b *dashBundle) get(t *testing.T, path string) (*http.Response, string) {
 	t.Helper()
-	resp, err := b.srv.Client().Get(b.srv.URL + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(body)
+	return request(t, b.srv.Client(), "GET", b.srv.URL+path, nil, nil)
 }
 
 // subscribe connects to a stream and returns its events; it returns once
 // the hub counts the client.
 func (b *dashBundle) subscribe(t *testing.T, stream string) <-chan events.Message {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+"/events?stream="+stream, nil)
-	resp, err := b.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("stream %s: status %d", stream, resp.StatusCode)
-	}
-	msgs := make(chan events.Message, 64)
-	go func() {
-		defer resp.Body.Close()
-		defer close(msgs)
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			msgs <- m
-		}
-	}()
+	msgs, _, _ := openStream(t, b.srv.Client(), b.srv.URL+"/events?stream="+stream)
 	deadline := time.After(10 * time.Second)
 	for b.hub.Clients()[stream] == 0 {
 		select {

@@ -1,11 +1,9 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"html"
 	"io"
-	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -23,20 +21,6 @@ type liveServer struct{ *testServer }
 func startLive(t *testing.T, ets int) *liveServer {
 	t.Helper()
 	return &liveServer{setupServer(t, serverOptions{generate: ets, start: true, answerRate: 0.3})}
-}
-
-func (l *liveServer) get(t *testing.T, path string) string {
-	t.Helper()
-	resp, err := l.srv.Client().Get(l.srv.URL + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
-	}
-	return string(body)
 }
 
 var (
@@ -77,24 +61,9 @@ func openPage(t *testing.T, l *liveServer, path string) *pageClient {
 		t.Fatalf("%s subscribes to %s: not to its rows", path, stream)
 	}
 	pc := &pageClient{path: path, rows: rowsOf(body)}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.srv.URL+stream, nil)
-	resp, err := l.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("stream of %s: %d", path, resp.StatusCode)
-	}
+	msgs, _, _ := openStream(t, l.srv.Client(), l.srv.URL+stream)
 	go func() {
-		defer resp.Body.Close()
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
+		for m := range msgs {
 			if m.Event != "" {
 				continue // counts
 			}
@@ -218,13 +187,4 @@ func TestStreamIDsAreChecked(t *testing.T) {
 			t.Errorf("%s: %d %q, want %d containing %q", tt.name, resp.StatusCode, body, tt.want, tt.wantBody)
 		}
 	}
-}
-
-func (b *bundle) get(t *testing.T, path string) string {
-	t.Helper()
-	resp, body := b.do(t, "GET", path, nil, nil)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d", path, resp.StatusCode)
-	}
-	return body
 }

@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
-	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
@@ -30,23 +28,7 @@ func setup(t *testing.T) *bundle {
 
 func (b *bundle) do(t *testing.T, method, path string, body io.Reader, header map[string]string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, b.srv.URL+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := b.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(data)
+	return request(t, b.srv.Client(), method, b.srv.URL+path, body, header)
 }
 
 func (b *bundle) jobIDs(t *testing.T) []int64 {
@@ -205,13 +187,9 @@ func TestCrossSitePostsAreRefused(t *testing.T) {
 func TestBadInputGetsClearErrors(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	tests := []struct {
-		name, method, path string
-		header             map[string]string
-		body               string
-		want               int
-		wantBody           string
-	}{
+	checkAnswers(t, func(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string) {
+		return b.do(t, method, path, strings.NewReader(body), header)
+	}, []answerCase{
 		{"missing stream", "GET", "/events", nil, "", 400, `{"error":"missing ?stream=`},
 		{"unknown stream", "GET", "/events?stream=aliens", nil, "", 404, `{"error":"unknown stream \"aliens\""}`},
 		{"bad Last-Event-ID", "GET", "/events?stream=extraterrestrials", map[string]string{"Last-Event-ID": "abc"}, "", 400, "Last-Event-ID must be"},
@@ -226,15 +204,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		{"too large", "POST", "/api/phone-home", map[string]string{"Content-Type": "application/json"}, strings.Repeat("x", 2<<20), 413, "too large"},
 		{"unknown page", "GET", "/nowhere", nil, "", 404, "<h1>404 · Not Found</h1>"},
 		{"bad page filter", "GET", "/?status=lost", nil, "", 422, "unknown status"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			resp, body := b.do(t, tt.method, tt.path, strings.NewReader(tt.body), tt.header)
-			if resp.StatusCode != tt.want || !strings.Contains(body, tt.wantBody) {
-				t.Errorf("%s %s: %d %q; want %d containing %q", tt.method, tt.path, resp.StatusCode, body, tt.want, tt.wantBody)
-			}
-		})
-	}
+	})
 	if n := len(b.jobIDs(t)); n != 0 {
 		t.Errorf("bad requests enqueued %d jobs", n)
 	}
@@ -322,14 +292,7 @@ func TestHealthAndStaticFiles(t *testing.T) {
 func TestLiveRowAndCountsReachTheStream(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+"/events?stream=extraterrestrials", nil)
-	resp, err := b.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	msgs, resp, _ := openStream(t, b.srv.Client(), b.srv.URL+"/events?stream=extraterrestrials")
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
@@ -337,18 +300,6 @@ func TestLiveRowAndCountsReachTheStream(t *testing.T) {
 
 	b.feed.Changed(b.record(t, 5, store.StatusPhoningHome, 1))
 
-	msgs := make(chan events.Message, 8)
-	go func() {
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				close(msgs)
-				return
-			}
-			msgs <- m
-		}
-	}()
 	row := next(t, msgs)
 	if row.Event != "" || !strings.HasPrefix(row.Data, `<tr id="extraterrestrial-5" hx-swap-oob="true">`) ||
 		!strings.Contains(row.Data, "Dengar") || !strings.Contains(row.Data, "Phoning home") || row.IDInt() == 0 {
@@ -362,18 +313,4 @@ func TestLiveRowAndCountsReachTheStream(t *testing.T) {
 	if counts.IDInt() <= row.IDInt() {
 		t.Errorf("ids do not increase: %s then %s", row.ID, counts.ID)
 	}
-}
-
-func next(t *testing.T, msgs <-chan events.Message) events.Message {
-	t.Helper()
-	select {
-	case m, ok := <-msgs:
-		if !ok {
-			t.Fatal("stream ended")
-		}
-		return m
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10 s")
-	}
-	return events.Message{}
 }

@@ -1,12 +1,10 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -71,29 +69,7 @@ func jobsSetup(t testing.TB, cfg live.JobsFeedConfig) *jobsBundle {
 
 func (b *jobsBundle) do(t testing.TB, method, path, body string, header map[string]string) (*http.Response, string) {
 	t.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, b.srv.URL+path, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	client := *b.srv.Client()
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(data)
+	return request(t, noRedirects(b.srv.Client()), method, b.srv.URL+path, strings.NewReader(body), header)
 }
 
 var (
@@ -756,60 +732,22 @@ func TestJobPostsRefuseCrossSiteRequests(t *testing.T) {
 
 // jobWatch is a real event-stream client of the router.
 type jobWatch struct {
-	msgs chan events.Message
+	msgs <-chan events.Message
 }
 
 func (b *jobsBundle) watch(t *testing.T, query string) *jobWatch {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	// Resume from now, as a page does: the hub answers before it has
 	// subscribed the client, and replays what was published meanwhile.
 	from := fmt.Sprintf("&last_event_id=%d", b.hub.LastID())
-	req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+"/events?stream=jobs"+from+query, nil)
-	resp, err := b.srv.Client().Do(req)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		cancel()
-		t.Fatalf("stream: %d", resp.StatusCode)
-	}
-	w := &jobWatch{msgs: make(chan events.Message, 4096)}
-	t.Cleanup(func() { cancel(); resp.Body.Close() })
-	go func() {
-		defer close(w.msgs)
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			w.msgs <- m
-		}
-	}()
-	return w
+	msgs, _, _ := openStream(t, b.srv.Client(), b.srv.URL+"/events?stream=jobs"+from+query)
+	return &jobWatch{msgs: msgs}
 }
 
 // until reads events until one satisfies ok and returns the ones before it.
 func (w *jobWatch) until(t *testing.T, what string, ok func(events.Message) bool) (events.Message, []events.Message) {
 	t.Helper()
-	var before []events.Message
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case m, open := <-w.msgs:
-			if !open {
-				t.Fatalf("%s: the stream ended", what)
-			}
-			if ok(m) {
-				return m, before
-			}
-			before = append(before, m)
-		case <-deadline:
-			t.Fatalf("%s: not within 10 s", what)
-		}
-	}
+	return until(t, w.msgs, what, ok)
 }
 
 // each reads events until every one of oks has matched one.

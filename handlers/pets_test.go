@@ -1,11 +1,9 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -41,31 +39,14 @@ func (b *petBundle) keeper(t *testing.T) *keeper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := *b.srv.Client()
+	c := noRedirects(b.srv.Client())
 	c.Jar = jar
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &keeper{b: b, client: &c}
+	return &keeper{b: b, client: c}
 }
 
 func (k *keeper) do(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, k.b.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, v := range header {
-		req.Header.Set(name, v)
-	}
-	resp, err := k.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(data)
+	return request(t, k.client, method, k.b.srv.URL+path, strings.NewReader(body), header)
 }
 
 var jsonHeader = map[string]string{"Content-Type": "application/json"}
@@ -112,57 +93,22 @@ func decodePet(t *testing.T, body string) petJSON {
 
 // stream is one open event stream read in the background.
 type stream struct {
-	msgs   chan events.Message
+	msgs   <-chan events.Message
 	cancel func()
 }
 
 // watch opens an event stream through the router, as a pet page does.
 func (k *keeper) watch(t *testing.T, name string) *stream {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", k.b.srv.URL+"/events?stream="+name, nil)
-	resp, err := k.client.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		cancel()
-		t.Fatalf("stream %s: status %d", name, resp.StatusCode)
-	}
-	s := &stream{msgs: make(chan events.Message, 256), cancel: func() { cancel(); resp.Body.Close() }}
-	t.Cleanup(s.cancel)
-	go func() {
-		defer close(s.msgs)
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			s.msgs <- m
-		}
-	}()
-	return s
+	msgs, _, stop := openStream(t, k.client, k.b.srv.URL+"/events?stream="+name)
+	return &stream{msgs: msgs, cancel: stop}
 }
 
 // until reads events until one satisfies ok, failing after 10 s.
 func (s *stream) until(t *testing.T, what string, ok func(events.Message) bool) events.Message {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case m, open := <-s.msgs:
-			if !open {
-				t.Fatalf("%s: stream ended", what)
-			}
-			if ok(m) {
-				return m
-			}
-		case <-deadline:
-			t.Fatalf("%s: no such event within 10 s", what)
-		}
-	}
+	m, _ := until(t, s.msgs, what, ok)
+	return m
 }
 
 func TestPetAPIShapes(t *testing.T) {
@@ -280,13 +226,9 @@ func TestPetAPIErrors(t *testing.T) {
 	owner := b.keeper(t)
 	p := owner.adopt(t, "Mochi", "cat")
 	k := b.keeper(t)
-	tests := []struct {
-		name, method, path string
-		header             map[string]string
-		body               string
-		want               int
-		wantBody           string
-	}{
+	checkAnswers(t, func(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string) {
+		return k.do(t, method, path, body, header)
+	}, []answerCase{
 		{"not JSON", "POST", "/api/pets", map[string]string{"Content-Type": "text/plain"}, `{"name":"Rex","species":"dog"}`, 415, "Content-Type: application/json"},
 		{"no content type", "POST", "/api/pets", nil, `{"name":"Rex","species":"dog"}`, 415, `{"error":`},
 		{"malformed JSON", "POST", "/api/pets", jsonHeader, `{"name":`, 400, "malformed JSON"},
@@ -308,15 +250,7 @@ func TestPetAPIErrors(t *testing.T) {
 		{"limit too big", "GET", "/api/pets?limit=1001", nil, "", 422, "between 1 and 1000"},
 		{"bad cursor", "GET", "/api/pets?cursor=%25%25", nil, "", 400, "malformed cursor"},
 		{"wrong method", "DELETE", "/api/pets", nil, "", 405, `{"error":`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			resp, body := k.do(t, tt.method, tt.path, tt.body, tt.header)
-			if resp.StatusCode != tt.want || !strings.Contains(body, tt.wantBody) {
-				t.Errorf("%s %s: %d %.200q; want %d containing %q", tt.method, tt.path, resp.StatusCode, body, tt.want, tt.wantBody)
-			}
-		})
-	}
+	})
 	if got := k.get(t, p.ID); got.Hunger != 250 {
 		t.Errorf("refused requests changed hunger to %d", got.Hunger)
 	}

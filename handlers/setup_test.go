@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"log/slog"
@@ -8,10 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/phonehome/phonehome/internal/testclock"
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
@@ -21,6 +24,7 @@ import (
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/stats"
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 	"github.com/phonehome/phonehome/views"
 )
 
@@ -36,7 +40,7 @@ type testServer struct {
 	feed     *live.ExtraterrestrialFeed
 	jobsFeed *live.JobsFeed
 	sim      *pets.Sim
-	clock    *fakeClock
+	clock    *testclock.Clock
 	stats    *stats.Collector
 	counted  atomic.Int32 // calls of the collector's JobCounts source
 	joined   chan string  // stream names, each time a client joins or leaves
@@ -63,19 +67,6 @@ type serverOptions struct {
 	answerRate float64
 }
 
-// fakeClock is the pets' clock, moved by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 var petEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 const petTick = 5 * time.Second
@@ -86,7 +77,7 @@ func setupServer(t testing.TB, o serverOptions) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	s := &testServer{path: filepath.Join(t.TempDir(), "test.db"), joined: make(chan string, 64),
-		clock: &fakeClock{t: petEpoch}}
+		clock: testclock.New(petEpoch)}
 	s.st = migratedStore(t, s.path)
 	if o.seed {
 		if _, err := s.st.SeedExtraterrestrials(ctx); err != nil {
@@ -228,19 +219,7 @@ func (s *testServer) newCollector() *stats.Collector {
 
 // migratedStore opens a new SQLite file at path (in a temp dir), brings it
 // to the current schema and closes it when the test ends.
-func migratedStore(t testing.TB, path string) *store.Store {
-	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
+func migratedStore(t testing.TB, path string) *store.Store { return storetest.Open(t, path) }
 
 // waitUntil waits for cond, failing the test when it is still false after
 // within.
@@ -252,5 +231,132 @@ func waitUntil(t testing.TB, within time.Duration, what string, cond func() bool
 			t.Fatalf("%s: not within %v", what, within)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// get is the body of GET path, failing the test unless it is a 200.
+func (s *testServer) get(t testing.TB, path string) string {
+	t.Helper()
+	resp, body := request(t, s.srv.Client(), "GET", s.srv.URL+path, nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+	}
+	return body
+}
+
+// request sends one request with client and returns the answer with its
+// body read.
+func request(t testing.TB, client *http.Client, method, url string, body io.Reader, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(data)
+}
+
+// noRedirects is a copy of c that hands redirects back instead of
+// following them.
+func noRedirects(c *http.Client) *http.Client {
+	out := *c
+	out.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &out
+}
+
+// openStream opens an event stream with client, as a page does, and reads
+// it in the background: the channel closes when the stream ends, and the
+// stream ends when the test does (or when stop is called).
+func openStream(t testing.TB, client *http.Client, url string) (msgs <-chan events.Message, resp *http.Response, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		cancel()
+		resp.Body.Close()
+		t.Fatalf("stream %s: status %d", url, resp.StatusCode)
+	}
+	stop = func() { cancel(); resp.Body.Close() }
+	t.Cleanup(stop)
+	out := make(chan events.Message, 4096)
+	go func() {
+		defer close(out)
+		r := events.NewReader(bufio.NewReader(resp.Body))
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return
+			}
+			out <- m
+		}
+	}()
+	return out, resp, stop
+}
+
+// until reads msgs until one satisfies ok, failing after 10 s, and returns
+// it with the ones before it.
+func until(t testing.TB, msgs <-chan events.Message, what string, ok func(events.Message) bool) (events.Message, []events.Message) {
+	t.Helper()
+	var before []events.Message
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m, open := <-msgs:
+			if !open {
+				t.Fatalf("%s: the stream ended", what)
+			}
+			if ok(m) {
+				return m, before
+			}
+			before = append(before, m)
+		case <-deadline:
+			t.Fatalf("%s: not within 10 s", what)
+		}
+	}
+}
+
+// next is the next event of msgs, within 10 s.
+func next(t testing.TB, msgs <-chan events.Message) events.Message {
+	t.Helper()
+	m, _ := until(t, msgs, "next event", func(events.Message) bool { return true })
+	return m
+}
+
+// answerCase is one request and what its answer must be: the status, and a
+// body containing wantBody.
+type answerCase struct {
+	name, method, path string
+	header             map[string]string
+	body               string
+	want               int
+	wantBody           string
+}
+
+// checkAnswers sends each case with do, each as a subtest.
+func checkAnswers(t *testing.T, do func(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string), cases []answerCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, tt.method, tt.path, tt.body, tt.header)
+			if resp.StatusCode != tt.want || !strings.Contains(body, tt.wantBody) {
+				t.Errorf("%s %s: %d %.200q; want %d containing %q", tt.method, tt.path, resp.StatusCode, body, tt.want, tt.wantBody)
+			}
+		})
 	}
 }

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/internal/testclock"
+
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
@@ -102,7 +104,7 @@ type benchSim struct {
 	sim   *pets.Sim
 	st    *store.Store
 	hub   *events.Hub
-	clock *clock
+	clock *testclock.Clock
 	alive []int64
 }
 
@@ -126,7 +128,7 @@ func newBenchSim(b *testing.B, pub func(pets.Publisher) pets.Publisher) *benchSi
 	if pub != nil {
 		p = pub(p)
 	}
-	c := &clock{t: epoch}
+	c := testclock.New(epoch)
 	sim, err := pets.New(pets.Config{Store: st, Tick: T, Watchers: watchers, Publisher: p, Now: c.Now, Logger: logger, ManualTicks: true})
 	if err != nil {
 		b.Fatal(err)

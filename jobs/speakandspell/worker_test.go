@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 func setup(t *testing.T, ets int) (*store.Store, *jobs.Engine) {
@@ -25,14 +25,7 @@ func setup(t *testing.T, ets int) (*store.Store, *jobs.Engine) {
 func setupChanges(t *testing.T, ets int) (*store.Store, *jobs.Engine, *[]int64) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "test.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, "")
 	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
 		t.Fatal(err)
 	}
