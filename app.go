@@ -43,9 +43,6 @@ type Config struct {
 	PruneAfter time.Duration
 	// PetTick is LivePet's tick (pets.DefaultTick).
 	PetTick time.Duration
-	// PersistEvery is accepted for LivePet's persistence interval; every
-	// pet change is committed when it happens, so nothing waits for it.
-	PersistEvery time.Duration
 }
 
 // runner is everything of the App that runs: started in order by NewApp,

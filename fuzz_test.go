@@ -32,7 +32,7 @@ func FuzzParseServe(f *testing.F) {
 		"", "-addr\x00127.0.0.1:0", "-answer-rate\x000.5\x00-backoff\x000s\x00-poll\x0050ms",
 		"-answer-rate\x00NaN", "-answer-rate\x00-0", "-answer-rate\x001e-320", "-answer-rate=Inf", "-backoff\x00oban",
 		"-backoff\x00-1s", "-backoff\x00OBAN", "-poll\x000s", "-poll\x00-1ns", "-grace\x000s", "-pet-tick\x001ms",
-		"-pet-tick\x00999us", "-persist-every\x00-1s", "-log-level\x00DEBUG", "-log-level\x00info+2", "-log-level\x00loud",
+		"-pet-tick\x00999us", "-log-level\x00DEBUG", "-log-level\x00info+2", "-log-level\x00loud",
 		"-addr\x008080", "-addr\x00[::1]:0", "-addr\x00:0", "-addr\x00a:b:c", "--addr=127.0.0.1:1", "-db\x00", "-h",
 		"-nope", "-poll", "stray", "-poll\x001h\x00stray", "-answer-rate\x000x1p-2", "-grace\x009223372036854775807ns",
 	} {
@@ -68,8 +68,6 @@ func FuzzParseServe(f *testing.F) {
 			t.Fatalf("accepted -grace %v", cfg.Grace)
 		case cfg.PetTick < time.Millisecond:
 			t.Fatalf("accepted -pet-tick %v", cfg.PetTick)
-		case cfg.PersistEvery <= 0:
-			t.Fatalf("accepted -persist-every %v", cfg.PersistEvery)
 		case cfg.Backoff == nil:
 			t.Fatal("no backoff")
 		}
@@ -84,7 +82,7 @@ func FuzzParseServe(f *testing.F) {
 			"-addr", cfg.Addr, "-db", cfg.DB,
 			"-answer-rate", strconv.FormatFloat(cfg.AnswerRate, 'g', -1, 64),
 			"-poll", cfg.Poll.String(), "-grace", cfg.Grace.String(),
-			"-pet-tick", cfg.PetTick.String(), "-persist-every", cfg.PersistEvery.String(),
+			"-pet-tick", cfg.PetTick.String(),
 			"-log-level", cfg.LogLevel.String(),
 		}
 		again, err := parseServe(back, &stderr)
@@ -92,7 +90,7 @@ func FuzzParseServe(f *testing.F) {
 			t.Fatalf("the accepted config %+v, written as %q, is refused: %v", cfg, back, err)
 		}
 		if again.Addr != cfg.Addr || again.DB != cfg.DB || again.AnswerRate != cfg.AnswerRate || again.Poll != cfg.Poll ||
-			again.Grace != cfg.Grace || again.PetTick != cfg.PetTick || again.PersistEvery != cfg.PersistEvery || again.LogLevel != cfg.LogLevel {
+			again.Grace != cfg.Grace || again.PetTick != cfg.PetTick || again.LogLevel != cfg.LogLevel {
 			t.Fatalf("round trip: %+v became %+v", cfg, again)
 		}
 	})
