@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -18,6 +17,7 @@ import (
 	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/stats"
 	"github.com/phonehome/phonehome/store"
@@ -59,23 +59,33 @@ type Config struct {
 	AllowHosts []string
 }
 
-// App is the wired server: main.go is the only place things are built.
+// runner is everything of the App that runs: started in order by NewApp,
+// stopped in reverse by close.
+type runner interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// App is the wired server: main.go reads the configuration, and NewApp
+// builds everything from it.
 type App struct {
 	cfg    Config
 	log    *slog.Logger
 	store  *store.Store
 	engine *jobs.Engine
 	hub    *events.Hub
-	feed   *handlers.ExtraterrestrialFeed
 	pets   *pets.Sim
-	jobs   *handlers.JobsFeed
+	// calls is the feed the phone calls report to (tests publish through it).
+	calls  *live.ExtraterrestrialFeed
 	stats  *stats.Collector
 	router *echo.Echo
 	server *http.Server
 	// tls is whether server serves HTTPS (its TLSConfig is not read once
 	// serving: net/http's HTTP/2 set-up writes it).
 	tls bool
-	ln     net.Listener
+	ln  net.Listener
+	// started are the runners started so far, in order.
+	started []runner
 }
 
 // NewApp opens and migrates the database (seeding a new one), builds the
@@ -136,16 +146,8 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 
 	watchers := pets.NewWatchers()
 	a.hub = events.New(events.Config{OnClients: watchers.Update})
-	// At 1,000 changes a second, a page that reconnects within about 8 s
-	// resumes instead of reloading its table (about 5 MB).
-	a.hub.RegisterWindow(handlers.ExtraterrestrialsStream, events.LongWindow)
-	a.hub.Register(handlers.PetsStream)
-	a.hub.Register(handlers.JobsStream)
-	a.feed = handlers.NewExtraterrestrialFeed(st, v, a.hub, logger, cfg.CountsEvery)
+	live.Register(a.hub)
 
-	// The jobs feed needs the engine and the engine reports to the feed:
-	// OnChange reaches the feed once both exist, before the engine starts.
-	var jobsFeed atomic.Pointer[handlers.JobsFeed]
 	a.engine, err = jobs.New(st.Writer, jobs.Config{
 		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit},
 		PollInterval: cfg.Poll,
@@ -153,21 +155,17 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		Logger:       logger,
 		Reader:       st.Reader,
 		PruneAfter:   cfg.PruneAfter,
-		OnChange: func(ids []int64) {
-			if f := jobsFeed.Load(); f != nil {
-				f.Changed(ids)
-			}
-		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	a.jobs = handlers.NewJobsFeed(st.Reader, a.engine, v, a.hub, logger, handlers.JobsFeedConfig{})
-	jobsFeed.Store(a.jobs)
+	etFeed := live.NewExtraterrestrialFeed(st, v, a.hub, logger, cfg.CountsEvery)
+	a.calls = etFeed
+	jobsFeed := live.NewJobsFeed(a.engine, st.Reader, v, a.hub, logger, live.JobsFeedConfig{})
 	err = a.engine.Register(speakandspell.NewWorker(speakandspell.Config{
 		AnswerRate: cfg.AnswerRate,
 		Rand:       cfg.Rand,
-		OnCall:     a.feed.Changed,
+		OnCall:     etFeed.Changed,
 	}))
 	if err != nil {
 		return nil, err
@@ -177,7 +175,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		Store:     st,
 		Tick:      cfg.PetTick,
 		Watchers:  watchers,
-		Publisher: handlers.NewPetFeed(v, a.hub, logger),
+		Publisher: live.NewPetFeed(v, a.hub, logger),
 		Logger:    logger,
 		Clients:   a.hub.Clients,
 	})
@@ -187,9 +185,8 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	petPages := &handlers.Pets{Sim: a.pets, Store: st, Views: v, Hub: a.hub, Version: Version()}
 
 	// The runtime dashboard: the collector samples every second and, while
-	// the stats streams have clients, hands each sample to the dashboard to
+	// the stats streams have clients, hands each sample to the stats feed to
 	// render and publish.
-	dash := handlers.NewDashboard(v, a.hub, Version(), logger)
 	a.stats = stats.New(stats.Config{
 		Version: Version(),
 		Sources: stats.Sources{
@@ -199,11 +196,9 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 			Pets:       a.petFigures,
 			DBPath:     cfg.DB,
 		},
-		Watched:  dash.Watched,
-		OnSample: dash.Publish,
-		Logger:   logger,
+		Logger: logger,
 	})
-	dash.Stats = a.stats
+	statsFeed := live.NewStatsFeed(a.stats, v, a.hub, logger)
 
 	router := handlers.NewServer(logger, v, Version(),
 		&handlers.Health{Ping: st.Ping},
@@ -211,15 +206,15 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		&handlers.Extraterrestrials{
 			Store: st, Views: v, Hub: a.hub,
 			PhoneHome: func(ctx context.Context) (int, error) {
-				return speakandspell.PhoneHome(ctx, st, a.engine)
+				return speakandspell.PhoneHome(ctx, a.engine)
 			},
 			AnswerRate:  cfg.AnswerRate,
 			MaxAttempts: speakandspell.MaxAttempts,
 			Version:     Version(),
 		},
-		&handlers.Jobs{Engine: a.engine, Reader: st.Reader, Views: v, Hub: a.hub, Feed: a.jobs, Version: Version()},
+		&handlers.Jobs{Engine: a.engine, Reader: st.Reader, Views: v, Hub: a.hub, Feed: jobsFeed, Version: Version()},
 		petPages,
-		dash,
+		&handlers.Dashboard{Stats: a.stats, Views: v, Version: Version()},
 	)
 	a.router = router
 	router.Use(handlers.HostCheck(cfg.Addr, cfg.AllowHosts))
@@ -239,13 +234,13 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	// Open streams would hold Shutdown up: close them first.
 	a.server.RegisterOnShutdown(a.hub.Close)
 
-	if err := a.engine.Start(ctx); err != nil {
-		return nil, err
+	// The feeds first, so that they hear of everything the others do.
+	for _, r := range []runner{etFeed, jobsFeed, statsFeed, a.engine, a.pets, a.stats} {
+		if err := r.Start(ctx); err != nil {
+			return nil, err
+		}
+		a.started = append(a.started, r)
 	}
-	if err := a.pets.Start(ctx); err != nil {
-		return nil, err
-	}
-	a.stats.Start()
 	return a, nil
 }
 
@@ -275,7 +270,7 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 
 // Run serves until ctx ends, then shuts down in order: HTTP (closing event
 // streams first), the job engine (running jobs get the grace period), the
-// feeds, and the database.
+// simulation, the collector and the feeds, and the database.
 func (a *App) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() {
@@ -313,22 +308,13 @@ func (a *App) close() {
 		a.ln.Close()
 	}
 	if a.engine != nil {
+		// Stopped even if it never started: Stop also ends what New began.
 		_ = a.engine.Stop(context.Background())
 	}
-	if a.stats != nil {
-		a.stats.Close()
+	for i := len(a.started) - 1; i >= 0; i-- {
+		_ = a.started[i].Stop(context.Background())
 	}
-	if a.pets != nil {
-		a.pets.Stop()
-	}
-	if a.feed != nil {
-		a.feed.Close()
-		a.feed = nil
-	}
-	if a.jobs != nil {
-		a.jobs.Close()
-		a.jobs = nil
-	}
+	a.started = nil
 	if a.hub != nil {
 		a.hub.Close()
 	}

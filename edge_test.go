@@ -29,6 +29,7 @@ import (
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -283,7 +284,7 @@ func TestTLSServesHTTP2WithASecureCookie(t *testing.T) {
 		t.Fatalf("stream: %d over %s, want 200 over HTTP/2", stream.StatusCode, stream.Proto)
 	}
 	waitFor(t, 10*time.Second, "the stream client to register", func() bool {
-		return app.hub.Clients()[handlers.ExtraterrestrialsStream] > 0
+		return app.hub.Clients()[live.ExtraterrestrialsStream] > 0
 	})
 	post, _ := http.NewRequest(http.MethodPost, app.URL+"/api/phone-home", nil)
 	post.Header.Set("Authorization", "Bearer "+testToken)

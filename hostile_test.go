@@ -314,7 +314,7 @@ func routeCases() map[string][]hostileRequest {
 	}
 }
 
-// MaxTestBody is one byte past the body limit of handlers.MaxBodyBytes.
+// MaxTestBody is one byte past the server's 1 MiB body limit (BodyLimit in handlers.NewServer).
 const MaxTestBody = 1<<20 + 1
 
 func withTarget(method, target string, cases []hostileRequest) []hostileRequest {

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -81,10 +81,10 @@ func startAppLogged(t *testing.T, cfg Config, logger *slog.Logger) *testApp {
 // registered it, and delivers its events on a channel closed when it ends.
 func (a *testApp) subscribe(t *testing.T) <-chan events.Message {
 	t.Helper()
-	before := a.hub.Clients()[handlers.ExtraterrestrialsStream]
+	before := a.hub.Clients()[live.ExtraterrestrialsStream]
 	msgs := subscribe(t, a.URL)
 	deadline := time.Now().Add(10 * time.Second)
-	for a.hub.Clients()[handlers.ExtraterrestrialsStream] <= before {
+	for a.hub.Clients()[live.ExtraterrestrialsStream] <= before {
 		if time.Now().After(deadline) {
 			t.Fatal("stream client not registered within 10 s")
 		}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -37,7 +37,7 @@ func TestResumeFarBackThroughTheApp(t *testing.T) {
 		et.CommunicationStatus = store.StatusPhoningHome
 		et.CommunicationAttempt = i%5 + 1
 		et.LastAttemptAt = time.Now()
-		app.feed.Changed(et)
+		app.calls.Changed(et)
 	}
 	var seen []events.Message
 	rows := 0
@@ -69,7 +69,7 @@ func TestResumeFarBackThroughTheApp(t *testing.T) {
 					back, events.DefaultClientBuffer, events.LongWindow)
 			}
 			from := len(seen) - 1 - back
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, app.URL+"/events?stream="+handlers.ExtraterrestrialsStream, nil)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, app.URL+"/events?stream="+live.ExtraterrestrialsStream, nil)
 			req.Header.Set("Last-Event-ID", seen[from].ID)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -115,10 +115,10 @@ func TestResumeFarBackThroughTheApp(t *testing.T) {
 			et := ets[0]
 			et.CommunicationStatus = store.StatusSpaceTaxi
 			et.CommunicationAttempt = 5
-			app.feed.Changed(et)
+			app.calls.Changed(et)
 			for {
 				m := receive()
-				if m.Event == handlers.CountsEvent {
+				if m.Event == live.CountsEvent {
 					continue
 				}
 				if m.IDInt() <= seen[len(seen)-1].IDInt() || statusOf(m.Data) != "space_taxi_on_the_way" {

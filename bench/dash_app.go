@@ -10,6 +10,7 @@ import (
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
 )
@@ -32,7 +33,7 @@ func appTarget(ctx context.Context, st *store.Store, _ int) ([]dashPage, string,
 		return nil, "", nil, err
 	}
 	hub := events.New(events.Config{})
-	hub.Register(handlers.JobsStream)
+	live.Register(hub)
 	area := &handlers.Jobs{Engine: eng, Reader: st.Reader, Views: v, Hub: hub, Version: "bench"}
 	srv := handlers.NewServer(discardLogger, v, "bench", area)
 

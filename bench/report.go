@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/phonehome/phonehome/bench/mdreport"
+	"github.com/phonehome/phonehome/views"
 )
 
 // sectionHeading is the heading of the one section of BENCHMARKS.md this
@@ -95,23 +96,9 @@ func cell(values []float64, format func(float64) string) string {
 	return fmt.Sprintf("%s (%s–%s)", format(median(values)), bare(lo), bare(hi))
 }
 
-// thousands formats v rounded, with thin thousands separators.
-func thousands(v float64) string {
-	s := fmt.Sprintf("%.0f", v)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
+// thousands formats v rounded, with thin thousands separators, as the
+// app's pages do.
+func thousands(v float64) string { return views.Thousands(int(math.RoundToEven(v))) }
 
 func secs(v float64) string { return fmt.Sprintf("%.2f s", v) }
 

@@ -1,20 +1,14 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,135 +16,29 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
-	"github.com/phonehome/phonehome/jobs"
-	"github.com/phonehome/phonehome/jobs/speakandspell"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/stats"
-	"github.com/phonehome/phonehome/views"
 )
 
-type dashBundle struct {
-	hub     *events.Hub
-	stats   *stats.Collector
-	srv     *httptest.Server
-	dbPath  string
-	counted atomic.Int32 // calls of the JobCounts source
-	joined  chan string  // stream names, each time a client joins or leaves
-}
+// dashBundle is a testServer holding 10 available jobs (the seed's Phone
+// Home, engine not started) whose collector the tests sample by hand.
+type dashBundle struct{ *testServer }
 
-// dashSetup serves the real router with the dashboard over a real SQLite
-// file holding 10 available jobs (the seed's Phone Home, engine not started),
-// a real hub, and a collector wired as app.go wires it (pets are a fixed
-// figure: the source is a plain func).
 func dashSetup(t *testing.T) *dashBundle {
 	t.Helper()
-	ctx := context.Background()
-	b := &dashBundle{dbPath: filepath.Join(t.TempDir(), "dash.db"), joined: make(chan string, 64)}
-	st := migratedStore(t, b.dbPath)
-	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	engine, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{speakandspell.Queue: speakandspell.QueueLimit}, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 10 {
-		t.Fatalf("phone home: %d, %v", n, err)
-	}
-	v, err := views.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.hub = events.New(events.Config{OnClients: func(stream string, _ int) {
-		select {
-		case b.joined <- stream:
-		default:
-		}
-	}})
-	dash := handlers.NewDashboard(v, b.hub, "test", logger)
-	// Each reading is a second after the one before, as samples would be.
-	var tick atomic.Int64
-	start := time.Now()
-	b.stats = stats.New(stats.Config{
-		Version: "test",
-		Now:     func() time.Time { return start.Add(time.Duration(tick.Add(1)) * time.Second) },
-		Sources: stats.Sources{
-			Clients: b.hub.Clients,
-			JobCounts: func(ctx context.Context) (map[string]int, error) {
-				b.counted.Add(1)
-				counts, err := engine.Counts(ctx)
-				out := make(map[string]int, len(counts))
-				for s, n := range counts {
-					out[string(s)] = n
-				}
-				return out, err
-			},
-			Throughput: func() []stats.ThroughputPoint {
-				pts := engine.Throughput()
-				out := make([]stats.ThroughputPoint, len(pts))
-				for i, p := range pts {
-					out[i] = stats.ThroughputPoint(p)
-				}
-				return out
-			},
-			Pets: func() stats.PetFigures {
-				return stats.PetFigures{Alive: 1234, Dead: 56, Watched: 7, TickAt: time.Now(), TickDuration: 12 * time.Millisecond}
-			},
-			DBPath: b.dbPath,
-		},
-		Watched:  dash.Watched,
-		OnSample: dash.Publish,
-	})
-	dash.Stats = b.stats
-	router := handlers.NewServer(logger, v, "test", &handlers.Events{Hub: b.hub}, dash)
-	b.srv = httptest.NewServer(router)
-	t.Cleanup(b.srv.Close)
-	t.Cleanup(b.hub.Close) // before srv.Close: open streams end first
-	return b
+	return &dashBundle{setupServer(t, serverOptions{seed: true, phoneHome: true})}
 }
 
 func (b *dashBundle) get(t *testing.T, path string) (*http.Response, string) {
 	t.Helper()
-	resp, err := b.srv.Client().Get(b.srv.URL + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(body)
+	return request(t, b.srv.Client(), "GET", b.srv.URL+path, nil, nil)
 }
 
 // subscribe connects to a stream and returns its events; it returns once
 // the hub counts the client.
 func (b *dashBundle) subscribe(t *testing.T, stream string) <-chan events.Message {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+"/events?stream="+stream, nil)
-	resp, err := b.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("stream %s: status %d", stream, resp.StatusCode)
-	}
-	msgs := make(chan events.Message, 64)
-	go func() {
-		defer resp.Body.Close()
-		defer close(msgs)
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			msgs <- m
-		}
-	}()
+	msgs, _, _ := openStream(t, b.srv.Client(), b.srv.URL+"/events?stream="+stream)
 	deadline := time.After(10 * time.Second)
 	for b.hub.Clients()[stream] == 0 {
 		select {
@@ -160,20 +48,6 @@ func (b *dashBundle) subscribe(t *testing.T, stream string) <-chan events.Messag
 		}
 	}
 	return msgs
-}
-
-func dashNext(t *testing.T, msgs <-chan events.Message) events.Message {
-	t.Helper()
-	select {
-	case m, ok := <-msgs:
-		if !ok {
-			t.Fatal("stream ended")
-		}
-		return m
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10 s")
-	}
-	return events.Message{}
 }
 
 var sampleAttr = regexp.MustCompile(`^<div id="dash-live" class="dash" data-sample="(\d+)">`)
@@ -206,7 +80,7 @@ func TestDashboardPage(t *testing.T) {
 		`id="chart-memory"`, `id="chart-goroutines"`, `id="chart-throughput"`,
 		`<dt>Version</dt><dd>test</dd>`,
 		`<dt>Go</dt><dd>` + runtime.Version() + `</dd>`,
-		`<h3>Database <code class="dash-path">` + b.dbPath + `</code></h3>`,
+		`<h3>Database <code class="dash-path">` + b.path + `</code></h3>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
@@ -259,13 +133,13 @@ func TestStatsStreamsCarryTheLivePanelAtTheirInterval(t *testing.T) {
 			b.counted.Load(), last, b.hub.LastID())
 	}
 
-	every1 := b.subscribe(t, handlers.StatsStream)
-	every5 := b.subscribe(t, handlers.StatsStreamFor(5))
+	every1 := b.subscribe(t, live.StatsStream)
+	every5 := b.subscribe(t, live.StatsStreamFor(5))
 	for range 9 { // samples 2 … 10
 		b.stats.Sample(ctx)
 	}
 	for want := 2; want <= 10; want++ {
-		m := dashNext(t, every1)
+		m := next(t, every1)
 		if got := sampleOf(t, m); got != strconv.Itoa(want) {
 			t.Fatalf("stats: sample %s, want %d", got, want)
 		}
@@ -282,7 +156,7 @@ func TestStatsStreamsCarryTheLivePanelAtTheirInterval(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"5", "10"} {
-		if got := sampleOf(t, dashNext(t, every5)); got != want {
+		if got := sampleOf(t, next(t, every5)); got != want {
 			t.Errorf("stats-5s: sample %s, want %s", got, want)
 		}
 	}
@@ -302,7 +176,7 @@ func TestUnknownStatsStreamIs404(t *testing.T) {
 func TestStatsAPI(t *testing.T) {
 	t.Parallel()
 	b := dashSetup(t)
-	b.subscribe(t, handlers.StatsStreamFor(2))
+	b.subscribe(t, live.StatsStreamFor(2))
 	resp, body := b.get(t, "/api/stats")
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
@@ -325,11 +199,10 @@ func TestStatsAPI(t *testing.T) {
 			Recent []float64 `json:"recent_pauses_seconds"`
 		} `json:"gc"`
 		Pets struct {
-			Alive          int      `json:"alive"`
-			Dead           int      `json:"dead"`
-			Watched        int      `json:"watched"`
-			TickSeconds    float64  `json:"tick_seconds"`
-			PersistSeconds *float64 `json:"persist_seconds"`
+			Alive       int     `json:"alive"`
+			Dead        int     `json:"dead"`
+			Watched     int     `json:"watched"`
+			TickSeconds float64 `json:"tick_seconds"`
 		} `json:"pets"`
 		DB struct {
 			Path     string `json:"path"`
@@ -358,14 +231,17 @@ func TestStatsAPI(t *testing.T) {
 	if got.Rates == nil || got.Rates.Completed != 0 {
 		t.Errorf("jobs_per_second = %+v", got.Rates)
 	}
-	if got.Pets.Alive != 1234 || got.Pets.Dead != 56 || got.Pets.Watched != 7 || got.Pets.TickSeconds != 0.012 || got.Pets.PersistSeconds != nil {
+	if got.Pets.Alive != 1234 || got.Pets.Dead != 56 || got.Pets.Watched != 7 || got.Pets.TickSeconds != 0.012 {
 		t.Errorf("pets %+v", got.Pets)
 	}
-	fi, err := os.Stat(b.dbPath)
+	if strings.Contains(body, "persist") {
+		t.Errorf("pets are never persisted periodically, yet the answer names a persist: %s", body)
+	}
+	fi, err := os.Stat(b.path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.DB.Path != b.dbPath || got.DB.Bytes != fi.Size() || got.DB.WALBytes == 0 {
+	if got.DB.Path != b.path || got.DB.Bytes != fi.Size() || got.DB.WALBytes == 0 {
 		t.Errorf("db %+v, want %d bytes and a WAL", got.DB, fi.Size())
 	}
 	if got.GC.Recent == nil {
@@ -376,7 +252,7 @@ func TestStatsAPI(t *testing.T) {
 func TestMetricsEndpoint(t *testing.T) {
 	t.Parallel()
 	b := dashSetup(t)
-	b.subscribe(t, handlers.StatsStream)
+	b.subscribe(t, live.StatsStream)
 	resp, err := b.srv.Client().Get(b.srv.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -409,7 +285,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatalf("no %s{%s=%q}", name, label, value)
 		return 0
 	}
-	fi, err := os.Stat(b.dbPath)
+	fi, err := os.Stat(b.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +315,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 }
 
-// windowHub is a hub that offers per-stream resume windows.
+// windowHub is a hub that records the resume window of each stream.
 type windowHub struct {
 	*events.Hub
 	windows map[string]int
@@ -447,20 +323,16 @@ type windowHub struct {
 
 func (w *windowHub) RegisterWindow(stream string, window int) {
 	w.windows[stream] = window
-	w.Register(stream)
+	w.Hub.RegisterWindow(stream, window)
 }
 
-func TestStatsStreamsKeepOneEventWhenTheHubCan(t *testing.T) {
+func TestStatsStreamsKeepOneEvent(t *testing.T) {
 	t.Parallel()
-	v, err := views.New()
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &windowHub{Hub: events.New(events.Config{}), windows: map[string]int{}}
 	t.Cleanup(h.Close)
-	handlers.NewDashboard(v, h, "test", nil)
-	for _, every := range handlers.StatsRefresh {
-		name := handlers.StatsStreamFor(every)
+	live.Register(h)
+	for _, every := range live.StatsRefresh() {
+		name := live.StatsStreamFor(every)
 		if h.windows[name] != 1 || !h.Has(name) {
 			t.Errorf("%s: window %d registered %v, want 1 and registered", name, h.windows[name], h.Has(name))
 		}

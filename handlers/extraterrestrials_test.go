@@ -1,15 +1,9 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"html"
 	"io"
-	"log/slog"
-	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -17,84 +11,16 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
-	"github.com/phonehome/phonehome/jobs"
-	"github.com/phonehome/phonehome/jobs/speakandspell"
-	"github.com/phonehome/phonehome/store"
-	"github.com/phonehome/phonehome/views"
+	"github.com/phonehome/phonehome/live"
 )
 
-// live is the whole live path: a database of ets extraterrestrials, the real
-// router, hub and feed, and a running job engine with no backoff.
-type live struct {
-	st     *store.Store
-	hub    *events.Hub
-	engine *jobs.Engine
-	srv    *httptest.Server
-}
+// liveServer is the whole live path: a database of ets extraterrestrials,
+// the real router, hub and feed, and a running job engine with no backoff.
+type liveServer struct{ *testServer }
 
-func startLive(t *testing.T, ets int) *live {
+func startLive(t *testing.T, ets int) *liveServer {
 	t.Helper()
-	ctx := context.Background()
-	st := migratedStore(t, filepath.Join(t.TempDir(), "live.db"))
-	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
-		t.Fatal(err)
-	}
-	v, err := views.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub := events.New(events.Config{})
-	hub.Register(handlers.ExtraterrestrialsStream)
-	feed := handlers.NewExtraterrestrialFeed(st, v, hub, logger, 10*time.Millisecond)
-	t.Cleanup(feed.Close)
-	engine, err := jobs.New(st.Writer, jobs.Config{
-		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit},
-		Backoff:      jobs.FixedBackoff(0),
-		PollInterval: 20 * time.Millisecond,
-		Logger:       logger,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = engine.Register(speakandspell.NewWorker(speakandspell.Config{
-		AnswerRate: 0.5, Rand: rand.New(rand.NewPCG(5, 5)), OnCall: feed.Changed,
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	router := handlers.NewServer(logger, v, "test",
-		&handlers.Events{Hub: hub},
-		&handlers.Extraterrestrials{
-			Store: st, Views: v, Hub: hub,
-			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, st, engine) },
-			AnswerRate:  0.3,
-			MaxAttempts: speakandspell.MaxAttempts,
-			Version:     "test",
-		})
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
-	t.Cleanup(hub.Close) // before srv.Close: open streams end first
-	if err := engine.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = engine.Stop(context.Background()) })
-	return &live{st: st, hub: hub, engine: engine, srv: srv}
-}
-
-func (l *live) get(t *testing.T, path string) string {
-	t.Helper()
-	resp, err := l.srv.Client().Get(l.srv.URL + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
-	}
-	return string(body)
+	return &liveServer{setupServer(t, serverOptions{generate: ets, start: true, answerRate: 0.3})}
 }
 
 var (
@@ -123,7 +49,7 @@ type pageClient struct {
 	foreign int
 }
 
-func openPage(t *testing.T, l *live, path string) *pageClient {
+func openPage(t *testing.T, l *liveServer, path string) *pageClient {
 	t.Helper()
 	body := l.get(t, path)
 	m := streamAttr.FindStringSubmatch(body)
@@ -135,24 +61,9 @@ func openPage(t *testing.T, l *live, path string) *pageClient {
 		t.Fatalf("%s subscribes to %s: not to its rows", path, stream)
 	}
 	pc := &pageClient{path: path, rows: rowsOf(body)}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.srv.URL+stream, nil)
-	resp, err := l.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("stream of %s: %d", path, resp.StatusCode)
-	}
+	msgs, _, _ := openStream(t, l.srv.Client(), l.srv.URL+stream)
 	go func() {
-		defer resp.Body.Close()
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
+		for m := range msgs {
 			if m.Event != "" {
 				continue // counts
 			}
@@ -203,13 +114,13 @@ func TestPagesEndShowingTheDatabase(t *testing.T) {
 	if len(pages) != 5 {
 		t.Fatalf("%d pages, want 5", len(pages))
 	}
-	waitFor(t, func() bool { return l.hub.Clients()[handlers.ExtraterrestrialsStream] == len(pages) })
+	waitUntil(t, 10*time.Second, "condition", func() bool { return l.hub.Clients()[live.ExtraterrestrialsStream] == len(pages) })
 
 	if got := postPhoneHome(t, l); got != `{"enqueued":500}` {
 		t.Fatalf("phone home: %s", got)
 	}
 	// The campaign ends: no call in flight.
-	waitLong(t, "the campaign to end", func() bool {
+	waitUntil(t, 2*time.Minute, "the campaign to end", func() bool {
 		var n int
 		_ = l.st.Reader.Get(&n, "SELECT count(*) FROM jobs WHERE state NOT IN ('completed', 'discarded')")
 		return n == 0
@@ -219,7 +130,7 @@ func TestPagesEndShowingTheDatabase(t *testing.T) {
 		if len(want) != 100 {
 			t.Fatalf("%s: %d rows", pc.path, len(want))
 		}
-		waitLong(t, pc.path+" to show the database", func() bool { return len(pc.stale(want)) == 0 })
+		waitUntil(t, 2*time.Minute, pc.path+" to show the database", func() bool { return len(pc.stale(want)) == 0 })
 		if pc.foreign != 0 {
 			t.Errorf("%s received %d events about rows it does not show", pc.path, pc.foreign)
 		}
@@ -237,7 +148,7 @@ func TestPagesEndShowingTheDatabase(t *testing.T) {
 	}
 }
 
-func postPhoneHome(t *testing.T, l *live) string {
+func postPhoneHome(t *testing.T, l *liveServer) string {
 	t.Helper()
 	resp, err := l.srv.Client().Post(l.srv.URL+"/api/phone-home", "application/json", nil)
 	if err != nil {
@@ -275,26 +186,5 @@ func TestStreamIDsAreChecked(t *testing.T) {
 		if resp.StatusCode != tt.want || !strings.Contains(body, tt.wantBody) {
 			t.Errorf("%s: %d %q, want %d containing %q", tt.name, resp.StatusCode, body, tt.want, tt.wantBody)
 		}
-	}
-}
-
-func (b *bundle) get(t *testing.T, path string) string {
-	t.Helper()
-	resp, body := b.do(t, "GET", path, nil, nil)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d", path, resp.StatusCode)
-	}
-	return body
-}
-
-// waitLong is waitFor for a whole campaign, which takes a while under -race.
-func waitLong(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -1,4 +1,4 @@
-package handlers
+package handlers_test
 
 // Fuzz tests of the parsers of outside input in the web layer: the
 // Last-Event-ID of a reconnecting stream, JSON bodies, forms and listing
@@ -9,85 +9,33 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
-	"github.com/phonehome/phonehome/views"
 )
 
-// fuzzRouter is the real router with the pet and extraterrestrial areas over
-// a new database (the 10 seed extraterrestrials, no pets), shared by every
-// input of one fuzz target.
-func fuzzRouter(f *testing.F) (*echo.Echo, *store.Store) {
+// fuzzRouter is the real router over a new database (the 10 seed
+// extraterrestrials and their calls, engine not started; no pets), shared
+// by every input of one fuzz target.
+func fuzzRouter(f *testing.F) (http.Handler, *store.Store) {
 	f.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(f.TempDir(), "fuzz.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		f.Fatal(err)
-	}
-	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
-		f.Fatal(err)
-	}
-	v, err := views.New()
-	if err != nil {
-		f.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	watchers := pets.NewWatchers()
-	hub := events.New(events.Config{OnClients: watchers.Update})
-	f.Cleanup(hub.Close)
-	hub.Register(ExtraterrestrialsStream)
-	sim, err := pets.New(pets.Config{
-		Store: st, Tick: time.Hour, Watchers: watchers, Publisher: NewPetFeed(v, hub, logger),
-		Logger: logger, ManualTicks: true, Clients: hub.Clients,
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := sim.Start(ctx); err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(sim.Stop)
-	// The job engine is not started: its jobs stay as inserted, and the
-	// operator actions and queue settings work on the rows.
-	engine, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{speakandspell.Queue: speakandspell.QueueLimit}, Logger: logger})
-	if err != nil {
-		f.Fatal(err)
-	}
-	if _, err := speakandspell.PhoneHome(ctx, st, engine); err != nil {
-		f.Fatal(err)
-	}
-	petPages := &Pets{Sim: sim, Store: st, Views: v, Hub: hub, Version: "fuzz"}
-	e := NewServer(logger, v, "fuzz",
-		&Events{Hub: hub, Resolve: petPages.ResolveStream},
-		&Extraterrestrials{Store: st, Views: v, Hub: hub, Version: "fuzz",
-			PhoneHome: func(context.Context) (int, error) { return 0, nil }},
-		petPages,
-		&Jobs{Engine: engine, Reader: st.Reader, Views: v, Hub: hub, Version: "fuzz"})
-	return e, st
+	s := setupServer(f, serverOptions{seed: true, phoneHome: true})
+	return s.router, s.st
 }
 
 // fuzzServe runs one request through the router in memory.
-func fuzzServe(e *echo.Echo, method, target, contentType string, body string) *httptest.ResponseRecorder {
+func fuzzServe(e http.Handler, method, target, contentType string, body string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, "http://phonehome.test/", strings.NewReader(body))
 	req.URL = &url.URL{Path: target} // set after: NewRequest would refuse a malformed target
 	if p, q, ok := strings.Cut(target, "?"); ok {
@@ -133,7 +81,7 @@ func FuzzLastEventID(f *testing.F) {
 		if header != "" {
 			r.Header["Last-Event-Id"] = []string{header}
 		}
-		id, err := lastEventID(r)
+		id, err := handlers.LastEventID(r)
 		raw := header
 		if raw == "" {
 			raw = query
@@ -141,10 +89,10 @@ func FuzzLastEventID(f *testing.F) {
 		if err != nil {
 			var he *echo.HTTPError
 			if !errors.As(err, &he) || he.Code != http.StatusBadRequest {
-				t.Fatalf("lastEventID(%q, %q): %v, want a 400", header, query, err)
+				t.Fatalf("handlers.LastEventID(%q, %q): %v, want a 400", header, query, err)
 			}
 			if msg, _ := he.Message.(string); msg == "" || strings.ContainsAny(msg, "\r\n") {
-				t.Fatalf("lastEventID(%q, %q): message %q is not one line", header, query, he.Message)
+				t.Fatalf("handlers.LastEventID(%q, %q): message %q is not one line", header, query, he.Message)
 			}
 			if n, perr := strconv.ParseInt(raw, 10, 64); perr == nil && n >= 0 {
 				t.Fatalf("lastEventID refused %q, a valid id", raw)
@@ -152,7 +100,7 @@ func FuzzLastEventID(f *testing.F) {
 			return
 		}
 		if id < 0 {
-			t.Fatalf("lastEventID(%q, %q) = %d, negative", header, query, id)
+			t.Fatalf("handlers.LastEventID(%q, %q) = %d, negative", header, query, id)
 		}
 		if raw == "" {
 			if id != 0 {
@@ -163,7 +111,7 @@ func FuzzLastEventID(f *testing.F) {
 		// Round trip: the id written back reads the same.
 		r2 := httptest.NewRequest("GET", "/events", nil)
 		r2.Header.Set("Last-Event-ID", strconv.FormatInt(id, 10))
-		if again, err := lastEventID(r2); err != nil || again != id {
+		if again, err := handlers.LastEventID(r2); err != nil || again != id {
 			t.Fatalf("id %d read back as %d, %v", id, again, err)
 		}
 	})
@@ -200,7 +148,7 @@ func FuzzAdoptJSON(f *testing.F) {
 		rec := fuzzServe(e, "POST", "/api/pets", ctype, body)
 		switch rec.Code {
 		case http.StatusCreated:
-			var p PetJSON
+			var p handlers.PetJSON
 			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
 				t.Fatalf("201 with %q: %v", rec.Body.String(), err)
 			}
@@ -375,14 +323,14 @@ func FuzzStreamIDs(f *testing.F) {
 		if given {
 			r.URL.RawQuery = url.Values{"stream": {"jobs"}, "ids": {raw}}.Encode()
 		}
-		ids, err := parseIDs(r)
+		ids, err := handlers.ParseIDs(r)
 		if err != nil {
 			var he *echo.HTTPError
 			if !errors.As(err, &he) || (he.Code != http.StatusBadRequest && he.Code != http.StatusUnprocessableEntity) {
-				t.Fatalf("parseIDs(%q): %v, want a 400 or 422", raw, err)
+				t.Fatalf("handlers.ParseIDs(%q): %v, want a 400 or 422", raw, err)
 			}
 			if msg, _ := he.Message.(string); msg == "" || strings.ContainsAny(msg, "\r\n") {
-				t.Fatalf("parseIDs(%q): message %q is not one line", raw, he.Message)
+				t.Fatalf("handlers.ParseIDs(%q): message %q is not one line", raw, he.Message)
 			}
 			return
 		}
@@ -393,18 +341,18 @@ func FuzzStreamIDs(f *testing.F) {
 			return
 		}
 		if ids == nil || len(ids) > events.MaxKeys {
-			t.Fatalf("parseIDs(%q) = %v", raw, ids)
+			t.Fatalf("handlers.ParseIDs(%q) = %v", raw, ids)
 		}
 		parts := make([]string, len(ids))
 		for i, id := range ids {
 			if id <= 0 {
-				t.Fatalf("parseIDs(%q) has id %d", raw, id)
+				t.Fatalf("handlers.ParseIDs(%q) has id %d", raw, id)
 			}
 			parts[i] = strconv.FormatInt(id, 10)
 		}
 		r2 := httptest.NewRequest("GET", "/events", nil)
 		r2.URL.RawQuery = url.Values{"ids": {strings.Join(parts, ",")}}.Encode()
-		again, err := parseIDs(r2)
+		again, err := handlers.ParseIDs(r2)
 		if err != nil || len(again) != len(ids) {
 			t.Fatalf("ids %v read back as %v, %v", ids, again, err)
 		}

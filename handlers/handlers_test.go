@@ -1,14 +1,10 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,80 +12,23 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
-	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
-	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
-	"github.com/phonehome/phonehome/views"
 )
 
-type bundle struct {
-	st     *store.Store
-	engine *jobs.Engine
-	hub    *events.Hub
-	feed   *handlers.ExtraterrestrialFeed
-	srv    *httptest.Server
-}
-
-// setup serves the real router over a seeded database in a temp dir. The job
+// bundle is a testServer with the 10 seed extraterrestrials. The job
 // engine is built but not started, so enqueued jobs stay put for inspection.
+type bundle struct{ *testServer }
+
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	st := migratedStore(t, filepath.Join(t.TempDir(), "test.db"))
-	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
-		t.Fatal(err)
-	}
-	v, err := views.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub := events.New(events.Config{})
-	hub.Register(handlers.ExtraterrestrialsStream)
-	t.Cleanup(hub.Close)
-	engine, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{speakandspell.Queue: speakandspell.QueueLimit}, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	feed := handlers.NewExtraterrestrialFeed(st, v, hub, logger, 10*time.Millisecond)
-	t.Cleanup(feed.Close)
-	router := handlers.NewServer(logger, v, "test",
-		&handlers.Health{Ping: st.Ping},
-		&handlers.Events{Hub: hub},
-		&handlers.Extraterrestrials{
-			Store: st, Views: v, Hub: hub,
-			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, st, engine) },
-			AnswerRate:  0.2,
-			MaxAttempts: 5,
-			Version:     "test",
-		})
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
-	t.Cleanup(hub.Close) // runs before srv.Close: open streams end first
-	return &bundle{st: st, engine: engine, hub: hub, feed: feed, srv: srv}
+	return &bundle{setupServer(t, serverOptions{seed: true, answerRate: 0.2})}
 }
 
 func (b *bundle) do(t *testing.T, method, path string, body io.Reader, header map[string]string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, b.srv.URL+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := b.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(data)
+	return request(t, b.srv.Client(), method, b.srv.URL+path, body, header)
 }
 
 func (b *bundle) jobIDs(t *testing.T) []int64 {
@@ -248,13 +187,9 @@ func TestCrossSitePostsAreRefused(t *testing.T) {
 func TestBadInputGetsClearErrors(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	tests := []struct {
-		name, method, path string
-		header             map[string]string
-		body               string
-		want               int
-		wantBody           string
-	}{
+	checkAnswers(t, func(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string) {
+		return b.do(t, method, path, strings.NewReader(body), header)
+	}, []answerCase{
 		{"missing stream", "GET", "/events", nil, "", 400, `{"error":"missing ?stream=`},
 		{"unknown stream", "GET", "/events?stream=aliens", nil, "", 404, `{"error":"unknown stream \"aliens\""}`},
 		{"bad Last-Event-ID", "GET", "/events?stream=extraterrestrials", map[string]string{"Last-Event-ID": "abc"}, "", 400, "Last-Event-ID must be"},
@@ -269,15 +204,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		{"too large", "POST", "/api/phone-home", map[string]string{"Content-Type": "application/json"}, strings.Repeat("x", 2<<20), 413, "too large"},
 		{"unknown page", "GET", "/nowhere", nil, "", 404, "<h1>404 · Not Found</h1>"},
 		{"bad page filter", "GET", "/?status=lost", nil, "", 422, "unknown status"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			resp, body := b.do(t, tt.method, tt.path, strings.NewReader(tt.body), tt.header)
-			if resp.StatusCode != tt.want || !strings.Contains(body, tt.wantBody) {
-				t.Errorf("%s %s: %d %q; want %d containing %q", tt.method, tt.path, resp.StatusCode, body, tt.want, tt.wantBody)
-			}
-		})
-	}
+	})
 	if n := len(b.jobIDs(t)); n != 0 {
 		t.Errorf("bad requests enqueued %d jobs", n)
 	}
@@ -365,69 +292,25 @@ func TestHealthAndStaticFiles(t *testing.T) {
 func TestLiveRowAndCountsReachTheStream(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+"/events?stream=extraterrestrials", nil)
-	resp, err := b.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	msgs, resp, _ := openStream(t, b.srv.Client(), b.srv.URL+"/events?stream=extraterrestrials")
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
-	waitFor(t, func() bool { return b.hub.Clients()[handlers.ExtraterrestrialsStream] == 1 })
+	waitUntil(t, 10*time.Second, "condition", func() bool { return b.hub.Clients()[live.ExtraterrestrialsStream] == 1 })
 
 	b.feed.Changed(b.record(t, 5, store.StatusPhoningHome, 1))
 
-	msgs := make(chan events.Message, 8)
-	go func() {
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				close(msgs)
-				return
-			}
-			msgs <- m
-		}
-	}()
 	row := next(t, msgs)
 	if row.Event != "" || !strings.HasPrefix(row.Data, `<tr id="extraterrestrial-5" hx-swap-oob="true">`) ||
 		!strings.Contains(row.Data, "Dengar") || !strings.Contains(row.Data, "Phoning home") || row.IDInt() == 0 {
 		t.Errorf("row event = %+v", row)
 	}
 	counts := next(t, msgs)
-	if counts.Event != handlers.CountsEvent || !strings.Contains(counts.Data, `id="et-counts"`) ||
+	if counts.Event != live.CountsEvent || !strings.Contains(counts.Data, `id="et-counts"`) ||
 		!strings.Contains(counts.Data, `<span class="count-n">1</span><span class="count-label">phoning home</span>`) {
 		t.Errorf("counts event = %+v", counts)
 	}
 	if counts.IDInt() <= row.IDInt() {
 		t.Errorf("ids do not increase: %s then %s", row.ID, counts.ID)
-	}
-}
-
-func next(t *testing.T, msgs <-chan events.Message) events.Message {
-	t.Helper()
-	select {
-	case m, ok := <-msgs:
-		if !ok {
-			t.Fatal("stream ended")
-		}
-		return m
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10 s")
-	}
-	return events.Message{}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

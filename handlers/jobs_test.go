@@ -1,30 +1,23 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
-	"github.com/phonehome/phonehome/store"
-	"github.com/phonehome/phonehome/views"
+	"github.com/phonehome/phonehome/live"
 )
 
 // dashArgs are the args of the dashboard tests' jobs; Fail makes every
@@ -62,87 +55,21 @@ func (dashWorker) Work(ctx context.Context, j *jobs.Job) error {
 	return nil
 }
 
-type jobsBundle struct {
-	st     *store.Store
-	engine *jobs.Engine
-	hub    *events.Hub
-	feed   *handlers.JobsFeed
-	srv    *httptest.Server
-	router http.Handler
-}
+// jobsBundle is a testServer with the jobs dashboard's queues and worker;
+// the engine is not started: jobs stay where the tests put them, unless a
+// test starts it.
+type jobsBundle struct{ *testServer }
 
-// jobsSetup serves the real router with the jobs dashboard over a new
-// database, with a real engine (not started: jobs stay where the tests put
-// them, unless a test starts it), a real hub and the feed wired to the
-// engine's OnChange, as app.go wires them.
-func jobsSetup(t testing.TB, cfg handlers.JobsFeedConfig) *jobsBundle {
+func jobsSetup(t testing.TB, cfg live.JobsFeedConfig) *jobsBundle {
 	t.Helper()
-	st := migratedStore(t, filepath.Join(t.TempDir(), "jobs.db"))
-	v, err := views.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub := events.New(events.Config{})
-	hub.Register(handlers.JobsStream)
-	b := &jobsBundle{st: st, hub: hub}
-	var feed atomic.Pointer[handlers.JobsFeed]
-	b.engine, err = jobs.New(st.Writer, jobs.Config{
-		Queues:       map[string]int{"default": 5, "mailers": 2},
-		Backoff:      jobs.FixedBackoff(0),
-		PollInterval: 20 * time.Millisecond,
-		Reader:       st.Reader,
-		Logger:       logger,
-		OnChange: func(ids []int64) {
-			if f := feed.Load(); f != nil {
-				f.Changed(ids)
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.engine.Register(dashWorker{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.engine.Stop(context.Background()) })
-	b.feed = handlers.NewJobsFeed(st.Reader, b.engine, v, hub, logger, cfg)
-	feed.Store(b.feed)
-	t.Cleanup(b.feed.Close)
-	b.router = handlers.NewServer(logger, v, "test",
-		&handlers.Events{Hub: hub},
-		&handlers.Jobs{Engine: b.engine, Reader: st.Reader, Views: v, Hub: hub, Feed: b.feed, Version: "test"})
-	b.srv = httptest.NewServer(b.router)
-	t.Cleanup(b.srv.Close)
-	t.Cleanup(hub.Close) // runs before srv.Close: open streams end first
-	return b
+	return &jobsBundle{setupServer(t, serverOptions{
+		queues: map[string]int{"default": 5, "mailers": 2}, workers: []jobs.Worker{dashWorker{}}, jobsFeed: cfg,
+	})}
 }
 
 func (b *jobsBundle) do(t testing.TB, method, path, body string, header map[string]string) (*http.Response, string) {
 	t.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, b.srv.URL+path, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	client := *b.srv.Client()
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(data)
+	return request(t, noRedirects(b.srv.Client()), method, b.srv.URL+path, strings.NewReader(body), header)
 }
 
 var (
@@ -215,7 +142,7 @@ var rfc3339UTC = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$`)
 
 func TestJobsAPIShapes(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	ids := b.insert(t,
 		jobs.InsertParams{Args: dashArgs{Name: "Bria"}, Opts: jobs.InsertOpts{Queue: "mailers", Priority: 3, MaxAttempts: 4, Tags: []string{"vip"}}},
 		job("Ayala"))
@@ -258,7 +185,7 @@ func TestJobsAPIShapes(t *testing.T) {
 
 func TestJobsAPIListFiltersAndPages(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	var ids []int64
 	for i := range 9 {
 		p := job(fmt.Sprint("et", i))
@@ -342,7 +269,7 @@ func errorOf(t *testing.T, resp *http.Response, body string, status int) string 
 
 func TestJobsAPIErrorsChangeNothing(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	ids := b.insert(t, job("available"), job("completed"), job("executing"))
 	b.setState(t, ids[1], jobs.StateCompleted)
 	b.setState(t, ids[2], jobs.StateExecuting)
@@ -400,7 +327,7 @@ func TestJobsAPIErrorsChangeNothing(t *testing.T) {
 
 func TestJobsAPIActions(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	ids := b.insert(t, job("a"), job("b"))
 
 	resp, body := b.do(t, "POST", fmt.Sprintf("/api/jobs/%d/cancel", ids[0]), "", nil)
@@ -424,7 +351,7 @@ func TestJobsAPIActions(t *testing.T) {
 
 func TestJobsAPIBulk(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	ids := b.insert(t, job("a"), job("b"), job("c"))
 	b.setState(t, ids[2], jobs.StateCompleted)
 	body := fmt.Sprintf(`{"action":"cancel","ids":[%d,%d,%d,%d,999]}`, ids[0], ids[1], ids[2], ids[0])
@@ -445,7 +372,7 @@ func TestJobsAPIBulk(t *testing.T) {
 
 func TestQueuesAPI(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	b.insert(t, jobs.InsertParams{Args: dashArgs{Name: "x"}, Opts: jobs.InsertOpts{Queue: "mailers"}})
 	resp, body := b.do(t, "GET", "/api/queues", "", nil)
 	if resp.StatusCode != 200 {
@@ -490,7 +417,7 @@ func rowIDs(body string) []string {
 
 func TestJobsPage(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	ids := b.insert(t,
 		jobs.InsertParams{Args: dashArgs{Name: `</code><script>alert("x")</script>`}},
 		jobs.InsertParams{Args: otherArgs{N: 1}, Opts: jobs.InsertOpts{Queue: "mailers"}},
@@ -575,7 +502,7 @@ func TestJobsPage(t *testing.T) {
 
 func TestJobsPagePagesByCursor(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	params := make([]jobs.InsertParams, 120)
 	for i := range params {
 		params[i] = job(fmt.Sprint(i))
@@ -611,12 +538,12 @@ func TestJobsPagePagesByCursor(t *testing.T) {
 
 func TestJobPageShowsTimelineArgsAndEveryError(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	ids := b.insert(t, jobs.InsertParams{Args: dashArgs{Name: "Zorg <3", Fail: true}, Opts: jobs.InsertOpts{MaxAttempts: 3}})
 	if err := b.engine.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	jobsWaitFor(t, "the job to be discarded", func() bool { return b.state(t, ids[0]) == jobs.StateDiscarded })
+	waitUntil(t, 10*time.Second, "the job to be discarded", func() bool { return b.state(t, ids[0]) == jobs.StateDiscarded })
 
 	resp, body := b.do(t, "GET", fmt.Sprintf("/jobs/%d", ids[0]), "", nil)
 	if resp.StatusCode != 200 {
@@ -659,7 +586,7 @@ func TestJobPageShowsTimelineArgsAndEveryError(t *testing.T) {
 
 func TestJobFormsActAndReRenderRefusals(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	ids := b.insert(t, job("a"), job("b"))
 	a, bb := fmt.Sprint(ids[0]), fmt.Sprint(ids[1])
 
@@ -703,7 +630,7 @@ func TestJobFormsActAndReRenderRefusals(t *testing.T) {
 
 func TestBulkFormActsOnTheSelection(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	ids := b.insert(t, job("a"), job("b"), job("c"))
 	b.setState(t, ids[2], jobs.StateCompleted)
 	form := url.Values{"action": {"cancel"}, "back": {"/jobs?state=available"}}
@@ -750,7 +677,7 @@ func TestBulkFormActsOnTheSelection(t *testing.T) {
 
 func TestQueueFormsPauseResumeAndScale(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	resp, body := b.do(t, "POST", "/jobs/queues/mailers/pause", "", asHtmx)
 	if resp.StatusCode != 200 || !strings.Contains(body, "Queue mailers paused") ||
 		!strings.Contains(body, `<section id="jobs-queues" class="card job-queues" hx-swap-oob="true"`) ||
@@ -790,7 +717,7 @@ func TestQueueFormsPauseResumeAndScale(t *testing.T) {
 
 func TestJobPostsRefuseCrossSiteRequests(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	ids := b.insert(t, job("a"))
 	cross := map[string]string{"Sec-Fetch-Site": "cross-site", "Content-Type": "application/x-www-form-urlencoded"}
 	for _, path := range []string{fmt.Sprintf("/jobs/%d/cancel", ids[0]), fmt.Sprintf("/api/jobs/%d/cancel", ids[0]), "/jobs/queues/default/pause", "/jobs/bulk"} {
@@ -805,60 +732,22 @@ func TestJobPostsRefuseCrossSiteRequests(t *testing.T) {
 
 // jobWatch is a real event-stream client of the router.
 type jobWatch struct {
-	msgs chan events.Message
+	msgs <-chan events.Message
 }
 
 func (b *jobsBundle) watch(t *testing.T, query string) *jobWatch {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	// Resume from now, as a page does: the hub answers before it has
 	// subscribed the client, and replays what was published meanwhile.
 	from := fmt.Sprintf("&last_event_id=%d", b.hub.LastID())
-	req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+"/events?stream=jobs"+from+query, nil)
-	resp, err := b.srv.Client().Do(req)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		cancel()
-		t.Fatalf("stream: %d", resp.StatusCode)
-	}
-	w := &jobWatch{msgs: make(chan events.Message, 4096)}
-	t.Cleanup(func() { cancel(); resp.Body.Close() })
-	go func() {
-		defer close(w.msgs)
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			w.msgs <- m
-		}
-	}()
-	return w
+	msgs, _, _ := openStream(t, b.srv.Client(), b.srv.URL+"/events?stream=jobs"+from+query)
+	return &jobWatch{msgs: msgs}
 }
 
 // until reads events until one satisfies ok and returns the ones before it.
 func (w *jobWatch) until(t *testing.T, what string, ok func(events.Message) bool) (events.Message, []events.Message) {
 	t.Helper()
-	var before []events.Message
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case m, open := <-w.msgs:
-			if !open {
-				t.Fatalf("%s: the stream ended", what)
-			}
-			if ok(m) {
-				return m, before
-			}
-			before = append(before, m)
-		case <-deadline:
-			t.Fatalf("%s: not within 10 s", what)
-		}
-	}
+	return until(t, w.msgs, what, ok)
 }
 
 // each reads events until every one of oks has matched one.
@@ -871,17 +760,6 @@ func (w *jobWatch) each(t *testing.T, what string, oks ...func(events.Message) b
 	})
 }
 
-func jobsWaitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10 s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func rowEvent(id int64, contains string) func(events.Message) bool {
 	prefix := fmt.Sprintf(`<tr id="job-%d" `, id)
 	return func(m events.Message) bool {
@@ -891,7 +769,7 @@ func rowEvent(id int64, contains string) func(events.Message) bool {
 
 func TestJobsStreamCarriesTheRowsOfAPage(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{Every: time.Millisecond, StatsEvery: time.Millisecond})
+	b := jobsSetup(t, live.JobsFeedConfig{Every: time.Millisecond, StatsEvery: time.Millisecond})
 	ids := b.insert(t, job("mine"), job("other"))
 	mine, other := ids[0], ids[1]
 	w := b.watch(t, fmt.Sprintf("&ids=%d", mine))
@@ -956,7 +834,7 @@ func TestJobsStreamCarriesTheRowsOfAPage(t *testing.T) {
 
 func TestJobsStreamFollowsTheEngine(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{Every: time.Millisecond, StatsEvery: time.Millisecond, ThroughputEvery: time.Millisecond})
+	b := jobsSetup(t, live.JobsFeedConfig{Every: time.Millisecond, StatsEvery: time.Millisecond, ThroughputEvery: time.Millisecond})
 	w := b.watch(t, "") // everything, as curl
 	if err := b.engine.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -979,7 +857,7 @@ func TestJobsStreamFollowsTheEngine(t *testing.T) {
 
 func TestJobsStreamSendsRefreshInsteadOfFloods(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{Every: time.Millisecond, MaxRows: 10, RefreshEvery: time.Millisecond})
+	b := jobsSetup(t, live.JobsFeedConfig{Every: time.Millisecond, MaxRows: 10, RefreshEvery: time.Millisecond})
 	params := make([]jobs.InsertParams, 50)
 	for i := range params {
 		params[i] = job(fmt.Sprint(i))
@@ -1022,7 +900,7 @@ func TestJobsStreamSendsRefreshInsteadOfFloods(t *testing.T) {
 // rows) through the router with 1,000,000 jobs in the table; p50-ms is the
 // median of the renders.
 func BenchmarkJobsPage1M(b *testing.B) {
-	bb := jobsSetup(b, handlers.JobsFeedConfig{})
+	bb := jobsSetup(b, live.JobsFeedConfig{})
 	start := time.Now()
 	_, err := bb.st.Writer.Exec(`
 		WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < 1000000)
@@ -1060,7 +938,7 @@ func BenchmarkJobsPage1M(b *testing.B) {
 
 func TestJobArgsAreShownAsWrittenAndEscaped(t *testing.T) {
 	t.Parallel()
-	b := jobsSetup(t, handlers.JobsFeedConfig{})
+	b := jobsSetup(t, live.JobsFeedConfig{})
 	// Go's JSON encoder writes < > & as \u003c \u003e \u0026; a person
 	// should read the characters, and a backslash written by the worker
 	// must stay a backslash.

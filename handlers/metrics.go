@@ -93,8 +93,6 @@ type StatsPetsJSON struct {
 	TickMaxSeconds float64    `json:"tick_max_seconds"`
 	TickDied       int        `json:"tick_died"`
 	TickRendered   int        `json:"tick_rendered"`
-	PersistAt      *time.Time `json:"persist_at"`
-	PersistSeconds *float64   `json:"persist_seconds"`
 }
 
 // StatsDBJSON is the database files in StatsJSON.
@@ -103,14 +101,6 @@ type StatsDBJSON struct {
 	Bytes    int64  `json:"bytes"`
 	WALBytes int64  `json:"wal_bytes"`
 	Error    string `json:"error,omitempty"`
-}
-
-func statsTimePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	u := t.UTC()
-	return &u
 }
 
 func statsJSON(s stats.Snapshot) StatsJSON {
@@ -125,7 +115,7 @@ func statsJSON(s stats.Snapshot) StatsJSON {
 			OutsideGo: m.Outside, RSS: m.RSS, PeakRSS: m.PeakRSS,
 		},
 		GC: StatsGCJSON{
-			Cycles: s.GC.Cycles, LastAt: statsTimePtr(s.GC.Last), PauseTotalSeconds: s.GC.PauseTotal.Seconds(),
+			Cycles: s.GC.Cycles, LastAt: utcOrNil(s.GC.Last), PauseTotalSeconds: s.GC.PauseTotal.Seconds(),
 			PauseP50Seconds: s.GC.P50.Seconds(), PauseMaxSeconds: s.GC.Max.Seconds(),
 			RecentPausesSeconds: make([]float64, len(s.GC.Recent)),
 		},
@@ -148,13 +138,9 @@ func statsJSON(s stats.Snapshot) StatsJSON {
 	}
 	if p := s.Pets; p != nil {
 		j.Pets = &StatsPetsJSON{
-			Alive: p.Alive, Dead: p.Dead, Watched: p.Watched, TickAt: statsTimePtr(p.TickAt),
+			Alive: p.Alive, Dead: p.Dead, Watched: p.Watched, TickAt: utcOrNil(p.TickAt),
 			TickSeconds: p.TickDuration.Seconds(), TickP50Seconds: p.TickP50.Seconds(), TickMaxSeconds: p.TickMax.Seconds(),
-			TickDied: p.TickDied, TickRendered: p.TickRendered, PersistAt: statsTimePtr(p.PersistAt),
-		}
-		if !p.PersistAt.IsZero() {
-			secs := p.PersistDuration.Seconds()
-			j.Pets.PersistSeconds = &secs
+			TickDied: p.TickDied, TickRendered: p.TickRendered,
 		}
 	}
 	if d := s.DB; d != nil {

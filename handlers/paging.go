@@ -1,9 +1,11 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -13,37 +15,31 @@ import (
 // maxQueryLength bounds a search's q, in characters.
 const maxQueryLength = 100
 
-// paging is the ?q=&limit=&cursor= every listing of the store shares.
-type paging struct {
-	query string
-	limit int // 0: the listing's default
-	after store.Cursor
-}
-
-// parsePaging reads q (the caller trims it or not), limit (1–1000) and
-// the cursor, answering 400 for what is malformed and 422 for what is out
-// of range.
-func parsePaging(c echo.Context, q string) (paging, error) {
-	p := paging{query: q}
+// parsePaging reads the ?q=&limit=&cursor= every listing of the store
+// shares into a listing's filter: q (the caller trims it or not) into
+// query, limit (1–1000; the filter's default when absent) and the cursor,
+// answering 400 for what is malformed and 422 for what is out of range.
+func parsePaging(c echo.Context, q string, query *string, limit *int, after *store.Cursor) error {
 	if len([]rune(q)) > maxQueryLength {
-		return p, invalid("q is longer than 100 characters")
+		return invalid("q is longer than 100 characters")
 	}
+	*query = q
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
-			return p, badRequest("limit must be a whole number")
+			return badRequest("limit must be a whole number")
 		}
 		if n < 1 || n > 1000 {
-			return p, invalid("limit must be between 1 and 1000")
+			return invalid("limit must be between 1 and 1000")
 		}
-		p.limit = n
+		*limit = n
 	}
 	cur, err := store.ParseCursor(c.QueryParam("cursor"))
 	if err != nil {
-		return p, badRequest(err.Error())
+		return badRequest(err.Error())
 	}
-	p.after = cur
-	return p, nil
+	*after = cur
+	return nil
 }
 
 // pageURL is path with the listing's filter values (empty ones left out),
@@ -65,6 +61,55 @@ func pageURL(path string, filter [][2]string, query string, cursor store.Cursor)
 		return path
 	}
 	return path + "?" + v.Encode()
+}
+
+// apiPageSize is how many items an API listing answers by default.
+const apiPageSize = 50
+
+// listing is one page of a store listing, read after the id of the last
+// event published: anything published after it is resent to the page when
+// it connects with that id.
+type listing[R any] struct {
+	rows   []R
+	next   store.Cursor
+	lastID int64
+}
+
+// readListing parses the request's filter and paging (size rows unless it
+// says) and reads that page.
+func readListing[Q, R any](c echo.Context, events hub, size int, parse func(echo.Context, int) (Q, error),
+	list func(context.Context, Q) ([]R, store.Cursor, error)) (Q, listing[R], error) {
+	q, err := parse(c, size)
+	if err != nil {
+		return q, listing[R]{}, err
+	}
+	l := listing[R]{lastID: events.LastID()}
+	l.rows, l.next, err = list(c.Request().Context(), q)
+	return q, l, err
+}
+
+// listAPI answers an API listing of the store: the page readListing reads,
+// each row turned into its JSON by item.
+func listAPI[Q, R, J any](c echo.Context, events hub, parse func(echo.Context, int) (Q, error),
+	list func(context.Context, Q) ([]R, store.Cursor, error), item func(R) J) error {
+	_, l, err := readListing(c, events, apiPageSize, parse, list)
+	if err != nil {
+		return err
+	}
+	items := make([]J, len(l.rows))
+	for i, r := range l.rows {
+		items[i] = item(r)
+	}
+	return listJSON(c, items, l.next)
+}
+
+// utcOrNil is t in UTC for the API, nil (null) for the zero time.
+func utcOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
 
 // listJSON answers a listing of the store as the API does:

@@ -1,94 +1,30 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
-	"github.com/phonehome/phonehome/views"
 )
 
-var petEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+// petBundle is a testServer whose LivePet the tests run by hand.
+type petBundle struct{ *testServer }
 
-const petTick = 5 * time.Second
-
-// fakeClock is the pets' clock, moved by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
-type petBundle struct {
-	st    *store.Store
-	path  string
-	hub   *events.Hub
-	sim   *pets.Sim
-	clock *fakeClock
-	srv   *httptest.Server
-}
-
-// petSetup serves the real router with the pet pages over a new database, a
-// real hub feeding the watchers, and a started sim whose ticks the tests run
-// by hand with a fake clock.
 func petSetup(t *testing.T) *petBundle {
 	t.Helper()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "pets.db")
-	st := migratedStore(t, path)
-	v, err := views.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	watchers := pets.NewWatchers()
-	hub := events.New(events.Config{OnClients: watchers.Update})
-	clock := &fakeClock{t: petEpoch}
-	sim, err := pets.New(pets.Config{
-		Store: st, Tick: petTick, Watchers: watchers, Publisher: handlers.NewPetFeed(v, hub, logger),
-		Now: clock.Now, Logger: logger, ManualTicks: true,
-		ActiveEvery: 5 * time.Millisecond, CountsEvery: 5 * time.Millisecond, Clients: hub.Clients,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Stop)
-	p := &handlers.Pets{Sim: sim, Store: st, Views: v, Hub: hub, Version: "test"}
-	router := handlers.NewServer(logger, v, "test",
-		&handlers.Health{Ping: st.Ping},
-		&handlers.Events{Hub: hub, Resolve: p.ResolveStream},
-		p)
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
-	t.Cleanup(hub.Close) // runs before srv.Close: open streams end first
-	return &petBundle{st: st, path: path, hub: hub, sim: sim, clock: clock, srv: srv}
+	return &petBundle{setupServer(t, serverOptions{})}
 }
 
 // keeper is a browser: its own cookie jar, so its own keeper.
@@ -103,31 +39,14 @@ func (b *petBundle) keeper(t *testing.T) *keeper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := *b.srv.Client()
+	c := noRedirects(b.srv.Client())
 	c.Jar = jar
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &keeper{b: b, client: &c}
+	return &keeper{b: b, client: c}
 }
 
 func (k *keeper) do(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, k.b.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, v := range header {
-		req.Header.Set(name, v)
-	}
-	resp, err := k.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(data)
+	return request(t, k.client, method, k.b.srv.URL+path, strings.NewReader(body), header)
 }
 
 var jsonHeader = map[string]string{"Content-Type": "application/json"}
@@ -174,68 +93,22 @@ func decodePet(t *testing.T, body string) petJSON {
 
 // stream is one open event stream read in the background.
 type stream struct {
-	msgs   chan events.Message
+	msgs   <-chan events.Message
 	cancel func()
 }
 
 // watch opens an event stream through the router, as a pet page does.
 func (k *keeper) watch(t *testing.T, name string) *stream {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", k.b.srv.URL+"/events?stream="+name, nil)
-	resp, err := k.client.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		cancel()
-		t.Fatalf("stream %s: status %d", name, resp.StatusCode)
-	}
-	s := &stream{msgs: make(chan events.Message, 256), cancel: func() { cancel(); resp.Body.Close() }}
-	t.Cleanup(s.cancel)
-	go func() {
-		defer close(s.msgs)
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			s.msgs <- m
-		}
-	}()
-	return s
+	msgs, _, stop := openStream(t, k.client, k.b.srv.URL+"/events?stream="+name)
+	return &stream{msgs: msgs, cancel: stop}
 }
 
 // until reads events until one satisfies ok, failing after 10 s.
 func (s *stream) until(t *testing.T, what string, ok func(events.Message) bool) events.Message {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case m, open := <-s.msgs:
-			if !open {
-				t.Fatalf("%s: stream ended", what)
-			}
-			if ok(m) {
-				return m
-			}
-		case <-deadline:
-			t.Fatalf("%s: no such event within 10 s", what)
-		}
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10 s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	m, _ := until(t, s.msgs, what, ok)
+	return m
 }
 
 func TestPetAPIShapes(t *testing.T) {
@@ -353,13 +226,9 @@ func TestPetAPIErrors(t *testing.T) {
 	owner := b.keeper(t)
 	p := owner.adopt(t, "Mochi", "cat")
 	k := b.keeper(t)
-	tests := []struct {
-		name, method, path string
-		header             map[string]string
-		body               string
-		want               int
-		wantBody           string
-	}{
+	checkAnswers(t, func(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string) {
+		return k.do(t, method, path, body, header)
+	}, []answerCase{
 		{"not JSON", "POST", "/api/pets", map[string]string{"Content-Type": "text/plain"}, `{"name":"Rex","species":"dog"}`, 415, "Content-Type: application/json"},
 		{"no content type", "POST", "/api/pets", nil, `{"name":"Rex","species":"dog"}`, 415, `{"error":`},
 		{"malformed JSON", "POST", "/api/pets", jsonHeader, `{"name":`, 400, "malformed JSON"},
@@ -381,15 +250,7 @@ func TestPetAPIErrors(t *testing.T) {
 		{"limit too big", "GET", "/api/pets?limit=1001", nil, "", 422, "between 1 and 1000"},
 		{"bad cursor", "GET", "/api/pets?cursor=%25%25", nil, "", 400, "malformed cursor"},
 		{"wrong method", "DELETE", "/api/pets", nil, "", 405, `{"error":`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			resp, body := k.do(t, tt.method, tt.path, tt.body, tt.header)
-			if resp.StatusCode != tt.want || !strings.Contains(body, tt.wantBody) {
-				t.Errorf("%s %s: %d %.200q; want %d containing %q", tt.method, tt.path, resp.StatusCode, body, tt.want, tt.wantBody)
-			}
-		})
-	}
+	})
 	if got := k.get(t, p.ID); got.Hunger != 250 {
 		t.Errorf("refused requests changed hunger to %d", got.Hunger)
 	}
@@ -495,7 +356,7 @@ func TestWatchersAreCountedFromRealStreams(t *testing.T) {
 
 	first := b.keeper(t).watch(t, name)
 	second := b.keeper(t).watch(t, name)
-	eventually(t, "viewers=2", func() bool { return owner.get(t, p.ID).Viewers == 2 })
+	waitUntil(t, 10*time.Second, "viewers=2", func() bool { return owner.get(t, p.ID).Viewers == 2 })
 	first.until(t, "2 watching", func(m events.Message) bool {
 		return strings.Contains(m.Data, `id="pet-stats"`) && strings.Contains(m.Data, `<span class="stat-n">2</span> watching`)
 	})
@@ -505,12 +366,12 @@ func TestWatchersAreCountedFromRealStreams(t *testing.T) {
 	}
 
 	second.cancel()
-	eventually(t, "viewers=1", func() bool { return owner.get(t, p.ID).Viewers == 1 })
+	waitUntil(t, 10*time.Second, "viewers=1", func() bool { return owner.get(t, p.ID).Viewers == 1 })
 	first.until(t, "1 watching", func(m events.Message) bool {
 		return strings.Contains(m.Data, `<span class="stat-n">1</span> watching`)
 	})
 	first.cancel()
-	eventually(t, "viewers=0", func() bool { return owner.get(t, p.ID).Viewers == 0 })
+	waitUntil(t, 10*time.Second, "viewers=0", func() bool { return owner.get(t, p.ID).Viewers == 0 })
 }
 
 func TestPetPageIsLiveUntilThePetDies(t *testing.T) {
@@ -540,7 +401,7 @@ func TestPetPageIsLiveUntilThePetDies(t *testing.T) {
 	}
 
 	s := k.watch(t, pets.Stream(p.ID))
-	eventually(t, "watched", func() bool { return b.sim.Watchers().Count(p.ID) == 1 })
+	waitUntil(t, 10*time.Second, "watched", func() bool { return b.sim.Watchers().Count(p.ID) == 1 })
 	b.clock.Set(petEpoch.Add(7*petTick + time.Second))
 	if _, err := b.sim.Tick(context.Background(), b.clock.Now()); err != nil {
 		t.Fatal(err)
@@ -617,7 +478,7 @@ func TestTreatsThroughTheAPIAndTheForms(t *testing.T) {
 	}
 	alice.watch(t, pets.Stream(mochi.ID))
 	bob.watch(t, pets.Stream(rex.ID))
-	eventually(t, "watched", func() bool { return b.sim.Watchers().Len() == 2 })
+	waitUntil(t, 10*time.Second, "watched", func() bool { return b.sim.Watchers().Len() == 2 })
 
 	code, body := treat(bob, mochi.ID)
 	var got struct {
@@ -752,15 +613,15 @@ func TestPetsPageAndItsStream(t *testing.T) {
 	if !strings.Contains(body, `sse-connect="/events?stream=pets&amp;last_event_id=`) || !strings.Contains(body, `sse-swap="message,counts,adopted"`) {
 		t.Error("list page is not live")
 	}
-	s := visitor.watch(t, handlers.PetsStream)
+	s := visitor.watch(t, live.PetsStream)
 	other := b.keeper(t)
 	p := other.adopt(t, "Biscuit", "dog")
-	m := s.until(t, "adopted", func(m events.Message) bool { return m.Event == handlers.AdoptedEvent })
+	m := s.until(t, "adopted", func(m events.Message) bool { return m.Event == live.AdoptedEvent })
 	if !strings.HasPrefix(m.Data, fmt.Sprintf(`<tbody hx-swap-oob="afterbegin:#pets-rows"><tr id="pet-row-%d">`, p.ID)) {
 		t.Errorf("adopted event %.200q", m.Data)
 	}
 	s.until(t, "counts", func(m events.Message) bool {
-		return m.Event == handlers.CountsEvent && strings.Contains(m.Data, `<span class="count-n">1</span><span class="count-label">alive</span>`)
+		return m.Event == live.CountsEvent && strings.Contains(m.Data, `<span class="count-n">1</span><span class="count-label">alive</span>`)
 	})
 
 	mine := visitor.adopt(t, "Mochi", "cat")
@@ -778,7 +639,7 @@ func TestPetsPageAndItsStream(t *testing.T) {
 		t.Errorf("death row %.300q", m.Data)
 	}
 	s.until(t, "counts", func(m events.Message) bool {
-		return m.Event == handlers.CountsEvent && strings.Contains(m.Data, `<span class="count-n">2</span><span class="count-label">dead</span>`)
+		return m.Event == live.CountsEvent && strings.Contains(m.Data, `<span class="count-n">2</span><span class="count-label">dead</span>`)
 	})
 
 	// Filters and search; a filtered page takes no new rows.

@@ -1,6 +1,8 @@
 // Package handlers is phonehome's web layer: the Echo router with its
-// middleware, one handler struct per area with its Routes, the single error
-// path, and the feeds that turn committed changes into live events.
+// middleware, one handler struct per area with its Routes (pages, forms,
+// their binding, the JSON API), and the one error path with its error
+// table (errors.go). How things look is package views; what is pushed to
+// open pages is package live.
 package handlers
 
 import (
@@ -17,9 +19,6 @@ import (
 	"github.com/phonehome/phonehome/static"
 	"github.com/phonehome/phonehome/views"
 )
-
-// MaxBodyBytes is the largest request body accepted (413 beyond).
-const MaxBodyBytes = 1 << 20
 
 // contentSecurityPolicy allows only our own files: no inline script or
 // style, no framing.
@@ -130,14 +129,12 @@ func wantsJSON(r *http.Request) bool {
 	return strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/events"
 }
 
-// hub is what the handlers need of the event hub.
+// hub is what the handlers need of the event hub: serving streams, and the
+// id of the last event a page reflects.
 type hub interface {
 	Serve(w http.ResponseWriter, r *http.Request, stream string, after int64) error
 	// ServeKeys serves only the events about keys (and those about no key).
 	ServeKeys(w http.ResponseWriter, r *http.Request, stream string, after int64, keys []int64) error
-	Publish(stream, event string, data []byte) (int64, error)
-	// PublishKey publishes an event about one row, named by key.
-	PublishKey(stream, event string, key int64, data []byte) (int64, error)
 	LastID() int64
 	Has(stream string) bool
 }

@@ -147,6 +147,7 @@ type Engine struct {
 	pending   []int64
 
 	throughput throughputRing
+	subs       subscribers
 
 	// claimStmt and outcomeStmt are the hot statements, prepared once at
 	// Start: preparing them per run (parsing, and compiling the count
@@ -322,18 +323,6 @@ func (e *Engine) Wake() {
 	e.changed(ids)
 	for _, q := range e.queues {
 		q.signal()
-	}
-}
-
-// Changed reports jobs written around the engine (raw SQL in a caller's
-// transaction, such as a bulk INSERT … SELECT) to OnChange, as if the
-// engine had written them; call it after the commit.
-func (e *Engine) Changed(ids []int64) { e.changed(ids) }
-
-// changed reports ids to OnChange.
-func (e *Engine) changed(ids []int64) {
-	if len(ids) > 0 && e.cfg.OnChange != nil {
-		e.cfg.OnChange(ids)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // waitTimeout bounds every wait for a condition; a healthy engine meets
@@ -134,18 +134,7 @@ func setup(t *testing.T, opts options, workers ...jobs.Worker) *bundle {
 	return &bundle{ctx: t.Context(), st: st, clock: clock, eng: newEngine(t, st, clock, opts, workers...)}
 }
 
-func openStore(t testing.TB) *store.Store {
-	t.Helper()
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "jobs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
+func openStore(t testing.TB) *store.Store { return storetest.Open(t, "") }
 
 // newEngine builds an engine over st, registers workers (and the probe
 // worker), starts it unless opts.noStart, and stops it when the test ends.

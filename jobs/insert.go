@@ -224,7 +224,7 @@ func (e *Engine) InsertTx(ctx context.Context, tx *sqlx.Tx, args Args, opts Inse
 }
 
 func (e *Engine) addPending(ids ...int64) {
-	if e.cfg.OnChange == nil || len(ids) == 0 {
+	if !e.hasSubscribers() || len(ids) == 0 {
 		return
 	}
 	e.pendingMu.Lock()

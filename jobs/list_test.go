@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -13,23 +12,12 @@ import (
 
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // listStore is a migrated database in a temp dir, for the list's tests and
 // benchmarks.
-func listStore(tb testing.TB) *store.Store {
-	tb.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(tb.TempDir(), "list.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	return st
-}
+func listStore(tb testing.TB) *store.Store { return storetest.Open(tb, "") }
 
 // listRow is a job as the list tests model it.
 type listRow struct {

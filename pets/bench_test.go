@@ -22,8 +22,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/internal/testclock"
+
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
@@ -102,7 +104,7 @@ type benchSim struct {
 	sim   *pets.Sim
 	st    *store.Store
 	hub   *events.Hub
-	clock *clock
+	clock *testclock.Clock
 	alive []int64
 }
 
@@ -122,11 +124,11 @@ func newBenchSim(b *testing.B, pub func(pets.Publisher) pets.Publisher) *benchSi
 	watchers := pets.NewWatchers()
 	hub := events.New(events.Config{OnClients: watchers.Update})
 	b.Cleanup(hub.Close)
-	var p pets.Publisher = handlers.NewPetFeed(v, hub, logger)
+	var p pets.Publisher = live.NewPetFeed(v, hub, logger)
 	if pub != nil {
 		p = pub(p)
 	}
-	c := &clock{t: epoch}
+	c := testclock.New(epoch)
 	sim, err := pets.New(pets.Config{Store: st, Tick: T, Watchers: watchers, Publisher: p, Now: c.Now, Logger: logger, ManualTicks: true})
 	if err != nil {
 		b.Fatal(err)
@@ -134,7 +136,7 @@ func newBenchSim(b *testing.B, pub func(pets.Publisher) pets.Publisher) *benchSi
 	if err := sim.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(sim.Stop)
+	b.Cleanup(func() { _ = sim.Stop(context.Background()) })
 	var alive []int64
 	if err := st.Reader.Select(&alive, "SELECT id FROM pets WHERE died_at IS NULL AND born_at > ? ORDER BY id",
 		epoch.Add(-time.Hour).Add(-sim.Rules().Lifespan()/2).UnixMilli()); err != nil {

@@ -10,30 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/internal/testclock"
+
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
-// clock is the fake clock the tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 // recorder is a Publisher that keeps what the sim showed, for the tests to
-// inspect. (The real one, handlers.PetFeed, is tested through the router.)
+// inspect. (The real one, live.PetFeed, is tested through the router.)
 type recorder struct {
 	mu      sync.Mutex
 	live    []pets.State
@@ -90,29 +75,18 @@ type bundle struct {
 	sim   *pets.Sim
 	st    *store.Store
 	path  string
-	clock *clock
+	clock *testclock.Clock
 	pub   *recorder
 }
 
-func openStore(t testing.TB, path string) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
+func openStore(t testing.TB, path string) *store.Store { return storetest.Open(t, path) }
 
 // setup makes a sim over a new database with a fake clock at epoch. It is
 // not started: tests call Tick and Flush themselves unless they Start it.
 func setup(t *testing.T, tune func(*pets.Config)) *bundle {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "pets.db")
-	b := &bundle{st: openStore(t, path), path: path, clock: &clock{t: epoch}, pub: &recorder{}}
+	b := &bundle{st: openStore(t, path), path: path, clock: testclock.New(epoch), pub: &recorder{}}
 	cfg := pets.Config{Store: b.st, Tick: T, Publisher: b.pub, Now: b.clock.Now, ManualTicks: true}
 	if tune != nil {
 		tune(&cfg)
@@ -121,7 +95,7 @@ func setup(t *testing.T, tune func(*pets.Config)) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(sim.Stop)
+	t.Cleanup(func() { _ = sim.Stop(context.Background()) })
 	b.sim = sim
 	return b
 }
@@ -308,12 +282,12 @@ func TestRestartCatchesUpOnDeaths(t *testing.T) {
 	if err := b.sim.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b.sim.Stop()
+	_ = b.sim.Stop(context.Background())
 
 	// The process was down for most of a day: the first pet's life ran out
 	// meanwhile, the second's runs out half an hour after the restart.
 	lifespan := b.sim.Rules().Lifespan()
-	restart := &clock{t: epoch.Add(lifespan + 30*time.Minute)}
+	restart := testclock.New(epoch.Add(lifespan + 30*time.Minute))
 	sim, err := pets.New(pets.Config{Store: b.st, Tick: T, Now: restart.Now, ManualTicks: true})
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +295,7 @@ func TestRestartCatchesUpOnDeaths(t *testing.T) {
 	if err := sim.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer sim.Stop()
+	defer sim.Stop(context.Background())
 	row, _ := b.st.GetPet(ctx, first.ID)
 	if !row.DiedAt.Equal(epoch.Add(lifespan)) {
 		t.Errorf("first pet's died_at %v, want %v", row.DiedAt, epoch.Add(lifespan))

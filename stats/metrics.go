@@ -21,7 +21,6 @@ const (
 	MetricPets            = "phonehome_pets"
 	MetricPetsWatched     = "phonehome_pets_watched"
 	MetricPetTickSeconds  = "phonehome_pet_tick_seconds"
-	MetricPetPersistSecs  = "phonehome_pet_persist_seconds"
 	MetricDBBytes         = "phonehome_db_bytes"
 	MetricMemoryBytes     = "phonehome_memory_bytes"
 	MetricScrapeErrors    = "phonehome_stats_errors"
@@ -47,8 +46,6 @@ var (
 		"Living pets somebody is watching right now.", nil, nil)
 	descPetTick = prometheus.NewDesc(MetricPetTickSeconds,
 		"Duration of the last LivePet tick.", nil, nil)
-	descPetPersist = prometheus.NewDesc(MetricPetPersistSecs,
-		"Duration of the last periodic persist of pets (absent when pets are not persisted periodically).", nil, nil)
 	descDBBytes = prometheus.NewDesc(MetricDBBytes,
 		"Size of the SQLite database files (file is main or wal).", []string{"file"}, nil)
 	descMemory = prometheus.NewDesc(MetricMemoryBytes,
@@ -83,7 +80,7 @@ type promCollector struct{ c *Collector }
 // Describe sends every description the collector may use.
 func (p promCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descSSEClients, descSSEStreams, descJobs, descJobsPerSecond,
-		descPets, descPetsWatched, descPetTick, descPetPersist, descDBBytes, descMemory, descErrors} {
+		descPets, descPetsWatched, descPetTick, descDBBytes, descMemory, descErrors} {
 		ch <- d
 	}
 }
@@ -130,9 +127,6 @@ func (p promCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descPets, float64(pets.Dead), "dead")
 		gauge(descPetsWatched, float64(pets.Watched))
 		gauge(descPetTick, pets.TickDuration.Seconds())
-		if !pets.PersistAt.IsZero() {
-			gauge(descPetPersist, pets.PersistDuration.Seconds())
-		}
 	}
 	if db := s.DB; db != nil {
 		if db.Err != "" {

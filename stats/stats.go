@@ -10,8 +10,9 @@
 // pets' in-memory figures), so the charts have a history when someone opens
 // the page. Everything else (counting jobs in the database, the GC pause
 // quantiles, the peak resident size, the clients per stream, the engine's
-// throughput, the database file sizes) and the OnSample hook (which renders
-// and publishes) happen only while Watched reports that someone is looking.
+// throughput, the database file sizes) and the subscribers' hook (which
+// renders and publishes) happen only while a subscriber reports that
+// someone is looking (see Subscribe).
 // Current takes a full reading on demand, for /api/stats and each /metrics
 // scrape.
 package stats
@@ -30,6 +31,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/phonehome/phonehome/internal/loop"
 )
 
 // ThroughputPoint is how many jobs finished in one interval of the jobs
@@ -56,10 +59,6 @@ type PetFigures struct {
 	// pets published by the last tick.
 	TickDied     int
 	TickRendered int
-	// PersistAt and PersistDuration describe the last periodic persist;
-	// both are zero when pets are not persisted periodically.
-	PersistAt       time.Time
-	PersistDuration time.Duration
 }
 
 // Sources are where the app's own figures come from. Every field may be
@@ -91,13 +90,6 @@ type Config struct {
 	Interval time.Duration
 	// Keep is how much history the ring holds (15 minutes).
 	Keep time.Duration
-	// Watched reports whether someone is looking (the dashboard's streams
-	// have clients). While it is false, or nil, samples hold only the cheap
-	// figures and OnSample is not called.
-	Watched func() bool
-	// OnSample receives every sample taken while watched, on the
-	// Collector's goroutine (or the caller's of Sample).
-	OnSample func(Snapshot)
 	// Now is the clock (time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -254,10 +246,11 @@ type Collector struct {
 	ticks []time.Duration // recent pet tick durations, oldest first
 	tick  time.Time       // TickAt of the last tick recorded
 
-	startOnce sync.Once
-	stopOnce  sync.Once
-	stop      chan struct{}
-	done      chan struct{}
+	subsMu sync.Mutex
+	subs   []subscriber
+	nextID int
+
+	loop loop.Loop
 }
 
 // New makes a Collector; Start starts its sampling loop. Sample, Current and
@@ -283,8 +276,6 @@ func New(cfg Config) *Collector {
 		cfg:  cfg,
 		log:  cfg.Logger,
 		ring: make([]Point, n),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
 	}
 }
 
@@ -294,44 +285,12 @@ func (c *Collector) Interval() time.Duration { return c.cfg.Interval }
 // Keep is how much history the ring holds.
 func (c *Collector) Keep() time.Duration { return c.cfg.Keep }
 
-// Start starts sampling every Interval until Close.
-func (c *Collector) Start() {
-	c.startOnce.Do(func() { go c.loop() })
-}
-
-// Close stops the sampling loop and waits for it. It is safe to call more
-// than once, and without Start.
-func (c *Collector) Close() {
-	c.stopOnce.Do(func() { close(c.stop) })
-	started := true
-	c.startOnce.Do(func() { started = false })
-	if started {
-		<-c.done
-	}
-}
-
-func (c *Collector) loop() {
-	defer close(c.done)
-	t := time.NewTicker(c.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Interval*5)
-			c.Sample(ctx)
-			cancel()
-		}
-	}
-}
-
-// Sample takes one sample now and records it in the history. While Watched
-// reports true the sample is full and is handed to OnSample. The loop calls
-// it every Interval; tests call it directly.
+// Sample takes one sample now and records it in the history. While a
+// subscriber is watching, the sample is full and is handed to the watching
+// subscribers. The loop calls it every Interval; tests call it directly.
 func (c *Collector) Sample(ctx context.Context) Snapshot {
-	watched := c.cfg.Watched != nil && c.cfg.Watched()
-	s := c.read(ctx, watched)
+	watching := c.watching()
+	s := c.read(ctx, len(watching) > 0)
 	c.mu.Lock()
 	c.seq++
 	s.Seq = c.seq
@@ -347,8 +306,8 @@ func (c *Collector) Sample(ctx context.Context) Snapshot {
 		c.recordTick(s.Pets)
 	}
 	c.mu.Unlock()
-	if watched && c.cfg.OnSample != nil {
-		c.cfg.OnSample(s)
+	for _, sub := range watching {
+		sub.fn(s)
 	}
 	return s
 }

@@ -15,34 +15,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/internal/testclock"
+
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/phonehome/phonehome/stats"
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
-// fakeClock advances one second per reading.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newClock() *testclock.Clock {
+	return testclock.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
 }
 
 func TestSampleKeepsTheLastKeepOfHistory(t *testing.T) {
@@ -89,9 +74,8 @@ func TestExpensiveFiguresOnlyWhileWatched(t *testing.T) {
 			Clients: func() map[string]int { counted.Add(1); return map[string]int{"stats": 1} },
 			DBPath:  filepath.Join(t.TempDir(), "none.db"),
 		},
-		Watched:  watched.Load,
-		OnSample: func(s stats.Snapshot) { published.Add(1); got = append(got, s.Seq) },
 	})
+	c.Subscribe(watched.Load, func(s stats.Snapshot) { published.Add(1); got = append(got, s.Seq) })
 	ctx := context.Background()
 
 	s := c.Sample(ctx)
@@ -240,14 +224,7 @@ func openDB(t *testing.T) (*store.Store, string) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "stats.db")
-	st, err := store.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, path)
 	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -284,21 +261,23 @@ func TestDatabaseFileSizes(t *testing.T) {
 	}
 }
 
-func TestStartSamplesEveryIntervalUntilClose(t *testing.T) {
+func TestStartSamplesEveryIntervalUntilStop(t *testing.T) {
 	t.Parallel()
 	samples := make(chan int64, 100)
 	c := stats.New(stats.Config{
 		Interval: 5 * time.Millisecond,
-		Watched:  func() bool { return true },
-		OnSample: func(s stats.Snapshot) {
-			select {
-			case samples <- s.Seq:
-			default:
-			}
-		},
 	})
-	c.Start()
-	c.Start() // a second Start is a no-op
+	c.Subscribe(func() bool { return true }, func(s stats.Snapshot) {
+		select {
+		case samples <- s.Seq:
+		default:
+		}
+	})
+	ctx := context.Background()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Start(ctx) // a second Start is a no-op
 	deadline := time.After(10 * time.Second)
 	for want := int64(1); want <= 3; want++ {
 		select {
@@ -310,13 +289,17 @@ func TestStartSamplesEveryIntervalUntilClose(t *testing.T) {
 			t.Fatalf("sample %d did not arrive", want)
 		}
 	}
-	c.Close()
-	c.Close()
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Stop(ctx)
 	n := len(c.History())
 	if c.Current(context.Background()).Seq != int64(n) {
 		t.Errorf("history %d samples, seq %d", n, c.Current(context.Background()).Seq)
 	}
-	stats.New(stats.Config{}).Close() // Close without Start returns
+	if err := stats.New(stats.Config{}).Stop(ctx); err != nil { // Stop without Start returns
+		t.Fatal(err)
+	}
 }
 
 // scrape fetches a Prometheus handler and parses its text output.
@@ -429,9 +412,6 @@ func TestMetricsHandler(t *testing.T) {
 		if got := value(t, fams, "process_resident_memory_bytes"); got <= 0 {
 			t.Errorf("process_resident_memory_bytes = %v", got)
 		}
-	}
-	if _, ok := fams[stats.MetricPetPersistSecs]; ok {
-		t.Errorf("%s is exposed although pets are never persisted periodically", stats.MetricPetPersistSecs)
 	}
 	if _, ok := fams[stats.MetricScrapeErrors]; ok {
 		t.Errorf("%s is exposed with no error", stats.MetricScrapeErrors)

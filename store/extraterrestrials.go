@@ -250,18 +250,6 @@ func RecordCallTx(ctx context.Context, tx *sqlx.Tx, id int64, status Status, att
 // selects those that may phone home: they never tried, or got no answer.
 const PhoneHomeEligible = "(communication_status IS NULL OR communication_status = 'no_answer')"
 
-// PhoneHomeCandidatesTx returns, inside tx, the ids of the extraterrestrials
-// that may phone home: those that never tried or got no answer.
-func PhoneHomeCandidatesTx(ctx context.Context, tx *sqlx.Tx) ([]int64, error) {
-	var ids []int64
-	err := tx.SelectContext(ctx, &ids, `SELECT id FROM extraterrestrials
-		WHERE `+PhoneHomeEligible+` ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("phone home candidates: %w", err)
-	}
-	return ids, nil
-}
-
 // StatusCounts is how many extraterrestrials are in each status.
 type StatusCounts struct {
 	Never       int `json:"never_tried"`

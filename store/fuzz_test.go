@@ -7,13 +7,13 @@ package store_test
 import (
 	"context"
 	"encoding/base64"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // fuzzStore is a migrated database with extraterrestrials and pets to page
@@ -21,14 +21,7 @@ import (
 func fuzzStore(f *testing.F) *store.Store {
 	f.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(f.TempDir(), "fuzz.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		f.Fatal(err)
-	}
+	st := storetest.Open(f, "")
 	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
 		f.Fatal(err)
 	}

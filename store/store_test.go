@@ -12,21 +12,10 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "test.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
+func openStore(t *testing.T) *store.Store { return storetest.Open(t, "") }
 
 func TestSeedListsNamesInOrder(t *testing.T) {
 	t.Parallel()

@@ -1,7 +1,9 @@
-// Package views renders phonehome's HTML: a base layout, one template per
-// page, and the partials (rows, counts, icons) that both the pages and the
-// live event stream use, so each thing has exactly one definition of how it
-// looks. Templates are embedded and parsed once, at start-up.
+// Package views is how phonehome looks: the embedded templates (a base
+// layout, one template per page, and the partials that both the pages and
+// the live event stream use, so each thing has exactly one definition of
+// how it looks), the data each of them is filled with, the formatters and
+// the charts. Templates are parsed once, at start-up, and every name the
+// app renders (see names.go) is checked then.
 package views
 
 import (
@@ -13,8 +15,6 @@ import (
 	"path"
 	"strings"
 	"time"
-
-	"github.com/phonehome/phonehome/store"
 )
 
 //go:embed layout.html pages/*.html partials/*.html
@@ -23,12 +23,12 @@ var files embed.FS
 // Views holds the parsed templates.
 type Views struct {
 	base  *template.Template
-	pages map[string]*template.Template
+	pages map[Page]*template.Template
 }
 
-// New parses every template. A template that does not parse, or a page that
-// a handler names but that does not exist, is a start-up error, not a
-// runtime one.
+// New parses every template and checks that every page and partial the app
+// renders (the names in names.go) exists: a template that does not parse, or a
+// name without a template, is a start-up error, not a runtime one.
 func New() (*Views, error) {
 	base, err := template.New("base").Funcs(funcs).ParseFS(files, "layout.html", "partials/*.html")
 	if err != nil {
@@ -38,23 +38,30 @@ func New() (*Views, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Views{base: base, pages: map[string]*template.Template{}}
+	v := &Views{base: base, pages: map[Page]*template.Template{}}
 	for _, f := range pageFiles {
 		t, err := template.Must(base.Clone()).ParseFS(files, f)
 		if err != nil {
 			return nil, fmt.Errorf("parse %s: %w", f, err)
 		}
-		v.pages[strings.TrimSuffix(path.Base(f), ".html")] = t
+		v.pages[Page(strings.TrimSuffix(path.Base(f), ".html"))] = t
+	}
+	for _, p := range allPages {
+		if v.pages[p] == nil {
+			return nil, fmt.Errorf("no template for page %q (pages/%s.html)", p, p)
+		}
+	}
+	for _, p := range allPartials {
+		if base.Lookup(string(p)) == nil {
+			return nil, fmt.Errorf("no template for partial %q ({{define %q}} in partials/)", p, p)
+		}
 	}
 	return v, nil
 }
 
-// HasPage reports whether a page template exists.
-func (v *Views) HasPage(name string) bool { return v.pages[name] != nil }
-
 // Page renders a whole page into a buffer, so a template error can still
 // become an error response instead of half a page.
-func (v *Views) Page(name string, data any) ([]byte, error) {
+func (v *Views) Page(name Page, data any) ([]byte, error) {
 	t := v.pages[name]
 	if t == nil {
 		return nil, fmt.Errorf("no page template %q", name)
@@ -67,41 +74,36 @@ func (v *Views) Page(name string, data any) ([]byte, error) {
 }
 
 // Fragment renders one partial, for htmx responses and live events.
-func (v *Views) Fragment(name string, data any) ([]byte, error) {
+func (v *Views) Fragment(name Partial, data any) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := v.base.ExecuteTemplate(&buf, name, data); err != nil {
+	if err := v.base.ExecuteTemplate(&buf, string(name), data); err != nil {
 		return nil, fmt.Errorf("render %s: %w", name, err)
 	}
 	return buf.Bytes(), nil
 }
 
-// Row is the data of the et_row partial.
-type Row struct {
-	ET store.Extraterrestrial
-	// OOB marks the row for an out-of-band swap (live events).
-	OOB bool
+// Part is one partial with its data, for a response made of several.
+type Part struct {
+	Name Partial
+	Data any
 }
 
-// Counts is the data of the et_counts partial.
-type Counts struct {
-	C   store.StatusCounts
-	OOB bool
-}
-
-// ExtraterrestrialRow renders the row of one extraterrestrial for the live
-// stream: the same partial as the page, marked for an out-of-band swap.
-func (v *Views) ExtraterrestrialRow(et store.Extraterrestrial) ([]byte, error) {
-	return v.Fragment("et_row", Row{ET: et, OOB: true})
-}
-
-// CampaignCounts renders the campaign header for the live stream.
-func (v *Views) CampaignCounts(c store.StatusCounts) ([]byte, error) {
-	return v.Fragment("et_counts", Counts{C: c, OOB: true})
+// Fragments renders parts one after the other into one body.
+func (v *Views) Fragments(parts ...Part) ([]byte, error) {
+	var out []byte
+	for _, p := range parts {
+		html, err := v.Fragment(p.Name, p.Data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, html...)
+	}
+	return out, nil
 }
 
 var funcs = template.FuncMap{
-	"row":    func(et store.Extraterrestrial, oob bool) Row { return Row{ET: et, OOB: oob} },
-	"counts": func(c store.StatusCounts, oob bool) Counts { return Counts{C: c, OOB: oob} },
+	"row":    func(et Extraterrestrial, oob bool) Row { return Row{ET: et, OOB: oob} },
+	"counts": func(c StatusCounts, oob bool) Counts { return Counts{C: c, OOB: oob} },
 	"rfc3339": func(t time.Time) string {
 		return t.UTC().Format(time.RFC3339)
 	},
@@ -120,29 +122,6 @@ var funcs = template.FuncMap{
 	"add": func(a, b int) int { return a + b },
 }
 
-// HumanTime formats a time for people: "22 Nov 2026, 04:15:03 UTC".
-func HumanTime(t time.Time) string {
-	return t.UTC().Format("2 Jan 2006, 15:04:05 MST")
-}
-
-// Thousands formats n with thin separators: 1234567 → "1,234,567".
-func Thousands(n int) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
 // Layout is what the base layout needs from every page's data.
 type Layout struct {
 	// Nav names the current section, to highlight its link.
@@ -157,4 +136,10 @@ type ErrorPage struct {
 	Status     int
 	StatusText string
 	Message    string
+}
+
+// Flash is a one-line message above a page's table or panel.
+type Flash struct {
+	Message string
+	Error   bool
 }

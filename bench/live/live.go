@@ -37,6 +37,7 @@ import (
 	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
+	applive "github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
 )
@@ -310,7 +311,7 @@ func copyDB(from, to string) error {
 type server struct {
 	st     *store.Store
 	hub    *events.Hub
-	feed   *handlers.ExtraterrestrialFeed
+	feed   *applive.ExtraterrestrialFeed
 	engine *jobs.Engine
 	http   *http.Server
 	port   int
@@ -346,8 +347,12 @@ func startServerFlush(ctx context.Context, db string, answerRate float64, backof
 	}
 	s := &server{st: st}
 	s.hub = events.New(events.Config{FlushEvery: flush})
-	s.hub.Register(handlers.ExtraterrestrialsStream)
-	s.feed = handlers.NewExtraterrestrialFeed(st, v, s.hub, logger, 250*time.Millisecond)
+	applive.Register(s.hub)
+	s.feed = applive.NewExtraterrestrialFeed(st, v, s.hub, logger, 250*time.Millisecond)
+	if err := s.feed.Start(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
 	s.engine, err = jobs.New(st.Writer, jobs.Config{
 		Queues:  map[string]int{speakandspell.Queue: speakandspell.QueueLimit},
 		Backoff: jobs.FixedBackoff(backoff),
@@ -378,7 +383,7 @@ func startServerFlush(ctx context.Context, db string, answerRate float64, backof
 		&handlers.Events{Hub: s.hub},
 		&handlers.Extraterrestrials{
 			Store: st, Views: v, Hub: s.hub,
-			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, st, s.engine) },
+			PhoneHome:   func(ctx context.Context) (int, error) { return speakandspell.PhoneHome(ctx, s.engine) },
 			AnswerRate:  answerRate,
 			MaxAttempts: speakandspell.MaxAttempts,
 			Version:     "bench",
@@ -407,7 +412,7 @@ func (s *server) close() {
 		_ = s.engine.Stop(context.Background())
 	}
 	if s.feed != nil {
-		s.feed.Close()
+		_ = s.feed.Stop(context.Background())
 	}
 	s.hub.Close()
 	s.st.Close()
@@ -416,9 +421,9 @@ func (s *server) close() {
 // waitClients waits until the stream has n clients.
 func (s *server) waitClients(ctx context.Context, n int, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	for s.hub.Clients()[handlers.ExtraterrestrialsStream] < n {
+	for s.hub.Clients()[applive.ExtraterrestrialsStream] < n {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d clients subscribed after %v", s.hub.Clients()[handlers.ExtraterrestrialsStream], n, limit)
+			return fmt.Errorf("only %d of %d clients subscribed after %v", s.hub.Clients()[applive.ExtraterrestrialsStream], n, limit)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -515,7 +520,7 @@ func runFull(ctx context.Context, db string, o Options) (*FullResult, error) {
 	defer s.close()
 	paths := make([]string, o.FullClients)
 	for i := range paths {
-		paths[i] = "/events?stream=" + handlers.ExtraterrestrialsStream
+		paths[i] = "/events?stream=" + applive.ExtraterrestrialsStream
 	}
 	heap0, rss0 := memory()
 	clients, err := startClients(s.port, paths)
@@ -551,7 +556,7 @@ func runFull(ctx context.Context, db string, o Options) (*FullResult, error) {
 		return nil, err
 	}
 	defer probe.close()
-	probeConn, err := probe.dial(s.port, "/events?stream="+handlers.ExtraterrestrialsStream, 0)
+	probeConn, err := probe.dial(s.port, "/events?stream="+applive.ExtraterrestrialsStream, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -679,7 +684,7 @@ func runPages(ctx context.Context, db string, o Options) (*PagesResult, error) {
 	for i := range paths {
 		first := rng.IntN(pages)*o.PageSize + 1
 		var b strings.Builder
-		b.WriteString("/events?stream=" + handlers.ExtraterrestrialsStream + "&last_event_id=" + strconv.FormatInt(s.hub.LastID(), 10) + "&ids=")
+		b.WriteString("/events?stream=" + applive.ExtraterrestrialsStream + "&last_event_id=" + strconv.FormatInt(s.hub.LastID(), 10) + "&ids=")
 		for k := range o.PageSize {
 			if k > 0 {
 				b.WriteByte(',')
@@ -707,7 +712,7 @@ func runPages(ctx context.Context, db string, o Options) (*PagesResult, error) {
 	fmt.Fprintf(o.Log, "%d clients connected in %v: %d B heap, %d B RSS per client, %d goroutines\n",
 		o.PageClients, r.ConnectTime.Round(time.Millisecond), r.HeapPerClient, r.RSSPerClient, r.Goroutines)
 
-	if _, err := speakandspell.PhoneHome(ctx, s.st, s.engine); err != nil {
+	if _, err := speakandspell.PhoneHome(ctx, s.engine); err != nil {
 		return nil, err
 	}
 	cpu0 := processCPU()
@@ -810,7 +815,7 @@ func runCampaign(ctx context.Context, db string, o Options) (*CampaignResult, er
 	}
 	r := &CampaignResult{Clients: len(pages)}
 	start := time.Now()
-	n, err := speakandspell.PhoneHome(ctx, s.st, s.engine)
+	n, err := speakandspell.PhoneHome(ctx, s.engine)
 	if err != nil {
 		return nil, err
 	}

@@ -116,76 +116,25 @@ func (w *Worker) dial() bool {
 	return w.cfg.Rand.Float64() < w.cfg.AnswerRate
 }
 
+// callsSQL selects who gets a call: every extraterrestrial that never
+// tried or got no answer, in id order. NOT INDEXED reads the table in id
+// order: through the status index SQLite would sort a million ids first
+// (about a third slower).
+const callsSQL = `SELECT id FROM extraterrestrials NOT INDEXED WHERE ` + store.PhoneHomeEligible + ` ORDER BY id`
+
 // PhoneHome enqueues one call for every extraterrestrial that never tried or
-// got no answer and has no call in flight, in one transaction, and reports
-// how many it enqueued. Once the calls are committed it wakes the engine and
-// reports the new jobs to its OnChange (the jobs page), as for jobs it
-// inserts itself.
-func PhoneHome(ctx context.Context, st *store.Store, engine *jobs.Engine) (int, error) {
-	var ids []int64
-	err := st.InTx(ctx, func(tx *sqlx.Tx) error {
-		var err error
-		ids, err = EnqueueCallsTx(ctx, tx, time.Now())
-		return err
+// got no answer and has no call in flight, in one statement (a million rows
+// take seconds, where one insert per row took minutes), and reports how many
+// it enqueued. The engine writes each job as Insert would for Args with
+// InsertOpts, so the unique-in-flight index skips an extraterrestrial whose
+// call is in flight, and wakes the queue and reports the new jobs itself.
+func PhoneHome(ctx context.Context, engine *jobs.Engine) (int, error) {
+	n, err := engine.InsertSelect(ctx, jobs.InsertSelect{
+		Args:   func(id int64) jobs.Args { return Args{ExtraterrestrialID: id} },
+		Select: callsSQL,
 	})
 	if err != nil {
 		return 0, fmt.Errorf("phone home: %w", err)
 	}
-	engine.Wake()
-	engine.Changed(ids)
-	return len(ids), nil
-}
-
-// enqueueCallsSQL inserts the calls with one INSERT … SELECT: a million rows
-// take seconds, where one insert per row through the job API took minutes.
-// The rows are exactly what jobs.InsertTx writes for Args with InsertOpts
-// (state available, the queue, max attempts, no tags, the unique key
-// "kind:args" with args as encoding/json writes them). An extraterrestrial
-// whose call is in flight is left out by the NOT EXISTS, which reads the
-// jobs table's unique-in-flight index as its ON CONFLICT would: with
-// AUTOINCREMENT (migration 0009) a row skipped by ON CONFLICT would still
-// use up an id, and the ids would no longer follow each other. ON CONFLICT
-// DO NOTHING stays as a guard. NOT INDEXED reads the table in id order:
-// through the status index SQLite would sort a million ids first (about a
-// third slower).
-const enqueueCallsSQL = `INSERT INTO jobs (state, queue, kind, args, priority, max_attempts, tags, unique_key, inserted_at, scheduled_at)
-	SELECT 'available', ?1, ?2, json_object('extraterrestrial_id', e.id), 0, ?3, '[]',
-	       ?2 || ':' || json_object('extraterrestrial_id', e.id), ?4, ?4
-	FROM extraterrestrials AS e NOT INDEXED
-	WHERE ` + store.PhoneHomeEligible + `
-	  AND NOT EXISTS (SELECT 1 FROM jobs AS j
-		WHERE j.unique_key = ?2 || ':' || json_object('extraterrestrial_id', e.id)
-		  AND j.state IN ('scheduled', 'available', 'executing', 'retryable'))
-	ORDER BY e.id
-	ON CONFLICT DO NOTHING`
-
-// lastJobIDSQL is the largest job id ever given: the jobs table's
-// sqlite_sequence row (AUTOINCREMENT), or its largest id when larger.
-const lastJobIDSQL = `SELECT max(coalesce((SELECT max(id) FROM jobs), 0),
-	coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0))`
-
-// EnqueueCallsTx inserts, inside tx, one call for every extraterrestrial
-// that never tried or got no answer and has no call in flight, due at now,
-// and returns the new jobs' ids. Call the engine's Wake and Changed after
-// the commit.
-func EnqueueCallsTx(ctx context.Context, tx *sqlx.Tx, now time.Time) ([]int64, error) {
-	// One statement on the only writer, which skips no row: its rows get
-	// the ids that follow the largest one ever given, with no gaps.
-	var last int64
-	if err := tx.GetContext(ctx, &last, lastJobIDSQL); err != nil {
-		return nil, fmt.Errorf("enqueue calls: %w", err)
-	}
-	res, err := tx.ExecContext(ctx, enqueueCallsSQL, Queue, Kind, MaxAttempts, now.UnixMilli())
-	if err != nil {
-		return nil, fmt.Errorf("enqueue calls: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return nil, fmt.Errorf("enqueue calls: %w", err)
-	}
-	ids := make([]int64, n)
-	for i := range ids {
-		ids[i] = last + 1 + int64(i)
-	}
-	return ids, nil
+	return n, nil
 }

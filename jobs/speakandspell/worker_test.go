@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 func setup(t *testing.T, ets int) (*store.Store, *jobs.Engine) {
@@ -25,14 +25,7 @@ func setup(t *testing.T, ets int) (*store.Store, *jobs.Engine) {
 func setupChanges(t *testing.T, ets int) (*store.Store, *jobs.Engine, *[]int64) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "test.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, "")
 	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +72,7 @@ func TestBulkCallsAreTheJobAPIsRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	*changes = nil
-	n, err := speakandspell.PhoneHome(ctx, st, engine)
+	n, err := speakandspell.PhoneHome(ctx, engine)
 	if err != nil || n != 2 {
 		t.Fatalf("PhoneHome = %d, %v; want 2 (row 1 is in flight)", n, err)
 	}
@@ -124,7 +117,7 @@ func TestBulkCallsAreTheJobAPIsRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 0 {
+	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 0 {
 		t.Errorf("second PhoneHome = %d, %v; want 0", n, err)
 	}
 }
@@ -148,7 +141,7 @@ func TestPhoneHomeSelectsEligibleRows(t *testing.T) {
 	set(1, store.StatusSpaceTaxi)
 	set(2, store.StatusPhoningHome)
 	set(3, store.StatusNoAnswer)
-	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 4 {
+	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 4 {
 		t.Fatalf("PhoneHome = %d, %v; want 4 (rows 3–6)", n, err)
 	}
 	// The calls finish; row 4 gets no answer: it alone is eligible again.
@@ -159,7 +152,7 @@ func TestPhoneHomeSelectsEligibleRows(t *testing.T) {
 	set(4, store.StatusNoAnswer)
 	set(5, store.StatusSpaceTaxi)
 	set(6, store.StatusSpaceTaxi)
-	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 1 {
+	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 1 {
 		t.Fatalf("PhoneHome after the calls = %d, %v; want 1 (row 4)", n, err)
 	}
 	var ids []int64
@@ -178,7 +171,7 @@ func TestPhoneHomeReportsTheInsertedIDs(t *testing.T) {
 	t.Parallel()
 	st, engine, changes := setupChanges(t, 5)
 	ctx := context.Background()
-	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 5 {
+	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 5 {
 		t.Fatalf("PhoneHome = %d, %v; want 5", n, err)
 	}
 	// The newest job is deleted, two calls finish with no answer, and row
@@ -189,7 +182,7 @@ func TestPhoneHomeReportsTheInsertedIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	*changes = nil
-	if n, err := speakandspell.PhoneHome(ctx, st, engine); err != nil || n != 3 {
+	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 3 {
 		t.Fatalf("PhoneHome = %d, %v; want 3 (rows 2, 4 and the deleted job's 5)", n, err)
 	}
 	var got []int64

@@ -1,4 +1,4 @@
-package handlers
+package live
 
 import (
 	"bytes"
@@ -10,30 +10,21 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/internal/loop"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/views"
 )
 
-// The named events of the jobs stream (rows are unnamed "message" events).
-const (
-	// JobCountsEvent carries the number of every state tab.
-	JobCountsEvent = "counts"
-	// JobQueuesEvent carries the queue table.
-	JobQueuesEvent = "queues"
-	// JobThroughputEvent carries the throughput chart.
-	JobThroughputEvent = "throughput"
-	// JobRefreshEvent tells pages to reload their list: more jobs changed
-	// in one flush than are worth sending row by row.
-	JobRefreshEvent = "refresh"
-)
-
-// JobStats is what the feed reads from the job engine besides the rows;
-// *jobs.Engine is one.
-type JobStats interface {
+// JobSource is what the feed needs of the job engine; *jobs.Engine is one.
+type JobSource interface {
+	// Subscribe hears of the ids of jobs whose rows changed.
+	Subscribe(fn func(ids []int64)) (unsubscribe func())
 	Queues(ctx context.Context) ([]jobs.QueueInfo, error)
 	Counts(ctx context.Context) (map[jobs.State]int, error)
 	Throughput() []jobs.ThroughputPoint
 }
+
+var _ JobSource = (*jobs.Engine)(nil)
 
 // JobsFeedConfig tunes a JobsFeed. Zero fields take the defaults.
 type JobsFeedConfig struct {
@@ -53,16 +44,16 @@ type JobsFeedConfig struct {
 	ThroughputEvery time.Duration
 }
 
-// JobsFeed turns the job engine's committed changes (jobs.Config.OnChange)
+// JobsFeed turns the job engine's committed changes (Engine.Subscribe)
 // into events on the jobs stream. However fast jobs change, a client gets
 // at most one batch of rows per Every, each row keyed by its job id so a
 // page receives only the rows it shows, and counts, queues and chart at
 // their own bounded rates.
 type JobsFeed struct {
 	reader sqlx.QueryerContext
-	stats  JobStats
+	engine JobSource
 	views  *views.Views
-	hub    hub
+	hub    Publisher
 	log    *slog.Logger
 	cfg    JobsFeedConfig
 
@@ -79,14 +70,14 @@ type JobsFeed struct {
 	// so pages do not swap (and forms are not replaced) for nothing.
 	sentCounts, sentQueues, sentChart []byte
 
-	wake chan struct{}
-	done chan struct{}
-	wg   sync.WaitGroup
+	wake        chan struct{}
+	loop        loop.Loop
+	unsubscribe func()
 }
 
-// NewJobsFeed starts the feed; Close stops it. reader is the read-only
-// pool the changed rows are loaded from.
-func NewJobsFeed(reader sqlx.QueryerContext, stats JobStats, v *views.Views, h hub, logger *slog.Logger, cfg JobsFeedConfig) *JobsFeed {
+// NewJobsFeed makes the feed; Start subscribes it to the engine. reader is
+// the read-only pool the changed rows are loaded from.
+func NewJobsFeed(engine JobSource, reader sqlx.QueryerContext, v *views.Views, h Publisher, logger *slog.Logger, cfg JobsFeedConfig) *JobsFeed {
 	if cfg.Every <= 0 {
 		cfg.Every = 250 * time.Millisecond
 	}
@@ -102,20 +93,39 @@ func NewJobsFeed(reader sqlx.QueryerContext, stats JobStats, v *views.Views, h h
 	if cfg.ThroughputEvery <= 0 {
 		cfg.ThroughputEvery = 2 * time.Second
 	}
-	f := &JobsFeed{
-		reader: reader, stats: stats, views: v, hub: h, log: logger, cfg: cfg,
+	return &JobsFeed{
+		reader: reader, engine: engine, views: v, hub: h, log: logger, cfg: cfg,
 		pending: map[int64]struct{}{},
 		wake:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
 	}
-	f.wg.Add(1)
-	go f.loop()
-	return f
 }
 
-// Changed notes that the jobs of ids changed (or were deleted); it never
-// blocks and is meant for jobs.Config.OnChange.
-func (f *JobsFeed) Changed(ids []int64) {
+// Start subscribes the feed to the engine's changes and starts its loop.
+// Start it before the engine, so that it hears of every change.
+func (f *JobsFeed) Start(ctx context.Context) error {
+	f.mu.Lock()
+	if f.unsubscribe == nil {
+		f.unsubscribe = f.engine.Subscribe(f.changed)
+	}
+	f.mu.Unlock()
+	f.loop.Start(f.run)
+	return nil
+}
+
+// Stop unsubscribes the feed and stops its loop; changes afterwards are
+// dropped.
+func (f *JobsFeed) Stop(ctx context.Context) error {
+	f.mu.Lock()
+	if f.unsubscribe != nil {
+		f.unsubscribe()
+	}
+	f.mu.Unlock()
+	return f.loop.Stop(ctx)
+}
+
+// changed notes that the jobs of ids changed (or were deleted); it never
+// blocks: the engine calls it.
+func (f *JobsFeed) changed(ids []int64) {
 	if len(ids) == 0 {
 		return
 	}
@@ -133,7 +143,7 @@ func (f *JobsFeed) Changed(ids []int64) {
 		}
 	}
 	f.mu.Unlock()
-	f.signal()
+	loop.Signal(f.wake)
 }
 
 // QueuesChanged notes that a queue was paused, resumed or scaled, so the
@@ -142,30 +152,22 @@ func (f *JobsFeed) QueuesChanged() {
 	f.mu.Lock()
 	f.queues = true
 	f.mu.Unlock()
-	f.signal()
+	loop.Signal(f.wake)
 }
 
-func (f *JobsFeed) signal() {
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (f *JobsFeed) loop() {
-	defer f.wg.Done()
+func (f *JobsFeed) run(done <-chan struct{}) {
 	for {
 		select {
-		case <-f.done:
+		case <-done:
 			return
 		case <-f.wake:
 		}
 		if f.flush(time.Now()) {
-			f.signal() // something was held back by its rate: come back
+			loop.Signal(f.wake) // something was held back by its rate: come back
 		}
 		// Whatever changes meanwhile waits for the next flush.
 		select {
-		case <-f.done:
+		case <-done:
 			return
 		case <-time.After(f.cfg.Every):
 		}
@@ -198,7 +200,7 @@ func (f *JobsFeed) flush(now time.Time) bool {
 	}
 	if f.refreshDue && now.Sub(f.lastRefresh) >= f.cfg.RefreshEvery {
 		// The refreshed pages read every row anew: no need for these.
-		f.publish(JobRefreshEvent, 0, []byte(JobRefreshEvent))
+		f.publish(RefreshEvent, 0, []byte(RefreshEvent))
 		f.refreshDue, f.lastRefresh, ids = false, now, nil
 	}
 	if len(ids) > 0 {
@@ -237,10 +239,10 @@ func (f *JobsFeed) publishRows(ctx context.Context, ids []int64) {
 	for _, id := range ids {
 		var html []byte
 		if i < len(js) && js[i].ID == id {
-			html, err = f.views.Fragment("job_row", JobRow{Job: JobView{Job: js[i], Now: now}, OOB: true})
+			html, err = f.views.Fragment(views.PartialJobRow, views.JobRow{Job: views.JobView{Job: js[i], Now: now}, OOB: true})
 			i++
 		} else {
-			html, err = f.views.Fragment("job_row_deleted", DeletedRow{ID: id})
+			html, err = f.views.Fragment(views.PartialJobRowDeleted, views.DeletedRow{ID: id})
 		}
 		if err != nil {
 			f.log.Error("render job row", "job_id", id, "err", err)
@@ -251,25 +253,25 @@ func (f *JobsFeed) publishRows(ctx context.Context, ids []int64) {
 }
 
 func (f *JobsFeed) publishStats(ctx context.Context) {
-	counts, err := f.stats.Counts(ctx)
+	counts, err := f.engine.Counts(ctx)
 	if err != nil {
 		f.log.Error("count jobs", "err", err)
 		return
 	}
-	if html, err := f.views.Fragment("job_counts", JobCounts{Tabs: jobCounts(counts), OOB: true}); err != nil {
+	if html, err := f.views.Fragment(views.PartialJobCounts, views.JobCounts{Tabs: views.StateTabs(counts), OOB: true}); err != nil {
 		f.log.Error("render job counts", "err", err)
 	} else {
-		f.publishChanged(JobCountsEvent, html, &f.sentCounts)
+		f.publishChanged(CountsEvent, html, &f.sentCounts)
 	}
-	qs, err := f.stats.Queues(ctx)
+	qs, err := f.engine.Queues(ctx)
 	if err != nil {
 		f.log.Error("list queues", "err", err)
 		return
 	}
-	if html, err := f.views.Fragment("job_queues", queuesView(qs, true)); err != nil {
+	if html, err := f.views.Fragment(views.PartialJobQueues, views.NewQueuesView(qs, true)); err != nil {
 		f.log.Error("render queues", "err", err)
 	} else {
-		f.publishChanged(JobQueuesEvent, html, &f.sentQueues)
+		f.publishChanged(QueuesEvent, html, &f.sentQueues)
 	}
 }
 
@@ -283,23 +285,12 @@ func (f *JobsFeed) publishChanged(event string, html []byte, sent *[]byte) {
 }
 
 func (f *JobsFeed) publishChart(now time.Time) {
-	ch := throughputChart(f.stats.Throughput(), now)
+	ch := views.NewThroughputChart(f.engine.Throughput(), now)
 	ch.OOB = true
-	html, err := f.views.Fragment("job_throughput", ch)
+	html, err := f.views.Fragment(views.PartialJobThroughput, ch)
 	if err != nil {
 		f.log.Error("render throughput", "err", err)
 		return
 	}
-	f.publishChanged(JobThroughputEvent, html, &f.sentChart)
-}
-
-// Close stops the feed; changes noted afterwards are dropped.
-func (f *JobsFeed) Close() {
-	select {
-	case <-f.done:
-		return
-	default:
-	}
-	close(f.done)
-	f.wg.Wait()
+	f.publishChanged(ThroughputEvent, html, &f.sentChart)
 }

@@ -1,0 +1,218 @@
+package handlers
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/phonehome/phonehome/jobs"
+)
+
+// JobJSON is a job in the JSON API.
+type JobJSON struct {
+	ID          int64           `json:"id"`
+	Queue       string          `json:"queue"`
+	Kind        string          `json:"kind"`
+	Args        json.RawMessage `json:"args"`
+	State       jobs.State      `json:"state"`
+	Attempt     int             `json:"attempt"`
+	MaxAttempts int             `json:"max_attempts"`
+	Priority    int             `json:"priority"`
+	Tags        []string        `json:"tags"`
+	InsertedAt  time.Time       `json:"inserted_at"`
+	ScheduledAt time.Time       `json:"scheduled_at"`
+	AttemptedAt *time.Time      `json:"attempted_at"`
+	CompletedAt *time.Time      `json:"completed_at"`
+	CancelledAt *time.Time      `json:"cancelled_at"`
+	DiscardedAt *time.Time      `json:"discarded_at"`
+	Errors      []ErrorJSON     `json:"errors"`
+}
+
+// ErrorJSON is one failed attempt of a job in the JSON API.
+type ErrorJSON struct {
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	Error   string    `json:"error"`
+}
+
+// utcOf is *t for the API: in UTC, nil when t is.
+func utcOf(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	return utcOrNil(*t)
+}
+
+func jobJSON(j *jobs.Job) JobJSON {
+	out := JobJSON{
+		ID: j.ID, Queue: j.Queue, Kind: j.Kind, Args: j.Args, State: j.State, Attempt: j.Attempt,
+		MaxAttempts: j.MaxAttempts, Priority: j.Priority, Tags: j.Tags,
+		InsertedAt: j.InsertedAt.UTC(), ScheduledAt: j.ScheduledAt.UTC(),
+		AttemptedAt: utcOf(j.AttemptedAt), CompletedAt: utcOf(j.CompletedAt),
+		CancelledAt: utcOf(j.CancelledAt), DiscardedAt: utcOf(j.DiscardedAt),
+		Errors: make([]ErrorJSON, len(j.Errors)),
+	}
+	if out.Tags == nil {
+		out.Tags = []string{}
+	}
+	if len(out.Args) == 0 {
+		out.Args = json.RawMessage("{}")
+	}
+	for i, e := range j.Errors {
+		out.Errors[i] = ErrorJSON{Attempt: e.Attempt, At: e.At.UTC(), Error: e.Error}
+	}
+	return out
+}
+
+// APIList answers GET /api/jobs?state=&queue=&kind=&limit=&cursor= with
+// {"items":[job…],"next_cursor"}; state may list several, comma-separated.
+func (h *Jobs) APIList(c echo.Context) error {
+	q, err := parseJobsQuery(c, jobs.DefaultListLimit, true)
+	if err != nil {
+		return err
+	}
+	page, err := jobs.List(c.Request().Context(), h.Reader, q.params)
+	if err != nil {
+		return err
+	}
+	items := make([]JobJSON, len(page.Jobs))
+	for i, j := range page.Jobs {
+		items[i] = jobJSON(j)
+	}
+	var next *string
+	if page.NextCursor != "" {
+		next = &page.NextCursor
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": items, "next_cursor": next})
+}
+
+// APIGet answers GET /api/jobs/{id}.
+func (h *Jobs) APIGet(c echo.Context) error {
+	id, err := jobID(c)
+	if err != nil {
+		return err
+	}
+	j, err := jobs.Get(c.Request().Context(), h.Reader, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, jobJSON(j))
+}
+
+// APIAction answers POST /api/jobs/{id}/cancel, …/retry and DELETE
+// /api/jobs/{id} with the job after the change (a deleted job as it was):
+// 404 for an unknown id, 409 when the job's state forbids the action.
+func (h *Jobs) APIAction(a jobAction) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := jobID(c)
+		if err != nil {
+			return err
+		}
+		j, err := h.act(c.Request().Context(), a, id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, jobJSON(j))
+	}
+}
+
+// BulkRequest is the body of POST /api/jobs/bulk.
+type BulkRequest struct {
+	Action string  `json:"action"`
+	IDs    []int64 `json:"ids"`
+}
+
+// APIBulk answers POST /api/jobs/bulk {"action":"cancel|retry|delete",
+// "ids":[…]} with {"action","requested","changed"}: jobs whose state does
+// not allow the action, or that do not exist, are left as they are.
+func (h *Jobs) APIBulk(c echo.Context) error {
+	var req BulkRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	// Checked before anything else: a body of a million ids costs no more
+	// than its decoding.
+	if len(req.IDs) > maxBulk {
+		return invalid(fmt.Sprintf("at most %d jobs at once", maxBulk))
+	}
+	for _, id := range req.IDs {
+		if id < 1 {
+			return invalid(fmt.Sprintf("job id %d is not positive", id))
+		}
+	}
+	ids := uniqueIDs(slices.Clone(req.IDs))
+	a := jobAction(req.Action)
+	if err := checkBulk(a, ids); err != nil {
+		return err
+	}
+	n, err := h.bulk(c.Request().Context(), a, ids)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"action": a, "requested": len(ids), "changed": n})
+}
+
+// QueueJSON is a queue in the JSON API.
+type QueueJSON struct {
+	Name    string         `json:"name"`
+	Limit   int            `json:"limit"`
+	Running int            `json:"running"`
+	Paused  bool           `json:"paused"`
+	Counts  map[string]int `json:"counts"`
+}
+
+func queueJSON(q jobs.QueueInfo) QueueJSON {
+	out := QueueJSON{Name: q.Name, Limit: q.Limit, Running: q.Running, Paused: q.Paused, Counts: map[string]int{}}
+	for _, s := range jobs.States {
+		out.Counts[string(s)] = q.Counts[s]
+	}
+	return out
+}
+
+// APIQueues answers GET /api/queues with every queue.
+func (h *Jobs) APIQueues(c echo.Context) error {
+	qs, err := h.Engine.Queues(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out := make([]QueueJSON, len(qs))
+	for i, q := range qs {
+		out[i] = queueJSON(q)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// APIQueueAction answers POST /api/queues/{name}/pause, …/resume and
+// …/scale {"limit":N} with the queue after the change.
+func (h *Jobs) APIQueueAction(c echo.Context) error {
+	name := c.Param("name")
+	err := h.queueAction(c.Request().Context(), name, c.Param("action"), func() (int, error) {
+		var body struct {
+			Limit *int `json:"limit"`
+		}
+		if err := decodeJSON(c, &body); err != nil {
+			return 0, err
+		}
+		if body.Limit == nil {
+			return 0, invalid(`limit is missing: send {"limit": N}`)
+		}
+		return *body.Limit, nil
+	})
+	if err != nil {
+		return err
+	}
+	qs, err := h.Engine.Queues(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	for _, q := range qs {
+		if q.Name == name {
+			return c.JSON(http.StatusOK, queueJSON(q))
+		}
+	}
+	return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no queue %q", name))
+}

@@ -1,0 +1,64 @@
+// Package loop is the one goroutine of a part that runs in the background
+// (a feed, the stats collector), with the lifecycle every such part shares:
+// Start runs it once; Stop ends it and waits, at most until ctx ends.
+package loop
+
+import (
+	"context"
+	"sync"
+)
+
+// Loop runs one goroutine. The zero Loop is ready to Start.
+type Loop struct {
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	done    chan struct{}
+	exited  chan struct{}
+}
+
+// Start runs run in a goroutine of its own; run returns when done closes.
+// A second Start, or a Start after Stop, does nothing.
+func (l *Loop) Start(run func(done <-chan struct{})) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.started || l.stopped {
+		return
+	}
+	l.started = true
+	l.done, l.exited = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(l.exited)
+		run(l.done)
+	}()
+}
+
+// Stop closes done and waits for run to return, at most until ctx ends. It
+// is safe to call more than once, and without Start.
+func (l *Loop) Stop(ctx context.Context) error {
+	l.mu.Lock()
+	wasRunning := l.started && !l.stopped
+	l.stopped = true
+	if !wasRunning {
+		l.mu.Unlock()
+		return nil
+	}
+	close(l.done)
+	exited := l.exited
+	l.mu.Unlock()
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Signal wakes whoever waits on c without blocking: c has room for one
+// wake-up, and one is enough however many changes it stands for.
+func Signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}

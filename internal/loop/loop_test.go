@@ -1,0 +1,51 @@
+package loop
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestStartRunsOnceAndStopWaits(t *testing.T) {
+	var l Loop
+	if err := l.Stop(context.Background()); err != nil { // Stop without Start
+		t.Fatal(err)
+	}
+	var m Loop
+	runs := make(chan struct{}, 2)
+	returned := make(chan struct{})
+	run := func(done <-chan struct{}) {
+		runs <- struct{}{}
+		<-done
+		close(returned)
+	}
+	m.Start(run)
+	m.Start(run)
+	if err := m.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-returned:
+	default:
+		t.Fatal("Stop returned before the loop did")
+	}
+	if len(runs) != 1 {
+		t.Errorf("%d runs, want 1", len(runs))
+	}
+	m.Start(run) // after Stop: nothing
+	if err := m.Stop(context.Background()); err != nil || len(runs) != 1 {
+		t.Errorf("Start after Stop ran again (%d runs), err %v", len(runs), err)
+	}
+}
+
+func TestStopGivesUpWhenCtxEnds(t *testing.T) {
+	var l Loop
+	release := make(chan struct{})
+	l.Start(func(<-chan struct{}) { <-release })
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := l.Stop(ctx); err != context.DeadlineExceeded {
+		t.Errorf("Stop of a stuck loop = %v, want the deadline", err)
+	}
+}

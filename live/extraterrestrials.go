@@ -1,0 +1,122 @@
+package live
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/phonehome/phonehome/internal/loop"
+	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/views"
+)
+
+// ExtraterrestrialView is an extraterrestrial as the pages show it.
+func ExtraterrestrialView(et store.Extraterrestrial) views.Extraterrestrial {
+	return views.Extraterrestrial{
+		ID: et.ID, Name: et.Name, CommunicationStatus: string(et.CommunicationStatus),
+		CommunicationAttempt: et.CommunicationAttempt, LastAttemptAt: et.LastAttemptAt,
+	}
+}
+
+// ExtraterrestrialViews are the rows of a page.
+func ExtraterrestrialViews(ets []store.Extraterrestrial) []views.Extraterrestrial {
+	out := make([]views.Extraterrestrial, len(ets))
+	for i, et := range ets {
+		out[i] = ExtraterrestrialView(et)
+	}
+	return out
+}
+
+// StatusCountsView is the campaign's counts as the pages show them.
+func StatusCountsView(c store.StatusCounts) views.StatusCounts {
+	return views.StatusCounts{Never: c.Never, PhoningHome: c.PhoningHome, SpaceTaxi: c.SpaceTaxi, NoAnswer: c.NoAnswer}
+}
+
+// CampaignCounter reads the campaign's counts; *store.Store is one.
+type CampaignCounter interface {
+	CountByStatus(ctx context.Context) (store.StatusCounts, error)
+}
+
+// ExtraterrestrialFeed turns committed status changes into events on the
+// extraterrestrials stream: each change is its row, rendered by the page's
+// own partial for an out-of-band swap, and the campaign counts follow at a
+// bounded rate however fast rows change.
+type ExtraterrestrialFeed struct {
+	counter CampaignCounter
+	views   *views.Views
+	hub     Publisher
+	log     *slog.Logger
+	// countsEvery bounds how often the counts are recounted and sent.
+	countsEvery time.Duration
+
+	dirty chan struct{}
+	loop  loop.Loop
+}
+
+// NewExtraterrestrialFeed makes the feed; Start starts its counts loop.
+func NewExtraterrestrialFeed(counter CampaignCounter, v *views.Views, h Publisher, logger *slog.Logger, countsEvery time.Duration) *ExtraterrestrialFeed {
+	return &ExtraterrestrialFeed{
+		counter: counter, views: v, hub: h, log: logger, countsEvery: countsEvery,
+		dirty: make(chan struct{}, 1),
+	}
+}
+
+// Changed publishes one row's new state, keyed by the row's id: it reaches
+// the pages showing that row and every client of the whole stream. It is
+// the campaign worker's OnCall: the job engine calls it after the change
+// has committed, in commit order, so a row's events arrive in order. The
+// counts follow at the bounded rate; they are read from the counts table,
+// which costs the same at any table size.
+func (f *ExtraterrestrialFeed) Changed(et store.Extraterrestrial) {
+	html, err := f.views.Fragment(views.PartialETRow, views.Row{ET: ExtraterrestrialView(et), OOB: true})
+	if err != nil {
+		f.log.Error("render extraterrestrial row", "id", et.ID, "err", err)
+		return
+	}
+	if _, err = f.hub.PublishKey(ExtraterrestrialsStream, "", et.ID, html); err != nil {
+		f.log.Debug("publish extraterrestrial row", "id", et.ID, "err", err)
+	}
+	loop.Signal(f.dirty)
+}
+
+// Start starts the counts loop.
+func (f *ExtraterrestrialFeed) Start(ctx context.Context) error {
+	f.loop.Start(func(done <-chan struct{}) {
+		for {
+			select {
+			case <-done:
+				return
+			case <-f.dirty:
+			}
+			f.publishCounts()
+			// At most one recount per interval; changes meanwhile mark it dirty again.
+			select {
+			case <-done:
+				return
+			case <-time.After(f.countsEvery):
+			}
+		}
+	})
+	return nil
+}
+
+// Stop stops the counts loop and waits for it.
+func (f *ExtraterrestrialFeed) Stop(ctx context.Context) error { return f.loop.Stop(ctx) }
+
+func (f *ExtraterrestrialFeed) publishCounts() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := f.counter.CountByStatus(ctx)
+	if err != nil {
+		f.log.Error("count extraterrestrials", "err", err)
+		return
+	}
+	html, err := f.views.Fragment(views.PartialETCounts, views.Counts{C: StatusCountsView(counts), OOB: true})
+	if err != nil {
+		f.log.Error("render counts", "err", err)
+		return
+	}
+	if _, err := f.hub.Publish(ExtraterrestrialsStream, CountsEvent, html); err != nil {
+		f.log.Debug("publish counts", "err", err)
+	}
+}
