@@ -51,8 +51,8 @@ type Config struct {
 	// TLSCert and TLSKey, when set, are the PEM files to serve HTTPS (and
 	// HTTP/2) with.
 	TLSCert, TLSKey string
-	// CPUProfile, when set, is the file serve writes a CPU profile to
-	// (read by serve, not NewApp: a profile covers the whole process).
+	// CPUProfile, when set, is the file the command line writes a CPU
+	// profile of the whole process to (main.go reads it; NewApp does not).
 	CPUProfile string
 	// AllowHosts are host names answered besides the bound address,
 	// localhost and loopback literals (see handlers.HostCheck).
@@ -354,4 +354,53 @@ func (a *App) petFigures() stats.PetFigures {
 		Alive: c.Alive, Dead: c.Dead, Watched: a.pets.Watchers().Len(),
 		TickAt: t.At, TickDuration: t.Duration, TickDied: t.Died, TickRendered: t.Rendered,
 	}
+}
+
+// minTokenLength keeps tokens from being guessable by hand.
+const minTokenLength = 16
+
+// checkExposure refuses to listen beyond this machine without an access
+// token: anybody who can reach the port could otherwise run campaigns and
+// read everything.
+func checkExposure(addr, token string) error {
+	if token != "" && len(token) < minTokenLength {
+		return fmt.Errorf("-token: must be at least %d characters (try: openssl rand -hex 16)", minTokenLength)
+	}
+	if token == "" && !isLoopback(addr) {
+		return fmt.Errorf("-addr %s is reachable from other machines: set -token (or PHONEHOME_TOKEN) so only people with it get in, or listen on 127.0.0.1", addr)
+	}
+	return nil
+}
+
+// isLoopback reports whether addr only accepts connections from this
+// machine. An empty host listens on every interface, so it is not.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// openMigrated opens the database and brings its schema up to date,
+// reporting whether it was new (no schema before).
+func openMigrated(ctx context.Context, path string, opts store.Options) (*store.Store, bool, error) {
+	st, err := store.OpenWith(ctx, path, opts)
+	if err != nil {
+		return nil, false, err
+	}
+	v, _, err := st.SchemaVersion(ctx)
+	if err != nil {
+		st.Close()
+		return nil, false, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, false, err
+	}
+	return st, v == 0, nil
 }

@@ -24,7 +24,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -35,10 +34,6 @@ import (
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
 )
-
-// version is set at build time with -ldflags "-X main.version=…"; otherwise
-// it comes from the module's build info.
-var version = ""
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -133,17 +128,6 @@ func printUsage(w io.Writer) {
 	fmt.Fprint(w, `usage: phonehome [serve] [flags] | migrate [-force V] | seed [-ets N] [-pets N] | reset | version
 Run "phonehome serve -h" for the server's flags. Every flag also reads PHONEHOME_<FLAG>.
 `)
-}
-
-// Version is the version of this binary.
-func Version() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
 }
 
 // newFlagSet makes a subcommand's flag set with the shared -db flag.
@@ -278,36 +262,6 @@ func (h *hostList) Set(v string) error {
 	return nil
 }
 
-// minTokenLength keeps tokens from being guessable by hand.
-const minTokenLength = 16
-
-// checkExposure refuses to serve beyond this machine without an access
-// token: anybody who can reach the port could otherwise run campaigns and
-// read everything.
-func checkExposure(addr, token string) error {
-	if token != "" && len(token) < minTokenLength {
-		return fmt.Errorf("-token: must be at least %d characters (try: openssl rand -hex 16)", minTokenLength)
-	}
-	if token == "" && !isLoopback(addr) {
-		return fmt.Errorf("-addr %s is reachable from other machines: set -token (or PHONEHOME_TOKEN) so only people with it get in, or listen on 127.0.0.1", addr)
-	}
-	return nil
-}
-
-// isLoopback reports whether addr only accepts connections from this
-// machine. An empty host listens on every interface, so it is not.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
@@ -356,25 +310,6 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
-}
-
-// openMigrated opens the database and brings its schema up to date,
-// reporting whether it was new (no schema before).
-func openMigrated(ctx context.Context, path string, opts store.Options) (*store.Store, bool, error) {
-	st, err := store.OpenWith(ctx, path, opts)
-	if err != nil {
-		return nil, false, err
-	}
-	v, _, err := st.SchemaVersion(ctx)
-	if err != nil {
-		st.Close()
-		return nil, false, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
-		return nil, false, err
-	}
-	return st, v == 0, nil
 }
 
 func migrateCmd(path string, force int, stdout io.Writer) error {
