@@ -4,16 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +22,7 @@ import (
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/internal/testcert"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
@@ -231,7 +226,7 @@ func TestPlainHTTPBeyondLoopbackWarnsOnce(t *testing.T) {
 			var log logBuffer
 			cfg := Config{Addr: "0.0.0.0:0", Token: testToken, DB: filepath.Join(t.TempDir(), "x.db"), Grace: time.Second}
 			if tt.tls {
-				cfg.TLSCert, cfg.TLSKey = selfSignedCert(t)
+				cfg.TLSCert, cfg.TLSKey = testcert.Write(t)
 			}
 			app, err := NewApp(context.Background(), cfg, slog.New(slog.NewTextHandler(&log, nil)))
 			if err != nil {
@@ -250,7 +245,7 @@ func TestPlainHTTPBeyondLoopbackWarnsOnce(t *testing.T) {
 // stream delivers over HTTP/2 (where the hub cannot take the connection
 // over, so the r3labs/sse path writes it).
 func TestTLSServesHTTP2WithASecureCookie(t *testing.T) {
-	cert, key := selfSignedCert(t)
+	cert, key := testcert.Write(t)
 	app := startApp(t, Config{Token: testToken, TLSCert: cert, TLSKey: key, Backoff: jobs.FixedBackoff(0), AnswerRate: 1})
 	if !strings.HasPrefix(app.URL, "https://") {
 		t.Fatalf("URL %s is not https", app.URL)
@@ -330,43 +325,6 @@ func TestBadTLSFilesSayWhatToDo(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "-tls-cert") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
 		t.Errorf("bad TLS files: exit %d, stderr %q; want exit 1 and one line naming -tls-cert", code, stderr)
 	}
-}
-
-// selfSignedCert writes a certificate for 127.0.0.1 and localhost, and its
-// key, into a temp folder.
-func selfSignedCert(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "phonehome test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // tlsClient trusts only the test's certificate and speaks HTTP/2.

@@ -3,18 +3,9 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -24,6 +15,8 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/phonehome/phonehome/internal/testcert"
 )
 
 // TestHTTPSAndHTTP2Live serves phonehome over TLS (-tls-cert, -tls-key: a
@@ -34,7 +27,7 @@ import (
 // changes live, in the same page, through that stream.
 func TestHTTPSAndHTTP2Live(t *testing.T) {
 	requireBinary(t)
-	certFile, keyFile := selfSignedCert(t, t.TempDir())
+	certFile, keyFile := testcert.Write(t)
 	srv := startTLSServer(t, "-tls-cert", certFile, "-tls-key", keyFile,
 		"-backoff", "300ms", "-answer-rate", "0.3", "-poll", "50ms")
 
@@ -119,46 +112,6 @@ func TestHTTPSAndHTTP2Live(t *testing.T) {
 			t.Errorf("%s shows %q; its live swaps were %v", r.ID, r.Status, h)
 		}
 	}
-}
-
-// selfSignedCert writes a certificate for 127.0.0.1 and localhost, valid
-// for a day, and its key, as PEM files in dir.
-func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "phonehome test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // startTLSServer is startServer for a server that answers only HTTPS: it
