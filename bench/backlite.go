@@ -46,14 +46,10 @@ func openBacklite(ctx context.Context, path string, maxAttempts int, h handler) 
 	if maxAttempts != blMaxAttempts {
 		return nil, errors.New("backlite: max attempts are fixed per task type")
 	}
-	db, err := sql.Open("sqlite", sqliteDSN(path, peerPragmas))
+	db, err := openPeerDB(path)
 	if err != nil {
 		return nil, err
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(0)
-	db.SetConnMaxLifetime(0)
 	client, err := backlite.NewClient(backlite.ClientConfig{
 		DB:           db,
 		NumWorkers:   workers,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -73,6 +74,20 @@ func sqliteDSN(path string, pragmas []string) string {
 	}
 	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 	return "file:" + escaped + "?" + strings.Join(q, "&")
+}
+
+// openPeerDB opens a peer's SQLite file with the peers' pragmas on one
+// connection, the fair setting for SQLite queues (REFERENCE.md §3).
+func openPeerDB(path string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", sqliteDSN(path, peerPragmas))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	return db, nil
 }
 
 // splitmix64 is a fast, well-mixing 64-bit hash.

@@ -56,14 +56,10 @@ type riverQueue struct {
 }
 
 func openRiver(ctx context.Context, path string, maxAttempts int, h handler) (queueImpl, error) {
-	db, err := sql.Open("sqlite", sqliteDSN(path, peerPragmas))
+	db, err := openPeerDB(path)
 	if err != nil {
 		return nil, err
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(0)
-	db.SetConnMaxLifetime(0)
 	driver := riversqlite.New(db)
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: discardLogger})
 	if err != nil {
