@@ -16,6 +16,7 @@ import (
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/jobs/housekeeping"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
@@ -57,6 +58,10 @@ type Config struct {
 	// AllowHosts are host names answered besides the bound address,
 	// localhost and loopback literals (see handlers.HostCheck).
 	AllowHosts []string
+	// ReadOnly makes the jobs dashboard and its API show everything and
+	// refuse every action with 403 (-read-only). The rest of the app
+	// (Phone Home, LivePet) is not the jobs dashboard and works as usual.
+	ReadOnly bool
 }
 
 // runner is everything of the App that runs: started in order by NewApp,
@@ -118,7 +123,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if tlsConfig == nil && !isLoopback(cfg.Addr) {
 		logger.Warn("serving plain HTTP beyond this machine: the access token travels in clear; give -tls-cert and -tls-key to serve HTTPS", "addr", cfg.Addr)
 	}
-	v, err := views.New()
+	v, err := views.NewWith(views.Options{JobsReadOnly: cfg.ReadOnly})
 	if err != nil {
 		return nil, err
 	}
@@ -149,12 +154,14 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	live.Register(a.hub)
 
 	a.engine, err = jobs.New(st.Writer, jobs.Config{
-		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit},
+		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit, housekeeping.Queue: housekeeping.QueueLimit},
 		PollInterval: cfg.Poll,
 		Backoff:      cfg.Backoff,
 		Logger:       logger,
 		Reader:       st.Reader,
 		PruneAfter:   cfg.PruneAfter,
+		// The cron page's entry: the database's hourly optimisation.
+		Periodic: []jobs.PeriodicJob{housekeeping.Periodic()},
 	})
 	if err != nil {
 		return nil, err
@@ -168,6 +175,9 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		OnCall:     etFeed.Changed,
 	}))
 	if err != nil {
+		return nil, err
+	}
+	if err := a.engine.Register(housekeeping.OptimizeWorker{DB: st.Writer}); err != nil {
 		return nil, err
 	}
 
@@ -212,7 +222,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 			MaxAttempts: speakandspell.MaxAttempts,
 			Version:     Version(),
 		},
-		&handlers.Jobs{Engine: a.engine, Reader: st.Reader, Views: v, Hub: a.hub, Feed: jobsFeed, Version: Version()},
+		&handlers.Jobs{Engine: a.engine, Reader: st.Reader, Views: v, Hub: a.hub, Feed: jobsFeed, Version: Version(), ReadOnly: cfg.ReadOnly},
 		petPages,
 		&handlers.Dashboard{Stats: a.stats, Views: v, Version: Version()},
 	)

@@ -197,6 +197,7 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the private key of -tls-cert, in `file` (PEM)")
 	fs.Var((*hostList)(&cfg.AllowHosts), "allow-host", "also answer to the host `name` (repeatable, or comma-separated); the bound address, localhost and loopback addresses always work")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to `file` (for go tool pprof), complete at shutdown")
+	fs.BoolVar(&cfg.ReadOnly, "read-only", false, "the jobs dashboard and its API show everything and refuse every action (403)")
 	syncMode := fs.String("sync", string(store.SyncNormal), "SQLite durability: `normal` (a commit survives kill -9) or full (it also survives a power cut)")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err

@@ -178,6 +178,8 @@ func TestTokenGuardsEveryRouteButHealth(t *testing.T) {
 			"DELETE /api/jobs/:id":            {"/api/jobs/" + jobID, "", ""},
 			"POST /jobs/queues/:name/:action": {"/jobs/queues/phone_calls/resume", form, ""},
 			"POST /api/queues/:name/:action":  {"/api/queues/phone_calls/resume", "", ""},
+			"POST /jobs/cron/:name/:action":   {"/jobs/cron/db-optimize/pause", form, ""},
+			"POST /api/cron/:name/:action":    {"/api/cron/db-optimize/run", "", ""},
 		}
 		var keys []string
 		for _, r := range hostileRouter(t, app).Routes() {

@@ -28,7 +28,7 @@ var errorTable = []struct {
 	status int
 	match  func(error) bool
 }{
-	{http.StatusNotFound, is(store.ErrNotFound, jobs.ErrNotFound, jobs.ErrUnknownQueue)},
+	{http.StatusNotFound, is(store.ErrNotFound, jobs.ErrNotFound, jobs.ErrUnknownQueue, jobs.ErrUnknownCron)},
 	{http.StatusConflict, is(jobs.ErrStateConflict)},
 	{http.StatusBadRequest, is(jobs.ErrListParams)},
 	{http.StatusUnprocessableEntity, as[*pets.ValidationError]},

@@ -35,6 +35,10 @@ type JobEngine interface {
 	ScaleQueue(ctx context.Context, name string, limit int) error
 	Counts(ctx context.Context) (map[jobs.State]int, error)
 	Throughput() []jobs.ThroughputPoint
+	CronEntries(ctx context.Context) ([]jobs.CronEntry, error)
+	RunCron(ctx context.Context, name string) (jobs.InsertResult, error)
+	PauseCron(ctx context.Context, name string) error
+	ResumeCron(ctx context.Context, name string) error
 }
 
 var _ JobEngine = (*jobs.Engine)(nil)
@@ -51,26 +55,74 @@ type Jobs struct {
 	// tells it of every job that changes).
 	Feed    *live.JobsFeed
 	Version string
+	// ReadOnly shows everything and refuses every action (job cancel,
+	// retry and delete, bulk, queue pause, resume and scale, cron run,
+	// pause and resume; pages and API alike) with 403. The pages hide the
+	// actions when Views were made with JobsReadOnly.
+	ReadOnly bool
 }
 
-// Routes registers the pages, their fragments and forms, and the API.
+// Routes registers the pages, their fragments and forms, and the API. The
+// pages are under /jobs, or at the root when Views are mounted (see
+// NewJobsDashboard, which strips its prefix before routing).
 func (h *Jobs) Routes(e *echo.Echo) {
-	e.GET("/jobs", h.Page)
-	e.GET("/jobs/live", h.Live)
-	e.POST("/jobs/bulk", h.BulkForm)
-	e.GET("/jobs/:id", h.Show)
-	e.GET("/jobs/:id/panel", h.Panel)
-	e.POST("/jobs/:id/:action", h.ActionForm)
-	e.POST("/jobs/queues/:name/:action", h.QueueForm)
+	e.GET(h.route(""), h.Page)
+	e.GET(h.route("/live"), h.Live)
+	e.POST(h.route("/bulk"), h.write(h.BulkForm))
+	e.GET(h.route("/cron"), h.CronPage)
+	e.GET(h.route("/cron/table"), h.CronTable)
+	e.POST(h.route("/cron/:name/:action"), h.write(h.CronForm))
+	e.GET(h.route("/:id"), h.Show)
+	e.GET(h.route("/:id/panel"), h.Panel)
+	e.POST(h.route("/:id/:action"), h.write(h.ActionForm))
+	e.POST(h.route("/queues/:name/:action"), h.write(h.QueueForm))
 
 	e.GET("/api/jobs", h.APIList)
-	e.POST("/api/jobs/bulk", h.APIBulk)
+	e.POST("/api/jobs/bulk", h.write(h.APIBulk))
 	e.GET("/api/jobs/:id", h.APIGet)
-	e.POST("/api/jobs/:id/cancel", h.APIAction(actionCancel))
-	e.POST("/api/jobs/:id/retry", h.APIAction(actionRetry))
-	e.DELETE("/api/jobs/:id", h.APIAction(actionDelete))
+	e.POST("/api/jobs/:id/cancel", h.write(h.APIAction(actionCancel)))
+	e.POST("/api/jobs/:id/retry", h.write(h.APIAction(actionRetry)))
+	e.DELETE("/api/jobs/:id", h.write(h.APIAction(actionDelete)))
 	e.GET("/api/queues", h.APIQueues)
-	e.POST("/api/queues/:name/:action", h.APIQueueAction)
+	e.POST("/api/queues/:name/:action", h.write(h.APIQueueAction))
+	e.GET("/api/cron", h.APICron)
+	e.POST("/api/cron/:name/:action", h.write(h.APICronAction))
+}
+
+// route is the path a page route is registered at: under /jobs in the
+// app, at the root of a mounted dashboard (its prefix is stripped first).
+func (h *Jobs) route(suffix string) string {
+	if h.Views.Options().Mount == "" {
+		return "/jobs" + suffix
+	}
+	if suffix == "" {
+		return "/"
+	}
+	return suffix
+}
+
+// url is the address of a dashboard page as browsers see it (with the
+// mount prefix).
+func (h *Jobs) url(suffix string) string { return h.Views.Options().JobsURL(suffix) }
+
+// streamURL is the address of the jobs stream for a page (see
+// live.StreamURL), at this dashboard's event endpoint.
+func (h *Jobs) streamURL(lastID int64, ids []int64) string {
+	return live.StreamURLAt(h.Views.Options().EventsURL(), live.JobsStream, lastID, ids)
+}
+
+// readOnlyMessage is what a refused action says.
+const readOnlyMessage = "this jobs dashboard is read-only: it shows everything and changes nothing (started with -read-only)"
+
+// write guards a route that changes something: 403 when read-only, before
+// anything is read of the request.
+func (h *Jobs) write(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if h.ReadOnly {
+			return echo.NewHTTPError(http.StatusForbidden, readOnlyMessage)
+		}
+		return next(c)
+	}
 }
 
 // jobsPageSize is how many jobs a dashboard page lists.
@@ -210,12 +262,12 @@ func (h *Jobs) page(ctx context.Context, q jobsQuery) (views.JobsPage, error) {
 		Queue:       q.params.Queue,
 		Kind:        q.params.Kind,
 		LastEventID: lastID,
-		LiveURL:     q.url("/jobs/live", q.state, q.params.Cursor),
-		Back:        q.url("/jobs", q.state, q.params.Cursor),
+		LiveURL:     q.url(h.url("/live"), q.state, q.params.Cursor),
+		Back:        q.url(h.url(""), q.state, q.params.Cursor),
 	}
 	tabs := views.StateTabs(counts)
 	for i := range tabs {
-		tabs[i].URL = q.url("/jobs", tabs[i].State, "")
+		tabs[i].URL = q.url(h.url(""), tabs[i].State, "")
 		tabs[i].Current = tabs[i].State == q.state
 	}
 	p.Counts = views.JobCounts{Tabs: tabs}
@@ -226,16 +278,16 @@ func (h *Jobs) page(ctx context.Context, q jobsQuery) (views.JobsPage, error) {
 		p.QueueNames = append(p.QueueNames, q.params.Queue)
 	}
 	if list.NextCursor != "" {
-		p.NextURL = q.url("/jobs", q.state, list.NextCursor)
+		p.NextURL = q.url(h.url(""), q.state, list.NextCursor)
 	}
 	if q.params.Cursor != "" {
-		p.FirstURL = q.url("/jobs", q.state, "")
+		p.FirstURL = q.url(h.url(""), q.state, "")
 	}
 	ids := make([]int64, len(list.Jobs))
 	for i, j := range list.Jobs {
 		ids[i] = j.ID
 	}
-	p.StreamURL = live.StreamURL(live.JobsStream, lastID, ids)
+	p.StreamURL = h.streamURL(lastID, ids)
 	return p, nil
 }
 
@@ -277,7 +329,7 @@ func (h *Jobs) jobPage(c echo.Context, status int, id int64, flash *views.Flash)
 	return render(c, h.Views, status, views.PageJob, views.JobPage{
 		Layout:    views.Layout{Nav: "jobs", Version: h.Version},
 		Panel:     views.JobPanel{Job: views.JobView{Job: j, Now: time.Now()}, ID: id},
-		StreamURL: live.StreamURL(live.JobsStream, lastID, []int64{id}),
+		StreamURL: h.streamURL(lastID, []int64{id}),
 		Flash:     flash,
 	})
 }
@@ -324,9 +376,9 @@ func (h *Jobs) ActionForm(c echo.Context) error {
 	}
 	if !isHtmx(c) {
 		if action == actionDelete {
-			return c.Redirect(http.StatusSeeOther, "/jobs")
+			return c.Redirect(http.StatusSeeOther, h.url(""))
 		}
-		return c.Redirect(http.StatusSeeOther, "/jobs/"+strconv.FormatInt(id, 10))
+		return c.Redirect(http.StatusSeeOther, h.url("/"+strconv.FormatInt(id, 10)))
 	}
 	panel := views.JobPanel{ID: id, OOB: true, Deleted: action == actionDelete}
 	if action != actionDelete {
@@ -364,7 +416,7 @@ func (h *Jobs) act(ctx context.Context, a jobAction, id int64) (*jobs.Job, error
 // rows; a plain form goes back to the list; a refused request re-renders
 // the list with the reason.
 func (h *Jobs) BulkForm(c echo.Context) error {
-	backURL := jobsBack(c.FormValue("back"))
+	backURL := h.jobsBack(c.FormValue("back"))
 	action := jobAction(c.FormValue("action"))
 	form, err := c.FormParams()
 	if err != nil {
@@ -476,11 +528,12 @@ func (h *Jobs) bulk(ctx context.Context, a jobAction, ids []int64) (int, error) 
 }
 
 // jobsBack is the dashboard URL a plain form returns to: its "back" field
-// when that is a path of the dashboard, else /jobs.
-func jobsBack(s string) string {
+// when that is a path of the dashboard, else the dashboard.
+func (h *Jobs) jobsBack(s string) string {
+	root := h.url("")
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "" || u.Host != "" || (u.Path != "/jobs" && !strings.HasPrefix(u.Path, "/jobs/")) {
-		return "/jobs"
+	if err != nil || u.Scheme != "" || u.Host != "" || (u.Path != root && !strings.HasPrefix(u.Path, root+"/")) {
+		return root
 	}
 	return u.RequestURI()
 }
@@ -490,7 +543,7 @@ func (h *Jobs) listWithFlash(c echo.Context, backURL string, status int, flash *
 	u, _ := url.Parse(backURL)
 	req := c.Request().Clone(c.Request().Context())
 	req.URL.RawQuery = u.RawQuery
-	req.URL.Path = "/jobs"
+	req.URL.Path = h.route("")
 	c2 := c.Echo().NewContext(req, c.Response())
 	q, err := parseJobsQuery(c2, jobsPageSize, false)
 	if err != nil {
@@ -509,7 +562,7 @@ func (h *Jobs) listWithFlash(c echo.Context, backURL string, status int, flash *
 // the dashboard; bad input re-renders the dashboard with the reason.
 func (h *Jobs) QueueForm(c echo.Context) error {
 	name := c.Param("name")
-	backURL := jobsBack(c.FormValue("back"))
+	backURL := h.jobsBack(c.FormValue("back"))
 	err := h.queueAction(c.Request().Context(), name, c.Param("action"), func() (int, error) {
 		s := strings.TrimSpace(c.FormValue("limit"))
 		n, err := strconv.Atoi(s)

@@ -65,6 +65,10 @@ type serverOptions struct {
 	jobsFeed live.JobsFeedConfig
 	// answerRate is the answer rate the Phone Home page shows.
 	answerRate float64
+	// periodic are the engine's periodic jobs (the cron page's entries).
+	periodic []jobs.PeriodicJob
+	// readOnly makes the jobs dashboard read-only (-read-only).
+	readOnly bool
 }
 
 var petEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -89,7 +93,7 @@ func setupServer(t testing.TB, o serverOptions) *testServer {
 			t.Fatal(err)
 		}
 	}
-	v, err := views.New()
+	v, err := views.NewWith(views.Options{JobsReadOnly: o.readOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +113,7 @@ func setupServer(t testing.TB, o serverOptions) *testServer {
 	}
 	s.engine, err = jobs.New(s.st.Writer, jobs.Config{
 		Queues: o.queues, Backoff: jobs.FixedBackoff(0), PollInterval: 20 * time.Millisecond,
-		Reader: s.st.Reader, Logger: logger,
+		Reader: s.st.Reader, Logger: logger, Periodic: o.periodic,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +156,7 @@ func setupServer(t testing.TB, o serverOptions) *testServer {
 			MaxAttempts: speakandspell.MaxAttempts,
 			Version:     "test",
 		},
-		&handlers.Jobs{Engine: s.engine, Reader: s.st.Reader, Views: v, Hub: s.hub, Feed: s.jobsFeed, Version: "test"},
+		&handlers.Jobs{Engine: s.engine, Reader: s.st.Reader, Views: v, Hub: s.hub, Feed: s.jobsFeed, Version: "test", ReadOnly: o.readOnly},
 		petPages,
 		&handlers.Dashboard{Stats: s.stats, Views: v, Version: "test"})
 	s.srv = httptest.NewServer(s.router)

@@ -17,6 +17,13 @@ import (
 // PeriodicJob is a job the engine inserts on a cron schedule, like Oban's
 // Cron plugin.
 type PeriodicJob struct {
+	// Name names the entry on the cron page and in the API
+	// (/api/cron/{name}/run): letters, digits, '-', '_' and '.', at most
+	// 100. Empty: the args' kind (then kind-2, kind-3… for more entries of
+	// one kind, in order). Pauses are stored by name, so keep it stable.
+	Name string
+	// Description says what the entry is for, on the cron page.
+	Description string
 	// Spec is a standard five-field cron expression ("*/5 * * * *") or a
 	// descriptor (@hourly, @daily, @weekly, @monthly, @yearly), in UTC
 	// unless it starts with CRON_TZ=Zone. @every is refused: its slots
@@ -41,6 +48,9 @@ type periodic struct {
 func newPeriodic(p PeriodicJob) (*periodic, error) {
 	if p.Args == nil || p.Args.Kind() == "" {
 		return nil, errors.New("no args or an empty kind")
+	}
+	if p.Name != "" && !validCronName(p.Name) {
+		return nil, fmt.Errorf("name %q: use 1 to 100 letters, digits, '-', '_' or '.'", p.Name)
 	}
 	if strings.Contains(p.Spec, "@every") {
 		return nil, fmt.Errorf("spec %q: @every has no fixed slots; use a cron expression", p.Spec)
@@ -90,15 +100,27 @@ func (e *Engine) cronLoop() {
 // insertDue inserts each periodic job whose next slot has come, at most
 // once per slot: the slot is claimed in job_cron in the insert's
 // transaction, so another node or a restarted one cannot insert it again.
+// The slot of a paused entry (job_cron_entries, read in the same
+// transaction, so a pause stored by any node or before a restart counts) is
+// skipped: neither inserted nor claimed.
 func (e *Engine) insertDue(ctx context.Context, now time.Time) {
-	for _, p := range e.cron {
+	names := e.cronNames()
+	for i, p := range e.cron {
 		if now.Before(p.next) {
 			continue
 		}
+		name := names[i]
 		slot := p.next
 		p.next = p.sched.Next(now)
 		var id int64
+		paused := false
 		err := e.inTx(ctx, func(tx *sqlx.Tx) error {
+			if err := tx.GetContext(ctx, &paused, "SELECT EXISTS (SELECT 1 FROM job_cron_entries WHERE name = ? AND paused = 1)", name); err != nil {
+				return err
+			}
+			if paused {
+				return nil
+			}
 			res, err := tx.ExecContext(ctx, `INSERT INTO job_cron (key, last_slot) VALUES (?1, ?2)
 				ON CONFLICT (key) DO UPDATE SET last_slot = ?2 WHERE last_slot < ?2`, p.key, slot.UnixMilli())
 			if err != nil {
@@ -107,25 +129,52 @@ func (e *Engine) insertDue(ctx context.Context, now time.Time) {
 			if n, _ := res.RowsAffected(); n == 0 {
 				return nil // inserted already, by another node or before a restart
 			}
-			opts := p.job.Opts
-			opts.ScheduledAt, opts.ScheduleIn = time.Time{}, 0
-			r, err := e.insertTx(ctx, tx, p.job.Args, opts)
-			id = r.ID
-			if r.Duplicate {
-				id = 0
+			r, err := e.insertCronTx(ctx, tx, p, name, slot, false)
+			if !r.Duplicate {
+				id = r.ID
 			}
 			return err
 		})
 		if err != nil {
-			e.log.Error("insert periodic job", "kind", p.job.Args.Kind(), "spec", p.job.Spec, "slot", slot, "err", err)
+			e.log.Error("insert periodic job", "cron", name, "spec", p.job.Spec, "slot", slot, "err", err)
 			continue
 		}
-		if id != 0 {
-			e.log.Debug("periodic job inserted", "kind", p.job.Args.Kind(), "spec", p.job.Spec, "slot", slot, "job_id", id)
-			e.changed([]int64{id})
-			if q, ok := e.queues[queueOf(p.job.Args, p.job.Opts)]; ok {
-				q.signal()
-			}
+		if paused {
+			e.log.Debug("periodic job paused: slot skipped", "cron", name, "slot", slot)
+			continue
 		}
+		e.cronInserted(p, name, id)
+	}
+}
+
+// insertCronTx inserts p's job in tx and records it as p's run at at,
+// unless a unique duplicate was in the way (r.Duplicate, r.ID the other's).
+func (e *Engine) insertCronTx(ctx context.Context, tx *sqlx.Tx, p *periodic, name string, at time.Time, manual bool) (InsertResult, error) {
+	opts := p.job.Opts
+	opts.ScheduledAt, opts.ScheduleIn = time.Time{}, 0
+	r, err := e.insertTx(ctx, tx, p.job.Args, opts)
+	if err != nil || r.Duplicate {
+		return r, err
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO job_cron_runs (name, job_id, at, manual) VALUES (?, ?, ?, ?)",
+		name, r.ID, at.UnixMilli(), manual); err != nil {
+		return r, err
+	}
+	// Keep the last maxCronRuns: the page shows a few, and pruned jobs
+	// must not leave an ever-growing list behind.
+	_, err = tx.ExecContext(ctx, `DELETE FROM job_cron_runs WHERE name = ?1 AND job_id <
+		(SELECT job_id FROM job_cron_runs WHERE name = ?1 ORDER BY job_id DESC LIMIT 1 OFFSET ?2)`, name, maxCronRuns-1)
+	return r, err
+}
+
+// cronInserted tells the subscribers and the queue of a job p inserted.
+func (e *Engine) cronInserted(p *periodic, name string, id int64) {
+	if id == 0 {
+		return
+	}
+	e.log.Debug("periodic job inserted", "cron", name, "kind", p.job.Args.Kind(), "job_id", id)
+	e.changed([]int64{id})
+	if q, ok := e.queues[queueOf(p.job.Args, p.job.Opts)]; ok {
+		q.signal()
 	}
 }

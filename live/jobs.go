@@ -22,6 +22,7 @@ type JobSource interface {
 	Queues(ctx context.Context) ([]jobs.QueueInfo, error)
 	Counts(ctx context.Context) (map[jobs.State]int, error)
 	Throughput() []jobs.ThroughputPoint
+	CronSource
 }
 
 var _ JobSource = (*jobs.Engine)(nil)
@@ -68,7 +69,7 @@ type JobsFeed struct {
 	refreshDue                        bool
 	// The fragments last sent: one that has not changed is not sent again,
 	// so pages do not swap (and forms are not replaced) for nothing.
-	sentCounts, sentQueues, sentChart []byte
+	sentCounts, sentQueues, sentChart, sentCron []byte
 
 	wake        chan struct{}
 	loop        loop.Loop
@@ -145,6 +146,10 @@ func (f *JobsFeed) changed(ids []int64) {
 	f.mu.Unlock()
 	loop.Signal(f.wake)
 }
+
+// CronChanged notes that a periodic job was paused or resumed, so the
+// cron table is sent again (its runs are job changes: heard of anyway).
+func (f *JobsFeed) CronChanged() { f.QueuesChanged() }
 
 // QueuesChanged notes that a queue was paused, resumed or scaled, so the
 // queue table is sent again.
@@ -273,6 +278,28 @@ func (f *JobsFeed) publishStats(ctx context.Context) {
 	} else {
 		f.publishChanged(QueuesEvent, html, &f.sentQueues)
 	}
+	f.publishCron(ctx)
+}
+
+// publishCron sends the cron table when it changed: an entry ran, was
+// paused or resumed, or one of its jobs changed state. At the stats' rate,
+// and nothing at all for an engine without periodic jobs.
+func (f *JobsFeed) publishCron(ctx context.Context) {
+	table, err := CronTable(ctx, f.engine, f.reader, time.Now())
+	if err != nil {
+		f.log.Error("read cron entries", "err", err)
+		return
+	}
+	if len(table.Entries) == 0 {
+		return
+	}
+	table.OOB = true
+	html, err := f.views.Fragment(views.PartialCronTable, table)
+	if err != nil {
+		f.log.Error("render cron table", "err", err)
+		return
+	}
+	f.publishChanged(CronEvent, html, &f.sentCron)
 }
 
 // publishChanged publishes html unless it is what was last sent as *sent.

@@ -103,8 +103,14 @@ func Register(h Registrar) {
 // only the events about the rows of ids (and those about no row, such as
 // counts), so events about other rows cost the page nothing.
 func StreamURL(stream string, lastID int64, ids []int64) string {
-	b := make([]byte, 0, 64+len(ids)*8)
-	b = append(b, "/events?stream="+stream+"&last_event_id="...)
+	return StreamURLAt("/events", stream, lastID, ids)
+}
+
+// StreamURLAt is StreamURL for an event endpoint at another path (a
+// mounted jobs dashboard's, such as /admin/jobs/events).
+func StreamURLAt(endpoint, stream string, lastID int64, ids []int64) string {
+	b := make([]byte, 0, 64+len(endpoint)+len(ids)*8)
+	b = append(b, endpoint+"?stream="+stream+"&last_event_id="...)
 	b = strconv.AppendInt(b, lastID, 10)
 	b = append(b, "&ids="...)
 	for i, id := range ids {

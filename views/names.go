@@ -15,6 +15,7 @@ const (
 	PagePet               Page = "pet"
 	PageNewPet            Page = "pets_new"
 	PageDashboard         Page = "dashboard"
+	PageCron              Page = "cron"
 	PageError             Page = "error"
 )
 
@@ -33,6 +34,7 @@ const (
 	PartialJobThroughput Partial = "job_throughput"
 	PartialJobLive       Partial = "job_live"
 	PartialJobPanel      Partial = "job_panel"
+	PartialCronTable     Partial = "cron_table"
 
 	PartialPetStats   Partial = "pet_stats"
 	PartialPetMain    Partial = "pet_main"
@@ -49,10 +51,10 @@ const (
 // allPages and allPartials list every name above: New fails when one of
 // them has no template, so a misspelt name stops the server at start.
 var (
-	allPages = []Page{PageExtraterrestrials, PageJobs, PageJob, PagePets, PagePet, PageNewPet, PageDashboard, PageError}
+	allPages = []Page{PageExtraterrestrials, PageJobs, PageJob, PagePets, PagePet, PageNewPet, PageDashboard, PageCron, PageError}
 
 	allPartials = []Partial{PartialFlash, PartialETRow, PartialETRows, PartialETCounts,
-		PartialJobRow, PartialJobRowDeleted, PartialJobCounts, PartialJobQueues, PartialJobThroughput, PartialJobLive, PartialJobPanel,
+		PartialJobRow, PartialJobRowDeleted, PartialJobCounts, PartialJobQueues, PartialJobThroughput, PartialJobLive, PartialJobPanel, PartialCronTable,
 		PartialPetStats, PartialPetMain, PartialPetActive, PartialPetAdopted, PartialPetRow, PartialPetRows, PartialPetCounts, PartialPetTreats,
 		PartialDashLive}
 )

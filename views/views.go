@@ -24,13 +24,57 @@ var files embed.FS
 type Views struct {
 	base  *template.Template
 	pages map[Page]*template.Template
+	opts  Options
 }
 
-// New parses every template and checks that every page and partial the app
-// renders (the names in names.go) exists: a template that does not parse, or a
-// name without a template, is a start-up error, not a runtime one.
-func New() (*Views, error) {
-	base, err := template.New("base").Funcs(funcs).ParseFS(files, "layout.html", "partials/*.html")
+// Options are what differs between servers drawing the same pages: where
+// the jobs dashboard is mounted, and whether it may change anything.
+type Options struct {
+	// Mount, when set, is the path prefix the jobs dashboard is served
+	// under by another program (handlers.NewJobsDashboard), such as
+	// "/admin/jobs": its pages are Mount, Mount/{id}, Mount/cron, its API
+	// Mount/api/…, its files Mount/static/… and its stream Mount/events,
+	// and the app's other pages are not linked. Empty: the app's own
+	// layout (/jobs, /api, /static, /events).
+	Mount string
+	// JobsReadOnly draws the jobs dashboard without its actions (cancel,
+	// retry, delete, selection, queue and cron controls) and says so.
+	JobsReadOnly bool
+}
+
+// JobsURL is the address of the jobs dashboard's page at suffix: "" is the
+// list, "/42" a job, "/cron" the cron page, "?state=x" a filter.
+func (o Options) JobsURL(suffix string) string {
+	root := "/jobs"
+	if o.Mount != "" {
+		root = o.Mount
+	}
+	return root + suffix
+}
+
+// StaticURL is the address of a static file, by its name under static/.
+func (o Options) StaticURL(name string) string { return o.Mount + "/static/" + name }
+
+// EventsURL is the address of the event stream endpoint.
+func (o Options) EventsURL() string { return o.Mount + "/events" }
+
+// New parses every template for the app's own layout (see NewWith).
+func New() (*Views, error) { return NewWith(Options{}) }
+
+// NewWith parses every template and checks that every page and partial the
+// app renders (the names in names.go) exists: a template that does not
+// parse, or a name without a template, is a start-up error, not a runtime
+// one. The options are bound into the templates' functions (jobsURL,
+// staticURL, mounted, readOnly), so every fragment drawn by these Views,
+// by a page or by a live feed, carries them.
+func NewWith(o Options) (*Views, error) {
+	fm := template.FuncMap{
+		"jobsURL":   o.JobsURL,
+		"staticURL": o.StaticURL,
+		"mounted":   func() bool { return o.Mount != "" },
+		"readOnly":  func() bool { return o.JobsReadOnly },
+	}
+	base, err := template.New("base").Funcs(funcs).Funcs(fm).ParseFS(files, "layout.html", "partials/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("parse templates: %w", err)
 	}
@@ -38,7 +82,7 @@ func New() (*Views, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Views{base: base, pages: map[Page]*template.Template{}}
+	v := &Views{base: base, pages: map[Page]*template.Template{}, opts: o}
 	for _, f := range pageFiles {
 		t, err := template.Must(base.Clone()).ParseFS(files, f)
 		if err != nil {
@@ -58,6 +102,9 @@ func New() (*Views, error) {
 	}
 	return v, nil
 }
+
+// Options are the options these Views were made with.
+func (v *Views) Options() Options { return v.opts }
 
 // Page renders a whole page into a buffer, so a template error can still
 // become an error response instead of half a page.
