@@ -61,8 +61,8 @@ func openPostgres(ctx context.Context, target string) (*Store, error) {
 	shown := Redact(target)
 	cfg, err := pgx.ParseConfig(target)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a PostgreSQL URL pgx can read (%s): write it as postgres://user:password@host:port/database",
-			shown, pgParseReason(err))
+		return nil, fmt.Errorf("the PostgreSQL URL is malformed (%s): write it as postgres://user:password@host:port/database",
+			pgParseReason(err))
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = pgConnectTimeout
