@@ -35,8 +35,8 @@ func TestDialectsHaveTheSameVersions(t *testing.T) {
 		t.Errorf("sqlite/ has versions %v, postgres/ %v: every migration needs its twin", sqliteVersions, pgVersions)
 	}
 	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
-		ups, _ := fs.Glob(migrations.FS, string(d)+"/*.up.sql")
-		downs, _ := fs.Glob(migrations.FS, string(d)+"/*.down.sql")
+		ups, _ := fs.Glob(migrations.All, string(d)+"/*.up.sql")
+		downs, _ := fs.Glob(migrations.All, string(d)+"/*.down.sql")
 		for _, up := range ups {
 			if !slices.Contains(downs, strings.TrimSuffix(up, ".up.sql")+".down.sql") {
 				t.Errorf("%s has no down migration", up)
@@ -326,7 +326,7 @@ func TestMigrationsGoDownAndUpAgain(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		target := b.Target(t)
 		var m *migrate.Migrate
-		source, err := iofs.New(migrations.FS, string(b.Dialect))
+		source, err := iofs.New(migrations.For(string(b.Dialect)), ".")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -65,7 +65,7 @@ func LatestSchemaVersion() uint {
 
 // SchemaVersions lists the versions of a dialect's up migrations, in order.
 func SchemaVersions(d Dialect) []uint {
-	entries, _ := fs.ReadDir(migrations.FS, string(d))
+	entries, _ := fs.ReadDir(migrations.For(string(d)), ".")
 	var versions []uint
 	re := regexp.MustCompile(`^(\d+)_.*\.up\.sql$`)
 	for _, e := range entries {
@@ -246,7 +246,7 @@ func (s *Store) withMigrateOn(dataSource string, fn func(m *migrate.Migrate) err
 // runMigrate runs fn with a golang-migrate instance over driver and the
 // store's dialect's folder of migrations; it closes driver.
 func (s *Store) runMigrate(driver database.Driver, name string, fn func(m *migrate.Migrate) error) error {
-	source, err := iofs.New(migrations.FS, string(s.Dialect))
+	source, err := iofs.New(migrations.For(string(s.Dialect)), ".")
 	if err != nil {
 		driver.Close()
 		return fmt.Errorf("migrations: %w", err)
