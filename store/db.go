@@ -87,7 +87,10 @@ func ParseSync(s string) (Sync, error) {
 
 // Options are the settings Open takes beyond the file's path.
 type Options struct {
-	// Sync is the durability of a commit; empty means SyncNormal.
+	// Sync is the durability of a commit on SQLite; empty means
+	// SyncNormal. PostgreSQL ignores it: there the server's own settings
+	// (synchronous_commit, fsync) decide, and its default makes every
+	// commit survive a power cut.
 	Sync Sync
 }
 
