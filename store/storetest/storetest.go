@@ -23,7 +23,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver for Admin
 
 	"github.com/phonehome/phonehome/store"
 )
@@ -188,7 +188,3 @@ func WithDatabase(tb testing.TB, server, database string) string {
 	u.RawPath = ""
 	return u.String()
 }
-
-// The pgx database/sql driver ("pgx") registers itself from stdlib; this
-// keeps the import for Admin's sql.Open.
-var _ = stdlib.GetDefaultDriver
