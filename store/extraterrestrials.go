@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -162,8 +163,12 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 		}
 	}
 	if !f.After.IsZero() {
+		after := f.After
+		if s.Dialect == Postgres {
+			after = pgSafeCursor(after)
+		}
 		where = append(where, "(name, id) > (?, ?)")
-		args = append(args, f.After.Name, f.After.ID)
+		args = append(args, after.Name, after.ID)
 	}
 	limit := f.Limit
 	if limit <= 0 || limit > 1000 {
@@ -221,6 +226,21 @@ func trigramSearchable(q string) bool {
 
 func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// pgSafeCursor is a cursor PostgreSQL can take: its text holds neither NUL
+// nor invalid UTF-8, which a hand-made ?cursor= may (the names it stores
+// never do, so no listing hands such a cursor out). Such a cursor continues
+// after every name up to its first such byte: exact for NUL, which sorts
+// below every character, and close for an invalid byte. SQLite compares
+// the bytes as they are.
+func pgSafeCursor(c Cursor) Cursor {
+	for i, r := range c.Name {
+		if r == 0 || (r == utf8.RuneError && !strings.HasPrefix(c.Name[i:], "\uFFFD")) {
+			return Cursor{Name: c.Name[:i], ID: math.MaxInt64}
+		}
+	}
+	return c
 }
 
 // asciiLower lower-cases the ASCII letters of s and nothing else: what

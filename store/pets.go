@@ -227,8 +227,9 @@ func (s *Store) ListPets(ctx context.Context, f PetFilter) ([]Pet, Cursor, error
 		args = append(args, escapeLike(asciiLower(f.Query))+"%")
 		order = "lower(name), id"
 		if !f.After.IsZero() {
+			after := pgSafeCursor(f.After)
 			where = append(where, "(lower(name), id) > (?, ?)")
-			args = append(args, asciiLower(f.After.Name), f.After.ID)
+			args = append(args, asciiLower(after.Name), after.ID)
 		}
 	} else if f.Query != "" {
 		// A prefix, so the NOCASE name index answers it at any table size.
