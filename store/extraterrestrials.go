@@ -127,6 +127,9 @@ func ParseCursor(s string) (Cursor, error) {
 // ListExtraterrestrials returns one page ordered by name (then id) and the
 // cursor of the next page, zero when this is the last.
 func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFilter) ([]Extraterrestrial, Cursor, error) {
+	if s.Dialect == Postgres && !pgText(f.Query) {
+		return nil, Cursor{}, nil // no stored name holds it: see pgText
+	}
 	var where []string
 	var args []any
 	if f.Status != nil {
@@ -226,6 +229,14 @@ func trigramSearchable(q string) bool {
 
 func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// pgText reports whether PostgreSQL can take s as text: valid UTF-8
+// without NUL. A search for anything else finds nothing there, since no
+// stored name holds it (SQLite finds nothing either, for names written
+// through phonehome), so the listings answer it without asking.
+func pgText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 // pgSafeCursor is a cursor PostgreSQL can take: its text holds neither NUL

@@ -214,6 +214,8 @@ func TestListPetsPagesFiltersAndSearches(t *testing.T) {
 			{"% and _ are literal", store.PetFilter{Query: "100%_"}, "100%_real"},
 			{"_ is not a wildcard", store.PetFilter{Query: "100_"}, ""},
 			{"prefix, not substring", store.PetFilter{Query: "ochi"}, ""},
+			{"NUL finds nothing", store.PetFilter{Query: "mo\x00"}, ""},
+			{"invalid UTF-8 finds nothing", store.PetFilter{Query: "\xffmo"}, ""},
 		}
 		for _, tt := range tests {
 			if got := strings.Join(list(tt.filter), ","); got != tt.want {
