@@ -406,7 +406,7 @@ func openMigrated(ctx context.Context, path string, opts store.Options) (*store.
 	v, _, err := st.SchemaVersion(ctx)
 	if err != nil {
 		st.Close()
-		return nil, false, fmt.Errorf("%s: %w", path, err)
+		return nil, false, fmt.Errorf("%s: %w", st.Path, err)
 	}
 	if err := st.Migrate(ctx); err != nil {
 		st.Close()

@@ -134,7 +134,7 @@ Run "phonehome serve -h" for the server's flags. Every flag also reads PHONEHOME
 func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	db := fs.String("db", "phonehome.db", "SQLite database `file` (created and migrated if missing)")
+	db := fs.String("db", "phonehome.db", "SQLite database `file` (created and migrated if missing), or a postgres:// URL")
 	return fs, db
 }
 
@@ -203,6 +203,9 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 		return cfg, err
 	}
 	cfg.DB = *db
+	if store.IsPostgresURL(cfg.DB) {
+		return cfg, errPostgresServe
+	}
 	sync, err := store.ParseSync(*syncMode)
 	if err != nil {
 		return cfg, usageError{"-sync: " + err.Error()}
@@ -242,6 +245,10 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	}
 	return cfg, nil
 }
+
+// errPostgresServe is serve's answer to a PostgreSQL -db until the job
+// engine runs there (issue 13): migrate, seed and reset work on it already.
+var errPostgresServe = errors.New("-db: serving from PostgreSQL comes in a later version (the job engine runs on SQLite only for now): use migrate, seed or reset on this URL, or serve from a SQLite file")
 
 // hostList is the -allow-host flag: names given one per flag, or
 // separated by commas.
@@ -324,7 +331,7 @@ func migrateCmd(path string, force int, stdout io.Writer) error {
 		if err := st.ForceVersion(force); err != nil {
 			return fmt.Errorf("force version %d: %w", force, err)
 		}
-		fmt.Fprintf(stdout, "%s: schema marked clean at version %d\n", path, force)
+		fmt.Fprintf(stdout, "%s: schema marked clean at version %d\n", st.Path, force)
 		return nil
 	}
 	st, _, err := openMigrated(ctx, path, store.Options{})
@@ -336,7 +343,7 @@ func migrateCmd(path string, force int, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: schema at version %d\n", path, v)
+	fmt.Fprintf(stdout, "%s: schema at version %d\n", st.Path, v)
 	return nil
 }
 
@@ -353,7 +360,10 @@ func seedCmd(path string, ets, petCount int, tick time.Duration, stdout io.Write
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: added %d pets in %s\n", path, petCount, time.Since(start).Round(time.Millisecond))
+		if err := st.CompactCounts(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: added %d pets in %s\n", st.Path, petCount, time.Since(start).Round(time.Millisecond))
 		if ets == 0 {
 			return nil
 		}
@@ -363,14 +373,17 @@ func seedCmd(path string, ets, petCount int, tick time.Duration, stdout io.Write
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: added %d seed extraterrestrials\n", path, n)
+		fmt.Fprintf(stdout, "%s: added %d seed extraterrestrials\n", st.Path, n)
 		return nil
 	}
 	start := time.Now()
 	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: added %d extraterrestrials in %s\n", path, ets, time.Since(start).Round(time.Millisecond))
+	if err := st.CompactCounts(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: added %d extraterrestrials in %s\n", st.Path, ets, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -382,7 +395,7 @@ func resetCmd(path string, stdout io.Writer) error {
 	}
 	if err := st.Drop(); err != nil {
 		st.Close()
-		return fmt.Errorf("drop %s: %w", path, err)
+		return fmt.Errorf("drop %s: %w", st.Path, err)
 	}
 	st.Close()
 	st, _, err = openMigrated(ctx, path, store.Options{})
@@ -398,6 +411,6 @@ func resetCmd(path string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: reset; added %d seed extraterrestrials and %d pets\n", path, n, np)
+	fmt.Fprintf(stdout, "%s: reset; added %d seed extraterrestrials and %d pets\n", st.Path, n, np)
 	return nil
 }

@@ -1,7 +1,10 @@
-// Package store owns phonehome's SQLite file: opening it with the settings
-// that keep SQLite fast and free of "database is locked", migrating it, and
-// the typed queries over its application tables. The job table belongs to
-// package jobs, which runs over the same connections.
+// Package store owns phonehome's database: a SQLite file (the default),
+// opened with the settings that keep SQLite fast and free of "database is
+// locked", or a PostgreSQL database named by a postgres:// URL. It migrates
+// either and holds the typed queries over the application tables, in one
+// SQL text where both dialects agree and a small one per dialect where
+// they do not. The job table belongs to package jobs, which runs over the
+// same connections.
 package store
 
 import (
@@ -22,17 +25,38 @@ import (
 // ErrNotFound is returned when a row asked for by id does not exist.
 var ErrNotFound = errors.New("not found")
 
-// Store is the application's database: one writer connection that serialises
-// every write transaction, and a pool of read-only connections that never
-// block it (WAL mode).
+// Dialect is the kind of database a Store runs on.
+type Dialect string
+
+// The dialects a Store speaks.
+const (
+	// SQLite is one database file, the default.
+	SQLite Dialect = "sqlite"
+	// Postgres is a PostgreSQL database named by a postgres:// URL.
+	Postgres Dialect = "postgres"
+)
+
+// Store is the application's database. On SQLite: one writer connection
+// that serialises every write transaction, and a pool of read-only
+// connections that never block it (WAL mode). On PostgreSQL: one pool,
+// which Writer and Reader both name.
 type Store struct {
-	// Writer is the single read-write connection. Transactions on it begin
-	// IMMEDIATE, so a read-then-write transaction never fails with SQLITE_BUSY.
+	// Writer is the read-write connection. On SQLite it is a single
+	// connection whose transactions begin IMMEDIATE, so a read-then-write
+	// transaction never fails with SQLITE_BUSY.
 	Writer *sqlx.DB
-	// Reader is a pool of read-only connections for pages and the API.
+	// Reader is a pool of read-only connections for pages and the API (on
+	// PostgreSQL the same pool as Writer).
 	Reader *sqlx.DB
-	// Path is the database file.
+	// Path is the database file, or the PostgreSQL URL with its password
+	// hidden: what messages and pages may show.
 	Path string
+	// Dialect is the kind of database.
+	Dialect Dialect
+
+	// url is the PostgreSQL URL as given, password included, for the
+	// migration and drop connections; empty on SQLite.
+	url string
 }
 
 // Sync is how hard SQLite works to make a commit durable (PRAGMA
@@ -63,7 +87,10 @@ func ParseSync(s string) (Sync, error) {
 
 // Options are the settings Open takes beyond the file's path.
 type Options struct {
-	// Sync is the durability of a commit; empty means SyncNormal.
+	// Sync is the durability of a commit on SQLite; empty means
+	// SyncNormal. PostgreSQL ignores it: there the server's own settings
+	// (synchronous_commit, fsync) decide, and its default makes every
+	// commit survive a power cut.
 	Sync Sync
 }
 
@@ -85,15 +112,25 @@ var readerPragmas = []string{
 	"cache_size(-32000)",
 }
 
-// Open opens (creating if needed) the database file at path with the
-// default Options and checks that it is a SQLite database this process can
-// write. It does not migrate: call Migrate before using the tables.
-func Open(ctx context.Context, path string) (*Store, error) {
-	return OpenWith(ctx, path, Options{})
+// Open opens the database target names with the default Options: a
+// postgres:// or postgresql:// URL (see IsPostgresURL), or else the path of
+// a SQLite file, created if needed and checked to be a SQLite database this
+// process can write. It does not migrate: call Migrate before using the
+// tables.
+func Open(ctx context.Context, target string) (*Store, error) {
+	return OpenWith(ctx, target, Options{})
 }
 
 // OpenWith is Open with explicit Options.
-func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
+func OpenWith(ctx context.Context, target string, opts Options) (*Store, error) {
+	if IsPostgresURL(target) {
+		return openPostgres(ctx, target)
+	}
+	return openSQLite(ctx, target, opts)
+}
+
+// openSQLite opens the SQLite file at path.
+func openSQLite(ctx context.Context, path string, opts Options) (*Store, error) {
 	sync := opts.Sync
 	if sync == "" {
 		sync = SyncNormal
@@ -135,7 +172,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 		reader.Close()
 		return nil, fmt.Errorf("%s: %w", path, explain(err))
 	}
-	return &Store{Writer: writer, Reader: reader, Path: path}, nil
+	return &Store{Writer: writer, Reader: reader, Path: path, Dialect: SQLite}, nil
 }
 
 // checkWritable makes SQLite read the file header and take a write lock, so a
@@ -183,10 +220,17 @@ func dsn(path string, pragmas []string, extra ...string) string {
 	return "file:" + escaped + "?" + strings.Join(q, "&")
 }
 
-// Close closes both connection pools.
+// Close closes the connection pools.
 func (s *Store) Close() error {
+	if s.Reader == s.Writer {
+		return s.Writer.Close()
+	}
 	return errors.Join(s.Reader.Close(), s.Writer.Close())
 }
+
+// Rebind turns an SQL text written with ? placeholders into the store's
+// dialect ($1, $2… on PostgreSQL; unchanged on SQLite).
+func (s *Store) Rebind(query string) string { return s.Writer.Rebind(query) }
 
 // Ping reports whether the database answers a query, for /healthz.
 func (s *Store) Ping(ctx context.Context) error {
@@ -194,8 +238,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.Reader.GetContext(ctx, &one, "SELECT 1")
 }
 
-// InTx runs fn in one IMMEDIATE write transaction and commits it when fn
-// returns nil; any error rolls everything back.
+// InTx runs fn in one write transaction (IMMEDIATE on SQLite, READ
+// COMMITTED on PostgreSQL, where reads meant for a write lock their rows)
+// and commits it when fn returns nil; any error rolls everything back.
 func (s *Store) InTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	tx, err := s.Writer.BeginTxx(ctx, nil)
 	if err != nil {

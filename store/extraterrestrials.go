@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -126,6 +127,9 @@ func ParseCursor(s string) (Cursor, error) {
 // ListExtraterrestrials returns one page ordered by name (then id) and the
 // cursor of the next page, zero when this is the last.
 func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFilter) ([]Extraterrestrial, Cursor, error) {
+	if s.Dialect == Postgres && !pgText(f.Query) {
+		return nil, Cursor{}, nil // no stored name holds it: see pgText
+	}
 	var where []string
 	var args []any
 	if f.Status != nil {
@@ -137,7 +141,14 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 		}
 	}
 	order := " ORDER BY name, id"
-	if f.Query != "" {
+	if f.Query != "" && s.Dialect == Postgres {
+		// lower() of a "C" name folds ASCII letters only, as SQLite's LIKE
+		// does, and the trigram index extraterrestrial_names is on it. The
+		// planner chooses between it and the name index by the statistics,
+		// which SQLite's sparseName does by hand.
+		where = append(where, "lower(name) LIKE ? ESCAPE '\\'")
+		args = append(args, "%"+escapeLike(asciiLower(f.Query))+"%")
+	} else if f.Query != "" {
 		where = append(where, "name LIKE ? ESCAPE '\\'")
 		args = append(args, "%"+escapeLike(f.Query)+"%")
 		sparse, err := s.sparseName(ctx, f.Query)
@@ -155,8 +166,12 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 		}
 	}
 	if !f.After.IsZero() {
+		after := f.After
+		if s.Dialect == Postgres {
+			after = pgSafeCursor(after)
+		}
 		where = append(where, "(name, id) > (?, ?)")
-		args = append(args, f.After.Name, f.After.ID)
+		args = append(args, after.Name, after.ID)
 	}
 	limit := f.Limit
 	if limit <= 0 || limit > 1000 {
@@ -170,7 +185,7 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 	args = append(args, limit+1)
 
 	var rows []etRow
-	if err := s.Reader.SelectContext(ctx, &rows, q, args...); err != nil {
+	if err := s.Reader.SelectContext(ctx, &rows, s.Rebind(q), args...); err != nil {
 		return nil, Cursor{}, fmt.Errorf("list extraterrestrials: %w", err)
 	}
 	var next Cursor
@@ -216,10 +231,45 @@ func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
+// pgText reports whether PostgreSQL can take s as text: valid UTF-8
+// without NUL. A search for anything else finds nothing there, since no
+// stored name holds it (SQLite finds nothing either, for names written
+// through phonehome), so the listings answer it without asking.
+func pgText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// pgSafeCursor is a cursor PostgreSQL can take: its text holds neither NUL
+// nor invalid UTF-8, which a hand-made ?cursor= may (the names it stores
+// never do, so no listing hands such a cursor out). Such a cursor continues
+// after every name up to its first such byte: exact for NUL, which sorts
+// below every character, and close for an invalid byte. SQLite compares
+// the bytes as they are.
+func pgSafeCursor(c Cursor) Cursor {
+	for i, r := range c.Name {
+		if r == 0 || (r == utf8.RuneError && !strings.HasPrefix(c.Name[i:], "\uFFFD")) {
+			return Cursor{Name: c.Name[:i], ID: math.MaxInt64}
+		}
+	}
+	return c
+}
+
+// asciiLower lower-cases the ASCII letters of s and nothing else: what
+// SQLite's LIKE and NOCASE fold, and what PostgreSQL's lower() folds under
+// the "C" collation of the name columns.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'A' && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
 // GetExtraterrestrial returns one row, or ErrNotFound.
 func (s *Store) GetExtraterrestrial(ctx context.Context, id int64) (Extraterrestrial, error) {
 	var r etRow
-	err := s.Reader.GetContext(ctx, &r, "SELECT "+etColumns+" FROM extraterrestrials WHERE id = ?", id)
+	err := s.Reader.GetContext(ctx, &r, s.Rebind("SELECT "+etColumns+" FROM extraterrestrials WHERE id = ?"), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Extraterrestrial{}, fmt.Errorf("extraterrestrial %d: %w", id, ErrNotFound)
 	}
@@ -233,9 +283,9 @@ func (s *Store) GetExtraterrestrial(ctx context.Context, id int64) (Extraterrest
 // updated row: the status, the attempt number and when it happened.
 func RecordCallTx(ctx context.Context, tx *sqlx.Tx, id int64, status Status, attempt int, at time.Time) (Extraterrestrial, error) {
 	var r etRow
-	err := tx.GetContext(ctx, &r, `UPDATE extraterrestrials
+	err := tx.GetContext(ctx, &r, tx.Rebind(`UPDATE extraterrestrials
 		SET communication_status = ?, communication_attempt = ?, last_communication_attempt_at = ?
-		WHERE id = ? RETURNING `+etColumns,
+		WHERE id = ? RETURNING `+etColumns),
 		string(status), attempt, UnixMillis(at), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Extraterrestrial{}, fmt.Errorf("extraterrestrial %d: %w", id, ErrNotFound)
@@ -261,16 +311,21 @@ type StatusCounts struct {
 // Total is the number of extraterrestrials.
 func (c StatusCounts) Total() int { return c.Never + c.PhoningHome + c.SpaceTaxi + c.NoAnswer }
 
-// CountByStatus counts the extraterrestrials in each status. It reads the
-// four rows of extraterrestrial_counts, which triggers keep exact in every
-// write transaction (migration 0007), so it costs the same at a million rows
-// as at ten.
+// CountByStatus counts the extraterrestrials in each status. It reads
+// extraterrestrial_counts, which triggers keep exact in every write
+// transaction (migration 0007), so it costs the same at a million rows as
+// at ten: four rows on SQLite; on PostgreSQL a ledger of changes summed
+// (CompactCounts keeps it short).
 func (s *Store) CountByStatus(ctx context.Context) (StatusCounts, error) {
 	var rows []struct {
 		Status string `db:"status"`
 		N      int    `db:"n"`
 	}
-	if err := s.Reader.SelectContext(ctx, &rows, "SELECT status, n FROM extraterrestrial_counts"); err != nil {
+	q := "SELECT status, n FROM extraterrestrial_counts"
+	if s.Dialect == Postgres {
+		q = "SELECT status, sum(n)::bigint AS n FROM extraterrestrial_counts GROUP BY status"
+	}
+	if err := s.Reader.SelectContext(ctx, &rows, q); err != nil {
 		return StatusCounts{}, fmt.Errorf("count extraterrestrials: %w", err)
 	}
 	var c StatusCounts
@@ -302,7 +357,7 @@ func (s *Store) SeedExtraterrestrials(ctx context.Context) (int, error) {
 			return nil
 		}
 		for _, name := range SeedNames {
-			if _, err := tx.ExecContext(ctx, "INSERT INTO extraterrestrials (name) VALUES (?)", name); err != nil {
+			if _, err := tx.ExecContext(ctx, tx.Rebind("INSERT INTO extraterrestrials (name) VALUES (?)"), name); err != nil {
 				return err
 			}
 			added++
@@ -334,7 +389,7 @@ func (s *Store) GenerateExtraterrestrials(ctx context.Context, n int) error {
 					b.WriteString("(?)")
 					args[i] = GeneratedName(done + i)
 				}
-				if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+				if _, err := tx.ExecContext(ctx, tx.Rebind(b.String()), args...); err != nil {
 					return err
 				}
 				done += k

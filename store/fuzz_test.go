@@ -16,22 +16,27 @@ import (
 	"github.com/phonehome/phonehome/store/storetest"
 )
 
-// fuzzStore is a migrated database with extraterrestrials and pets to page
-// through, shared by every input of one fuzz target.
-func fuzzStore(f *testing.F) *store.Store {
+// fuzzStores are migrated databases, one per backend, with
+// extraterrestrials and pets to page through, shared by every input of one
+// fuzz target.
+func fuzzStores(f *testing.F) []*store.Store {
 	f.Helper()
 	ctx := context.Background()
-	st := storetest.Open(f, "")
-	if _, err := st.SeedExtraterrestrials(ctx); err != nil {
-		f.Fatal(err)
+	var out []*store.Store
+	for _, b := range storetest.Backends(f) {
+		st := b.Open(f)
+		if _, err := st.SeedExtraterrestrials(ctx); err != nil {
+			f.Fatal(err)
+		}
+		if err := st.GenerateExtraterrestrials(ctx, 200); err != nil {
+			f.Fatal(err)
+		}
+		if err := st.GeneratePets(ctx, 200, store.GeneratePetsOptions{Now: time.Now(), Lifespan: time.Hour}); err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, st)
 	}
-	if err := st.GenerateExtraterrestrials(ctx, 200); err != nil {
-		f.Fatal(err)
-	}
-	if err := st.GeneratePets(ctx, 200, store.GeneratePetsOptions{Now: time.Now(), Lifespan: time.Hour}); err != nil {
-		f.Fatal(err)
-	}
-	return st
+	return out
 }
 
 func encodeCursor(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
@@ -40,7 +45,7 @@ func encodeCursor(s string) string { return base64.RawURLEncoding.EncodeToString
 // that writes back to a string that parses to the same cursor, and that
 // both listings (extraterrestrials and pets, plain and searched) accept.
 func FuzzParseCursor(f *testing.F) {
-	st := fuzzStore(f)
+	stores := fuzzStores(f)
 	for _, s := range []string{
 		"", "!!!", "MTpB", encodeCursor("1:Ayala"), encodeCursor("42:"), encodeCursor("0:x"), encodeCursor("-3:x"),
 		encodeCursor("99999999999999999999:x"), encodeCursor("7:a:b:c"), encodeCursor("7:' OR 1=1 --"),
@@ -72,14 +77,16 @@ func FuzzParseCursor(f *testing.F) {
 		if err != nil || again != c {
 			t.Fatalf("cursor %+v wrote %q, which reads back as %+v, %v", c, c.String(), again, err)
 		}
-		if _, _, err := st.ListExtraterrestrials(ctx, store.ExtraterrestrialFilter{Limit: 5, After: c}); err != nil {
-			t.Fatalf("ListExtraterrestrials after %+v: %v", c, err)
-		}
-		if _, _, err := st.ListPets(ctx, store.PetFilter{Limit: 5, After: c}); err != nil {
-			t.Fatalf("ListPets after %+v: %v", c, err)
-		}
-		if _, _, err := st.ListPets(ctx, store.PetFilter{Limit: 5, After: c, Query: "a"}); err != nil {
-			t.Fatalf("ListPets (searched) after %+v: %v", c, err)
+		for _, st := range stores {
+			if _, _, err := st.ListExtraterrestrials(ctx, store.ExtraterrestrialFilter{Limit: 5, After: c}); err != nil {
+				t.Fatalf("%s: ListExtraterrestrials after %+v: %v", st.Dialect, c, err)
+			}
+			if _, _, err := st.ListPets(ctx, store.PetFilter{Limit: 5, After: c}); err != nil {
+				t.Fatalf("%s: ListPets after %+v: %v", st.Dialect, c, err)
+			}
+			if _, _, err := st.ListPets(ctx, store.PetFilter{Limit: 5, After: c, Query: "a"}); err != nil {
+				t.Fatalf("%s: ListPets (searched) after %+v: %v", st.Dialect, c, err)
+			}
 		}
 	})
 }
@@ -88,7 +95,7 @@ func FuzzParseCursor(f *testing.F) {
 // any name) reads back unchanged, and paging with it continues strictly
 // after it: extraterrestrials by (name, id), pets newest first by id.
 func FuzzCursorRoundTrip(f *testing.F) {
-	st := fuzzStore(f)
+	stores := fuzzStores(f)
 	for _, s := range []struct {
 		id   int64
 		name string
@@ -111,25 +118,28 @@ func FuzzCursorRoundTrip(f *testing.F) {
 		if err != nil || again != c {
 			t.Fatalf("cursor %+v wrote %q, which reads back as %+v, %v", c, s, again, err)
 		}
-		ets, _, err := st.ListExtraterrestrials(ctx, store.ExtraterrestrialFilter{Limit: 10, After: c})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, et := range ets {
-			// SQLite compares TEXT by bytes (BINARY), as Go compares strings.
-			if et.Name < name || (et.Name == name && et.ID <= id) {
-				if utf8.ValidString(name) {
-					t.Fatalf("after (%q, %d) the page has (%q, %d)", name, id, et.Name, et.ID)
+		for _, st := range stores {
+			ets, _, err := st.ListExtraterrestrials(ctx, store.ExtraterrestrialFilter{Limit: 10, After: c})
+			if err != nil {
+				t.Fatalf("%s: %v", st.Dialect, err)
+			}
+			for _, et := range ets {
+				// SQLite compares TEXT by bytes (BINARY), as Go compares
+				// strings, and so does PostgreSQL under "C".
+				if et.Name < name || (et.Name == name && et.ID <= id) {
+					if utf8.ValidString(name) {
+						t.Fatalf("%s: after (%q, %d) the page has (%q, %d)", st.Dialect, name, id, et.Name, et.ID)
+					}
 				}
 			}
-		}
-		pets, _, err := st.ListPets(ctx, store.PetFilter{Limit: 10, After: c})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range pets {
-			if p.ID >= id {
-				t.Fatalf("after pet %d the page has pet %d", id, p.ID)
+			pets, _, err := st.ListPets(ctx, store.PetFilter{Limit: 10, After: c})
+			if err != nil {
+				t.Fatalf("%s: %v", st.Dialect, err)
+			}
+			for _, p := range pets {
+				if p.ID >= id {
+					t.Fatalf("%s: after pet %d the page has pet %d", st.Dialect, id, p.ID)
+				}
 			}
 		}
 	})

@@ -43,8 +43,8 @@ const keeperColumns = "id, treats_left, treats_window_start, created_at"
 // starting now, unless it exists already (then nothing changes).
 func EnsureKeeperTx(ctx context.Context, tx *sqlx.Tx, id string, treats int, now time.Time) error {
 	ms := UnixMillis(now)
-	_, err := tx.ExecContext(ctx, `INSERT INTO keepers (id, treats_left, treats_window_start, created_at)
-		VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, id, treats, ms, ms)
+	_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO keepers (id, treats_left, treats_window_start, created_at)
+		VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`), id, treats, ms, ms)
 	if err != nil {
 		return fmt.Errorf("ensure keeper: %w", err)
 	}
@@ -54,17 +54,36 @@ func EnsureKeeperTx(ctx context.Context, tx *sqlx.Tx, id string, treats int, now
 // GetKeeper returns one keeper, or ErrNotFound for one that has never adopted
 // a pet nor given a treat.
 func (s *Store) GetKeeper(ctx context.Context, id string) (Keeper, error) {
-	return getKeeper(ctx, s.Reader, id)
+	return getKeeper(ctx, s.Reader, "", id)
 }
 
-// GetKeeperTx is GetKeeper inside tx.
+// GetKeeperTx is GetKeeper inside tx, for a read-then-write: on PostgreSQL
+// it locks the row (FOR UPDATE) until tx ends, as SQLite's single writer
+// does for the whole transaction, so two treats cannot both spend the last
+// one.
 func GetKeeperTx(ctx context.Context, tx *sqlx.Tx, id string) (Keeper, error) {
-	return getKeeper(ctx, tx, id)
+	return getKeeper(ctx, tx, forUpdate(tx), id)
 }
 
-func getKeeper(ctx context.Context, q sqlx.QueryerContext, id string) (Keeper, error) {
+// rebinder is a connection or transaction that knows its placeholders.
+type rebinder interface {
+	sqlx.QueryerContext
+	Rebind(string) string
+}
+
+// forUpdate is the row-locking clause of a read meant for a write inside
+// tx: FOR UPDATE on PostgreSQL, nothing on SQLite (whose IMMEDIATE
+// transactions hold the write lock already).
+func forUpdate(tx *sqlx.Tx) string {
+	if sqlx.BindType(tx.DriverName()) == sqlx.DOLLAR {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+func getKeeper(ctx context.Context, q rebinder, lock, id string) (Keeper, error) {
 	var r keeperRow
-	err := sqlx.GetContext(ctx, q, &r, "SELECT "+keeperColumns+" FROM keepers WHERE id = ?", id)
+	err := sqlx.GetContext(ctx, q, &r, q.Rebind("SELECT "+keeperColumns+" FROM keepers WHERE id = ?"+lock), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Keeper{}, fmt.Errorf("keeper: %w", ErrNotFound)
 	}
@@ -76,7 +95,7 @@ func getKeeper(ctx context.Context, q sqlx.QueryerContext, id string) (Keeper, e
 
 // SetTreatsTx stores a keeper's treat budget inside tx.
 func SetTreatsTx(ctx context.Context, tx *sqlx.Tx, id string, left int, windowStart time.Time) error {
-	res, err := tx.ExecContext(ctx, "UPDATE keepers SET treats_left = ?, treats_window_start = ? WHERE id = ?",
+	res, err := tx.ExecContext(ctx, tx.Rebind("UPDATE keepers SET treats_left = ?, treats_window_start = ? WHERE id = ?"),
 		left, UnixMillis(windowStart), id)
 	if err != nil {
 		return fmt.Errorf("set treats: %w", err)

@@ -107,8 +107,8 @@ type NewPet struct {
 func InsertPetTx(ctx context.Context, tx *sqlx.Tx, p NewPet) (Pet, error) {
 	born := UnixMillis(p.BornAt)
 	var r petRow
-	err := tx.GetContext(ctx, &r, `INSERT INTO pets (keeper_id, name, species, born_at, hunger_base, hunger_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING `+petColumns,
+	err := tx.GetContext(ctx, &r, tx.Rebind(`INSERT INTO pets (keeper_id, name, species, born_at, hunger_base, hunger_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING `+petColumns),
 		p.KeeperID, p.Name, string(p.Species), born, p.Hunger, born, born)
 	if err != nil {
 		return Pet{}, fmt.Errorf("insert pet: %w", err)
@@ -118,17 +118,19 @@ func InsertPetTx(ctx context.Context, tx *sqlx.Tx, p NewPet) (Pet, error) {
 
 // GetPet returns one pet, or ErrNotFound.
 func (s *Store) GetPet(ctx context.Context, id int64) (Pet, error) {
-	return getPet(ctx, s.Reader, id)
+	return getPet(ctx, s.Reader, "", id)
 }
 
-// GetPetTx is GetPet inside tx, for a read-then-write on the writer.
+// GetPetTx is GetPet inside tx, for a read-then-write on the writer: on
+// PostgreSQL it locks the row (FOR UPDATE) until tx ends, so two feeds of
+// one pet follow each other as they do on SQLite.
 func GetPetTx(ctx context.Context, tx *sqlx.Tx, id int64) (Pet, error) {
-	return getPet(ctx, tx, id)
+	return getPet(ctx, tx, forUpdate(tx), id)
 }
 
-func getPet(ctx context.Context, q sqlx.QueryerContext, id int64) (Pet, error) {
+func getPet(ctx context.Context, q rebinder, lock string, id int64) (Pet, error) {
 	var r petRow
-	err := sqlx.GetContext(ctx, q, &r, "SELECT "+petColumns+" FROM pets WHERE id = ?", id)
+	err := sqlx.GetContext(ctx, q, &r, q.Rebind("SELECT "+petColumns+" FROM pets WHERE id = ?"+lock), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Pet{}, fmt.Errorf("pet %d: %w", id, ErrNotFound)
 	}
@@ -150,7 +152,7 @@ func (s *Store) GetPets(ctx context.Context, ids []int64) ([]Pet, error) {
 		}
 		q := "SELECT " + petColumns + " FROM pets WHERE id IN (?" + strings.Repeat(",?", len(part)-1) + ") ORDER BY id"
 		var rows []petRow
-		if err := s.Reader.SelectContext(ctx, &rows, q, args...); err != nil {
+		if err := s.Reader.SelectContext(ctx, &rows, s.Rebind(q), args...); err != nil {
 			return nil, fmt.Errorf("get pets: %w", err)
 		}
 		out = append(out, petsOf(rows)...)
@@ -163,7 +165,7 @@ func (s *Store) GetPets(ctx context.Context, ids []int64) ([]Pet, error) {
 func SetPetHungerTx(ctx context.Context, tx *sqlx.Tx, id int64, hunger int, at time.Time) (Pet, error) {
 	ms := UnixMillis(at)
 	var r petRow
-	err := tx.GetContext(ctx, &r, "UPDATE pets SET hunger_base = ?, hunger_at = ?, updated_at = ? WHERE id = ? RETURNING "+petColumns,
+	err := tx.GetContext(ctx, &r, tx.Rebind("UPDATE pets SET hunger_base = ?, hunger_at = ?, updated_at = ? WHERE id = ? RETURNING "+petColumns),
 		hunger, ms, ms, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Pet{}, fmt.Errorf("pet %d: %w", id, ErrNotFound)
@@ -181,9 +183,9 @@ func SetPetHungerTx(ctx context.Context, tx *sqlx.Tx, id int64, hunger int, at t
 func KillDuePetsTx(ctx context.Context, tx *sqlx.Tx, now time.Time, lifespan time.Duration, limit int) ([]Pet, error) {
 	span := lifespan.Milliseconds()
 	var rows []petRow
-	err := tx.SelectContext(ctx, &rows, `UPDATE pets SET died_at = born_at + ?, updated_at = ?
+	err := tx.SelectContext(ctx, &rows, tx.Rebind(`UPDATE pets SET died_at = born_at + ?, updated_at = ?
 		WHERE id IN (SELECT id FROM pets WHERE died_at IS NULL AND born_at <= ? ORDER BY born_at LIMIT ?)
-		RETURNING `+petColumns,
+		RETURNING `+petColumns),
 		span, UnixMillis(now), UnixMillis(now)-span, limit)
 	if err != nil {
 		return nil, fmt.Errorf("kill due pets: %w", err)
@@ -208,6 +210,9 @@ type PetFilter struct {
 // ListPets returns one page of pets and the cursor of the next page, zero
 // when this is the last: newest first, or in name order when searching.
 func (s *Store) ListPets(ctx context.Context, f PetFilter) ([]Pet, Cursor, error) {
+	if s.Dialect == Postgres && !pgText(f.Query) {
+		return nil, Cursor{}, nil // no stored name holds it: see pgText
+	}
 	var where []string
 	var args []any
 	if f.Alive != nil {
@@ -218,7 +223,18 @@ func (s *Store) ListPets(ctx context.Context, f PetFilter) ([]Pet, Cursor, error
 		}
 	}
 	order := "id DESC"
-	if f.Query != "" {
+	if f.Query != "" && s.Dialect == Postgres {
+		// The same as below on a "C" name whose index is lower(name):
+		// lower() folds ASCII letters only there, as NOCASE does.
+		where = append(where, `lower(name) LIKE ? ESCAPE '\'`)
+		args = append(args, escapeLike(asciiLower(f.Query))+"%")
+		order = "lower(name), id"
+		if !f.After.IsZero() {
+			after := pgSafeCursor(f.After)
+			where = append(where, "(lower(name), id) > (?, ?)")
+			args = append(args, asciiLower(after.Name), after.ID)
+		}
+	} else if f.Query != "" {
 		// A prefix, so the NOCASE name index answers it at any table size.
 		where = append(where, `name LIKE ? ESCAPE '\'`)
 		args = append(args, escapeLike(f.Query)+"%")
@@ -243,7 +259,7 @@ func (s *Store) ListPets(ctx context.Context, f PetFilter) ([]Pet, Cursor, error
 	args = append(args, limit+1)
 
 	var rows []petRow
-	if err := s.Reader.SelectContext(ctx, &rows, q, args...); err != nil {
+	if err := s.Reader.SelectContext(ctx, &rows, s.Rebind(q), args...); err != nil {
 		return nil, Cursor{}, fmt.Errorf("list pets: %w", err)
 	}
 	var next Cursor
@@ -262,7 +278,7 @@ func (s *Store) ListPets(ctx context.Context, f PetFilter) ([]Pet, Cursor, error
 func (s *Store) KeeperPets(ctx context.Context, keeperID string, limit int) ([]Pet, error) {
 	var rows []petRow
 	err := s.Reader.SelectContext(ctx, &rows,
-		"SELECT "+petColumns+" FROM pets WHERE keeper_id = ? ORDER BY id DESC LIMIT ?", keeperID, limit)
+		s.Rebind("SELECT "+petColumns+" FROM pets WHERE keeper_id = ? ORDER BY id DESC LIMIT ?"), keeperID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("keeper's pets: %w", err)
 	}
@@ -328,8 +344,8 @@ func (s *Store) SeedPetsIfEmpty(ctx context.Context, now time.Time, tick time.Du
 				fed = born
 			}
 			ms := UnixMillis(fed)
-			_, err := tx.ExecContext(ctx, `INSERT INTO pets (keeper_id, name, species, born_at, hunger_base, hunger_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`, SeedKeeperID, sp.Name, string(sp.Species), UnixMillis(born), (i*173)%451, ms, ms)
+			_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO pets (keeper_id, name, species, born_at, hunger_base, hunger_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?)`), SeedKeeperID, sp.Name, string(sp.Species), UnixMillis(born), (i*173)%451, ms, ms)
 			if err != nil {
 				return err
 			}
@@ -384,7 +400,7 @@ func (s *Store) GeneratePets(ctx context.Context, n int, o GeneratePetsOptions) 
 			}
 			b.WriteString("(?,?,?,?,?,?,?,?)")
 		}
-		return b.String()
+		return s.Rebind(b.String())
 	}
 	full := stmtFor(perStatement)
 	args := make([]any, 0, perStatement*8)

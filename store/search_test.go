@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // A search finds the names containing its text, ignoring ASCII case,
@@ -15,52 +16,54 @@ import (
 // the results are the same as a plain scan's, in name order, and stay so
 // as names are added, renamed and deleted.
 func TestSearchByNameMatchesAScan(t *testing.T) {
-	st := openStore(t)
-	ctx := context.Background()
-	if err := st.GenerateExtraterrestrials(ctx, 3000); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"Zed ÜNÏcode", "zed ünïcode", "100% Korben", "under_score", `back\slash`, "KoRbEn the Great"} {
-		if _, err := st.Writer.ExecContext(ctx, "INSERT INTO extraterrestrials (name) VALUES (?)", name); err != nil {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		st := b.Open(t)
+		ctx := context.Background()
+		if err := st.GenerateExtraterrestrials(ctx, 3000); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if _, err := st.Writer.ExecContext(ctx, "UPDATE extraterrestrials SET name = 'Renamed Korben' WHERE id = 8"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Writer.ExecContext(ctx, "DELETE FROM extraterrestrials WHERE id = 18"); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{"korben", "KORBEN the", "Renamed", "ünï", "ÜNÏ", "ed", "% K", "_sc", `k\s`, "0001", "nomatch", "orb"} {
-		var want []string
-		var names []string
-		if err := st.Reader.SelectContext(ctx, &names, "SELECT name FROM extraterrestrials ORDER BY name, id"); err != nil {
+		for _, name := range []string{"Zed ÜNÏcode", "zed ünïcode", "100% Korben", "under_score", `back\slash`, "KoRbEn the Great"} {
+			if _, err := st.Writer.ExecContext(ctx, st.Rebind("INSERT INTO extraterrestrials (name) VALUES (?)"), name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := st.Writer.ExecContext(ctx, "UPDATE extraterrestrials SET name = 'Renamed Korben' WHERE id = 8"); err != nil {
 			t.Fatal(err)
 		}
-		for _, n := range names {
-			if strings.Contains(asciiLower(n), asciiLower(q)) {
-				want = append(want, n)
+		if _, err := st.Writer.ExecContext(ctx, "DELETE FROM extraterrestrials WHERE id = 18"); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{"korben", "KORBEN the", "Renamed", "ünï", "ÜNÏ", "ed", "% K", "_sc", `k\s`, "0001", "nomatch", "orb", "a\x00b", "\xffkor", "kor\xff"} {
+			var want []string
+			var names []string
+			if err := st.Reader.SelectContext(ctx, &names, "SELECT name FROM extraterrestrials ORDER BY name, id"); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range names {
+				if strings.Contains(asciiLower(n), asciiLower(q)) {
+					want = append(want, n)
+				}
+			}
+			var got []string
+			f := store.ExtraterrestrialFilter{Query: q, Limit: 1000}
+			for {
+				page, next, err := st.ListExtraterrestrials(ctx, f)
+				if err != nil {
+					t.Fatalf("q=%q: %v", q, err)
+				}
+				for _, et := range page {
+					got = append(got, et.Name)
+				}
+				if next.IsZero() {
+					break
+				}
+				f.After = next
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("q=%q: %d names %.5q…, want %d %.5q…", q, len(got), got, len(want), want)
 			}
 		}
-		var got []string
-		f := store.ExtraterrestrialFilter{Query: q, Limit: 1000}
-		for {
-			page, next, err := st.ListExtraterrestrials(ctx, f)
-			if err != nil {
-				t.Fatalf("q=%q: %v", q, err)
-			}
-			for _, et := range page {
-				got = append(got, et.Name)
-			}
-			if next.IsZero() {
-				break
-			}
-			f.After = next
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("q=%q: %d names %.5q…, want %d %.5q…", q, len(got), got, len(want), want)
-		}
-	}
+	})
 }
 
 // asciiLower lower-cases ASCII letters only, as SQLite's LIKE compares.

@@ -1,0 +1,13 @@
+DROP INDEX jobs_finished;
+DROP INDEX jobs_unique_by;
+ALTER TABLE jobs DROP COLUMN unique_by;
+DROP TRIGGER jobs_count_delete ON jobs;
+DROP TRIGGER jobs_count_update ON jobs;
+DROP TRIGGER jobs_count_insert ON jobs;
+DROP FUNCTION jobs_count_delete();
+DROP FUNCTION jobs_count_update();
+DROP FUNCTION jobs_count_insert();
+DROP TABLE job_counts;
+DROP TABLE job_cron;
+DROP TABLE job_nodes;
+DROP TABLE job_queues;

@@ -1,0 +1,2 @@
+DROP TABLE pets;
+DROP TABLE keepers;

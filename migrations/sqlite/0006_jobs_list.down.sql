@@ -1,0 +1,2 @@
+DROP INDEX jobs_list_kind;
+DROP INDEX jobs_list_queue;

@@ -1,0 +1,174 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
+)
+
+func TestIsPostgresURL(t *testing.T) {
+	t.Parallel()
+	for target, want := range map[string]bool{
+		"postgres://u@h/db": true, "postgresql://h/db": true, "POSTGRES://h/db": true,
+		"phonehome.db": false, "/var/lib/phonehome/postgres.db": false, "postgres.db": false,
+		"file:postgres://x": false, "sqlite://x": false, "": false,
+	} {
+		if got := store.IsPostgresURL(target); got != want {
+			t.Errorf("IsPostgresURL(%q) = %v, want %v", target, got, want)
+		}
+	}
+}
+
+func TestRedactHidesPasswords(t *testing.T) {
+	t.Parallel()
+	for _, target := range []string{
+		"postgres://alice:s3cret@db.example:5432/phonehome",
+		"postgres://alice@db.example/phonehome?password=s3cret&sslmode=disable",
+		"postgresql://alice:s3cret@[::1]:bad/phonehome",
+	} {
+		if got := store.Redact(target); strings.Contains(got, "s3cret") {
+			t.Errorf("Redact(%q) = %q", target, got)
+		}
+	}
+	if got := store.Redact("data/phonehome.db"); got != "data/phonehome.db" {
+		t.Errorf("a file path changed: %q", got)
+	}
+}
+
+// checkOneLine fails unless err is a single line that contains want and
+// none of the password.
+func checkOneLine(t *testing.T, what string, err error, want, password string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: opened", what)
+		return
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, want) || strings.ContainsAny(msg, "\r\n") || (password != "" && strings.Contains(msg, password)) {
+		t.Errorf("%s: error %q, want one line with %q and no password", what, msg, want)
+	}
+}
+
+// What a person gets for a bad -db URL, without a server: one line that
+// says what to do, and never the password.
+func TestOpenExplainsBadPostgresURLs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, err := store.Open(ctx, "postgres://alice:s3cret@localhost:notaport/phonehome")
+	checkOneLine(t, "malformed URL", err, "write it as postgres://user:password@host:port/database", "s3cret")
+
+	// A port nobody listens on: taken, then given back.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err = store.Open(ctx, "postgres://alice:s3cret@"+addr+"/phonehome?sslmode=disable")
+	checkOneLine(t, "no server", err, "cannot reach the PostgreSQL server at "+addr, "s3cret")
+
+	_, err = store.Open(ctx, "postgres://alice:s3cret@no-such-host.invalid/phonehome")
+	checkOneLine(t, "unknown host", err, `cannot find host "no-such-host.invalid"`, "s3cret")
+}
+
+// What a person gets from a real server that says no: a wrong password, a
+// database that does not exist, one they may not connect to, and one they
+// may not create tables in.
+func TestOpenExplainsWhatTheServerRefuses(t *testing.T) {
+	t.Parallel()
+	b := storetest.Postgres(t)
+	ctx := context.Background()
+	admin := storetest.Admin(t, b.Server)
+	server, err := url.Parse(b.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := func(user, password, database string) string {
+		u := *server
+		u.User = url.UserPassword(user, password)
+		u.Path = "/" + database
+		return u.String()
+	}
+	wrong := as(server.User.Username(), "not-the-password", strings.TrimPrefix(server.Path, "/"))
+	_, err = store.Open(ctx, wrong)
+	checkOneLine(t, "wrong password", err, "refused the password", "not-the-password")
+
+	_, err = store.Open(ctx, storetest.WithDatabase(t, b.Server, "phonehome_no_such_database"))
+	checkOneLine(t, "no such database", err, `database "phonehome_no_such_database" does not exist`, "")
+
+	// A role of our own, dropped after the databases it may use (cleanups
+	// run last first).
+	role := fmt.Sprintf("phonehome_test_role_%d", os.Getpid())
+	if _, err := admin.Exec("CREATE ROLE " + role + " LOGIN PASSWORD 'role-secret'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP ROLE IF EXISTS " + role) })
+
+	closed := storetest.NewDatabase(t, b.Server)
+	closedName := strings.TrimPrefix(mustURL(t, closed).Path, "/")
+	if _, err := admin.Exec("REVOKE CONNECT ON DATABASE " + closedName + " FROM PUBLIC"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = store.Open(ctx, as(role, "role-secret", closedName))
+	checkOneLine(t, "no CONNECT", err, "lacks a permission", "role-secret")
+
+	// PostgreSQL 15 lets only the owner create in a database's public schema.
+	readOnly := storetest.NewDatabase(t, b.Server)
+	st, err := store.Open(ctx, as(role, "role-secret", strings.TrimPrefix(mustURL(t, readOnly).Path, "/")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	err = st.Migrate(ctx)
+	checkOneLine(t, "no CREATE", err, `may not create tables in schema "public": run `+"`phonehome migrate`"+` as the database's owner, or GRANT CREATE ON SCHEMA public TO `+role, "role-secret")
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// Drop leaves an empty database that migrates again, on both dialects.
+func TestDropThenMigrate(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		ctx := context.Background()
+		st := b.Open(t)
+		if _, err := st.SeedExtraterrestrials(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Drop(); err != nil {
+			t.Fatal(err)
+		}
+		if v, _, err := st.SchemaVersion(ctx); err != nil || v != 0 {
+			t.Fatalf("after Drop: version %d, %v", v, err)
+		}
+		if err := st.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c, err := st.CountByStatus(ctx)
+		if err != nil || c.Total() != 0 {
+			t.Errorf("after Drop and Migrate: %+v, %v", c, err)
+		}
+		if n, err := st.SeedExtraterrestrials(ctx); err != nil || n != 10 {
+			t.Errorf("seed after Drop: %d, %v", n, err)
+		}
+		if size, err := st.Size(ctx); err != nil || size.Bytes == 0 {
+			t.Errorf("Size = %+v, %v", size, err)
+		}
+		if err := st.Ping(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+}
