@@ -1,0 +1,2 @@
+DROP TABLE job_cron_runs;
+DROP TABLE job_cron_entries;
