@@ -67,17 +67,7 @@ func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) 
 	for _, q := range []string{claim, finish} {
 		for from := 1; from <= n; from += rawBatch {
 			err := inTx(ctx, st, func(tx *sql.Tx) error {
-				stmt, err := tx.PrepareContext(ctx, q+" WHERE id = ?")
-				if err != nil {
-					return err
-				}
-				defer stmt.Close()
-				for id := from; id < from+rawBatch && id <= n; id++ {
-					if _, err := stmt.ExecContext(ctx, now, id); err != nil {
-						return fmt.Errorf("update: %w", err)
-					}
-				}
-				return nil
+				return updateByID(ctx, tx, q, now, from, n, "update")
 			})
 			if err != nil {
 				return nil, err
@@ -138,6 +128,23 @@ func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) 
 }
 
 // inTx runs fn in one write transaction on the store's writer.
+// updateByID runs q (an UPDATE setting one ? to now) with " WHERE id = ?"
+// once per row from from to the end of its rawBatch range, at most n, by one
+// prepared statement; what names the step in an error.
+func updateByID(ctx context.Context, tx *sql.Tx, q string, now int64, from, n int, what string) error {
+	stmt, err := tx.PrepareContext(ctx, q+" WHERE id = ?")
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for id := from; id < from+rawBatch && id <= n; id++ {
+		if _, err := stmt.ExecContext(ctx, now, id); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	return nil
+}
+
 func inTx(ctx context.Context, st *store.Store, fn func(tx *sql.Tx) error) error {
 	tx, err := st.Writer.BeginTx(ctx, nil)
 	if err != nil {
@@ -199,17 +206,7 @@ func leanRates(ctx context.Context, dir string, n int) (perRow, ranged float64, 
 	for _, q := range []string{claim, finish} {
 		for from := 1; from <= n; from += rawBatch {
 			err := inLeanTx(func(tx *sql.Tx) error {
-				stmt, err := tx.PrepareContext(ctx, q+" WHERE id = ?")
-				if err != nil {
-					return err
-				}
-				defer stmt.Close()
-				for id := from; id < from+rawBatch && id <= n; id++ {
-					if _, err := stmt.ExecContext(ctx, now, id); err != nil {
-						return fmt.Errorf("lean update: %w", err)
-					}
-				}
-				return nil
+				return updateByID(ctx, tx, q, now, from, n, "lean update")
 			})
 			if err != nil {
 				return 0, 0, err
