@@ -112,16 +112,22 @@ func runDash(ctx context.Context, dir string, rows int, target dashTarget) (map[
 	return out, how, nil
 }
 
+// dashEngine is the engine both dashboard targets time, not started: the
+// seeded queues, reading through the read-only pool.
+func dashEngine(st *store.Store) (*jobs.Engine, error) {
+	return jobs.New(st.Writer, jobs.Config{
+		Queues: map[string]int{"default": 50, "phone_calls": 50, "mailers": 10},
+		Reader: st.Reader,
+		Logger: discardLogger,
+	})
+}
+
 // libTarget times the app's own pieces under the dashboard, without the web
 // layer: jobs.List (the job list, keyset pages) on the read-only pool, and the
 // engine's Counts and Queues (both read the job_counts table the triggers
 // keep). A plain count over the table is timed too, for comparison.
 func libTarget(ctx context.Context, st *store.Store, rows int) ([]dashPage, string, func(), error) {
-	eng, err := jobs.New(st.Writer, jobs.Config{
-		Queues: map[string]int{"default": 50, "phone_calls": 50, "mailers": 10},
-		Reader: st.Reader,
-		Logger: discardLogger,
-	})
+	eng, err := dashEngine(st)
 	if err != nil {
 		return nil, "", nil, err
 	}
