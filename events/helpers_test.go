@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/internal/testwait"
 )
 
 // failAfter bounds every wait in these tests. It is only ever a failure
@@ -146,13 +147,7 @@ func (b *bench) open(t *testing.T, stream string) *http.Response {
 // waitFor polls cond until it holds, failing the test after failAfter.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(failAfter)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testwait.Until(t, failAfter, what, cond)
 }
 
 // item is one thing a background reader saw: a message or the end.
