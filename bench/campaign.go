@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/phonehome/phonehome/internal/syncbuf"
 	"io"
 	"net"
 	"net/http"
@@ -106,7 +107,7 @@ func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profi
 	}
 	srv := exec.Command(bin.Path, args...)
 	srv.Env = appEnv()
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	srv.Stdout, srv.Stderr = &logs, &logs
 	if err := srv.Start(); err != nil {
 		return nil, err
@@ -397,24 +398,6 @@ func freeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
-}
-
-// lockedBuffer collects a child process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // tail is the last n lines of s.
