@@ -66,7 +66,7 @@ func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) 
 	t1 := time.Now()
 	for _, q := range []string{claim, finish} {
 		for from := 1; from <= n; from += rawBatch {
-			err := inTx(ctx, st, func(tx *sql.Tx) error {
+			err := inTx(ctx, st.Writer.DB, func(tx *sql.Tx) error {
 				return updateByID(ctx, tx, q, now, from, n, "update")
 			})
 			if err != nil {
@@ -79,7 +79,7 @@ func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) 
 	t2 := time.Now()
 	for _, q := range []string{claim, finish} {
 		for from := n + 1; from <= 2*n; from += rawBatch {
-			err := inTx(ctx, st, func(tx *sql.Tx) error {
+			err := inTx(ctx, st.Writer.DB, func(tx *sql.Tx) error {
 				res, err := tx.ExecContext(ctx, q+" WHERE id >= ? AND id < ?", now, from, min(from+rawBatch, 2*n+1))
 				if err != nil {
 					return fmt.Errorf("update: %w", err)
@@ -104,7 +104,7 @@ func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) 
 	single := min(rawSingle, n)
 	t3 := time.Now()
 	for id := 1; id <= single; id++ {
-		err := inTx(ctx, st, func(tx *sql.Tx) error {
+		err := inTx(ctx, st.Writer.DB, func(tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'discarded', discarded_at = ? WHERE id = ?`, now, id)
 			return err
 		})
@@ -145,8 +145,9 @@ func updateByID(ctx context.Context, tx *sql.Tx, q string, now int64, from, n in
 	return nil
 }
 
-func inTx(ctx context.Context, st *store.Store, fn func(tx *sql.Tx) error) error {
-	tx, err := st.Writer.BeginTx(ctx, nil)
+// inTx runs fn in a transaction on db, committing unless fn fails.
+func inTx(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -189,23 +190,12 @@ func leanRates(ctx context.Context, dir string, n int) (perRow, ranged float64, 
 	claim := `UPDATE lean_jobs SET state = 'executing', attempt = attempt + 1, attempted_at = ?`
 	finish := `UPDATE lean_jobs SET state = 'completed', completed_at = ?`
 	now := time.Now().UnixMilli()
-	inLeanTx := func(fn func(tx *sql.Tx) error) error {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if err := fn(tx); err != nil {
-			tx.Rollback()
-			return err
-		}
-		return tx.Commit()
-	}
 
 	// Rows 1…n: one prepared statement per row, by primary key.
 	t0 := time.Now()
 	for _, q := range []string{claim, finish} {
 		for from := 1; from <= n; from += rawBatch {
-			err := inLeanTx(func(tx *sql.Tx) error {
+			err := inTx(ctx, db, func(tx *sql.Tx) error {
 				return updateByID(ctx, tx, q, now, from, n, "lean update")
 			})
 			if err != nil {
@@ -219,7 +209,7 @@ func leanRates(ctx context.Context, dir string, n int) (perRow, ranged float64, 
 	t1 := time.Now()
 	for _, q := range []string{claim, finish} {
 		for from := n + 1; from <= 2*n; from += rawBatch {
-			err := inLeanTx(func(tx *sql.Tx) error {
+			err := inTx(ctx, db, func(tx *sql.Tx) error {
 				_, err := tx.ExecContext(ctx, q+" WHERE id >= ? AND id < ?", now, from, min(from+rawBatch, 2*n+1))
 				return err
 			})
