@@ -8,11 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/phonehome/phonehome/internal/appenv"
 	"github.com/phonehome/phonehome/internal/syncbuf"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -79,7 +79,7 @@ func buildApp(ctx context.Context, root, dir string) (appBinary, error) {
 func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profile string) (map[string]float64, error) {
 	db := filepath.Join(dir, "campaign.db")
 	seed := exec.CommandContext(ctx, bin.Path, "seed", "-db", db, "-ets", strconv.Itoa(rows))
-	seed.Env = appEnv()
+	seed.Env = appenv.Clean()
 	if out, err := seed.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("seed: %v: %s", err, out)
 	}
@@ -106,7 +106,7 @@ func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profi
 		args = append(args, "-cpuprofile", profile)
 	}
 	srv := exec.Command(bin.Path, args...)
-	srv.Env = appEnv()
+	srv.Env = appenv.Clean()
 	var logs syncbuf.Buffer
 	srv.Stdout, srv.Stderr = &logs, &logs
 	if err := srv.Start(); err != nil {
@@ -312,19 +312,6 @@ func (c *streamClient) read(ctx context.Context, u string, want int) error {
 			hasData = true
 		}
 	}
-}
-
-// appEnv is this process's environment without PHONEHOME_* variables:
-// every flag the app is not given reads one, and a variable left in the
-// shell (a token, a poll interval) must not change what is measured.
-func appEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PHONEHOME_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // countRows runs a count query on the database file, read-only.

@@ -28,6 +28,7 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/phonehome/phonehome/internal/appenv"
 	"github.com/phonehome/phonehome/internal/syncbuf"
 )
 
@@ -159,7 +160,7 @@ func (s *server) startOn(addr string) {
 	args := append([]string{"serve", "-addr", addr, "-db", s.db, "-grace", "2s"}, s.args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
-	cmd.Env = cleanEnv()
+	cmd.Env = appenv.Clean()
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -216,18 +217,6 @@ func (s *server) stop() {
 
 // url is the address of path on the server.
 func (s *server) url(path string) string { return "http://" + s.addr + path }
-
-// cleanEnv is the test's environment without PHONEHOME_* variables, so that
-// only the flags given here configure the server.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PHONEHOME_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
 
 // freeAddr finds a free port on 127.0.0.1.
 func freeAddr(t *testing.T) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/phonehome/phonehome/internal/appenv"
 	"github.com/phonehome/phonehome/internal/syncbuf"
 	"github.com/phonehome/phonehome/internal/testcert"
 )
@@ -124,7 +125,7 @@ func startTLSServer(t *testing.T, flags ...string) *server {
 	args := append([]string{"serve", "-addr", s.addr, "-db", s.db, "-grace", "2s"}, flags...)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
-	cmd.Env = cleanEnv()
+	cmd.Env = appenv.Clean()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
