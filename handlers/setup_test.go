@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/internal/testsse"
 	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
@@ -293,19 +293,7 @@ func openStream(t testing.TB, client *http.Client, url string) (msgs <-chan even
 	}
 	stop = func() { cancel(); resp.Body.Close() }
 	t.Cleanup(stop)
-	out := make(chan events.Message, 4096)
-	go func() {
-		defer close(out)
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			out <- m
-		}
-	}()
-	return out, resp, stop
+	return testsse.Messages(resp.Body, 4096), resp, stop
 }
 
 // until reads msgs until one satisfies ok, failing after 10 s, and returns
