@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/phonehome/phonehome/bench/internal/benchdb"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
 )
@@ -74,14 +75,11 @@ FROM g`, rows, now)
 // runDash fills a fresh database with rows jobs and times each dashboard
 // page, reporting the p50 in ms per page name.
 func runDash(ctx context.Context, dir string, rows int, target dashTarget) (map[string]float64, string, error) {
-	st, err := store.Open(ctx, filepath.Join(dir, "dash.db"))
+	st, err := benchdb.Open(ctx, filepath.Join(dir, "dash.db"))
 	if err != nil {
 		return nil, "", err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return nil, "", err
-	}
 	t0 := time.Now()
 	if err := fillJobs(ctx, st, rows); err != nil {
 		return nil, "", err

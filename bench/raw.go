@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/bench/internal/benchdb"
 )
 
 // rawBatch is the rows updated per transaction in the batched raw test.
@@ -27,14 +27,11 @@ const rawSingle = 5000
 // be on that schema. It also measures single-row commits/s (one UPDATE
 // per transaction), the cost of writing each outcome on its own.
 func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) {
-	st, err := store.Open(ctx, filepath.Join(dir, "raw.db"))
+	st, err := benchdb.Open(ctx, filepath.Join(dir, "raw.db"))
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return nil, err
-	}
 	now := time.Now().UnixMilli()
 	t0 := time.Now()
 	tx, err := st.Writer.BeginTx(ctx, nil)

@@ -32,6 +32,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/bench/internal/benchdb"
 	"github.com/phonehome/phonehome/bench/mdreport"
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
@@ -255,10 +256,7 @@ func Run(ctx context.Context, w io.Writer, opts Options) (Results, error) {
 // extraterrestrials, none of which has tried yet.
 func prepareBase(ctx context.Context, path string, rows int) (time.Duration, error) {
 	if _, err := os.Stat(path); err == nil {
-		st, err := store.Open(ctx, path)
-		if err == nil {
-			err = st.Migrate(ctx)
-		}
+		st, err := benchdb.Open(ctx, path)
 		if err == nil {
 			c, cerr := st.CountByStatus(ctx)
 			st.Close()
@@ -269,14 +267,11 @@ func prepareBase(ctx context.Context, path string, rows int) (time.Duration, err
 		os.Remove(path)
 	}
 	start := time.Now()
-	st, err := store.Open(ctx, path)
+	st, err := benchdb.Open(ctx, path)
 	if err != nil {
 		return 0, err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return 0, err
-	}
 	if err := st.GenerateExtraterrestrials(ctx, rows); err != nil {
 		return 0, err
 	}
@@ -332,12 +327,8 @@ var flushEvery time.Duration
 
 func startServerFlush(ctx context.Context, db string, answerRate float64, backoff time.Duration, onCall func(store.Extraterrestrial), flush time.Duration) (*server, error) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(ctx, db)
+	st, err := benchdb.Open(ctx, db)
 	if err != nil {
-		return nil, err
-	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
 		return nil, err
 	}
 	v, err := views.New()
