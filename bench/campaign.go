@@ -8,10 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/phonehome/phonehome/internal/appenv"
-	"github.com/phonehome/phonehome/internal/syncbuf"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +18,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/phonehome/phonehome/bench/internal/benchhttp"
+	"github.com/phonehome/phonehome/internal/appenv"
+	"github.com/phonehome/phonehome/internal/syncbuf"
 )
 
 // The campaign scenario (issue 12): the Phone Home campaign end to end,
@@ -91,7 +92,7 @@ func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profi
 		return nil, fmt.Errorf("seed -ets %d left %d rows", rows, total)
 	}
 
-	addr, err := freeAddr()
+	addr, err := benchhttp.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -262,18 +263,11 @@ func (c *streamClient) allRowsAt() time.Time {
 // of row events that marks the whole campaign as seen.
 func (c *streamClient) read(ctx context.Context, u string, want int) error {
 	c.want = int64(want)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := benchhttp.OpenStream(ctx, u)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
 	r := bufio.NewReaderSize(resp.Body, 256<<10)
 	name, hasData := "", false
 	for {
@@ -375,16 +369,6 @@ func postJSON(c *http.Client, u string, out any) error {
 		return fmt.Errorf("%s: %s", resp.Status, b)
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-// freeAddr is a loopback address with a port free right now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // tail is the last n lines of s.
