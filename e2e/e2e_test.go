@@ -28,6 +28,7 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
 	"github.com/phonehome/phonehome/internal/appenv"
 	"github.com/phonehome/phonehome/internal/syncbuf"
 )
