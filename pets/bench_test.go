@@ -167,20 +167,7 @@ func BenchmarkTick(b *testing.B) {
 	if err := s.sim.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	now := epoch
-	died, rendered := 0, 0
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		now = now.Add(T)
-		s.clock.Set(now)
-		stats, err := s.sim.Tick(ctx, now)
-		if err != nil {
-			b.Fatal(err)
-		}
-		died += stats.Died
-		rendered += stats.Rendered
-	}
+	died, rendered := runTicks(b, s, T)
 	b.ReportMetric(float64(died)/float64(b.N), "deaths/op")
 	b.ReportMetric(float64(rendered)/float64(b.N), "rendered/op")
 }
@@ -364,9 +351,18 @@ func BenchmarkHeap(b *testing.B) {
 // tick step after the last, and reports deaths per op and the cost of each
 // death.
 func benchSweep(b *testing.B, step time.Duration) {
-	s := newBenchSim(b, nil)
+	died, _ := runTicks(b, newBenchSim(b, nil), step)
+	b.ReportMetric(float64(died)/float64(b.N), "deaths/op")
+	if died > 0 {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(died), "ns/death")
+	}
+}
+
+// runTicks ticks s once per op, each tick step after the last from epoch,
+// timing the ticks only, and returns the deaths and renders they counted.
+func runTicks(b *testing.B, s *benchSim, step time.Duration) (died, rendered int) {
 	ctx := context.Background()
-	now, died := epoch, 0
+	now := epoch
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -377,9 +373,7 @@ func benchSweep(b *testing.B, step time.Duration) {
 			b.Fatal(err)
 		}
 		died += stats.Died
+		rendered += stats.Rendered
 	}
-	b.ReportMetric(float64(died)/float64(b.N), "deaths/op")
-	if died > 0 {
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(died), "ns/death")
-	}
+	return died, rendered
 }
