@@ -322,6 +322,20 @@ func startServer(ctx context.Context, db string, answerRate float64, backoff tim
 	return startServerFlush(ctx, db, answerRate, backoff, onCall, flushEvery)
 }
 
+// runEngine runs the server's engine for d (less if ctx ends first), then
+// stops it.
+func (s *server) runEngine(ctx context.Context, d time.Duration) error {
+	if err := s.engine.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+	_ = s.engine.Stop(context.Background())
+	return nil
+}
+
 // flushEvery is Options.FlushEvery of the running benchmark.
 var flushEvery time.Duration
 
@@ -708,14 +722,9 @@ func runPages(ctx context.Context, db string, o Options) (*PagesResult, error) {
 	}
 	cpu0 := processCPU()
 	begin := time.Now()
-	if err := s.engine.Start(ctx); err != nil {
+	if err := s.runEngine(ctx, o.PageDuration); err != nil {
 		return nil, err
 	}
-	select {
-	case <-time.After(o.PageDuration):
-	case <-ctx.Done():
-	}
-	_ = s.engine.Stop(context.Background())
 	time.Sleep(500 * time.Millisecond) // the last events reach the clients
 	elapsed := time.Since(begin)
 	cpu := processCPU() - cpu0
@@ -813,14 +822,9 @@ func runCampaign(ctx context.Context, db string, o Options) (*CampaignResult, er
 	r.EnqueueTime, r.Enqueued = time.Since(start), n
 	fmt.Fprintf(o.Log, "Phone Home enqueued %d calls in %v\n", n, r.EnqueueTime.Round(time.Millisecond))
 	begin := time.Now()
-	if err := s.engine.Start(ctx); err != nil {
+	if err := s.runEngine(ctx, o.CampaignDuration); err != nil {
 		return nil, err
 	}
-	select {
-	case <-time.After(o.CampaignDuration):
-	case <-ctx.Done():
-	}
-	_ = s.engine.Stop(context.Background())
 	r.Attempts = times.n.Load()
 	r.AttemptsPerS = float64(r.Attempts) / time.Since(begin).Seconds()
 
