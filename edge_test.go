@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +20,9 @@ import (
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/internal/syncbuf"
 	"github.com/phonehome/phonehome/internal/testcert"
+	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
@@ -193,7 +193,7 @@ func TestHostCheckOnEveryInterface(t *testing.T) {
 // and passes the token in the address the way a browser does once: the
 // log shows the request, never the token.
 func TestTokenNeverLogged(t *testing.T) {
-	var log logBuffer
+	var log syncbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	app := startAppLogged(t, Config{Token: testToken}, logger)
 	for _, path := range []string{
@@ -223,7 +223,7 @@ func TestPlainHTTPBeyondLoopbackWarnsOnce(t *testing.T) {
 		warns int
 	}{{name: "plain", warns: 1}, {name: "tls", tls: true, warns: 0}} {
 		t.Run(tt.name, func(t *testing.T) {
-			var log logBuffer
+			var log syncbuf.Buffer
 			cfg := Config{Addr: "0.0.0.0:0", Token: testToken, DB: filepath.Join(t.TempDir(), "x.db"), Grace: time.Second}
 			if tt.tls {
 				cfg.TLSCert, cfg.TLSKey = testcert.Write(t)
@@ -349,29 +349,5 @@ func tlsClient(t *testing.T, certFile string) *http.Client {
 // waitFor polls cond until it holds, failing the test after timeout.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// logBuffer is a log destination the server's goroutines may share.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	testwait.Until(t, timeout, what, cond)
 }

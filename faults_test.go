@@ -33,6 +33,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/internal/appenv"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
 )
@@ -110,19 +111,13 @@ func dirWritable(dir string) bool {
 	return true
 }
 
-// faultEnv is the environment without PHONEHOME_ variables, so the
-// developer's settings do not leak into the binary under test.
-func faultEnv() []string {
-	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "PHONEHOME_") })
-}
-
 // runFaultBinary runs a command of the binary to its end.
 func runFaultBinary(t *testing.T, bin string, cred *syscall.Credential, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = faultEnv()
+	cmd.Env = appenv.Clean()
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
@@ -180,7 +175,7 @@ var listeningURL = regexp.MustCompile(`msg="phonehome is listening" url=(http://
 func startFaultServer(t *testing.T, bin, db string, args ...string) *faultServer {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve", "-db", db, "-addr", "127.0.0.1:0"}, args...)...)
-	cmd.Env = faultEnv()
+	cmd.Env = appenv.Clean()
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -666,30 +661,23 @@ func TestFaultKillLivePet(t *testing.T) {
 	// feed feeds a pet and records what came of it; false when the answer
 	// was neither 200 nor a cut the kill explains.
 	feed := func(round *killRound, id int64) bool {
-		sentDead := round.dead.Load()
-		sent := time.Now()
-		status, data, err := tryFaultCall(client, "POST", fmt.Sprintf("%s/api/pets/%d/feed", round.base, id), "", "")
-		done := time.Now()
+		res := round.call(client, "POST", fmt.Sprintf("%s/api/pets/%d/feed", round.base, id), "", "")
 		var p petAnswer
-		var how killCut
-		if err != nil {
-			how = round.byKill(err, sentDead)
-		}
 		switch {
-		case err != nil && how == refused:
+		case res.err != nil && res.how == refused:
 			ledger.wasRefused()
 			return true
-		case err != nil && how == cut:
-			ledger.fed(id, petTry{sent: sent, done: done})
+		case res.err != nil && res.how == cut:
+			ledger.fed(id, petTry{sent: res.sent, done: res.done})
 			return true
-		case err != nil:
-			t.Errorf("feed pet %d: %v (not caused by a kill)", id, err)
-		case status != 200:
-			t.Errorf("feed pet %d: %d %s, want 200", id, status, data)
-		case json.Unmarshal([]byte(data), &p) != nil || p.ID != id || !p.Alive:
-			t.Errorf("feed pet %d answered 200 with %q", id, data)
+		case res.err != nil:
+			t.Errorf("feed pet %d: %v (not caused by a kill)", id, res.err)
+		case res.status != 200:
+			t.Errorf("feed pet %d: %d %s, want 200", id, res.status, res.data)
+		case json.Unmarshal([]byte(res.data), &p) != nil || p.ID != id || !p.Alive:
+			t.Errorf("feed pet %d answered 200 with %q", id, res.data)
 		default:
-			ledger.fed(id, petTry{sent: sent, done: done, acked: true, hunger: p.Hunger, age: p.Age})
+			ledger.fed(id, petTry{sent: res.sent, done: res.done, acked: true, hunger: p.Hunger, age: p.Age})
 			return true
 		}
 		return false
@@ -710,32 +698,25 @@ func TestFaultKillLivePet(t *testing.T) {
 			name := strings.TrimSpace(asked)
 			sp := species[r.IntN(len(species))]
 			body := fmt.Sprintf(`{"name":%q,"species":%q}`, asked, sp)
-			sentDead := round.dead.Load()
-			sent := time.Now()
-			status, data, err := tryFaultCall(client, "POST", round.base+"/api/pets", "application/json", body)
-			done := time.Now()
+			res := round.call(client, "POST", round.base+"/api/pets", "application/json", body)
 			var p petAnswer
-			var how killCut
-			if err != nil {
-				how = round.byKill(err, sentDead)
-			}
 			switch {
-			case err != nil && how == refused:
+			case res.err != nil && res.how == refused:
 				ledger.wasRefused()
 				continue
-			case err != nil && how == cut:
-				ledger.adoptionCut(name, sp, sent, done)
+			case res.err != nil && res.how == cut:
+				ledger.adoptionCut(name, sp, res.sent, res.done)
 				continue
-			case err != nil:
-				t.Errorf("adopt %q: %v (not caused by a kill)", name, err)
-			case status != 201:
-				t.Errorf("adopt %q: %d %s, want 201", name, status, data)
-			case json.Unmarshal([]byte(data), &p) != nil:
-				t.Errorf("adopt answered 201 with %q", data)
+			case res.err != nil:
+				t.Errorf("adopt %q: %v (not caused by a kill)", name, res.err)
+			case res.status != 201:
+				t.Errorf("adopt %q: %d %s, want 201", name, res.status, res.data)
+			case json.Unmarshal([]byte(res.data), &p) != nil:
+				t.Errorf("adopt answered 201 with %q", res.data)
 			case p.Name != name || p.Species != sp || p.Hunger != pets.NewbornHunger || p.Age != 0 || !p.Alive:
 				t.Errorf("adopt %q (%s) answered %+v: not a newborn %s of that name", name, sp, p, sp)
 			default:
-				ledger.adopted(worker, p, sent, done)
+				ledger.adopted(worker, p, res.sent, res.done)
 				continue
 			}
 			stopped.Add(1)

@@ -346,19 +346,13 @@ func withTarget(method, target string, cases []hostileRequest) []hostileRequest 
 func genericCases(r *echo.Route, methodsOf map[string][]string) []hostileRequest {
 	var out []hostileRequest
 	segments := strings.Split(r.Path, "/")
+	// fill is routeTarget with segment at (if any: -1 is none) replaced by
+	// bad: routeTarget replaces whole segments only, so its segments line
+	// up with these.
 	fill := func(bad string, at int) string {
-		parts := slices.Clone(segments)
-		for i, s := range parts {
-			switch {
-			case i == at:
-				parts[i] = bad
-			case strings.HasPrefix(s, ":id"):
-				parts[i] = "1"
-			case strings.HasPrefix(s, ":"):
-				parts[i] = "default"
-			case s == "*":
-				parts[i] = "app.css"
-			}
+		parts := strings.Split(routeTarget(r.Path), "/")
+		if at >= 0 {
+			parts[at] = bad
 		}
 		return strings.Join(parts, "/")
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/internal/testsse"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
@@ -107,20 +107,7 @@ func subscribe(t *testing.T, url string) <-chan events.Message {
 	if resp.StatusCode != 200 {
 		t.Fatalf("event stream: %d", resp.StatusCode)
 	}
-	msgs := make(chan events.Message, 1<<16)
-	go func() {
-		defer close(msgs)
-		defer resp.Body.Close()
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			msgs <- m
-		}
-	}()
-	return msgs
+	return testsse.Messages(resp.Body, 1<<16)
 }
 
 func post(t *testing.T, url string) string {

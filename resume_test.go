@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"net/http"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/internal/testsse"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
 )
@@ -79,18 +79,7 @@ func TestResumeFarBackThroughTheApp(t *testing.T) {
 			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 				t.Fatalf("resuming %d events back: status %d, %q", back, resp.StatusCode, resp.Header.Get("Content-Type"))
 			}
-			got := make(chan events.Message, 64)
-			go func() {
-				defer close(got)
-				r := events.NewReader(bufio.NewReader(resp.Body))
-				for {
-					m, err := r.Next()
-					if err != nil {
-						return
-					}
-					got <- m
-				}
-			}()
+			got := testsse.Messages(resp.Body, 64)
 			receive := func() events.Message {
 				t.Helper()
 				select {

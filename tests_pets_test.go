@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -75,6 +76,30 @@ func (r *killRound) byKill(err error, sentDead bool) killCut {
 		}
 	}
 	return notByKill
+}
+
+// roundCall is one request sent during a round: when it was sent and
+// answered, the answer, and for an error what the kill did to it.
+type roundCall struct {
+	sent, done time.Time
+	status     int
+	data       string
+	err        error
+	how        killCut
+}
+
+// call sends one request by c while the round runs and times it; an error
+// is judged by byKill, with whether the process was already gone when it
+// was sent.
+func (r *killRound) call(c *http.Client, method, url, contentType, body string) roundCall {
+	sentDead := r.dead.Load()
+	res := roundCall{sent: time.Now()}
+	res.status, res.data, res.err = tryFaultCall(c, method, url, contentType, body)
+	res.done = time.Now()
+	if res.err != nil {
+		res.how = r.byKill(res.err, sentDead)
+	}
+	return res
 }
 
 // petTry is one feed asked for: the server's instant of it lies between

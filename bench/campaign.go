@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -20,6 +18,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/phonehome/phonehome/bench/internal/benchhttp"
+	"github.com/phonehome/phonehome/internal/appenv"
+	"github.com/phonehome/phonehome/internal/syncbuf"
 )
 
 // The campaign scenario (issue 12): the Phone Home campaign end to end,
@@ -78,7 +80,7 @@ func buildApp(ctx context.Context, root, dir string) (appBinary, error) {
 func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profile string) (map[string]float64, error) {
 	db := filepath.Join(dir, "campaign.db")
 	seed := exec.CommandContext(ctx, bin.Path, "seed", "-db", db, "-ets", strconv.Itoa(rows))
-	seed.Env = appEnv()
+	seed.Env = appenv.Clean()
 	if out, err := seed.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("seed: %v: %s", err, out)
 	}
@@ -90,7 +92,7 @@ func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profi
 		return nil, fmt.Errorf("seed -ets %d left %d rows", rows, total)
 	}
 
-	addr, err := freeAddr()
+	addr, err := benchhttp.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -105,8 +107,8 @@ func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profi
 		args = append(args, "-cpuprofile", profile)
 	}
 	srv := exec.Command(bin.Path, args...)
-	srv.Env = appEnv()
-	var logs lockedBuffer
+	srv.Env = appenv.Clean()
+	var logs syncbuf.Buffer
 	srv.Stdout, srv.Stderr = &logs, &logs
 	if err := srv.Start(); err != nil {
 		return nil, err
@@ -261,18 +263,11 @@ func (c *streamClient) allRowsAt() time.Time {
 // of row events that marks the whole campaign as seen.
 func (c *streamClient) read(ctx context.Context, u string, want int) error {
 	c.want = int64(want)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := benchhttp.OpenStream(ctx, u)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
 	r := bufio.NewReaderSize(resp.Body, 256<<10)
 	name, hasData := "", false
 	for {
@@ -311,19 +306,6 @@ func (c *streamClient) read(ctx context.Context, u string, want int) error {
 			hasData = true
 		}
 	}
-}
-
-// appEnv is this process's environment without PHONEHOME_* variables:
-// every flag the app is not given reads one, and a variable left in the
-// shell (a token, a poll interval) must not change what is measured.
-func appEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PHONEHOME_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // countRows runs a count query on the database file, read-only.
@@ -387,34 +369,6 @@ func postJSON(c *http.Client, u string, out any) error {
 		return fmt.Errorf("%s: %s", resp.Status, b)
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-// freeAddr is a loopback address with a port free right now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// lockedBuffer collects a child process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // tail is the last n lines of s.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
-	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
@@ -24,11 +23,7 @@ func appTarget(ctx context.Context, st *store.Store, _ int) ([]dashPage, string,
 	if err != nil {
 		return nil, "", nil, err
 	}
-	eng, err := jobs.New(st.Writer, jobs.Config{
-		Queues: map[string]int{"default": 50, "phone_calls": 50, "mailers": 10},
-		Reader: st.Reader,
-		Logger: discardLogger,
-	})
+	eng, err := dashEngine(st)
 	if err != nil {
 		return nil, "", nil, err
 	}

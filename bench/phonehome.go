@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/phonehome/phonehome/bench/internal/benchdb"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
 )
@@ -95,12 +96,8 @@ func resetBatches(q queueImpl) {
 }
 
 func openPhonehome(ctx context.Context, path string, maxAttempts int, h handler) (queueImpl, error) {
-	st, err := store.Open(ctx, path)
+	st, err := benchdb.Open(ctx, path)
 	if err != nil {
-		return nil, err
-	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
 		return nil, err
 	}
 	q := &phonehomeQueue{st: st, maxAttempts: maxAttempts}

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/bench/internal/benchdb"
 )
 
 // rawBatch is the rows updated per transaction in the batched raw test.
@@ -27,14 +27,11 @@ const rawSingle = 5000
 // be on that schema. It also measures single-row commits/s (one UPDATE
 // per transaction), the cost of writing each outcome on its own.
 func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) {
-	st, err := store.Open(ctx, filepath.Join(dir, "raw.db"))
+	st, err := benchdb.Open(ctx, filepath.Join(dir, "raw.db"))
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return nil, err
-	}
 	now := time.Now().UnixMilli()
 	t0 := time.Now()
 	tx, err := st.Writer.BeginTx(ctx, nil)
@@ -66,18 +63,8 @@ func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) 
 	t1 := time.Now()
 	for _, q := range []string{claim, finish} {
 		for from := 1; from <= n; from += rawBatch {
-			err := inTx(ctx, st, func(tx *sql.Tx) error {
-				stmt, err := tx.PrepareContext(ctx, q+" WHERE id = ?")
-				if err != nil {
-					return err
-				}
-				defer stmt.Close()
-				for id := from; id < from+rawBatch && id <= n; id++ {
-					if _, err := stmt.ExecContext(ctx, now, id); err != nil {
-						return fmt.Errorf("update: %w", err)
-					}
-				}
-				return nil
+			err := inTx(ctx, st.Writer.DB, func(tx *sql.Tx) error {
+				return updateByID(ctx, tx, q, now, from, n, "update")
 			})
 			if err != nil {
 				return nil, err
@@ -89,7 +76,7 @@ func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) 
 	t2 := time.Now()
 	for _, q := range []string{claim, finish} {
 		for from := n + 1; from <= 2*n; from += rawBatch {
-			err := inTx(ctx, st, func(tx *sql.Tx) error {
+			err := inTx(ctx, st.Writer.DB, func(tx *sql.Tx) error {
 				res, err := tx.ExecContext(ctx, q+" WHERE id >= ? AND id < ?", now, from, min(from+rawBatch, 2*n+1))
 				if err != nil {
 					return fmt.Errorf("update: %w", err)
@@ -114,7 +101,7 @@ func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) 
 	single := min(rawSingle, n)
 	t3 := time.Now()
 	for id := 1; id <= single; id++ {
-		err := inTx(ctx, st, func(tx *sql.Tx) error {
+		err := inTx(ctx, st.Writer.DB, func(tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'discarded', discarded_at = ? WHERE id = ?`, now, id)
 			return err
 		})
@@ -138,8 +125,26 @@ func runRaw(ctx context.Context, dir string, n int) (map[string]float64, error) 
 }
 
 // inTx runs fn in one write transaction on the store's writer.
-func inTx(ctx context.Context, st *store.Store, fn func(tx *sql.Tx) error) error {
-	tx, err := st.Writer.BeginTx(ctx, nil)
+// updateByID runs q (an UPDATE setting one ? to now) with " WHERE id = ?"
+// once per row from from to the end of its rawBatch range, at most n, by one
+// prepared statement; what names the step in an error.
+func updateByID(ctx context.Context, tx *sql.Tx, q string, now int64, from, n int, what string) error {
+	stmt, err := tx.PrepareContext(ctx, q+" WHERE id = ?")
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for id := from; id < from+rawBatch && id <= n; id++ {
+		if _, err := stmt.ExecContext(ctx, now, id); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction on db, committing unless fn fails.
+func inTx(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -182,34 +187,13 @@ func leanRates(ctx context.Context, dir string, n int) (perRow, ranged float64, 
 	claim := `UPDATE lean_jobs SET state = 'executing', attempt = attempt + 1, attempted_at = ?`
 	finish := `UPDATE lean_jobs SET state = 'completed', completed_at = ?`
 	now := time.Now().UnixMilli()
-	inLeanTx := func(fn func(tx *sql.Tx) error) error {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if err := fn(tx); err != nil {
-			tx.Rollback()
-			return err
-		}
-		return tx.Commit()
-	}
 
 	// Rows 1…n: one prepared statement per row, by primary key.
 	t0 := time.Now()
 	for _, q := range []string{claim, finish} {
 		for from := 1; from <= n; from += rawBatch {
-			err := inLeanTx(func(tx *sql.Tx) error {
-				stmt, err := tx.PrepareContext(ctx, q+" WHERE id = ?")
-				if err != nil {
-					return err
-				}
-				defer stmt.Close()
-				for id := from; id < from+rawBatch && id <= n; id++ {
-					if _, err := stmt.ExecContext(ctx, now, id); err != nil {
-						return fmt.Errorf("lean update: %w", err)
-					}
-				}
-				return nil
+			err := inTx(ctx, db, func(tx *sql.Tx) error {
+				return updateByID(ctx, tx, q, now, from, n, "lean update")
 			})
 			if err != nil {
 				return 0, 0, err
@@ -222,7 +206,7 @@ func leanRates(ctx context.Context, dir string, n int) (perRow, ranged float64, 
 	t1 := time.Now()
 	for _, q := range []string{claim, finish} {
 		for from := n + 1; from <= 2*n; from += rawBatch {
-			err := inLeanTx(func(tx *sql.Tx) error {
+			err := inTx(ctx, db, func(tx *sql.Tx) error {
 				_, err := tx.ExecContext(ctx, q+" WHERE id >= ? AND id < ?", now, from, min(from+rawBatch, 2*n+1))
 				return err
 			})

@@ -12,7 +12,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -29,6 +28,9 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/phonehome/phonehome/internal/appenv"
+	"github.com/phonehome/phonehome/internal/syncbuf"
 )
 
 // binary is the phonehome binary TestMain built; buildErr says why there is none.
@@ -120,7 +122,7 @@ type server struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 }
 
 // startServer starts phonehome on a free 127.0.0.1 port over a new database,
@@ -128,7 +130,7 @@ type server struct {
 func startServer(t *testing.T, flags ...string) *server {
 	t.Helper()
 	requireBinary(t)
-	s := &server{t: t, addr: freeAddr(t), db: filepath.Join(t.TempDir(), "phonehome.db"), logs: &syncBuffer{}}
+	s := &server{t: t, addr: freeAddr(t), db: filepath.Join(t.TempDir(), "phonehome.db"), logs: &syncbuf.Buffer{}}
 	s.args = flags
 	s.start()
 	t.Cleanup(func() {
@@ -159,7 +161,7 @@ func (s *server) startOn(addr string) {
 	args := append([]string{"serve", "-addr", addr, "-db", s.db, "-grace", "2s"}, s.args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
-	cmd.Env = cleanEnv()
+	cmd.Env = appenv.Clean()
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -217,18 +219,6 @@ func (s *server) stop() {
 // url is the address of path on the server.
 func (s *server) url(path string) string { return "http://" + s.addr + path }
 
-// cleanEnv is the test's environment without PHONEHOME_* variables, so that
-// only the flags given here configure the server.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PHONEHOME_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
 // freeAddr finds a free port on 127.0.0.1.
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -241,37 +231,28 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// syncBuffer is a bytes.Buffer safe for the two writers of a process.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newBrowser starts a headless Chromium for the test and returns the context
 // of its first tab, watched by a console (see newTab). The browser is closed
 // at the end of the test.
 func newBrowser(t *testing.T) (context.Context, *console) {
+	t.Helper()
+	return startBrowser(t,
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.Flag("font-render-hinting", "none"),
+	)
+}
+
+// startBrowser is newBrowser with extra Chromium options in place of its
+// screenshot flags.
+func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) (context.Context, *console) {
 	t.Helper()
 	path := chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
 		chromedp.WindowSize(1280, 860),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.Flag("font-render-hinting", "none"),
 	)
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })

@@ -41,14 +41,7 @@ func TestPetAdoptFeedWatch(t *testing.T) {
 	srv := startServer(t, "-pet-tick", "200ms", "-poll", "50ms")
 	ctx, _ := newBrowser(t)
 
-	do(t, ctx, "adopt a pet through /pets/new",
-		chromedp.Navigate(srv.url("/pets/new")),
-		chromedp.WaitVisible(chromedp.CSS(`form.adopt-form input[name="name"]`)),
-		chromedp.SendKeys(chromedp.CSS(`form.adopt-form input[name="name"]`), "Hedwig <b>&amp;</b>"),
-		chromedp.Click(chromedp.CSS(`label.species-option:has(input[value="owl"]) .species-card`)),
-		chromedp.Click(chromedp.CSS(`form.adopt-form button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.ID("pet-stats")),
-	)
+	do(t, ctx, "adopt a pet through /pets/new", adoptThroughForm(srv, "Hedwig <b>&amp;</b>", "owl")...)
 	loc := eval[string](t, ctx, `location.pathname`)
 	if !regexp.MustCompile(`^/pets/\d+$`).MatchString(loc) {
 		t.Fatalf("after adopting, the browser is at %s, want /pets/{id}", loc)
@@ -110,13 +103,7 @@ func TestPetAdoptFeedWatch(t *testing.T) {
 func TestPetTreat(t *testing.T) {
 	srv := startServer(t, "-pet-tick", "1s", "-poll", "50ms")
 	ctx, _ := newBrowser(t)
-	do(t, ctx, "adopt a pet",
-		chromedp.Navigate(srv.url("/pets/new")),
-		chromedp.WaitVisible(chromedp.CSS(`form.adopt-form input[name="name"]`)),
-		chromedp.SendKeys(chromedp.CSS(`form.adopt-form input[name="name"]`), "Giver"),
-		chromedp.Click(chromedp.CSS(`form.adopt-form button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.ID("pet-stats")),
-	)
+	do(t, ctx, "adopt a pet", adoptThroughForm(srv, "Giver", "")...)
 	waitFor(t, ctx, 10*time.Second, "nobody else around", `document.querySelector("#pet-active .nobody") !== null`,
 		`document.getElementById("pet-active").outerHTML`)
 
@@ -165,4 +152,22 @@ func TestPetTreat(t *testing.T) {
 		`(function () { var s = `+petState+`; return s.hunger >= 0 && s.hunger <= `+strconv.Itoa(before.Hunger-10)+`; })()`,
 		`document.getElementById("pet-stats").textContent`)
 	t.Logf("pet %d before the treat: %+v, after: %+v", id, before, eval[petView](t, watcher, petState))
+}
+
+// adoptThroughForm adopts a pet named name through /pets/new, as a visitor
+// does, picking species (the form's default when ""), and waits for the new
+// pet's page.
+func adoptThroughForm(srv *server, name, species string) []chromedp.Action[chromedp.Void] {
+	tasks := []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(srv.url("/pets/new")),
+		chromedp.WaitVisible(chromedp.CSS(`form.adopt-form input[name="name"]`)),
+		chromedp.SendKeys(chromedp.CSS(`form.adopt-form input[name="name"]`), name),
+	}
+	if species != "" {
+		tasks = append(tasks, chromedp.Click(chromedp.CSS(`label.species-option:has(input[value="`+species+`"]) .species-card`)))
+	}
+	return append(tasks,
+		chromedp.Click(chromedp.CSS(`form.adopt-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("pet-stats")),
+	)
 }

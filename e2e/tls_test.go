@@ -16,6 +16,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/phonehome/phonehome/internal/appenv"
+	"github.com/phonehome/phonehome/internal/syncbuf"
 	"github.com/phonehome/phonehome/internal/testcert"
 )
 
@@ -119,11 +121,11 @@ func TestHTTPSAndHTTP2Live(t *testing.T) {
 func startTLSServer(t *testing.T, flags ...string) *server {
 	t.Helper()
 	requireBinary(t)
-	s := &server{t: t, addr: freeAddr(t), db: filepath.Join(t.TempDir(), "phonehome.db"), logs: &syncBuffer{}, args: flags}
+	s := &server{t: t, addr: freeAddr(t), db: filepath.Join(t.TempDir(), "phonehome.db"), logs: &syncbuf.Buffer{}, args: flags}
 	args := append([]string{"serve", "-addr", s.addr, "-db", s.db, "-grace", "2s"}, flags...)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
-	cmd.Env = cleanEnv()
+	cmd.Env = appenv.Clean()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -176,19 +178,6 @@ func (s *server) httpsURL(path string) string { return "https://" + s.addr + pat
 // a console, as newBrowser's is.
 func newTLSBrowser(t *testing.T) context.Context {
 	t.Helper()
-	path := chromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
-		chromedp.WindowSize(1280, 860),
-		chromedp.Flag("ignore-certificate-errors", true),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
-	if err := chromedp.Do(browserCtx); err != nil {
-		t.Fatalf("starting %s: %v", path, err)
-	}
-	watchConsole(t, browserCtx)
+	browserCtx, _ := startBrowser(t, chromedp.Flag("ignore-certificate-errors", true))
 	return browserCtx
 }

@@ -95,15 +95,7 @@ func TestCloseEndsStreamsCleanly(t *testing.T) {
 // blocked on a full socket.
 func TestCloseEndsStalledStreams(t *testing.T) {
 	b := setup(t, events.Config{}, "s")
-	stalled, err := net.Dial("tcp", b.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stalled.Close() })
-	if _, err := io.WriteString(stalled, "GET /events?stream=s HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "stalled client subscribed", func() bool { return b.hub.Clients()["s"] == 1 })
+	stalled := stalledClient(t, b)
 	// More than the socket buffers hold, fewer
 	// than the default ClientBuffer, so the client is stuck but not cut.
 	filler := []byte(strings.Repeat("x", 64<<10))

@@ -181,15 +181,7 @@ func TestHTTP2LiveEvents(t *testing.T) {
 func TestHTTP2Heartbeat(t *testing.T) {
 	b := setupH2(t, events.Config{Heartbeat: 50 * time.Millisecond}, "s")
 	lines := rawLines(t, b.getH2(t, "stream=s", "").Body)
-	for beats := 0; beats < 2; {
-		switch line := next(t, lines); line {
-		case ": keep-alive":
-			beats++
-		case "":
-		default:
-			t.Fatalf("idle stream sent %q", line)
-		}
-	}
+	expectHeartbeats(t, lines, 2)
 }
 
 // Over HTTP/2, a client resuming from inside the window gets what it

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/internal/testwait"
 )
 
 // failAfter bounds every wait in these tests. It is only ever a failure
@@ -145,13 +147,7 @@ func (b *bench) open(t *testing.T, stream string) *http.Response {
 // waitFor polls cond until it holds, failing the test after failAfter.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(failAfter)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testwait.Until(t, failAfter, what, cond)
 }
 
 // item is one thing a background reader saw: a message or the end.
@@ -267,5 +263,36 @@ func expect(t *testing.T, m events.Message, id int64, name, data string) {
 	if m.IDInt() != id || m.Event != name || m.Data != data {
 		t.Fatalf("got event id=%s event=%q data=%q, want id=%d event=%q data=%q",
 			m.ID, m.Event, m.Data, id, name, data)
+	}
+}
+
+// stalledClient opens a raw connection to stream s, sends the request and
+// never reads a byte, and returns once the hub counts it as a client.
+func stalledClient(t *testing.T, b *bench) net.Conn {
+	t.Helper()
+	stalled, err := net.Dial("tcp", b.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stalled.Close() })
+	if _, err := io.WriteString(stalled, "GET /events?stream=s HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stalled client subscribed", func() bool { return b.hub.Clients()["s"] == 1 })
+	return stalled
+}
+
+// expectHeartbeats reads an idle stream's lines until n keep-alive
+// comments have come, failing on anything but those and blank lines.
+func expectHeartbeats(t *testing.T, lines <-chan item[string], n int) {
+	t.Helper()
+	for beats := 0; beats < n; {
+		switch line := next(t, lines); line {
+		case ": keep-alive":
+			beats++
+		case "":
+		default:
+			t.Fatalf("idle stream sent %q", line)
+		}
 	}
 }

@@ -49,15 +49,7 @@ func TestStalledClientIsCutOffWithoutSlowingOthers(t *testing.T) {
 	b := setup(t, events.Config{ClientBuffer: 16}, "s")
 
 	// A client that sends its request and never reads a byte.
-	stalled, err := net.Dial("tcp", b.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stalled.Close() })
-	if _, err := io.WriteString(stalled, "GET /events?stream=s HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "stalled client subscribed", func() bool { return b.hub.Clients()["s"] == 1 })
+	stalled := stalledClient(t, b)
 	healthy := messages(t, b.open(t, "s").Body)
 
 	// Far more than socket buffers plus the client's queues can absorb.
@@ -151,15 +143,7 @@ func TestStalledClientIsCutOffWithoutSlowingOthers(t *testing.T) {
 func TestHeartbeat(t *testing.T) {
 	b := setup(t, events.Config{Heartbeat: 50 * time.Millisecond}, "s")
 	lines := rawLines(t, b.open(t, "s").Body)
-	for beats := 0; beats < 2; {
-		switch line := next(t, lines); line {
-		case ": keep-alive":
-			beats++
-		case "":
-		default:
-			t.Fatalf("idle stream sent %q", line)
-		}
-	}
+	expectHeartbeats(t, lines, 2)
 }
 
 func TestChurnLeaksNothing(t *testing.T) {

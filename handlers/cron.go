@@ -125,11 +125,7 @@ func (h *Jobs) APICron(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]CronJSON, len(entries))
-	for i, e := range entries {
-		out[i] = cronJSON(e)
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, jsonItems(entries, cronJSON))
 }
 
 // APICronAction answers POST /api/cron/{name}/run with 201 and the job it

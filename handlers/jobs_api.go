@@ -79,10 +79,7 @@ func (h *Jobs) APIList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	items := make([]JobJSON, len(page.Jobs))
-	for i, j := range page.Jobs {
-		items[i] = jobJSON(j)
-	}
+	items := jsonItems(page.Jobs, jobJSON)
 	var next *string
 	if page.NextCursor != "" {
 		next = &page.NextCursor
@@ -179,11 +176,7 @@ func (h *Jobs) APIQueues(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]QueueJSON, len(qs))
-	for i, q := range qs {
-		out[i] = queueJSON(q)
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, jsonItems(qs, queueJSON))
 }
 
 // APIQueueAction answers POST /api/queues/{name}/pause, …/resume and

@@ -96,11 +96,17 @@ func listAPI[Q, R, J any](c echo.Context, events hub, parse func(echo.Context, i
 	if err != nil {
 		return err
 	}
-	items := make([]J, len(l.rows))
-	for i, r := range l.rows {
+	return listJSON(c, jsonItems(l.rows, item), l.next)
+}
+
+// jsonItems is rows, each turned into its JSON by item. It is never nil, so
+// an empty list is answered as [] and not null.
+func jsonItems[R, J any](rows []R, item func(R) J) []J {
+	items := make([]J, len(rows))
+	for i, r := range rows {
 		items[i] = item(r)
 	}
-	return listJSON(c, items, l.next)
+	return items
 }
 
 // utcOrNil is t in UTC for the API, nil (null) for the zero time.

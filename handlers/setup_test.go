@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"log/slog"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/internal/testsse"
+	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/live"
@@ -229,13 +230,7 @@ func migratedStore(t testing.TB, path string) *store.Store { return storetest.Op
 // within.
 func waitUntil(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, within, what, cond)
 }
 
 // get is the body of GET path, failing the test unless it is a 200.
@@ -298,19 +293,7 @@ func openStream(t testing.TB, client *http.Client, url string) (msgs <-chan even
 	}
 	stop = func() { cancel(); resp.Body.Close() }
 	t.Cleanup(stop)
-	out := make(chan events.Message, 4096)
-	go func() {
-		defer close(out)
-		r := events.NewReader(bufio.NewReader(resp.Body))
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			out <- m
-		}
-	}()
-	return out, resp, stop
+	return testsse.Messages(resp.Body, 4096), resp, stop
 }
 
 // until reads msgs until one satisfies ok, failing after 10 s, and returns

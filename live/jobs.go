@@ -263,21 +263,13 @@ func (f *JobsFeed) publishStats(ctx context.Context) {
 		f.log.Error("count jobs", "err", err)
 		return
 	}
-	if html, err := f.views.Fragment(views.PartialJobCounts, views.JobCounts{Tabs: views.StateTabs(counts), OOB: true}); err != nil {
-		f.log.Error("render job counts", "err", err)
-	} else {
-		f.publishChanged(CountsEvent, html, &f.sentCounts)
-	}
+	f.publishChanged(CountsEvent, views.PartialJobCounts, views.JobCounts{Tabs: views.StateTabs(counts), OOB: true}, "job counts", &f.sentCounts)
 	qs, err := f.engine.Queues(ctx)
 	if err != nil {
 		f.log.Error("list queues", "err", err)
 		return
 	}
-	if html, err := f.views.Fragment(views.PartialJobQueues, views.NewQueuesView(qs, true)); err != nil {
-		f.log.Error("render queues", "err", err)
-	} else {
-		f.publishChanged(QueuesEvent, html, &f.sentQueues)
-	}
+	f.publishChanged(QueuesEvent, views.PartialJobQueues, views.NewQueuesView(qs, true), "queues", &f.sentQueues)
 	f.publishCron(ctx)
 }
 
@@ -294,16 +286,18 @@ func (f *JobsFeed) publishCron(ctx context.Context) {
 		return
 	}
 	table.OOB = true
-	html, err := f.views.Fragment(views.PartialCronTable, table)
-	if err != nil {
-		f.log.Error("render cron table", "err", err)
-		return
-	}
-	f.publishChanged(CronEvent, html, &f.sentCron)
+	f.publishChanged(CronEvent, views.PartialCronTable, table, "cron table", &f.sentCron)
 }
 
-// publishChanged publishes html unless it is what was last sent as *sent.
-func (f *JobsFeed) publishChanged(event string, html []byte, sent *[]byte) {
+// publishChanged renders partial with data and publishes it as event
+// unless it is what was last sent as *sent. A render error is logged (what
+// names the fragment) and nothing is sent.
+func (f *JobsFeed) publishChanged(event string, partial views.Partial, data any, what string, sent *[]byte) {
+	html, err := f.views.Fragment(partial, data)
+	if err != nil {
+		f.log.Error("render "+what, "err", err)
+		return
+	}
 	if bytes.Equal(html, *sent) {
 		return
 	}
@@ -314,10 +308,5 @@ func (f *JobsFeed) publishChanged(event string, html []byte, sent *[]byte) {
 func (f *JobsFeed) publishChart(now time.Time) {
 	ch := views.NewThroughputChart(f.engine.Throughput(), now)
 	ch.OOB = true
-	html, err := f.views.Fragment(views.PartialJobThroughput, ch)
-	if err != nil {
-		f.log.Error("render throughput", "err", err)
-		return
-	}
-	f.publishChanged(ThroughputEvent, html, &f.sentChart)
+	f.publishChanged(ThroughputEvent, views.PartialJobThroughput, ch, "throughput", &f.sentChart)
 }

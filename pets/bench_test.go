@@ -167,20 +167,7 @@ func BenchmarkTick(b *testing.B) {
 	if err := s.sim.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	now := epoch
-	died, rendered := 0, 0
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		now = now.Add(T)
-		s.clock.Set(now)
-		stats, err := s.sim.Tick(ctx, now)
-		if err != nil {
-			b.Fatal(err)
-		}
-		died += stats.Died
-		rendered += stats.Rendered
-	}
+	died, rendered := runTicks(b, s, T)
 	b.ReportMetric(float64(died)/float64(b.N), "deaths/op")
 	b.ReportMetric(float64(rendered)/float64(b.N), "rendered/op")
 }
@@ -188,24 +175,7 @@ func BenchmarkTick(b *testing.B) {
 // BenchmarkSweep is the death sweep of one tick at a million pets, nobody
 // watching: the part of a tick whose cost depends on the number of pets.
 func BenchmarkSweep(b *testing.B) {
-	s := newBenchSim(b, nil)
-	ctx := context.Background()
-	now, died := epoch, 0
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		now = now.Add(T)
-		s.clock.Set(now)
-		stats, err := s.sim.Tick(ctx, now)
-		if err != nil {
-			b.Fatal(err)
-		}
-		died += stats.Died
-	}
-	b.ReportMetric(float64(died)/float64(b.N), "deaths/op")
-	if died > 0 {
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(died), "ns/death")
-	}
+	benchSweep(b, T)
 }
 
 // BenchmarkSweepAfterAnHourDown is the catch-up at start after the process
@@ -213,24 +183,7 @@ func BenchmarkSweep(b *testing.B) {
 // Each op moves another hour on, so later ops find fewer pets to kill once
 // the oldest have all died: ns/death is the figure to read.
 func BenchmarkSweepAfterAnHourDown(b *testing.B) {
-	s := newBenchSim(b, nil)
-	ctx := context.Background()
-	now, died := epoch, 0
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		now = now.Add(time.Hour)
-		s.clock.Set(now)
-		stats, err := s.sim.Tick(ctx, now)
-		if err != nil {
-			b.Fatal(err)
-		}
-		died += stats.Died
-	}
-	b.ReportMetric(float64(died)/float64(b.N), "deaths/op")
-	if died > 0 {
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(died), "ns/death")
-	}
+	benchSweep(b, time.Hour)
 }
 
 // BenchmarkActiveList publishes the "Active pets" box to all 1,000 watched
@@ -392,4 +345,35 @@ func BenchmarkHeap(b *testing.B) {
 	b.ReportMetric(heap/(1<<20), "heap-MiB")
 	b.ReportMetric(heap/benchPets, "heap-bytes/pet")
 	runtime.KeepAlive(s)
+}
+
+// benchSweep runs one tick per op at a million pets, nobody watching, each
+// tick step after the last, and reports deaths per op and the cost of each
+// death.
+func benchSweep(b *testing.B, step time.Duration) {
+	died, _ := runTicks(b, newBenchSim(b, nil), step)
+	b.ReportMetric(float64(died)/float64(b.N), "deaths/op")
+	if died > 0 {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(died), "ns/death")
+	}
+}
+
+// runTicks ticks s once per op, each tick step after the last from epoch,
+// timing the ticks only, and returns the deaths and renders they counted.
+func runTicks(b *testing.B, s *benchSim, step time.Duration) (died, rendered int) {
+	ctx := context.Background()
+	now := epoch
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		now = now.Add(step)
+		s.clock.Set(now)
+		stats, err := s.sim.Tick(ctx, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		died += stats.Died
+		rendered += stats.Rendered
+	}
+	return died, rendered
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/internal/testclock"
+	"github.com/phonehome/phonehome/internal/testwait"
 
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
@@ -623,13 +624,8 @@ func TestActionsTicksAndWatchersDoNotRace(t *testing.T) {
 	}
 }
 
+// waitFor polls cond until it holds, failing the test after 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10 s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, what, cond)
 }

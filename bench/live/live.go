@@ -32,6 +32,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/bench/internal/benchdb"
 	"github.com/phonehome/phonehome/bench/mdreport"
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
@@ -255,10 +256,7 @@ func Run(ctx context.Context, w io.Writer, opts Options) (Results, error) {
 // extraterrestrials, none of which has tried yet.
 func prepareBase(ctx context.Context, path string, rows int) (time.Duration, error) {
 	if _, err := os.Stat(path); err == nil {
-		st, err := store.Open(ctx, path)
-		if err == nil {
-			err = st.Migrate(ctx)
-		}
+		st, err := benchdb.Open(ctx, path)
 		if err == nil {
 			c, cerr := st.CountByStatus(ctx)
 			st.Close()
@@ -269,14 +267,11 @@ func prepareBase(ctx context.Context, path string, rows int) (time.Duration, err
 		os.Remove(path)
 	}
 	start := time.Now()
-	st, err := store.Open(ctx, path)
+	st, err := benchdb.Open(ctx, path)
 	if err != nil {
 		return 0, err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return 0, err
-	}
 	if err := st.GenerateExtraterrestrials(ctx, rows); err != nil {
 		return 0, err
 	}
@@ -327,17 +322,27 @@ func startServer(ctx context.Context, db string, answerRate float64, backoff tim
 	return startServerFlush(ctx, db, answerRate, backoff, onCall, flushEvery)
 }
 
+// runEngine runs the server's engine for d (less if ctx ends first), then
+// stops it.
+func (s *server) runEngine(ctx context.Context, d time.Duration) error {
+	if err := s.engine.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+	_ = s.engine.Stop(context.Background())
+	return nil
+}
+
 // flushEvery is Options.FlushEvery of the running benchmark.
 var flushEvery time.Duration
 
 func startServerFlush(ctx context.Context, db string, answerRate float64, backoff time.Duration, onCall func(store.Extraterrestrial), flush time.Duration) (*server, error) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(ctx, db)
+	st, err := benchdb.Open(ctx, db)
 	if err != nil {
-		return nil, err
-	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
 		return nil, err
 	}
 	v, err := views.New()
@@ -717,14 +722,9 @@ func runPages(ctx context.Context, db string, o Options) (*PagesResult, error) {
 	}
 	cpu0 := processCPU()
 	begin := time.Now()
-	if err := s.engine.Start(ctx); err != nil {
+	if err := s.runEngine(ctx, o.PageDuration); err != nil {
 		return nil, err
 	}
-	select {
-	case <-time.After(o.PageDuration):
-	case <-ctx.Done():
-	}
-	_ = s.engine.Stop(context.Background())
 	time.Sleep(500 * time.Millisecond) // the last events reach the clients
 	elapsed := time.Since(begin)
 	cpu := processCPU() - cpu0
@@ -822,14 +822,9 @@ func runCampaign(ctx context.Context, db string, o Options) (*CampaignResult, er
 	r.EnqueueTime, r.Enqueued = time.Since(start), n
 	fmt.Fprintf(o.Log, "Phone Home enqueued %d calls in %v\n", n, r.EnqueueTime.Round(time.Millisecond))
 	begin := time.Now()
-	if err := s.engine.Start(ctx); err != nil {
+	if err := s.runEngine(ctx, o.CampaignDuration); err != nil {
 		return nil, err
 	}
-	select {
-	case <-time.After(o.CampaignDuration):
-	case <-ctx.Done():
-	}
-	_ = s.engine.Stop(context.Background())
 	r.Attempts = times.n.Load()
 	r.AttemptsPerS = float64(r.Attempts) / time.Since(begin).Seconds()
 

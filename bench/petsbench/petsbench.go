@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -27,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/phonehome/phonehome/bench/internal/benchhttp"
 )
 
 // Options describe one run.
@@ -86,7 +87,7 @@ func Run(ctx context.Context, o Options) (Results, error) {
 	res.Seed = time.Since(start)
 	fmt.Fprintf(o.Log, "seeded %d pets in %s\n", o.Pets, res.Seed.Round(time.Millisecond))
 
-	addr, err := freeAddr()
+	addr, err := benchhttp.FreeAddr()
 	if err != nil {
 		return res, err
 	}
@@ -209,18 +210,11 @@ func feedToEvent(ctx context.Context, base string, keeper *http.Client, tick tim
 // watch reads the stream of pet id until ctx ends, sending each event's
 // data to events when it is not nil.
 func watch(ctx context.Context, base string, id int64, events chan<- string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/events?stream=pet-%d", base, id), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := benchhttp.OpenStream(ctx, fmt.Sprintf("%s/events?stream=pet-%d", base, id))
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("stream pet-%d: %s", id, resp.Status)
-	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var data bytes.Buffer
@@ -331,15 +325,6 @@ func waitHealthy(ctx context.Context, base string, limit time.Duration) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return fmt.Errorf("server not healthy within %s", limit)
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // rss is a process's resident set in bytes (0 when unknown).
