@@ -223,12 +223,19 @@ func (e *Engine) tryRecord(batch []*attempt) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	var ids []int64
-	if err := tx.StmtxContext(ctx, e.outcomeStmt).SelectContext(ctx, &ids, string(arg), e.cfg.Node); err != nil {
+	if err := tx.StmtxContext(ctx, e.stmts.outcome).SelectContext(ctx, &ids, string(arg), e.cfg.Node); err != nil {
 		tx.Rollback()
 		return fmt.Errorf("record %d outcomes: %w", len(batch), err)
 	}
+	d := countDeltas{}
 	for _, id := range ids {
-		written[index[id]] = true
+		i := index[id]
+		written[i] = true
+		d.move(updated[i].Queue, StateExecuting, updated[i].State)
+	}
+	if err := d.apply(ctx, tx, e.stmts.counts); err != nil {
+		tx.Rollback()
+		return err
 	}
 	for i, a := range batch {
 		if !written[i] {
