@@ -345,6 +345,10 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.stopOnce.Do(func() {
 		close(e.stopping)
 		e.loops.Wait()
+		// The recorder claims too (piggyback.go), checking stopping under
+		// claimGate: once this barrier is passed, no claim starts a job.
+		e.claimGate.Lock()
+		e.claimGate.Unlock()
 		done := make(chan struct{})
 		go func() { e.running.Wait(); close(done) }()
 		left := false
