@@ -3,38 +3,65 @@ package jobs
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/jmoiron/sqlx"
 )
 
-// A claim is two statements in one transaction: pick the due jobs (with
-// the state each leaves, which the counts need and an UPDATE's RETURNING
-// cannot give), then move exactly those to executing. On the single writer
-// nothing can come between them.
+// A claim is two statements in one transaction: count the jobs it will
+// take, by the state each leaves (an UPDATE's RETURNING cannot give the old
+// state), then take them. Both pick the same jobs: the same query, in one
+// transaction on the single writer, ordered down to the id.
 
-// claimPickSQL's limit is written "?3 + 0": a bare bound LIMIT makes SQLite
-// prepare the statement again whenever its value changes (measured: 10 µs a
-// claim with the expression, 48–56 µs without when the free slots vary).
-const claimPickSQL = `SELECT id, state FROM jobs
-	WHERE state IN ('available', 'scheduled', 'retryable') AND queue = ?1 AND scheduled_at <= ?2
-	ORDER BY priority, scheduled_at, id
-	LIMIT ?3 + 0`
+// claimPick picks the due jobs of queue ?1 at ?2, at most ?3. The limit is
+// written "?3 + 0": a bare bound LIMIT makes SQLite prepare the statement
+// again whenever its value changes (measured: 10 µs a claim with the
+// expression, 48–56 µs without when the free slots vary).
+const claimPick = `SELECT id, state FROM jobs
+		WHERE state IN ('available', 'scheduled', 'retryable') AND queue = ?1 AND scheduled_at <= ?2
+		ORDER BY priority, scheduled_at, id
+		LIMIT ?3 + 0`
 
-// claimSQL moves the picked jobs of ?3 (a JSON array of ids) to executing.
-// (The unary + keeps the planner on the id lookups.)
+// claimCountsSQL moves the picked jobs' counts to executing.
+const claimCountsSQL = `WITH picked AS (` + claimPick + `)
+	INSERT INTO job_counts (queue, state, n)
+		SELECT ?1, state, -count(*) FROM picked GROUP BY state
+		UNION ALL
+		SELECT ?1, 'executing', count(*) FROM picked WHERE true
+	ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n`
+
+// claimSQL moves the picked jobs to executing under node ?4.
 const claimSQL = `UPDATE jobs
-	SET state = 'executing', attempt = attempt + 1, attempted_at = ?1, attempted_by = ?2
-	WHERE id IN (SELECT value FROM json_each(?3)) AND +state IN ('available', 'scheduled', 'retryable')
+	SET state = 'executing', attempt = attempt + 1, attempted_at = ?2, attempted_by = ?4
+	WHERE id IN (SELECT id FROM (` + claimPick + `))
 	RETURNING ` + jobColumns
 
 // hotStmts are the statements of every claim and outcome, prepared once at
 // Start: preparing them per run (parsing and planning) cost more than
 // running them.
 type hotStmts struct {
-	pick, claim, outcome, counts *sqlx.Stmt
+	claimCounts, claim, outcome, counts *sqlx.Stmt
+
+	// insertMu guards insert, insertSQL prepared at the first Insert (an
+	// engine may insert before Start, and after Stop).
+	insertMu sync.Mutex
+	insert   *sqlx.Stmt
+}
+
+// insertStmt returns insertSQL prepared on the writer.
+func (e *Engine) insertStmt(ctx context.Context) (*sqlx.Stmt, error) {
+	e.stmts.insertMu.Lock()
+	defer e.stmts.insertMu.Unlock()
+	if e.stmts.insert == nil {
+		stmt, err := e.db.PreparexContext(ctx, insertSQL)
+		if err != nil {
+			return nil, fmt.Errorf("prepare the insert: %w", err)
+		}
+		e.stmts.insert = stmt
+	}
+	return e.stmts.insert, nil
 }
 
 // prepare prepares the hot statements once.
@@ -44,7 +71,7 @@ func (e *Engine) prepare(ctx context.Context) error {
 		sql  string
 		name string
 	}{
-		{&e.stmts.pick, claimPickSQL, "the claim's pick"},
+		{&e.stmts.claimCounts, claimCountsSQL, "the claim's counts"},
 		{&e.stmts.claim, claimSQL, "the claim"},
 		{&e.stmts.outcome, outcomeSQL, "the outcome"},
 		{&e.stmts.counts, countDeltasSQL, "the counts"},
@@ -63,11 +90,17 @@ func (e *Engine) prepare(ctx context.Context) error {
 
 // closeStmts closes the hot statements at Stop.
 func (e *Engine) closeStmts() {
-	for _, stmt := range []*sqlx.Stmt{e.stmts.pick, e.stmts.claim, e.stmts.outcome, e.stmts.counts} {
+	for _, stmt := range []*sqlx.Stmt{e.stmts.claimCounts, e.stmts.claim, e.stmts.outcome, e.stmts.counts} {
 		if stmt != nil {
 			stmt.Close()
 		}
 	}
+	e.stmts.insertMu.Lock()
+	if e.stmts.insert != nil {
+		e.stmts.insert.Close()
+		e.stmts.insert = nil
+	}
+	e.stmts.insertMu.Unlock()
 }
 
 // claim moves up to n due jobs of queue to executing in a transaction of
@@ -78,11 +111,7 @@ func (e *Engine) claim(queueName string, n int) ([]*Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	d := countDeltas{}
-	jobs, err := e.claimTx(ctx, tx, queueName, n, d)
-	if err == nil {
-		err = d.apply(ctx, tx, e.stmts.counts)
-	}
+	jobs, err := e.claimTx(ctx, tx, queueName, n)
 	if err != nil {
 		tx.Rollback()
 		return nil, err
@@ -94,31 +123,14 @@ func (e *Engine) claim(queueName string, n int) ([]*Job, error) {
 }
 
 // claimTx moves up to n due jobs of queue to executing in tx, oldest first
-// within a priority, and adds the moves to d.
-func (e *Engine) claimTx(ctx context.Context, tx *sqlx.Tx, queueName string, n int, d countDeltas) ([]*Job, error) {
+// within a priority, and counts them.
+func (e *Engine) claimTx(ctx context.Context, tx *sqlx.Tx, queueName string, n int) ([]*Job, error) {
 	now := e.now().UnixMilli()
-	var picked []struct {
-		ID    int64 `db:"id"`
-		State State `db:"state"`
-	}
-	if err := tx.StmtxContext(ctx, e.stmts.pick).SelectContext(ctx, &picked, queueName, now, n); err != nil {
-		return nil, fmt.Errorf("claim: pick: %w", err)
-	}
-	if len(picked) == 0 {
-		return nil, nil
-	}
-	ids := make([]int64, len(picked))
-	from := make(map[int64]State, len(picked))
-	for i, p := range picked {
-		ids[i] = p.ID
-		from[p.ID] = p.State
-	}
-	idsJSON, err := json.Marshal(ids)
-	if err != nil {
-		return nil, err
+	if _, err := tx.StmtxContext(ctx, e.stmts.claimCounts).ExecContext(ctx, queueName, now, n); err != nil {
+		return nil, fmt.Errorf("claim: count: %w", err)
 	}
 	var rows []jobRow
-	if err := tx.StmtxContext(ctx, e.stmts.claim).SelectContext(ctx, &rows, now, e.cfg.Node, string(idsJSON)); err != nil {
+	if err := tx.StmtxContext(ctx, e.stmts.claim).SelectContext(ctx, &rows, queueName, now, n, e.cfg.Node); err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
 	jobs := make([]*Job, 0, len(rows))
@@ -127,7 +139,6 @@ func (e *Engine) claimTx(ctx context.Context, tx *sqlx.Tx, queueName string, n i
 		if err != nil {
 			return nil, err
 		}
-		d.move(j.Queue, from[j.ID], StateExecuting)
 		jobs = append(jobs, j)
 	}
 	slices.SortFunc(jobs, func(a, b *Job) int {

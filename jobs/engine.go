@@ -440,7 +440,7 @@ func (e *Engine) fill(q *queue) {
 		for i, j := range jobs {
 			ids[i] = j.ID
 		}
-		if e.afterClaim != nil {
+		if e.afterClaim != nil && len(ids) > 0 {
 			e.afterClaim(ids)
 		}
 		for i, j := range jobs {

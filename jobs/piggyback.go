@@ -54,6 +54,33 @@ func (e *Engine) lockPiggyback(batch []*attempt) *piggyback {
 	return p
 }
 
+// lockInsertClaim takes the locks of a claim for queue, when this engine
+// runs it, is started and not stopping, and the queue has a free slot;
+// else it returns nil.
+func (e *Engine) lockInsertClaim(queueName string) *piggyback {
+	q, ok := e.queues[queueName]
+	if !ok || q.freeAfter(0) <= 0 {
+		return nil
+	}
+	e.startMu.Lock()
+	started := e.started
+	e.startMu.Unlock()
+	if !started {
+		return nil
+	}
+	p := &piggyback{queues: []*queue{q}, freed: map[*queue]int{}}
+	q.claimMu.Lock()
+	e.claimGate.RLock()
+	p.locked = true
+	select {
+	case <-e.stopping:
+		p.unlock(e)
+		return nil
+	default:
+	}
+	return p
+}
+
 // unlock releases what lockPiggyback took and is still held.
 func (p *piggyback) unlock(e *Engine) {
 	if p == nil {
@@ -76,8 +103,8 @@ func (c *claimError) Error() string { return "claim: " + c.err.Error() }
 func (c *claimError) Unwrap() error { return c.err }
 
 // claimPiggyback claims, in tx, as many jobs of each of p's queues as are
-// free once the batch's outcomes commit, and adds the moves to d.
-func (e *Engine) claimPiggyback(ctx context.Context, tx *sqlx.Tx, p *piggyback, d countDeltas) error {
+// free once the batch's outcomes commit (claimTx counts them).
+func (e *Engine) claimPiggyback(ctx context.Context, tx *sqlx.Tx, p *piggyback) error {
 	if p == nil {
 		return nil
 	}
@@ -87,7 +114,7 @@ func (e *Engine) claimPiggyback(ctx context.Context, tx *sqlx.Tx, p *piggyback, 
 		if n <= 0 {
 			continue
 		}
-		jobs, err := e.claimTx(ctx, tx, q.name, n, d)
+		jobs, err := e.claimTx(ctx, tx, q.name, n)
 		if err != nil {
 			return &claimError{err: err}
 		}

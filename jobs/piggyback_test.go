@@ -285,3 +285,32 @@ func TestStopStartsNoJobAfterward(t *testing.T) {
 		t.Errorf("job_counts differs from the table:%s", d)
 	}
 }
+
+// TestInsertClaimsWhenASlotIsFree: Insert into a queue of this engine with
+// a free slot claims the job in its own transaction, so it is executing (or
+// done) when Insert returns, with no poll and no wake in between; into a
+// paused queue it only inserts.
+func TestInsertClaimsWhenASlotIsFree(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	defer close(release)
+	w := funcWorker{kind: "gated", fn: func(ctx context.Context, j *jobs.Job) error {
+		<-release
+		return nil
+	}}
+	b := setup(t, options{queues: map[string]int{"default": 2, "other": 1}, poll: time.Hour}, w)
+	id := b.insert(t, testArgs{kind: "gated"}, jobs.InsertOpts{})
+	if j := b.get(t, id); j.State != jobs.StateExecuting || j.Attempt != 1 {
+		t.Fatalf("right after Insert: %s, attempt %d; want executing, attempt 1", j.State, j.Attempt)
+	}
+	if err := b.eng.PauseQueue(b.ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	paused := b.insert(t, testArgs{kind: "gated", Name: "paused"}, jobs.InsertOpts{Queue: "other"})
+	if j := b.get(t, paused); j.State != jobs.StateAvailable {
+		t.Fatalf("inserted into a paused queue: %s, want available", j.State)
+	}
+	if d := countsMismatch(t, b.ctx, b.st.Reader); d != "" {
+		t.Errorf("job_counts differs from the table:%s", d)
+	}
+}

@@ -296,7 +296,7 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 			}
 		}
 	}
-	if err := e.claimPiggyback(ctx, tx, p, d); err != nil {
+	if err := e.claimPiggyback(ctx, tx, p); err != nil {
 		tx.Rollback()
 		return err
 	}
