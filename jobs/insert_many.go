@@ -36,14 +36,69 @@ func insertValuesSQL(n int) string {
 	return b.String()
 }
 
+// A run of jobs that differ only in their args (a bulk insert's usual
+// shape) is inserted with one bound value a job, the rest bound once a
+// statement: binding cost more than SQLite's own work per job (each bind a
+// call through the driver and SQLite's mutex). A run shorter than
+// uniformMin joins the general statements instead.
+const (
+	uniformChunk = 1000
+	uniformMin   = 16
+)
+
+// rowShape is what the jobs of a uniform run share.
+type rowShape struct {
+	state, queue, kind, tags string
+	priority, maxAttempts    int
+	scheduledAt              int64
+	unique                   bool
+}
+
+func shapeOf(r insertRow) rowShape {
+	return rowShape{state: r.state, queue: r.queue, kind: r.kind, tags: r.tags, priority: r.priority,
+		maxAttempts: r.maxAttempts, scheduledAt: r.scheduledAt, unique: r.uniqueKey.Valid}
+}
+
+// uniformValuesSQL inserts n jobs of one shape: the shared values first
+// (state, queue, kind, priority, max_attempts, tags, inserted_at,
+// scheduled_at), then each job's args, in order. A unique job's key is its
+// kind and args, as prepareInsert makes it. Every parameter is a plain "?"
+// (the driver looks each numbered one up by name in a list as long as the
+// statement's: quadratic at a thousand).
+func uniformValuesSQL(n int, unique bool) string {
+	key := "NULL"
+	if unique {
+		key = "s.kind || ':' || v.column1"
+	}
+	var b strings.Builder
+	b.WriteString(`WITH s (state, queue, kind, priority, max_attempts, tags, inserted_at, scheduled_at) AS (SELECT ?, ?, ?, ?, ?, ?, ?, ?)
+	INSERT INTO jobs (` + insertColumns + `)
+	SELECT s.state, s.queue, s.kind, v.column1, s.priority, s.max_attempts, s.tags, ` + key + `, NULL, s.inserted_at, s.scheduled_at
+	FROM s, (VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?)")
+	}
+	b.WriteString(`) AS v WHERE true ON CONFLICT DO NOTHING RETURNING id`)
+	return b.String()
+}
+
 // bulkInserter inserts prepared rows in chunks, in the order given.
 type bulkInserter struct {
-	ctx  context.Context
-	tx   *sqlx.Tx
-	now  time.Time
-	full *sqlx.Stmt // insertValuesSQL(insertChunk), prepared at the first full chunk
+	ctx context.Context
+	tx  *sqlx.Tx
+	now time.Time
+	// full and fullUniform[unique] are the statements of a full chunk,
+	// prepared at their first use.
+	full        *sqlx.Stmt
+	fullUniform [2]*sqlx.Stmt
+	// args and rows are the general statement's pending jobs; run the
+	// pending jobs of one shape, inserted before or after them in order.
 	args []any
 	rows int
+	run  []insertRow
 	ids  []int64
 }
 
@@ -63,17 +118,86 @@ func (b *bulkInserter) add(r insertRow) error {
 		}
 		return nil
 	}
-	b.args = append(b.args, r.state, r.queue, r.kind, r.args, r.priority, r.maxAttempts,
-		r.tags, r.uniqueKey, r.uniqueBy, b.now.UnixMilli(), r.scheduledAt)
-	b.rows++
-	if b.rows == insertChunk {
-		return b.flush()
+	if len(b.run) > 0 && shapeOf(b.run[0]) != shapeOf(r) {
+		if err := b.endRun(); err != nil {
+			return err
+		}
+	}
+	b.run = append(b.run, r)
+	if len(b.run) == uniformChunk {
+		return b.endRun()
 	}
 	return nil
 }
 
-// flush inserts the queued rows.
+// endRun inserts the pending run: as a uniform statement when long enough
+// (after the general statement's pending jobs, which came before it), else
+// by adding its jobs to the general statement.
+func (b *bulkInserter) endRun() error {
+	run := b.run
+	b.run = b.run[:0]
+	if len(run) >= uniformMin {
+		if err := b.flushGeneral(); err != nil {
+			return err
+		}
+		return b.insertUniform(run)
+	}
+	for _, r := range run {
+		b.args = append(b.args, r.state, r.queue, r.kind, r.args, r.priority, r.maxAttempts,
+			r.tags, r.uniqueKey, r.uniqueBy, b.now.UnixMilli(), r.scheduledAt)
+		b.rows++
+		if b.rows == insertChunk {
+			if err := b.flushGeneral(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// insertUniform inserts run, jobs of one shape, in one statement.
+func (b *bulkInserter) insertUniform(run []insertRow) error {
+	first := run[0]
+	unique := first.uniqueKey.Valid
+	args := make([]any, 0, 8+len(run))
+	args = append(args, first.state, first.queue, first.kind, first.priority, first.maxAttempts, first.tags,
+		b.now.UnixMilli(), first.scheduledAt)
+	for _, r := range run {
+		args = append(args, r.args)
+	}
+	var ids []int64
+	var err error
+	if len(run) == uniformChunk {
+		u := 0
+		if unique {
+			u = 1
+		}
+		if b.fullUniform[u] == nil {
+			if b.fullUniform[u], err = b.tx.PreparexContext(b.ctx, uniformValuesSQL(uniformChunk, unique)); err != nil {
+				return fmt.Errorf("insert many: %w", err)
+			}
+		}
+		err = b.fullUniform[u].SelectContext(b.ctx, &ids, args...)
+	} else {
+		err = b.tx.SelectContext(b.ctx, &ids, uniformValuesSQL(len(run), unique), args...)
+	}
+	if err != nil {
+		return fmt.Errorf("insert %d jobs: %w", len(run), err)
+	}
+	b.ids = append(b.ids, ids...)
+	return nil
+}
+
+// flush inserts every pending job.
 func (b *bulkInserter) flush() error {
+	if err := b.endRun(); err != nil {
+		return err
+	}
+	return b.flushGeneral()
+}
+
+// flushGeneral inserts the general statement's pending jobs.
+func (b *bulkInserter) flushGeneral() error {
 	if b.rows == 0 {
 		return nil
 	}
@@ -98,8 +222,10 @@ func (b *bulkInserter) flush() error {
 }
 
 func (b *bulkInserter) close() {
-	if b.full != nil {
-		b.full.Close()
+	for _, s := range []*sqlx.Stmt{b.full, b.fullUniform[0], b.fullUniform[1]} {
+		if s != nil {
+			s.Close()
+		}
 	}
 }
 

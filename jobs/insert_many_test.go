@@ -13,7 +13,8 @@ import (
 // statement) stores exactly what inserting its jobs one by one stores, in
 // the same order, across chunk boundaries: unique keys met within the batch
 // and already in the table, lookup uniqueness (a period), schedules,
-// queues; and job_counts stays exact.
+// queues, long runs of one shape (bound once a statement); and job_counts
+// stays exact.
 func TestInsertManyMatchesOneByOne(t *testing.T) {
 	t.Parallel()
 	var params []jobs.InsertParams
@@ -29,6 +30,20 @@ func TestInsertManyMatchesOneByOne(t *testing.T) {
 			p.Opts = jobs.InsertOpts{Queue: "other", Priority: 3, ScheduleIn: time.Minute, Tags: []string{"t"}}
 		}
 		params = append(params, p)
+	}
+	// Long runs of one shape (the one-value-a-job statements): plain jobs
+	// across a chunk boundary, unique jobs repeating keys within a run and
+	// across its chunks, a short run between.
+	for i := range 2100 {
+		params = append(params, jobs.InsertParams{Args: testArgs{Name: fmt.Sprint("run-", i)}})
+	}
+	for i := range 1100 {
+		params = append(params, jobs.InsertParams{Args: uniqueArgs{Key: fmt.Sprint(i % 300)}})
+		if i == 500 {
+			for k := range 5 {
+				params = append(params, jobs.InsertParams{Args: testArgs{Name: fmt.Sprint(k)}, Opts: jobs.InsertOpts{Queue: "other"}})
+			}
+		}
 	}
 	seed := []jobs.InsertParams{{Args: uniqueArgs{Key: "7"}}, {Args: testArgs{Name: "0"}, Opts: jobs.InsertOpts{Unique: true, UniquePeriod: time.Hour}}}
 
