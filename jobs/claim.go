@@ -42,7 +42,7 @@ const claimSQL = `UPDATE jobs
 // Start: preparing them per run (parsing and planning) cost more than
 // running them.
 type hotStmts struct {
-	claimCounts, claim, outcome, counts *sqlx.Stmt
+	claimCounts, claim, outcome, complete, counts *sqlx.Stmt
 
 	// insertMu guards insert, insertSQL prepared at the first Insert (an
 	// engine may insert before Start, and after Stop).
@@ -74,6 +74,7 @@ func (e *Engine) prepare(ctx context.Context) error {
 		{&e.stmts.claimCounts, claimCountsSQL, "the claim's counts"},
 		{&e.stmts.claim, claimSQL, "the claim"},
 		{&e.stmts.outcome, outcomeSQL, "the outcome"},
+		{&e.stmts.complete, completeSQL, "the completions"},
 		{&e.stmts.counts, countDeltasSQL, "the counts"},
 	} {
 		if *s.stmt != nil {
@@ -90,7 +91,7 @@ func (e *Engine) prepare(ctx context.Context) error {
 
 // closeStmts closes the hot statements at Stop.
 func (e *Engine) closeStmts() {
-	for _, stmt := range []*sqlx.Stmt{e.stmts.claimCounts, e.stmts.claim, e.stmts.outcome, e.stmts.counts} {
+	for _, stmt := range []*sqlx.Stmt{e.stmts.claimCounts, e.stmts.claim, e.stmts.outcome, e.stmts.complete, e.stmts.counts} {
 		if stmt != nil {
 			stmt.Close()
 		}
