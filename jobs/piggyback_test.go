@@ -314,3 +314,35 @@ func TestInsertClaimsWhenASlotIsFree(t *testing.T) {
 		t.Errorf("job_counts differs from the table:%s", d)
 	}
 }
+
+// TestClaimedJobDecodesLikeGet: the claim's own row scan (no sqlx) gives
+// the worker the same job Get reads, empty errors and tags as empty (not
+// nil) slices, as a JSON decode makes them.
+func TestClaimedJobDecodesLikeGet(t *testing.T) {
+	t.Parallel()
+	got := make(chan *jobs.Job, 2)
+	w := funcWorker{kind: "look", fn: func(ctx context.Context, j *jobs.Job) error {
+		got <- j
+		if j.Attempt == 1 && len(j.Tags) > 0 {
+			return errors.New("once more")
+		}
+		return nil
+	}}
+	b := setup(t, options{}, w)
+	plain := b.insert(t, testArgs{kind: "look"}, jobs.InsertOpts{})
+	j := <-got
+	if j.ID != plain || j.Errors == nil || len(j.Errors) != 0 || j.Tags == nil || len(j.Tags) != 0 || j.AttemptedAt == nil {
+		t.Fatalf("claimed job %+v: want empty non-nil errors and tags, an attempt time", j)
+	}
+	tagged := b.insert(t, testArgs{kind: "look", Name: "tagged"}, jobs.InsertOpts{Tags: []string{"a", "b"}})
+	<-got
+	again := <-got // the second attempt carries the first one's error
+	if again.ID != tagged || again.Attempt != 2 || len(again.Errors) != 1 || again.Errors[0].Error != "once more" ||
+		len(again.Tags) != 2 || again.Tags[1] != "b" {
+		t.Fatalf("second attempt %+v", again)
+	}
+	stored := b.waitState(t, tagged, jobs.StateCompleted)
+	if len(stored.Errors) != 1 || stored.Errors[0] != again.Errors[0] {
+		t.Errorf("stored errors %+v, the worker saw %+v", stored.Errors, again.Errors)
+	}
+}
