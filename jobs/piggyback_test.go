@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -322,7 +323,10 @@ func TestClaimedJobDecodesLikeGet(t *testing.T) {
 	t.Parallel()
 	got := make(chan *jobs.Job, 2)
 	w := funcWorker{kind: "look", fn: func(ctx context.Context, j *jobs.Job) error {
-		got <- j
+		// A copy: once Work returns, the engine updates its job.
+		c := *j
+		c.Errors, c.Tags = slices.Clone(j.Errors), slices.Clone(j.Tags)
+		got <- &c
 		if j.Attempt == 1 && len(j.Tags) > 0 {
 			return errors.New("once more")
 		}
