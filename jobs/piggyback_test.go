@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -348,5 +349,71 @@ func TestClaimedJobDecodesLikeGet(t *testing.T) {
 	stored := b.waitState(t, tagged, jobs.StateCompleted)
 	if len(stored.Errors) != 1 || stored.Errors[0] != again.Errors[0] {
 		t.Errorf("stored errors %+v, the worker saw %+v", stored.Errors, again.Errors)
+	}
+}
+
+// TestEveryOutcomeCarriesItsWrites: with the real clock, the batches of a
+// busy queue hold jobs that finished at several milliseconds (completions
+// are recorded one statement per finish time) and jobs that failed; every
+// recorded attempt has its RecordTx write, and no job is completed without
+// it.
+func TestEveryOutcomeCarriesItsWrites(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	if _, err := st.Writer.ExecContext(t.Context(),
+		"CREATE TABLE outbox (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, attempt INTEGER NOT NULL) STRICT"); err != nil {
+		t.Fatal(err)
+	}
+	w := funcWorker{kind: "writes", fn: func(ctx context.Context, j *jobs.Job) error {
+		id, attempt := j.ID, j.Attempt
+		j.RecordTx(func(ctx context.Context, tx *sqlx.Tx) error {
+			_, err := tx.ExecContext(ctx, "INSERT INTO outbox (job_id, attempt) VALUES (?, ?)", id, attempt)
+			return err
+		})
+		time.Sleep(time.Duration(id%3) * 300 * time.Microsecond)
+		if id%4 == 0 && attempt == 1 {
+			return errors.New("again")
+		}
+		return nil
+	}}
+	eng, err := jobs.New(st.Writer, jobs.Config{Queues: map[string]int{"default": 20}, Backoff: jobs.FixedBackoff(0),
+		Logger: slog.New(slog.DiscardHandler), PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Register(w); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	params := make([]jobs.InsertParams, n)
+	for i := range params {
+		params[i] = jobs.InsertParams{Args: testArgs{kind: "writes", Name: fmt.Sprint(i)}}
+	}
+	if _, err := eng.InsertMany(t.Context(), params); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	count := func(q string) int {
+		var c int
+		if err := st.Reader.GetContext(t.Context(), &c, q); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	waitFor(t, 3*waitTimeout, func() bool { return count("SELECT count(*) FROM jobs WHERE state = 'completed'") == n })
+	if err := eng.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if c := count(`SELECT count(*) FROM jobs j WHERE NOT EXISTS (
+		SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.attempt = j.attempt)`); c != 0 {
+		t.Errorf("%d completed jobs without their last attempt's write", c)
+	}
+	if c := count("SELECT count(*) FROM outbox"); c != n+n/4 {
+		t.Errorf("%d writes, want one per attempt (%d)", c, n+n/4)
+	}
+	if d := countsMismatch(t, t.Context(), st.Reader); d != "" {
+		t.Errorf("job_counts differs from the table:%s", d)
 	}
 }

@@ -300,14 +300,18 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 	}
 	var ids []int64
 	for at, group := range completedAt {
+		// Each group's ids apart: sqlx's Select overwrites the slice it
+		// is given.
+		var done []int64
 		groupJSON, err := json.Marshal(group)
 		if err == nil {
-			err = tx.StmtxContext(ctx, e.stmts.complete).SelectContext(ctx, &ids, string(groupJSON), at, e.cfg.Node)
+			err = tx.StmtxContext(ctx, e.stmts.complete).SelectContext(ctx, &done, string(groupJSON), at, e.cfg.Node)
 		}
 		if err != nil {
 			tx.Rollback()
 			return fmt.Errorf("record %d completions: %w", len(group), err)
 		}
+		ids = append(ids, done...)
 	}
 	if len(others) > 0 {
 		var more []int64
