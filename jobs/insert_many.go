@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -22,8 +23,9 @@ const insertColumns = `state, queue, kind, args, priority, max_attempts, tags, u
 // skips a job whose unique_key is in flight, also when the job it meets was
 // inserted earlier in the same statement (rows are inserted in order), so a
 // chunk behaves as its jobs inserted one after another. RETURNING names the
-// jobs inserted.
-func insertValuesSQL(n int) string {
+// jobs inserted (only asked for when they are reported: reading 100,000 ids
+// back cost a tenth of a bulk insert).
+func insertValuesSQL(n int, returning bool) string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO jobs (" + insertColumns + ") VALUES ")
 	for i := range n {
@@ -32,7 +34,10 @@ func insertValuesSQL(n int) string {
 		}
 		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?)")
 	}
-	b.WriteString(" ON CONFLICT DO NOTHING RETURNING id")
+	b.WriteString(" ON CONFLICT DO NOTHING")
+	if returning {
+		b.WriteString(" RETURNING id")
+	}
 	return b.String()
 }
 
@@ -65,7 +70,7 @@ func shapeOf(r insertRow) rowShape {
 // kind and args, as prepareInsert makes it. Every parameter is a plain "?"
 // (the driver looks each numbered one up by name in a list as long as the
 // statement's: quadratic at a thousand).
-func uniformValuesSQL(n int, unique bool) string {
+func uniformValuesSQL(n int, unique, returning bool) string {
 	key := "NULL"
 	if unique {
 		key = "s.kind || ':' || v.column1"
@@ -81,7 +86,10 @@ func uniformValuesSQL(n int, unique bool) string {
 		}
 		b.WriteString("(?)")
 	}
-	b.WriteString(`) AS v WHERE true ON CONFLICT DO NOTHING RETURNING id`)
+	b.WriteString(`) AS v WHERE true ON CONFLICT DO NOTHING`)
+	if returning {
+		b.WriteString(" RETURNING id")
+	}
 	return b.String()
 }
 
@@ -99,7 +107,41 @@ type bulkInserter struct {
 	args []any
 	rows int
 	run  []insertRow
-	ids  []int64
+	// returning asks for the new ids (to report them); count is how many
+	// jobs were inserted either way.
+	returning bool
+	ids       []int64
+	count     int
+}
+
+// exec runs one insert statement (stmt, or query when stmt is nil) and
+// counts (and, with returning, keeps) what it inserted.
+func (b *bulkInserter) exec(stmt *sqlx.Stmt, query string, args []any) error {
+	if b.returning {
+		var ids []int64
+		var err error
+		if stmt != nil {
+			err = stmt.SelectContext(b.ctx, &ids, args...)
+		} else {
+			err = b.tx.SelectContext(b.ctx, &ids, query, args...)
+		}
+		b.ids = append(b.ids, ids...)
+		b.count += len(ids)
+		return err
+	}
+	var res sql.Result
+	var err error
+	if stmt != nil {
+		res, err = stmt.ExecContext(b.ctx, args...)
+	} else {
+		res, err = b.tx.ExecContext(b.ctx, query, args...)
+	}
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	b.count += int(n)
+	return err
 }
 
 // add queues r; a row with a lookup uniqueness (unique_by) is inserted on
@@ -115,6 +157,7 @@ func (b *bulkInserter) add(r insertRow) error {
 		}
 		if !res.Duplicate {
 			b.ids = append(b.ids, res.ID)
+			b.count++
 		}
 		return nil
 	}
@@ -165,7 +208,6 @@ func (b *bulkInserter) insertUniform(run []insertRow) error {
 	for _, r := range run {
 		args = append(args, r.args)
 	}
-	var ids []int64
 	var err error
 	if len(run) == uniformChunk {
 		u := 0
@@ -173,18 +215,17 @@ func (b *bulkInserter) insertUniform(run []insertRow) error {
 			u = 1
 		}
 		if b.fullUniform[u] == nil {
-			if b.fullUniform[u], err = b.tx.PreparexContext(b.ctx, uniformValuesSQL(uniformChunk, unique)); err != nil {
+			if b.fullUniform[u], err = b.tx.PreparexContext(b.ctx, uniformValuesSQL(uniformChunk, unique, b.returning)); err != nil {
 				return fmt.Errorf("insert many: %w", err)
 			}
 		}
-		err = b.fullUniform[u].SelectContext(b.ctx, &ids, args...)
+		err = b.exec(b.fullUniform[u], "", args)
 	} else {
-		err = b.tx.SelectContext(b.ctx, &ids, uniformValuesSQL(len(run), unique), args...)
+		err = b.exec(nil, uniformValuesSQL(len(run), unique, b.returning), args)
 	}
 	if err != nil {
 		return fmt.Errorf("insert %d jobs: %w", len(run), err)
 	}
-	b.ids = append(b.ids, ids...)
 	return nil
 }
 
@@ -201,22 +242,20 @@ func (b *bulkInserter) flushGeneral() error {
 	if b.rows == 0 {
 		return nil
 	}
-	var ids []int64
 	var err error
 	if b.rows == insertChunk {
 		if b.full == nil {
-			if b.full, err = b.tx.PreparexContext(b.ctx, insertValuesSQL(insertChunk)); err != nil {
+			if b.full, err = b.tx.PreparexContext(b.ctx, insertValuesSQL(insertChunk, b.returning)); err != nil {
 				return fmt.Errorf("insert many: %w", err)
 			}
 		}
-		err = b.full.SelectContext(b.ctx, &ids, b.args...)
+		err = b.exec(b.full, "", b.args)
 	} else {
-		err = b.tx.SelectContext(b.ctx, &ids, insertValuesSQL(b.rows), b.args...)
+		err = b.exec(nil, insertValuesSQL(b.rows, b.returning), b.args)
 	}
 	if err != nil {
 		return fmt.Errorf("insert %d jobs: %w", b.rows, err)
 	}
-	b.ids = append(b.ids, ids...)
 	b.args, b.rows = b.args[:0], 0
 	return nil
 }
@@ -234,7 +273,8 @@ func (b *bulkInserter) close() {
 // the ones before it as if inserted one by one. Call Wake after the commit.
 func (e *Engine) InsertManyTx(ctx context.Context, tx *sqlx.Tx, params []InsertParams) (int, error) {
 	now := e.now()
-	b := &bulkInserter{ctx: ctx, tx: tx, now: now, args: make([]any, 0, 11*min(len(params), insertChunk))}
+	b := &bulkInserter{ctx: ctx, tx: tx, now: now, args: make([]any, 0, 11*min(len(params), insertChunk)),
+		returning: e.cfg.OnChange != nil}
 	defer b.close()
 	for _, p := range params {
 		r, err := prepareInsert(p, now)
@@ -249,5 +289,5 @@ func (e *Engine) InsertManyTx(ctx context.Context, tx *sqlx.Tx, params []InsertP
 		return 0, err
 	}
 	e.addPending(b.ids...)
-	return len(b.ids), nil
+	return b.count, nil
 }

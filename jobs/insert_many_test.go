@@ -2,6 +2,8 @@ package jobs_test
 
 import (
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,13 +49,45 @@ func TestInsertManyMatchesOneByOne(t *testing.T) {
 	}
 	seed := []jobs.InsertParams{{Args: uniqueArgs{Key: "7"}}, {Args: testArgs{Name: "0"}, Opts: jobs.InsertOpts{Unique: true, UniquePeriod: time.Hour}}}
 
-	bulk := setup(t, options{noStart: true})
+	for _, reported := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reported=%v", reported), func(t *testing.T) {
+			t.Parallel()
+			insertManyMatchesOneByOne(t, seed, params, reported)
+		})
+	}
+}
+
+// insertManyMatchesOneByOne is TestInsertManyMatchesOneByOne with or
+// without OnChange (the bulk insert reads the new ids back only to report
+// them).
+func insertManyMatchesOneByOne(t *testing.T, seed, params []jobs.InsertParams, reported bool) {
+	var mu sync.Mutex
+	var reportedIDs []int64
+	bulk := setup(t, options{noStart: true, configure: func(c *jobs.Config) {
+		if reported {
+			c.OnChange = func(ids []int64) { mu.Lock(); reportedIDs = append(reportedIDs, ids...); mu.Unlock() }
+		}
+	}})
 	if _, err := bulk.eng.InsertMany(bulk.ctx, seed); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	reportedIDs = nil
+	mu.Unlock()
 	n, err := bulk.eng.InsertMany(bulk.ctx, params)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if reported {
+		var want []int64
+		if err := bulk.st.Reader.Select(&want, "SELECT id FROM jobs WHERE id > 2 ORDER BY id"); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		if !slices.Equal(reportedIDs, want) || len(reportedIDs) != n {
+			t.Errorf("reported %d ids, inserted %d, the table has %d new", len(reportedIDs), n, len(want))
+		}
+		mu.Unlock()
 	}
 
 	single := setup(t, options{noStart: true})
