@@ -121,8 +121,8 @@ func (e *Engine) DeleteJobs(ctx context.Context, ids []int64) (int, error) {
 type actionTx func(ctx context.Context, tx *sqlx.Tx, idsJSON string) ([]int64, error)
 
 func (e *Engine) cancelTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64, error) {
-	var done []int64
-	if err := tx.SelectContext(ctx, &done, cancelSQL, ids, e.now().UnixMilli()); err != nil {
+	done, err := movedTx(ctx, tx, ids, StateCancelled, cancelSQL, ids, e.now().UnixMilli())
+	if err != nil {
 		return nil, err
 	}
 	// Mark those running here; interrupt cancels them after the commit.
@@ -170,13 +170,36 @@ func (e *Engine) retryTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64,
 		}
 	}
 	e.runsMu.Unlock()
-	var done []int64
-	if err := tx.SelectContext(ctx, &done, retrySQL, mustJSON(kept), e.now().UnixMilli()); err != nil {
+	keptJSON := mustJSON(kept)
+	done, err := movedTx(ctx, tx, keptJSON, StateAvailable, retrySQL, keptJSON, e.now().UnixMilli())
+	if err != nil {
 		if sqliteCode(err) == sqliteConstraint {
 			// Only the unique-in-flight index can refuse a retry: a
 			// copy of the job is in flight after all.
 			return nil, fmt.Errorf("%w: %w", ErrStateConflict, err)
 		}
+		return nil, err
+	}
+	return done, nil
+}
+
+// movedTx runs query (an UPDATE … RETURNING id that moves some of the jobs
+// of idsJSON to state to) in tx, and counts the moves.
+func movedTx(ctx context.Context, tx *sqlx.Tx, idsJSON string, to State, query string, args ...any) ([]int64, error) {
+	before, err := placesOf(ctx, tx, idsJSON)
+	if err != nil {
+		return nil, err
+	}
+	var done []int64
+	if err := tx.SelectContext(ctx, &done, query, args...); err != nil {
+		return nil, err
+	}
+	d := countDeltas{}
+	for _, id := range done {
+		p := before[id]
+		d.move(p.Queue, p.State, to)
+	}
+	if err := d.apply(ctx, tx, nil); err != nil {
 		return nil, err
 	}
 	return done, nil

@@ -22,9 +22,7 @@ func BenchmarkDrain(b *testing.B) {
 		drop string
 	}{
 		{name: "schema", drop: ""},
-		{name: "no-count-triggers", drop: "DROP TRIGGER jobs_count_insert; DROP TRIGGER jobs_count_update; DROP TRIGGER jobs_count_delete;"},
 		{name: "no-prune-index", drop: "DROP INDEX jobs_finished;"},
-		{name: "neither", drop: "DROP TRIGGER jobs_count_insert; DROP TRIGGER jobs_count_update; DROP TRIGGER jobs_count_delete; DROP INDEX jobs_finished;"},
 	}
 	for _, v := range variants {
 		b.Run(v.name, func(b *testing.B) {

@@ -64,18 +64,21 @@ func TestAutoincrementSurvivesMigrationsAndReset(t *testing.T) {
 	for range 3 {
 		b.insert(t, testArgs{Name: "kept"}, jobs.InsertOpts{})
 	}
-	// 0009 down (the table without AUTOINCREMENT) and up again: rows,
-	// ids, indexes, triggers and counts as before, the sequence seeded.
+	// 0011 and 0009 down (the table without AUTOINCREMENT, with 0010's
+	// indexes and triggers) and up again: rows, ids, indexes, triggers and
+	// counts as before, the sequence seeded. (0010 leaves the jobs table
+	// alone.)
 	schema := func() string {
 		var s string
-		if err := st.Writer.GetContext(ctx, &s, `SELECT group_concat(name, ',') FROM
-			(SELECT name FROM sqlite_schema WHERE tbl_name = 'jobs' AND type IN ('index', 'trigger') ORDER BY name)`); err != nil {
+		if err := st.Writer.GetContext(ctx, &s, `SELECT group_concat(name || ': ' || coalesce(sql, ''), ';') FROM
+			(SELECT name, sql FROM sqlite_schema WHERE tbl_name = 'jobs' AND type IN ('index', 'trigger') ORDER BY name)`); err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
 	before := schema()
-	for _, file := range []string{"0009_jobs_autoincrement.down.sql", "0009_jobs_autoincrement.up.sql"} {
+	for _, file := range []string{"0011_jobs_hot_path.down.sql", "0009_jobs_autoincrement.down.sql",
+		"0009_jobs_autoincrement.up.sql", "0011_jobs_hot_path.up.sql"} {
 		sqlText, err := fs.ReadFile(migrations.FS, file)
 		if err != nil {
 			t.Fatal(err)

@@ -199,15 +199,52 @@ const findUniqueBySQL = `SELECT id FROM jobs
 
 // Insert adds one job in its own transaction and wakes its queue.
 func (e *Engine) Insert(ctx context.Context, args Args, opts InsertOpts) (InsertResult, error) {
-	var res InsertResult
-	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
-		var err error
-		res, err = e.InsertTx(ctx, tx, args, opts)
-		return err
-	})
+	now := e.now()
+	r, err := prepareInsert(InsertParams{Args: args, Opts: opts}, now)
 	if err != nil {
 		return InsertResult{}, err
 	}
+	// The statement prepared once: parsing and planning it (with its
+	// count trigger) took about as long as running it.
+	stmt, err := e.insertStmt(ctx)
+	if err != nil {
+		return InsertResult{}, err
+	}
+	// When this engine runs the job's queue and it has a free slot, the
+	// insert's transaction claims too (piggyback.go), and the job starts
+	// right after the commit, without waiting for the queue's loop to wake
+	// and claim in a transaction of its own.
+	p := e.lockInsertClaim(r.queue)
+	var res InsertResult
+	err = e.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		res, err = insertOne(ctx, tx, r, now, tx.StmtxContext(ctx, stmt))
+		if err != nil || p == nil {
+			return err
+		}
+		return e.claimPiggyback(ctx, tx, p)
+	})
+	if ce := (*claimError)(nil); errors.As(err, &ce) {
+		// The insert must not fail for a claim: insert alone, and leave
+		// the claim to the queue's loop.
+		p.unlock(e)
+		p = nil
+		e.log.Error("claim with an insert; inserting alone", "err", ce.err)
+		err = e.inTx(ctx, func(tx *sqlx.Tx) error {
+			var err error
+			res, err = insertOne(ctx, tx, r, now, tx.StmtxContext(ctx, stmt))
+			return err
+		})
+	}
+	if err != nil {
+		p.unlock(e)
+		return InsertResult{}, err
+	}
+	if !res.Duplicate {
+		e.addPending(res.ID)
+	}
+	e.afterPiggyback(p)
+	e.startPiggyback(p)
 	e.Wake()
 	return res, nil
 }
@@ -290,32 +327,4 @@ func (e *Engine) InsertMany(ctx context.Context, params []InsertParams) (int, er
 	}
 	e.Wake()
 	return n, nil
-}
-
-// InsertManyTx adds many jobs inside the caller's transaction and returns
-// how many were inserted; unique duplicates are skipped. Call Wake after the
-// commit.
-func (e *Engine) InsertManyTx(ctx context.Context, tx *sqlx.Tx, params []InsertParams) (int, error) {
-	stmt, err := tx.PreparexContext(ctx, insertSQL)
-	if err != nil {
-		return 0, fmt.Errorf("insert many: %w", err)
-	}
-	defer stmt.Close()
-	now := e.now()
-	var ids []int64
-	for _, p := range params {
-		r, err := prepareInsert(p, now)
-		if err != nil {
-			return 0, err
-		}
-		res, err := insertOne(ctx, tx, r, now, stmt)
-		if err != nil {
-			return 0, err
-		}
-		if !res.Duplicate {
-			ids = append(ids, res.ID)
-		}
-	}
-	e.addPending(ids...)
-	return len(ids), nil
 }

@@ -155,10 +155,15 @@ func (r *jobRow) job() (*Job, error) {
 		DiscardedAt: nullTime(r.DiscardedAt),
 		rescues:     r.Rescues,
 	}
-	if err := json.Unmarshal([]byte(r.Errors), &j.Errors); err != nil {
+	// "[]" (most jobs) decodes to the empty slice without a decoder.
+	if r.Errors == "[]" {
+		j.Errors = []AttemptError{}
+	} else if err := json.Unmarshal([]byte(r.Errors), &j.Errors); err != nil {
 		return nil, fmt.Errorf("job %d: errors column: %w", r.ID, err)
 	}
-	if err := json.Unmarshal([]byte(r.Tags), &j.Tags); err != nil {
+	if r.Tags == "[]" {
+		j.Tags = []string{}
+	} else if err := json.Unmarshal([]byte(r.Tags), &j.Tags); err != nil {
 		return nil, fmt.Errorf("job %d: tags column: %w", r.ID, err)
 	}
 	return j, nil

@@ -76,9 +76,9 @@ func ParseListCursor(s string) (int64, error) {
 // List returns one page of jobs matching p, newest first, and the cursor of
 // the next page. Pages are keyed by id, so jobs inserted meanwhile never
 // shift a later page, and every page costs about the same however many jobs
-// the table holds: each state is read as one backward range of an index
-// (state, id), (queue, state, id) or (kind, state, id), and the states are
-// merged. Values are bound, never spliced into the SQL.
+// the table holds: each state is read as one backward range of the index
+// (state, id), and the states are merged; a queue or kind filter alone is
+// one backward range of (queue, id) or (kind, id). Values are bound, never spliced into the SQL.
 func List(ctx context.Context, db sqlx.QueryerContext, p ListParams) (ListPage, error) {
 	query, args, limit, err := listQuery(p)
 	if err != nil {
@@ -120,12 +120,9 @@ func listQuery(p ListParams) (query string, args []any, limit int, err error) {
 	if err != nil {
 		return "", nil, 0, err
 	}
-	// A filter on queue or kind alone would walk its index across every
-	// state and sort: spell the states out so each is one ordered range.
-	if len(states) == 0 && (p.Queue != "" || p.Kind != "") {
-		states = States
-	}
-
+	// A filter on queue or kind alone is one backward range of (queue, id)
+	// or (kind, id) (migration 0011); states are each one backward range
+	// of (state, id), merged.
 	var conds []string
 	var condArgs []any
 	if p.Queue != "" {
@@ -149,6 +146,16 @@ func listQuery(p ListParams) (query string, args []any, limit int, err error) {
 			a = append([]any{string(*state)}, condArgs...)
 		}
 		q := "SELECT " + jobColumns + " FROM jobs"
+		// Without a state, the filter's own index, whatever the
+		// statistics say: a backward walk of the table stops after a page
+		// only when the filter is common.
+		switch {
+		case state != nil:
+		case p.Kind != "":
+			q += " INDEXED BY jobs_list_kind"
+		case p.Queue != "":
+			q += " INDEXED BY jobs_list_queue"
+		}
 		if len(c) > 0 {
 			q += " WHERE " + strings.Join(c, " AND ")
 		}

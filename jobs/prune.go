@@ -25,8 +25,9 @@ func (e *Engine) Prune(ctx context.Context) (int, error) {
 		var ids []int64
 		err := e.db.SelectContext(ctx, &ids, `DELETE FROM jobs WHERE id IN (
 			SELECT id FROM jobs INDEXED BY jobs_finished
-			WHERE state IN ('completed', 'cancelled', 'discarded')
+			WHERE coalesce(completed_at, cancelled_at, discarded_at) IS NOT NULL
 			  AND coalesce(completed_at, cancelled_at, discarded_at) < ?1
+			  AND state IN ('completed', 'cancelled', 'discarded')
 			ORDER BY coalesce(completed_at, cancelled_at, discarded_at)
 			LIMIT ?2)
 			RETURNING id`, cutoff, pruneBatch)

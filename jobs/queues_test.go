@@ -204,10 +204,15 @@ func TestCountsFollowEveryChange(t *testing.T) {
 	check("after deletes")
 	b.eng.PauseQueue(b.ctx, "default")
 	close(w.release)
+	// A raw UPDATE around the engine is not counted (migration 0011: the
+	// engine counts its own state changes); Recount makes the counts exact.
 	if _, err := b.st.Writer.ExecContext(b.ctx, "UPDATE jobs SET queue = 'default' WHERE queue = 'other'"); err != nil {
 		t.Fatal(err)
 	}
-	check("after moving jobs to another queue")
+	if err := jobs.Recount(b.ctx, b.st.Writer); err != nil {
+		t.Fatal(err)
+	}
+	check("after moving jobs to another queue and a recount")
 }
 
 func jobsPerState(t *testing.T, b *bundle, queue string) map[jobs.State]int {

@@ -104,7 +104,8 @@ func (e *Engine) rescue(ctx context.Context, atStart bool) (int, error) {
 			dead = []string{}
 		}
 		deadJSON, _ := json.Marshal(dead)
-		err := tx.SelectContext(ctx, &ids, `UPDATE jobs SET
+		var rescued []jobPlace
+		err := tx.SelectContext(ctx, &rescued, `UPDATE jobs SET
 			state        = CASE WHEN rescues + 1 >= ?1 THEN 'discarded' ELSE 'retryable' END,
 			discarded_at = CASE WHEN rescues + 1 >= ?1 THEN ?2 END,
 			attempt      = CASE WHEN rescues + 1 >= ?1 THEN attempt ELSE max(attempt - 1, 0) END,
@@ -117,10 +118,18 @@ func (e *Engine) rescue(ctx context.Context, atStart bool) (int, error) {
 				attempted_by IS NULL
 				OR attempted_by IN (SELECT value FROM json_each(?4))
 				OR attempted_by NOT IN (SELECT name FROM job_nodes))
-			RETURNING id`,
+			RETURNING id, queue, state`,
 			MaxRescues, now.UnixMilli(), now.Format(time.RFC3339Nano), string(deadJSON), atStart, e.cfg.Node)
 		if err != nil {
 			return fmt.Errorf("rescue executing jobs: %w", err)
+		}
+		d := countDeltas{}
+		for _, r := range rescued {
+			ids = append(ids, r.ID)
+			d.move(r.Queue, StateExecuting, r.State)
+		}
+		if err := d.apply(ctx, tx, nil); err != nil {
+			return err
 		}
 		// The dead nodes' jobs are rescued: forget them (this node's own
 		// row stays, it is alive again).
