@@ -97,6 +97,10 @@ func (b *jobsBundle) setState(t testing.TB, id int64, state jobs.State) {
 	if _, err := b.st.Writer.Exec("UPDATE jobs SET state = ? WHERE id = ?", state, id); err != nil {
 		t.Fatal(err)
 	}
+	// A raw state change around the engine is not counted by it.
+	if err := jobs.Recount(context.Background(), b.st.Writer); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (b *jobsBundle) state(t testing.TB, id int64) jobs.State {

@@ -87,6 +87,7 @@ var deliberate = map[string]string{
 	"index pets_by_name":                    "(name, id) on a NOCASE name on SQLite; (lower(name), id) on a \"C\" name on PostgreSQL: the same order",
 	"key job_counts":                        "counters updated in place on SQLite; a ledger of changes, summed, on PostgreSQL",
 	"key extraterrestrial_counts":           "counters updated in place on SQLite; a ledger of changes, summed, on PostgreSQL",
+	"trigger jobs_count_update":             "a job's state change is counted by the engine on SQLite (0011: a row trigger cost more than the engine's per-batch deltas); a statement-level ledger trigger on PostgreSQL, which takes no hot lock",
 	"column job_queues.paused":              "0/1 INTEGER on SQLite, boolean on PostgreSQL: Go's bool scans both",
 	"column schema_migrations.version":      "golang-migrate's own table: uint64 on SQLite, bigint NOT NULL on PostgreSQL",
 	"column schema_migrations.dirty":        "golang-migrate's own table",
