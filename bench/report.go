@@ -163,8 +163,8 @@ func render(d *benchData, analysis string) string {
 	slices.Sort(names)
 	w("Command, from `bench/`: `%s` (one `go run .` runs every scenario; `-only` picks some). ", command)
 	w("Last run %s on: %s. phonehome at %s; %s.\n\n", latest, machine, rev, moduleVersions())
-	w("> **Shared machine.** The 2-core machine ran other work now and then during the runs (the spread shows it); " +
-		"trust ratios more than absolute figures, and re-run the command to compare on yours.\n\n")
+	w("> **Shared machine.** The 2-core machine is a virtual machine on shared hardware, whose speed varies from run " +
+		"to run (the spreads show it); trust ratios more than absolute figures, and re-run the command to compare on yours.\n\n")
 	w("Each cell is the **median of the runs, with the spread (min–max)** in brackets. Every run of every scenario " +
 		"uses a fresh file-backed SQLite database (WAL) in a new temp directory; the systems take turns within each " +
 		"run, so background noise hits them alike.\n\n")
