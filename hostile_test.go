@@ -46,9 +46,6 @@ type hostileRequest struct {
 	want    []int
 	// msg is a piece of the error message (case-insensitive).
 	msg string
-	// plainOK accepts a plain-text error on a page route: the refusal of a
-	// cross-site request is written before any page exists.
-	plainOK bool
 }
 
 // manyIDs is "1,2,…,n".
@@ -95,7 +92,7 @@ func buttonCases(method, target string) []hostileRequest {
 	var out []hostileRequest
 	for _, c := range crossSite {
 		out = append(out, hostileRequest{name: c.name, method: method, target: target, header: c.header,
-			want: []int{403}, msg: "cross-site", plainOK: true})
+			want: []int{403}, msg: "cross-site"})
 	}
 	return out
 }
@@ -406,7 +403,7 @@ func genericCases(r *echo.Route, methodsOf map[string][]string) []hostileRequest
 	default:
 		c := crossSite[0]
 		out = append(out, hostileRequest{name: c.name, method: r.Method, target: plain, header: c.header,
-			want: []int{403}, msg: "cross-site", plainOK: true})
+			want: []int{403}, msg: "cross-site"})
 	}
 	return out
 }
@@ -568,7 +565,7 @@ func (h hostileRequest) checkAnswer(status int, header http.Header, body string)
 		case (strings.HasPrefix(path, "/api/") || path == "/events") && !strings.HasPrefix(ctype, "application/json"):
 			return fmt.Sprintf("HEAD of an API error: Content-Type %q, want JSON's", ctype)
 		case !strings.HasPrefix(path, "/api/") && path != "/events" && !strings.HasPrefix(path, "/static/") &&
-			!strings.HasPrefix(ctype, "text/html") && !(h.plainOK && strings.HasPrefix(ctype, "text/plain")):
+			!strings.HasPrefix(ctype, "text/html"):
 			return fmt.Sprintf("HEAD of a page's error: Content-Type %q, want a page's", ctype)
 		}
 		return ""
@@ -590,7 +587,7 @@ func (h hostileRequest) checkAnswer(status int, header http.Header, body string)
 			return fmt.Sprintf(`want {"error": "one line"}, got %.300q`, body)
 		}
 		msg = m
-	} else if strings.HasPrefix(path, "/static/") || h.plainOK && strings.HasPrefix(ctype, "text/plain") {
+	} else if strings.HasPrefix(path, "/static/") {
 		// Files, not pages: the file server's plain answer.
 		msg = body
 	} else {

@@ -6,7 +6,6 @@
 package handlers
 
 import (
-	"encoding/json"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -68,7 +67,7 @@ func NewServer(logger *slog.Logger, v *views.Views, version string, areas ...Rou
 		ReferrerPolicy:        "same-origin",
 	}))
 	e.Use(middleware.BodyLimit("1M"))
-	e.Use(echo.WrapMiddleware(crossOriginProtection().Handler))
+	e.Use(refuseCrossOrigin())
 
 	e.GET("/static/*", serveStatic(staticFiles()))
 	for _, a := range areas {
@@ -77,22 +76,22 @@ func NewServer(logger *slog.Logger, v *views.Views, version string, areas ...Rou
 	return e
 }
 
-// crossOriginProtection refuses cross-site browser requests that change
-// things (POST, PUT, DELETE…) by their Sec-Fetch-Site or Origin header, and
-// lets same-origin pages and non-browser clients such as curl through.
-func crossOriginProtection() *http.CrossOriginProtection {
+// refuseCrossOrigin refuses cross-site browser requests that change things
+// (POST, PUT, DELETE…) by their Sec-Fetch-Site or Origin header, with net/
+// http's CrossOriginProtection, and lets same-origin pages and non-browser
+// clients such as curl through. A refusal goes through the one error path:
+// JSON on the API, the error page elsewhere.
+func refuseCrossOrigin() echo.MiddlewareFunc {
 	cop := http.NewCrossOriginProtection()
-	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		const msg = "cross-site request refused: this action can only be taken from phonehome's own pages"
-		if wantsJSON(r) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusForbidden)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
-			return
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if err := cop.Check(c.Request()); err != nil {
+				return echo.NewHTTPError(http.StatusForbidden,
+					"cross-site request refused: this action can only be taken from phonehome's own pages")
+			}
+			return next(c)
 		}
-		http.Error(w, msg, http.StatusForbidden)
-	}))
-	return cop
+	}
 }
 
 // serveStatic serves our CSS, scripts and images; a missing file gets the
