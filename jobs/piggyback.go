@@ -40,6 +40,13 @@ func (e *Engine) lockPiggyback(batch []*attempt) *piggyback {
 	}
 	// One order for every holder of several claimMu.
 	slices.SortFunc(p.queues, func(a, b *queue) int { return cmp.Compare(a.name, b.name) })
+	return p.lock(e)
+}
+
+// lock takes the claim locks of p's queues (in p.queues' order), then the
+// claim gate, and returns p; nil, with nothing held, when the engine is
+// stopping.
+func (p *piggyback) lock(e *Engine) *piggyback {
 	for _, q := range p.queues {
 		q.claimMu.Lock()
 	}
@@ -69,16 +76,7 @@ func (e *Engine) lockInsertClaim(queueName string) *piggyback {
 		return nil
 	}
 	p := &piggyback{queues: []*queue{q}, freed: map[*queue]int{}}
-	q.claimMu.Lock()
-	e.claimGate.RLock()
-	p.locked = true
-	select {
-	case <-e.stopping:
-		p.unlock(e)
-		return nil
-	default:
-	}
-	return p
+	return p.lock(e)
 }
 
 // unlock releases what lockPiggyback took and is still held.
