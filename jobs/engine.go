@@ -425,22 +425,28 @@ func (e *Engine) fill(q *queue) {
 		e.claimGate.RUnlock()
 		q.add(len(jobs))
 		q.claimMu.Unlock()
-		ids := make([]int64, len(jobs))
-		for i, j := range jobs {
-			ids[i] = j.ID
-		}
-		if e.afterClaim != nil && len(ids) > 0 {
-			e.afterClaim(ids)
-		}
-		for i, j := range jobs {
-			e.running.Add(1)
-			go e.execute(q, j, runs[i])
-		}
-		e.changed(ids)
+		e.running.Add(len(jobs))
+		e.changed(e.launch(q, jobs, runs))
 		if len(jobs) < free {
 			return
 		}
 	}
+}
+
+// launch starts the workers of claimed jobs (registered and counted in
+// e.running already), after telling afterClaim, and returns their ids.
+func (e *Engine) launch(q *queue, jobs []*Job, runs []*run) []int64 {
+	ids := make([]int64, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID
+	}
+	if e.afterClaim != nil && len(ids) > 0 {
+		e.afterClaim(ids)
+	}
+	for i, j := range jobs {
+		go e.execute(q, j, runs[i])
+	}
+	return ids
 }
 
 // register records claimed jobs as running here, each with the context its

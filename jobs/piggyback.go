@@ -155,17 +155,7 @@ func (e *Engine) startPiggyback(p *piggyback) {
 	}
 	var ids []int64
 	for q, jobs := range p.claimed {
-		qids := make([]int64, len(jobs))
-		for i, j := range jobs {
-			qids[i] = j.ID
-		}
-		if e.afterClaim != nil && len(qids) > 0 {
-			e.afterClaim(qids)
-		}
-		for i, j := range jobs {
-			go e.execute(q, j, p.runs[q][i])
-		}
-		ids = append(ids, qids...)
+		ids = append(ids, e.launch(q, jobs, p.runs[q])...)
 	}
 	e.changed(ids)
 }
