@@ -17,19 +17,9 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/pets"
 )
-
-// petAnswer is a pet as the API answers it.
-type petAnswer struct {
-	ID      int64     `json:"id"`
-	Name    string    `json:"name"`
-	Species string    `json:"species"`
-	Age     int       `json:"age"`
-	Hunger  int       `json:"hunger"`
-	Alive   bool      `json:"alive"`
-	BornAt  time.Time `json:"born_at"`
-}
 
 // TestFaultKillLivePet adopts and feeds pets through the JSON API while the
 // server is killed with SIGKILL and restarted, several times. Every answer
@@ -79,7 +69,7 @@ func TestFaultKillLivePet(t *testing.T) {
 	// was neither 200 nor a cut the kill explains.
 	feed := func(round *killRound, id int64) bool {
 		res := round.call(client, "POST", fmt.Sprintf("%s/api/pets/%d/feed", round.base, id), "", "")
-		var p petAnswer
+		var p handlers.PetJSON
 		switch {
 		case res.err != nil && res.how == refused:
 			ledger.wasRefused()
@@ -116,7 +106,7 @@ func TestFaultKillLivePet(t *testing.T) {
 			sp := species[r.IntN(len(species))]
 			body := fmt.Sprintf(`{"name":%q,"species":%q}`, asked, sp)
 			res := round.call(client, "POST", round.base+"/api/pets", "application/json", body)
-			var p petAnswer
+			var p handlers.PetJSON
 			switch {
 			case res.err != nil && res.how == refused:
 				ledger.wasRefused()
@@ -181,7 +171,7 @@ func TestFaultKillLivePet(t *testing.T) {
 	first := ledger.first()
 	waitUntil(t, 30*time.Second, fmt.Sprintf("pet %d older and alive after the kills", first.ID), func() (bool, string) {
 		status, body := faultCall(t, client, "GET", fmt.Sprintf("%s/api/pets/%d", srv.URL, first.ID), "", "")
-		var now petAnswer
+		var now handlers.PetJSON
 		if status != 200 || json.Unmarshal([]byte(body), &now) != nil {
 			t.Fatalf("GET pet %d after the kills: %d %s", first.ID, status, body)
 		}
