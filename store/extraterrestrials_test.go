@@ -47,9 +47,7 @@ func countByScan(t *testing.T, st *store.Store) store.StatusCounts {
 // the same status, rolled-back transactions and deletes.
 func TestCountsFollowEveryChange(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		check := func(step string, want store.StatusCounts) {
 			t.Helper()
 			got, err := st.CountByStatus(ctx)
@@ -125,9 +123,8 @@ func TestCountsFollowEveryChange(t *testing.T) {
 // of the counts table, never the extraterrestrials.
 func TestCountByStatusReadsNoExtraterrestrial(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		if b.Dialect == store.Postgres {
+	storetest.RunStore(t, func(t *testing.T, _ context.Context, st *store.Store) {
+		if st.Dialect == store.Postgres {
 			// The ledger's sum: a scan of extraterrestrial_counts alone.
 			var plan []string
 			if err := st.Reader.Select(&plan, "EXPLAIN SELECT status, sum(n)::bigint AS n FROM extraterrestrial_counts GROUP BY status"); err != nil {
@@ -164,9 +161,7 @@ func TestCountByStatusReadsNoExtraterrestrial(t *testing.T) {
 // SQLite the counters of its triggers.
 func TestCountsStayExactUnderConcurrentWriters(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		const ets, writers, calls = 500, 4, 40
 		if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
 			t.Fatal(err)
@@ -258,9 +253,7 @@ func TestCountsStayExactUnderConcurrentWriters(t *testing.T) {
 // and deletes are counted by triggers on both.
 func TestJobCountsFollowEveryChange(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		type key struct{ Queue, State string }
 		counts := func(q string) map[key]int {
 			t.Helper()
@@ -297,7 +290,7 @@ func TestJobCountsFollowEveryChange(t *testing.T) {
 		update := func(q string) {
 			t.Helper()
 			exec(q)
-			if b.Dialect == store.SQLite {
+			if st.Dialect == store.SQLite {
 				if err := jobs.Recount(ctx, st.Writer); err != nil {
 					t.Fatal(err)
 				}

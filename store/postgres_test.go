@@ -142,9 +142,7 @@ func mustURL(t *testing.T, s string) *url.URL {
 // Drop leaves an empty database that migrates again, on both dialects.
 func TestDropThenMigrate(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		ctx := context.Background()
-		st := b.Open(t)
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		if _, err := st.SeedExtraterrestrials(ctx); err != nil {
 			t.Fatal(err)
 		}

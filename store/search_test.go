@@ -16,9 +16,7 @@ import (
 // the results are the same as a plain scan's, in name order, and stay so
 // as names are added, renamed and deleted.
 func TestSearchByNameMatchesAScan(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		if err := st.GenerateExtraterrestrials(ctx, 3000); err != nil {
 			t.Fatal(err)
 		}

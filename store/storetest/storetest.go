@@ -114,6 +114,14 @@ func Run(t *testing.T, fn func(t *testing.T, b Backend)) {
 	}
 }
 
+// RunStore is Run with the set-up every store test shares: fn gets a new
+// migrated store of the backend (closed when the subtest ends) and a
+// background context.
+func RunStore(t *testing.T, fn func(t *testing.T, ctx context.Context, st *store.Store)) {
+	t.Helper()
+	Run(t, func(t *testing.T, b Backend) { fn(t, context.Background(), b.Open(t)) })
+}
+
 // Target is a new, empty database of this backend, dropped when tb ends:
 // a file path in tb's temporary directory, or the URL of a new database on
 // the PostgreSQL server.
