@@ -49,8 +49,7 @@ func TestAdoptFormReRendersErrorsWithTheValues(t *testing.T) {
 func TestWatchersAreCountedFromRealStreams(t *testing.T) {
 	t.Parallel()
 	b := petSetup(t)
-	owner := b.keeper(t)
-	p := owner.adopt(t, "Mochi", "cat")
+	owner, p := b.withMochi(t)
 	name := pets.Stream(p.ID)
 
 	first := b.keeper(t).watch(t, name)
@@ -76,8 +75,7 @@ func TestWatchersAreCountedFromRealStreams(t *testing.T) {
 func TestPetPageIsLiveUntilThePetDies(t *testing.T) {
 	t.Parallel()
 	b := petSetup(t)
-	k := b.keeper(t)
-	p := k.adopt(t, "Mochi", "cat")
+	k, p := b.withMochi(t)
 	page := fmt.Sprintf("/pets/%d", p.ID)
 	_, body := k.do(t, "GET", page, "", nil)
 	for _, want := range []string{
@@ -165,8 +163,8 @@ func TestPetStreamsResolve(t *testing.T) {
 func TestTreatsThroughTheAPIAndTheForms(t *testing.T) {
 	t.Parallel()
 	b := petSetup(t)
-	alice, bob := b.keeper(t), b.keeper(t)
-	mochi := alice.adopt(t, "Mochi", "cat")
+	alice, mochi := b.withMochi(t)
+	bob := b.keeper(t)
 	rex := bob.adopt(t, "Rex", "dog")
 	treat := func(k *keeper, id int64) (int, string) {
 		resp, body := k.do(t, "POST", fmt.Sprintf("/api/pets/%d/treat", id), "", nil)
@@ -230,8 +228,8 @@ func TestTreatsThroughTheAPIAndTheForms(t *testing.T) {
 func TestFeedForm(t *testing.T) {
 	t.Parallel()
 	b := petSetup(t)
-	owner, stranger := b.keeper(t), b.keeper(t)
-	p := owner.adopt(t, "Mochi", "cat")
+	owner, p := b.withMochi(t)
+	stranger := b.keeper(t)
 	path := fmt.Sprintf("/pets/%d/feed", p.ID)
 	resp, body := owner.do(t, "POST", path, "", map[string]string{"HX-Request": "true"})
 	if resp.StatusCode != 200 || !strings.Contains(body, "You fed Mochi. Hunger is now 150 of 500.") ||
@@ -258,8 +256,7 @@ func TestFeedForm(t *testing.T) {
 func TestPetPostsRefuseCrossSiteRequests(t *testing.T) {
 	t.Parallel()
 	b := petSetup(t)
-	k := b.keeper(t)
-	p := k.adopt(t, "Mochi", "cat")
+	k, p := b.withMochi(t)
 	for _, tt := range []struct{ path, body string }{
 		{"/api/pets", `{"name":"Evil","species":"crab"}`},
 		{"/pets", "name=Evil&species=crab"},
@@ -279,8 +276,8 @@ func TestPetPostsRefuseCrossSiteRequests(t *testing.T) {
 func TestActivePetsListOtherWatchedPets(t *testing.T) {
 	t.Parallel()
 	b := petSetup(t)
-	alice, bob := b.keeper(t), b.keeper(t)
-	mochi := alice.adopt(t, "Mochi", "cat")
+	alice, mochi := b.withMochi(t)
+	bob := b.keeper(t)
 	rex := bob.adopt(t, "Rex", "dog")
 	hoot := bob.adopt(t, "Hoot", "owl")
 	onMochi := alice.watch(t, pets.Stream(mochi.ID))

@@ -43,6 +43,14 @@ func (b *petBundle) keeper(t *testing.T) *keeper {
 	return &keeper{b: b, client: c}
 }
 
+// withMochi is a new keeper who has adopted Mochi the cat: how most pet
+// tests begin.
+func (b *petBundle) withMochi(t *testing.T) (*keeper, petJSON) {
+	t.Helper()
+	k := b.keeper(t)
+	return k, k.adopt(t, "Mochi", "cat")
+}
+
 func (k *keeper) do(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string) {
 	t.Helper()
 	return request(t, k.client, method, k.b.srv.URL+path, strings.NewReader(body), header)
@@ -220,8 +228,7 @@ func TestPetAPIListPagesAndFilters(t *testing.T) {
 func TestPetAPIErrors(t *testing.T) {
 	t.Parallel()
 	b := petSetup(t)
-	owner := b.keeper(t)
-	p := owner.adopt(t, "Mochi", "cat")
+	_, p := b.withMochi(t)
 	k := b.keeper(t)
 	checkAnswers(t, func(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string) {
 		return k.do(t, method, path, body, header)
@@ -259,8 +266,8 @@ func TestPetAPIErrors(t *testing.T) {
 func TestFeedOnlyOwnLivingPetDownToZero(t *testing.T) {
 	t.Parallel()
 	b := petSetup(t)
-	owner, stranger := b.keeper(t), b.keeper(t)
-	p := owner.adopt(t, "Mochi", "cat")
+	owner, p := b.withMochi(t)
+	stranger := b.keeper(t)
 	path := fmt.Sprintf("/api/pets/%d/feed", p.ID)
 	for _, want := range []int{150, 50, 0, 0} {
 		resp, body := owner.do(t, "POST", path, "", nil)
