@@ -146,11 +146,7 @@ func queueJSON(q jobs.QueueInfo) QueueJSON {
 
 // APIQueues answers GET /api/queues with every queue.
 func (h *Jobs) APIQueues(c echo.Context) error {
-	qs, err := h.Engine.Queues(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, jsonItems(qs, queueJSON))
+	return allJSON(c, h.Engine.Queues, queueJSON)
 }
 
 // APIQueueAction answers POST /api/queues/{name}/pause, …/resume and
