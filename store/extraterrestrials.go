@@ -373,32 +373,10 @@ func (s *Store) SeedExtraterrestrials(ctx context.Context) (int, error) {
 // GenerateExtraterrestrials bulk-inserts n extraterrestrials with generated
 // names, in batches of many rows per statement and transaction.
 func (s *Store) GenerateExtraterrestrials(ctx context.Context, n int) error {
-	const perStatement = 500
-	const perTx = 50_000
-	for done := 0; done < n; {
-		err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-			for end := min(n, done+perTx); done < end; {
-				k := min(perStatement, end-done)
-				var b strings.Builder
-				b.WriteString("INSERT INTO extraterrestrials (name) VALUES ")
-				args := make([]any, k)
-				for i := range k {
-					if i > 0 {
-						b.WriteByte(',')
-					}
-					b.WriteString("(?)")
-					args[i] = GeneratedName(done + i)
-				}
-				if _, err := tx.ExecContext(ctx, tx.Rebind(b.String()), args...); err != nil {
-					return err
-				}
-				done += k
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("generate extraterrestrials: %w", err)
-		}
+	err := s.generateRows(ctx, n, 500, 50_000, "INSERT INTO extraterrestrials (name)", 1, nil,
+		func(args []any, i int) []any { return append(args, GeneratedName(i)) })
+	if err != nil {
+		return fmt.Errorf("generate extraterrestrials: %w", err)
 	}
 	return nil
 }

@@ -391,61 +391,25 @@ func (s *Store) GeneratePets(ctx context.Context, n int, o GeneratePetsOptions) 
 	}
 	window := span + span/10
 
-	stmtFor := func(k int) string {
-		var b strings.Builder
-		b.WriteString("INSERT INTO pets (keeper_id, name, species, born_at, hunger_base, hunger_at, died_at, updated_at) VALUES ")
-		for i := range k {
-			if i > 0 {
-				b.WriteByte(',')
+	err := s.generateRows(ctx, n, perStatement, perTx,
+		"INSERT INTO pets (keeper_id, name, species, born_at, hunger_base, hunger_at, died_at, updated_at)", 8,
+		func(tx *sqlx.Tx) error { return EnsureKeeperTx(ctx, tx, SeedKeeperID, 5, o.Now) },
+		func(args []any, i int) []any {
+			// Evenly spread and increasing, with a little jitter: appending
+			// to the born_at index is much faster than inserting at random.
+			born := now - window + int64(float64(window)*(float64(i)+rng.Float64())/float64(n))
+			var died any
+			last := now
+			if born+span <= now {
+				died = born + span
+				last = born + span
 			}
-			b.WriteString("(?,?,?,?,?,?,?,?)")
-		}
-		return s.Rebind(b.String())
-	}
-	full := stmtFor(perStatement)
-	args := make([]any, 0, perStatement*8)
-	for done := 0; done < n; {
-		err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-			if err := EnsureKeeperTx(ctx, tx, SeedKeeperID, 5, o.Now); err != nil {
-				return err
-			}
-			stmt, err := tx.PrepareContext(ctx, full)
-			if err != nil {
-				return err
-			}
-			defer stmt.Close()
-			for end := min(n, done+perTx); done < end; {
-				k := min(perStatement, end-done)
-				args = args[:0]
-				for i := range k {
-					// Evenly spread and increasing, with a little jitter: appending
-					// to the born_at index is much faster than inserting at random.
-					born := now - window + int64(float64(window)*(float64(done+i)+rng.Float64())/float64(n))
-					var died any
-					last := now
-					if born+span <= now {
-						died = born + span
-						last = born + span
-					}
-					fed := born + rng.Int64N(last-born+1)
-					args = append(args, SeedKeeperID, GeneratedPetName(done+i), string(SeedPets[(done+i)%len(SeedPets)].Species),
-						born, rng.IntN(501), fed, died, fed)
-				}
-				if k == perStatement {
-					_, err = stmt.ExecContext(ctx, args...)
-				} else {
-					_, err = tx.ExecContext(ctx, stmtFor(k), args...)
-				}
-				if err != nil {
-					return err
-				}
-				done += k
-			}
-			return nil
+			fed := born + rng.Int64N(last-born+1)
+			return append(args, SeedKeeperID, GeneratedPetName(i), string(SeedPets[i%len(SeedPets)].Species),
+				born, rng.IntN(501), fed, died, fed)
 		})
-		if err != nil {
-			return fmt.Errorf("generate pets: %w", err)
-		}
+	if err != nil {
+		return fmt.Errorf("generate pets: %w", err)
 	}
 	return nil
 }
