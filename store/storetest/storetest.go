@@ -185,6 +185,17 @@ func NewDatabase(tb testing.TB, server string) string {
 	return WithDatabase(tb, server, name)
 }
 
+// ParseURL is the database URL s parsed, failing tb when it does not parse:
+// for tests that read a URL's parts (its database, its password).
+func ParseURL(tb testing.TB, s string) *url.URL {
+	tb.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
+}
+
 // WithDatabase is the server URL with its database (the path) replaced.
 func WithDatabase(tb testing.TB, server, database string) string {
 	tb.Helper()
