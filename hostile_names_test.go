@@ -61,18 +61,10 @@ func TestHostileNamesStoredVerbatimShownEscaped(t *testing.T) {
 	// The stream, read raw and as events.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(sctx, "GET", app.URL+"/events?stream=extraterrestrials", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("stream: %v %v", resp, err)
-	}
+	resp := app.openStream(t, sctx, "extraterrestrials")
 	defer resp.Body.Close()
 	var raw bytes.Buffer
 	reader := events.NewReader(io.TeeReader(resp.Body, &raw))
-	waitUntil(t, 10*time.Second, "stream client registered", func() (bool, string) {
-		n := app.hub.Clients()["extraterrestrials"]
-		return n > 0, fmt.Sprintf("%d clients", n)
-	})
 	if status, body := faultCall(t, faultClient, "POST", app.URL+"/api/phone-home", "", ""); status != 200 {
 		t.Fatalf("phone home: %d %s", status, body)
 	}
@@ -155,16 +147,8 @@ func TestHostileNamesStoredVerbatimShownEscaped(t *testing.T) {
 	// Pets: adopted through the API while the pets stream is read.
 	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer pcancel()
-	preq, _ := http.NewRequestWithContext(pctx, "GET", app.URL+"/events?stream=pets", nil)
-	presp, err := http.DefaultClient.Do(preq)
-	if err != nil || presp.StatusCode != 200 {
-		t.Fatalf("pets stream: %v %v", presp, err)
-	}
+	presp := app.openStream(t, pctx, "pets")
 	defer presp.Body.Close()
-	waitUntil(t, 10*time.Second, "pets stream client registered", func() (bool, string) {
-		n := app.hub.Clients()["pets"]
-		return n > 0, fmt.Sprintf("%d clients", n)
-	})
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, Timeout: 10 * time.Second}
 	pets := map[int64]string{}
