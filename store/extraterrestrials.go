@@ -140,7 +140,7 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 			args = append(args, string(*f.Status))
 		}
 	}
-	order := " ORDER BY name, id"
+	order := "name, id"
 	if f.Query != "" && s.Dialect == Postgres {
 		// lower() of a "C" name folds ASCII letters only, as SQLite's LIKE
 		// does, and the trigram index extraterrestrial_names is on it. The
@@ -162,7 +162,7 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 			// one it finds a page of matches at once, so it stays.
 			where = append(where, "id IN (SELECT rowid FROM extraterrestrial_names WHERE name LIKE ?)")
 			args = append(args, "%"+f.Query+"%")
-			order = " ORDER BY +name, id"
+			order = "+name, id"
 		}
 	}
 	if !f.After.IsZero() {
@@ -173,25 +173,14 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 		where = append(where, "(name, id) > (?, ?)")
 		args = append(args, after.Name, after.ID)
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > 1000 {
-		limit = 50
-	}
-	q := "SELECT " + etColumns + " FROM extraterrestrials"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += order + " LIMIT ?"
-	args = append(args, limit+1)
-
-	var rows []etRow
-	if err := s.Reader.SelectContext(ctx, &rows, s.Rebind(q), args...); err != nil {
-		return nil, Cursor{}, fmt.Errorf("list extraterrestrials: %w", err)
+	rows, more, err := selectPage[etRow](ctx, s, "extraterrestrials", "SELECT "+etColumns+" FROM extraterrestrials",
+		where, args, order, f.Limit)
+	if err != nil {
+		return nil, Cursor{}, err
 	}
 	var next Cursor
-	if len(rows) > limit {
-		rows = rows[:limit]
-		last := rows[limit-1]
+	if more {
+		last := rows[len(rows)-1]
 		next = Cursor{Name: last.Name, ID: last.ID}
 	}
 	out := make([]Extraterrestrial, len(rows))

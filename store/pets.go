@@ -247,25 +247,13 @@ func (s *Store) ListPets(ctx context.Context, f PetFilter) ([]Pet, Cursor, error
 		where = append(where, "id < ?")
 		args = append(args, f.After.ID)
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > 1000 {
-		limit = 50
-	}
-	q := "SELECT " + petColumns + " FROM pets"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY " + order + " LIMIT ?"
-	args = append(args, limit+1)
-
-	var rows []petRow
-	if err := s.Reader.SelectContext(ctx, &rows, s.Rebind(q), args...); err != nil {
-		return nil, Cursor{}, fmt.Errorf("list pets: %w", err)
+	rows, more, err := selectPage[petRow](ctx, s, "pets", "SELECT "+petColumns+" FROM pets", where, args, order, f.Limit)
+	if err != nil {
+		return nil, Cursor{}, err
 	}
 	var next Cursor
-	if len(rows) > limit {
-		rows = rows[:limit]
-		last := rows[limit-1]
+	if more {
+		last := rows[len(rows)-1]
 		next = Cursor{ID: last.ID}
 		if f.Query != "" {
 			next.Name = last.Name
