@@ -38,7 +38,7 @@ func TestSearchByNameMatchesAScan(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, n := range names {
-				if strings.Contains(asciiLower(n), asciiLower(q)) {
+				if strings.Contains(store.ASCIILower(n), store.ASCIILower(q)) {
 					want = append(want, n)
 				}
 			}
@@ -62,14 +62,4 @@ func TestSearchByNameMatchesAScan(t *testing.T) {
 			}
 		}
 	})
-}
-
-// asciiLower lower-cases ASCII letters only, as SQLite's LIKE compares.
-func asciiLower(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'A' && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
-	}, s)
 }
