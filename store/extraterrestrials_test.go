@@ -185,39 +185,36 @@ func TestCountsStayExactUnderConcurrentWriters(t *testing.T) {
 				}
 			})
 		}
+		// Each side goroutine repeats its step until the writers are done
+		// or the step fails.
 		var side sync.WaitGroup
-		side.Go(func() { // the compactor
-			for {
-				select {
-				case <-done:
-					return
-				default:
+		untilDone := func(step func() error) {
+			side.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					if err := step(); err != nil {
+						errs <- err
+						return
+					}
 				}
-				if err := st.CompactCounts(ctx); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
+			})
+		}
+		untilDone(func() error { return st.CompactCounts(ctx) }) // the compactor
 		reads := 0
-		side.Go(func() { // a reader
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				c, err := st.CountByStatus(ctx)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if c.Total() != ets {
-					errs <- fmt.Errorf("read %+v: total %d, want %d", c, c.Total(), ets)
-					return
-				}
-				reads++
+		untilDone(func() error { // a reader
+			c, err := st.CountByStatus(ctx)
+			if err != nil {
+				return err
 			}
+			if c.Total() != ets {
+				return fmt.Errorf("read %+v: total %d, want %d", c, c.Total(), ets)
+			}
+			reads++
+			return nil
 		})
 		wg.Wait()
 		close(done)
