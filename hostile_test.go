@@ -82,14 +82,19 @@ func buttonCases(method, target string) []hostileRequest {
 // routeCases are the cases written for each route ("METHOD path"), on top
 // of the generic ones every route gets.
 func routeCases() map[string][]hostileRequest {
-	list := func(path string) []hostileRequest {
+	// paging are the limit and cursor cases of every keyset listing.
+	paging := func(path string) []hostileRequest {
 		return []hostileRequest{
 			{name: "limit not a number", target: path + "?limit=abc", want: []int{400}, msg: "limit"},
 			{name: "limit zero", target: path + "?limit=0", want: []int{422}, msg: "limit"},
-			{name: "limit negative", target: path + "?limit=-5", want: []int{422}, msg: "limit"},
 			{name: "limit huge", target: path + "?limit=99999999999999999999999", want: []int{400}, msg: "limit"},
-			{name: "limit too large", target: path + "?limit=1001", want: []int{422}, msg: "limit"},
 			{name: "cursor garbage", target: path + "?cursor=!!!%00", want: []int{400}, msg: "cursor"},
+		}
+	}
+	list := func(path string) []hostileRequest {
+		return append(paging(path), []hostileRequest{
+			{name: "limit negative", target: path + "?limit=-5", want: []int{422}, msg: "limit"},
+			{name: "limit too large", target: path + "?limit=1001", want: []int{422}, msg: "limit"},
 			{name: "cursor without an id", target: path + "?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("0:Ayala")), want: []int{400}, msg: "cursor"},
 			{name: "cursor negative id", target: path + "?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("-4:Ayala")), want: []int{400}, msg: "cursor"},
 			{name: "cursor padded base64", target: path + "?cursor=" + base64.URLEncoding.EncodeToString([]byte("1:Ay")), want: []int{400}, msg: "cursor"},
@@ -103,7 +108,7 @@ func routeCases() map[string][]hostileRequest {
 			{name: "q with invalid UTF-8", target: path + "?q=%FF%FE", want: []int{200, 400, 422}},
 			{name: "unknown parameters", target: path + "?utm_source=x&%FF=%00&q[]=1&status[]=2", want: []int{200}},
 			{name: "repeated parameters", target: path + "?limit=5&limit=abc", want: []int{200}},
-		}
+		}...)
 	}
 	etList := func(path string) []hostileRequest {
 		return append(list(path),
@@ -197,19 +202,15 @@ func routeCases() map[string][]hostileRequest {
 		{name: "NUL", target: "/static/app.css%00.js", want: []int{404, 400}},
 	}
 	jobList := func(path string) []hostileRequest {
-		return []hostileRequest{
+		return append(paging(path), []hostileRequest{
 			{name: "unknown state", target: path + "?state=done", want: []int{422}, msg: "state"},
 			{name: "state with markup", target: path + "?state=%3Cscript%3E", want: []int{422}, msg: "state"},
-			{name: "limit not a number", target: path + "?limit=abc", want: []int{400}, msg: "limit"},
-			{name: "limit zero", target: path + "?limit=0", want: []int{422}, msg: "limit"},
-			{name: "limit huge", target: path + "?limit=99999999999999999999", want: []int{400}, msg: "limit"},
-			{name: "cursor garbage", target: path + "?cursor=!!!%00", want: []int{400}, msg: "cursor"},
 			{name: "queue too long", target: path + "?queue=" + longText("q", 101), want: []int{422}, msg: "100"},
 			{name: "kind too long", target: path + "?kind=" + longText("k", 101), want: []int{422}, msg: "100"},
 			{name: "queue with an SQL fragment", target: path + "?queue=%27%20OR%201%3D1--", want: []int{200}},
 			{name: "kind with control characters", target: path + "?kind=%00%0d%0a", want: []int{200}},
 			{name: "unknown parameters", target: path + "?utm=1&%FF=%00", want: []int{200}},
-		}
+		}...)
 	}
 	bulkJSON := withTarget("POST", "/api/jobs/bulk", []hostileRequest{
 		{name: "form instead of JSON", header: formType, body: "action=cancel&id=1", want: []int{415}},
