@@ -336,27 +336,14 @@ func (s *Store) CountByStatus(ctx context.Context) (StatusCounts, error) {
 // SeedExtraterrestrials inserts the ten seed extraterrestrials when the table
 // is empty and reports how many it added.
 func (s *Store) SeedExtraterrestrials(ctx context.Context) (int, error) {
-	added := 0
-	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-		var n int
-		if err := tx.GetContext(ctx, &n, "SELECT count(*) FROM extraterrestrials"); err != nil {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-		for _, name := range SeedNames {
+	return s.seedIfEmpty(ctx, "extraterrestrials", func(tx *sqlx.Tx) (int, error) {
+		for i, name := range SeedNames {
 			if _, err := tx.ExecContext(ctx, tx.Rebind("INSERT INTO extraterrestrials (name) VALUES (?)"), name); err != nil {
-				return err
+				return i, err
 			}
-			added++
 		}
-		return nil
+		return len(SeedNames), nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("seed extraterrestrials: %w", err)
-	}
-	return added, nil
 }
 
 // GenerateExtraterrestrials bulk-inserts n extraterrestrials with generated

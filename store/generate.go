@@ -2,10 +2,34 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
 )
+
+// seedIfEmpty runs seed in a transaction when table has no rows, and
+// returns how many rows seed added: the seed data of a new database, never
+// added twice (0 when the table has rows).
+func (s *Store) seedIfEmpty(ctx context.Context, table string, seed func(tx *sqlx.Tx) (int, error)) (int, error) {
+	added := 0
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		var n int
+		if err := tx.GetContext(ctx, &n, "SELECT count(*) FROM "+table); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		var err error
+		added, err = seed(tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("seed %s: %w", table, err)
+	}
+	return added, nil
+}
 
 // generateRows bulk-inserts n generated rows, the way both generators
 // (GenerateExtraterrestrials, GeneratePets) fill a large table quickly:

@@ -312,17 +312,9 @@ var SeedPets = []SeedPet{
 // the last few hundred ticks of length tick, and their hunger varies, so a new
 // database shows pets of different ages and appetites.
 func (s *Store) SeedPetsIfEmpty(ctx context.Context, now time.Time, tick time.Duration) (int, error) {
-	added := 0
-	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-		var n int
-		if err := tx.GetContext(ctx, &n, "SELECT count(*) FROM pets"); err != nil {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
+	return s.seedIfEmpty(ctx, "pets", func(tx *sqlx.Tx) (int, error) {
 		if err := EnsureKeeperTx(ctx, tx, SeedKeeperID, 5, now); err != nil {
-			return err
+			return 0, err
 		}
 		for i, sp := range SeedPets {
 			born := now.Add(-time.Duration(i*i*37+3) * tick)
@@ -335,16 +327,11 @@ func (s *Store) SeedPetsIfEmpty(ctx context.Context, now time.Time, tick time.Du
 			_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO pets (keeper_id, name, species, born_at, hunger_base, hunger_at, updated_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?)`), SeedKeeperID, sp.Name, string(sp.Species), UnixMillis(born), (i*173)%451, ms, ms)
 			if err != nil {
-				return err
+				return i, err
 			}
-			added++
 		}
-		return nil
+		return len(SeedPets), nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("seed pets: %w", err)
-	}
-	return added, nil
 }
 
 // GeneratePetsOptions shapes the pets GeneratePets makes.
