@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +16,7 @@ import (
 func TestCommandLineOnPostgres(t *testing.T) {
 	t.Parallel()
 	db := storetest.NewDatabase(t, storetest.Postgres(t).Server)
-	password, _ := mustParseURL(t, db).User.Password()
+	password, _ := storetest.ParseURL(t, db).User.Password()
 	tests := []struct {
 		name       string
 		args       []string
@@ -54,13 +53,4 @@ func TestCommandLineOnPostgres(t *testing.T) {
 	if err != nil || counts.Total() != 10 {
 		t.Errorf("after reset: %+v (%v), want 10 extraterrestrials", counts, err)
 	}
-}
-
-func mustParseURL(t *testing.T, s string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -29,6 +30,23 @@ type testApp struct {
 	URL  string
 	DB   string
 	stop func() error
+}
+
+// openStream opens the App's event stream named stream, failing t unless it
+// answers 200, and waits until the hub counts its client, so that whatever
+// is published next reaches it. It ends when ctx does or its body is closed.
+func (app *testApp) openStream(t *testing.T, ctx context.Context, stream string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", app.URL+"/events?stream="+stream, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream %s: %v %v", stream, resp, err)
+	}
+	waitUntil(t, 10*time.Second, stream+" stream client registered", func() (bool, string) {
+		n := app.hub.Clients()[stream]
+		return n > 0, fmt.Sprintf("%d clients", n)
+	})
+	return resp
 }
 
 // startApp runs the real server and stops it at the end of the test; stop

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
 )
@@ -114,7 +115,7 @@ type petTry struct {
 // petRecord is one pet adopted with a 201 and the feeds asked for it, in
 // the order made (one worker feeds it, one request at a time).
 type petRecord struct {
-	answer     petAnswer
+	answer     handlers.PetJSON
 	sent, done time.Time
 	feeds      []petTry
 }
@@ -154,7 +155,7 @@ func (l *petLedger) pick(worker int, r *rand.Rand) int64 {
 	return 0
 }
 
-func (l *petLedger) adopted(worker int, p petAnswer, sent, done time.Time) {
+func (l *petLedger) adopted(worker int, p handlers.PetJSON, sent, done time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pets[p.ID] = &petRecord{answer: p, sent: sent, done: done}
@@ -192,7 +193,7 @@ func (l *petLedger) acked() (adoptions, feeds int) {
 	return len(l.pets), l.feeds
 }
 
-func (l *petLedger) first() petAnswer {
+func (l *petLedger) first() handlers.PetJSON {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.pets[l.order[0]].answer

@@ -33,6 +33,19 @@ var transports = []struct {
 	{"HTTP-2", setupH2, 2},
 }
 
+// longStreamOnEach runs fn once per transport, as a subtest named after it,
+// on a new bench with the app's config and a stream "s" with a long window;
+// proto is the HTTP major version the transport's responses must have.
+func longStreamOnEach(t *testing.T, fn func(t *testing.T, proto int, b *bench)) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			b := tr.setup(t, events.Config{})
+			b.hub.RegisterWindow("s", events.LongWindow)
+			fn(t, tr.proto, b)
+		})
+	}
+}
+
 // A client resuming further back than it may queue events, with the app's
 // real sizes (a long window, the default client buffer), receives every
 // event it missed, in order, then the live ones, with no gap and no
@@ -82,37 +95,33 @@ func TestResumeFurtherBackThanTheClientBuffer(t *testing.T) {
 // the events about its keys and those about nothing, in order, then live
 // ones.
 func TestResumeFarBackWithKeys(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			b := tr.setup(t, events.Config{})
-			b.hub.RegisterWindow("s", events.LongWindow)
-			type sent struct {
-				id   int64
-				data string
+	longStreamOnEach(t, func(t *testing.T, proto int, b *bench) {
+		type sent struct {
+			id   int64
+			data string
+		}
+		var all []sent
+		for i := range events.LongWindow {
+			key := int64(i % 7) // 0: about nothing
+			data := rowData(i)
+			all = append(all, sent{publishKey(t, b.hub, "s", "", key, data), data})
+		}
+		from := len(all) - 1 - 8000
+		resp, _ := b.get(t, "stream=s&ids=3,5", strconv.FormatInt(all[from].id, 10))
+		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != proto {
+			t.Fatalf("status %d over HTTP/%d", resp.StatusCode, resp.ProtoMajor)
+		}
+		msgs := messages(t, resp.Body)
+		for i := from + 1; i < len(all); i++ {
+			if k := i % 7; k == 0 || k == 3 || k == 5 {
+				expect(t, next(t, msgs), all[i].id, "", all[i].data)
 			}
-			var all []sent
-			for i := range events.LongWindow {
-				key := int64(i % 7) // 0: about nothing
-				data := rowData(i)
-				all = append(all, sent{publishKey(t, b.hub, "s", "", key, data), data})
-			}
-			from := len(all) - 1 - 8000
-			resp, _ := b.get(t, "stream=s&ids=3,5", strconv.FormatInt(all[from].id, 10))
-			if resp.StatusCode != http.StatusOK || resp.ProtoMajor != tr.proto {
-				t.Fatalf("status %d over HTTP/%d", resp.StatusCode, resp.ProtoMajor)
-			}
-			msgs := messages(t, resp.Body)
-			for i := from + 1; i < len(all); i++ {
-				if k := i % 7; k == 0 || k == 3 || k == 5 {
-					expect(t, next(t, msgs), all[i].id, "", all[i].data)
-				}
-			}
-			waitFor(t, "the client joined", func() bool { return b.hub.Clients()["s"] == 1 })
-			publishKey(t, b.hub, "s", "", 4, "not for it")
-			id := publishKey(t, b.hub, "s", "", 5, "for it")
-			expect(t, next(t, msgs), id, "", "for it")
-		})
-	}
+		}
+		waitFor(t, "the client joined", func() bool { return b.hub.Clients()["s"] == 1 })
+		publishKey(t, b.hub, "s", "", 4, "not for it")
+		id := publishKey(t, b.hub, "s", "", 5, "for it")
+		expect(t, next(t, msgs), id, "", "for it")
+	})
 }
 
 // A client that reads its replay more slowly than the stream moves (here:
@@ -120,64 +129,60 @@ func TestResumeFarBackWithKeys(t *testing.T) {
 // it: it gets a prefix of its replay with no gap, then a resync event, then
 // exactly the events published after the resync's id.
 func TestSlowReplayEndsInAResync(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			b := tr.setup(t, events.Config{})
-			b.hub.RegisterWindow("s", events.LongWindow)
-			if tr.proto == 2 {
-				// An HTTP/2 client takes in what its receive window allows
-				// before the program reads any of it: keep that small, so
-				// that not reading holds the replay up.
-				h2 := b.client.Transport.(*http.Transport).Clone()
-				h2.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10}
-				b.client = &http.Client{Transport: h2}
-				t.Cleanup(h2.CloseIdleConnections)
-			}
-			// Far more than socket buffers and an HTTP/2 window hold.
-			filler := strings.Repeat("x", 4<<10)
-			data := func(i int) string { return fmt.Sprintf("%05d %s", i, filler) }
-			var ids []int64
-			for i := range events.LongWindow {
-				ids = append(ids, publish(t, b.hub, "s", "", data(i)))
-			}
-			from := len(ids) - 1 - 8000
-			resp, _ := b.get(t, "stream=s", strconv.FormatInt(ids[from], 10))
-			if resp.StatusCode != http.StatusOK || resp.ProtoMajor != tr.proto {
-				t.Fatalf("status %d over HTTP/%d", resp.StatusCode, resp.ProtoMajor)
-			}
-			waitFor(t, "the client joined", func() bool { return b.hub.Clients()["s"] == 1 })
-			for range events.LongWindow { // the window moves past the client
-				ids = append(ids, publish(t, b.hub, "s", "", data(len(ids))))
-			}
+	longStreamOnEach(t, func(t *testing.T, proto int, b *bench) {
+		if proto == 2 {
+			// An HTTP/2 client takes in what its receive window allows
+			// before the program reads any of it: keep that small, so
+			// that not reading holds the replay up.
+			h2 := b.client.Transport.(*http.Transport).Clone()
+			h2.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10}
+			b.client = &http.Client{Transport: h2}
+			t.Cleanup(h2.CloseIdleConnections)
+		}
+		// Far more than socket buffers and an HTTP/2 window hold.
+		filler := strings.Repeat("x", 4<<10)
+		data := func(i int) string { return fmt.Sprintf("%05d %s", i, filler) }
+		var ids []int64
+		for i := range events.LongWindow {
+			ids = append(ids, publish(t, b.hub, "s", "", data(i)))
+		}
+		from := len(ids) - 1 - 8000
+		resp, _ := b.get(t, "stream=s", strconv.FormatInt(ids[from], 10))
+		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != proto {
+			t.Fatalf("status %d over HTTP/%d", resp.StatusCode, resp.ProtoMajor)
+		}
+		waitFor(t, "the client joined", func() bool { return b.hub.Clients()["s"] == 1 })
+		for range events.LongWindow { // the window moves past the client
+			ids = append(ids, publish(t, b.hub, "s", "", data(len(ids))))
+		}
 
-			msgs := messages(t, resp.Body)
-			i := from + 1
-			var m events.Message
-			for {
-				m = next(t, msgs)
-				if m.Event == events.ResyncEvent {
-					break
-				}
-				expect(t, m, ids[i], "", data(i))
-				i++
+		msgs := messages(t, resp.Body)
+		i := from + 1
+		var m events.Message
+		for {
+			m = next(t, msgs)
+			if m.Event == events.ResyncEvent {
+				break
 			}
-			if i == from+1 || i >= from+1+8000 {
-				t.Errorf("the resync came after %d replayed events; the test meant it to come mid-replay", i-from-1)
-			}
-			j, found := slices.BinarySearch(ids, m.IDInt())
-			if !found {
-				t.Fatalf("the resync's id %d is no event's", m.IDInt())
-			}
-			for j++; j < len(ids); j++ {
-				expect(t, next(t, msgs), ids[j], "", data(j))
-			}
-			if b.hub.Clients()["s"] != 1 {
-				t.Fatal("the slow client was cut off")
-			}
-			id := publish(t, b.hub, "s", "", "live")
-			expect(t, next(t, msgs), id, "", "live")
-		})
-	}
+			expect(t, m, ids[i], "", data(i))
+			i++
+		}
+		if i == from+1 || i >= from+1+8000 {
+			t.Errorf("the resync came after %d replayed events; the test meant it to come mid-replay", i-from-1)
+		}
+		j, found := slices.BinarySearch(ids, m.IDInt())
+		if !found {
+			t.Fatalf("the resync's id %d is no event's", m.IDInt())
+		}
+		for j++; j < len(ids); j++ {
+			expect(t, next(t, msgs), ids[j], "", data(j))
+		}
+		if b.hub.Clients()["s"] != 1 {
+			t.Fatal("the slow client was cut off")
+		}
+		id := publish(t, b.hub, "s", "", "live")
+		expect(t, next(t, msgs), id, "", "live")
+	})
 }
 
 func TestResumeSendsExactlyWhatWasMissed(t *testing.T) {

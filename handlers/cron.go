@@ -121,11 +121,7 @@ func cronJSON(e jobs.CronEntry) CronJSON {
 
 // APICron answers GET /api/cron with every periodic job.
 func (h *Jobs) APICron(c echo.Context) error {
-	entries, err := h.Engine.CronEntries(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, jsonItems(entries, cronJSON))
+	return allJSON(c, h.Engine.CronEntries, cronJSON)
 }
 
 // APICronAction answers POST /api/cron/{name}/run with 201 and the job it

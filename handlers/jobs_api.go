@@ -12,33 +12,6 @@ import (
 	"github.com/phonehome/phonehome/jobs"
 )
 
-// JobJSON is a job in the JSON API.
-type JobJSON struct {
-	ID          int64           `json:"id"`
-	Queue       string          `json:"queue"`
-	Kind        string          `json:"kind"`
-	Args        json.RawMessage `json:"args"`
-	State       jobs.State      `json:"state"`
-	Attempt     int             `json:"attempt"`
-	MaxAttempts int             `json:"max_attempts"`
-	Priority    int             `json:"priority"`
-	Tags        []string        `json:"tags"`
-	InsertedAt  time.Time       `json:"inserted_at"`
-	ScheduledAt time.Time       `json:"scheduled_at"`
-	AttemptedAt *time.Time      `json:"attempted_at"`
-	CompletedAt *time.Time      `json:"completed_at"`
-	CancelledAt *time.Time      `json:"cancelled_at"`
-	DiscardedAt *time.Time      `json:"discarded_at"`
-	Errors      []ErrorJSON     `json:"errors"`
-}
-
-// ErrorJSON is one failed attempt of a job in the JSON API.
-type ErrorJSON struct {
-	Attempt int       `json:"attempt"`
-	At      time.Time `json:"at"`
-	Error   string    `json:"error"`
-}
-
 // utcOf is *t for the API: in UTC, nil when t is.
 func utcOf(t *time.Time) *time.Time {
 	if t == nil {
@@ -47,25 +20,26 @@ func utcOf(t *time.Time) *time.Time {
 	return utcOrNil(*t)
 }
 
-func jobJSON(j *jobs.Job) JobJSON {
-	out := JobJSON{
-		ID: j.ID, Queue: j.Queue, Kind: j.Kind, Args: j.Args, State: j.State, Attempt: j.Attempt,
-		MaxAttempts: j.MaxAttempts, Priority: j.Priority, Tags: j.Tags,
-		InsertedAt: j.InsertedAt.UTC(), ScheduledAt: j.ScheduledAt.UTC(),
-		AttemptedAt: utcOf(j.AttemptedAt), CompletedAt: utcOf(j.CompletedAt),
-		CancelledAt: utcOf(j.CancelledAt), DiscardedAt: utcOf(j.DiscardedAt),
-		Errors: make([]ErrorJSON, len(j.Errors)),
-	}
+// jobJSON is j as the JSON API answers it: jobs.Job is already the API's
+// shape (its JSON tags are the contract's), so this only normalises a copy:
+// every time in UTC (a zero one null), tags [] rather than null, empty args
+// {}. It copies because j may be the engine's own.
+func jobJSON(j *jobs.Job) *jobs.Job {
+	out := *j
+	out.InsertedAt, out.ScheduledAt = j.InsertedAt.UTC(), j.ScheduledAt.UTC()
+	out.AttemptedAt, out.CompletedAt = utcOf(j.AttemptedAt), utcOf(j.CompletedAt)
+	out.CancelledAt, out.DiscardedAt = utcOf(j.CancelledAt), utcOf(j.DiscardedAt)
 	if out.Tags == nil {
 		out.Tags = []string{}
 	}
 	if len(out.Args) == 0 {
 		out.Args = json.RawMessage("{}")
 	}
+	out.Errors = make([]jobs.AttemptError, len(j.Errors))
 	for i, e := range j.Errors {
-		out.Errors[i] = ErrorJSON{Attempt: e.Attempt, At: e.At.UTC(), Error: e.Error}
+		out.Errors[i] = jobs.AttemptError{Attempt: e.Attempt, At: e.At.UTC(), Error: e.Error}
 	}
-	return out
+	return &out
 }
 
 // APIList answers GET /api/jobs?state=&queue=&kind=&limit=&cursor= with
@@ -172,11 +146,7 @@ func queueJSON(q jobs.QueueInfo) QueueJSON {
 
 // APIQueues answers GET /api/queues with every queue.
 func (h *Jobs) APIQueues(c echo.Context) error {
-	qs, err := h.Engine.Queues(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, jsonItems(qs, queueJSON))
+	return allJSON(c, h.Engine.Queues, queueJSON)
 }
 
 // APIQueueAction answers POST /api/queues/{name}/pause, …/resume and

@@ -99,6 +99,16 @@ func listAPI[Q, R, J any](c echo.Context, events hub, parse func(echo.Context, i
 	return listJSON(c, jsonItems(l.rows, item), l.next)
 }
 
+// allJSON answers a listing that is never paged (the queues, the periodic
+// jobs): 200 with every row of all, each turned into its JSON by item.
+func allJSON[R, J any](c echo.Context, all func(context.Context) ([]R, error), item func(R) J) error {
+	rows, err := all(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, jsonItems(rows, item))
+}
+
 // jsonItems is rows, each turned into its JSON by item. It is never nil, so
 // an empty list is answered as [] and not null.
 func jsonItems[R, J any](rows []R, item func(R) J) []J {

@@ -1,6 +1,7 @@
 package migrations_test
 
 import (
+	"cmp"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -74,6 +75,11 @@ type schema struct {
 	Triggers map[string]string // trigger → table
 }
 
+// newSchema is an empty schema, ready to be filled from a database.
+func newSchema() schema {
+	return schema{Tables: map[string]map[string]column{}, Indexes: map[string]index{}, Keys: map[string]string{}, Triggers: map[string]string{}}
+}
+
 // deliberate are the differences between the dialects that are meant, and
 // why. Anything else the comparison finds is a mistake in one folder.
 var deliberate = map[string]string{
@@ -116,7 +122,7 @@ func family(declared string) string {
 
 func sqliteSchema(t *testing.T, db *sqlx.DB) schema {
 	t.Helper()
-	s := schema{Tables: map[string]map[string]column{}, Indexes: map[string]index{}, Keys: map[string]string{}, Triggers: map[string]string{}}
+	s := newSchema()
 	var objects []struct {
 		Type  string         `db:"type"`
 		Name  string         `db:"name"`
@@ -159,7 +165,7 @@ func sqliteSchema(t *testing.T, db *sqlx.DB) schema {
 			}
 			var names []string
 			for _, c := range cols {
-				names = append(names, cmpOr(c.String, "<expr>"))
+				names = append(names, cmp.Or(c.String, "<expr>"))
 			}
 			sqlText := strings.ToUpper(o.SQL.String)
 			s.Indexes[o.Name] = index{Table: o.Table, Columns: strings.Join(names, ","),
@@ -171,16 +177,9 @@ func sqliteSchema(t *testing.T, db *sqlx.DB) schema {
 	return s
 }
 
-func cmpOr(s, otherwise string) string {
-	if s == "" {
-		return otherwise
-	}
-	return s
-}
-
 func postgresSchema(t *testing.T, db *sqlx.DB) schema {
 	t.Helper()
-	s := schema{Tables: map[string]map[string]column{}, Indexes: map[string]index{}, Keys: map[string]string{}, Triggers: map[string]string{}}
+	s := newSchema()
 	var cols []struct {
 		Table    string `db:"table_name"`
 		Name     string `db:"column_name"`

@@ -256,6 +256,29 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	return nil
 }
 
+// selectPage reads one page of a keyset listing: the rows of query (a
+// SELECT … FROM …) that meet every condition of where, in order, at most
+// limit of them (1 to 1000; 50 when asked is outside that), and whether
+// more follow (one row more is read to tell). what names the listing in
+// errors.
+func selectPage[R any](ctx context.Context, s *Store, what, query string, where []string, args []any, order string, asked int) (rows []R, more bool, err error) {
+	limit := asked
+	if limit <= 0 || limit > 1000 {
+		limit = 50
+	}
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY " + order + " LIMIT ?"
+	if err := s.Reader.SelectContext(ctx, &rows, s.Rebind(query), append(args, limit+1)...); err != nil {
+		return nil, false, fmt.Errorf("list %s: %w", what, err)
+	}
+	if len(rows) > limit {
+		return rows[:limit], true, nil
+	}
+	return rows, false, nil
+}
+
 // UnixMillis converts a time to the integer stored in *_at columns.
 func UnixMillis(t time.Time) int64 { return t.UnixMilli() }
 

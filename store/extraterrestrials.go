@@ -140,7 +140,7 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 			args = append(args, string(*f.Status))
 		}
 	}
-	order := " ORDER BY name, id"
+	order := "name, id"
 	if f.Query != "" && s.Dialect == Postgres {
 		// lower() of a "C" name folds ASCII letters only, as SQLite's LIKE
 		// does, and the trigram index extraterrestrial_names is on it. The
@@ -162,7 +162,7 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 			// one it finds a page of matches at once, so it stays.
 			where = append(where, "id IN (SELECT rowid FROM extraterrestrial_names WHERE name LIKE ?)")
 			args = append(args, "%"+f.Query+"%")
-			order = " ORDER BY +name, id"
+			order = "+name, id"
 		}
 	}
 	if !f.After.IsZero() {
@@ -173,25 +173,14 @@ func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFil
 		where = append(where, "(name, id) > (?, ?)")
 		args = append(args, after.Name, after.ID)
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > 1000 {
-		limit = 50
-	}
-	q := "SELECT " + etColumns + " FROM extraterrestrials"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += order + " LIMIT ?"
-	args = append(args, limit+1)
-
-	var rows []etRow
-	if err := s.Reader.SelectContext(ctx, &rows, s.Rebind(q), args...); err != nil {
-		return nil, Cursor{}, fmt.Errorf("list extraterrestrials: %w", err)
+	rows, more, err := selectPage[etRow](ctx, s, "extraterrestrials", "SELECT "+etColumns+" FROM extraterrestrials",
+		where, args, order, f.Limit)
+	if err != nil {
+		return nil, Cursor{}, err
 	}
 	var next Cursor
-	if len(rows) > limit {
-		rows = rows[:limit]
-		last := rows[limit-1]
+	if more {
+		last := rows[len(rows)-1]
 		next = Cursor{Name: last.Name, ID: last.ID}
 	}
 	out := make([]Extraterrestrial, len(rows))
@@ -347,58 +336,23 @@ func (s *Store) CountByStatus(ctx context.Context) (StatusCounts, error) {
 // SeedExtraterrestrials inserts the ten seed extraterrestrials when the table
 // is empty and reports how many it added.
 func (s *Store) SeedExtraterrestrials(ctx context.Context) (int, error) {
-	added := 0
-	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-		var n int
-		if err := tx.GetContext(ctx, &n, "SELECT count(*) FROM extraterrestrials"); err != nil {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-		for _, name := range SeedNames {
+	return s.seedIfEmpty(ctx, "extraterrestrials", func(tx *sqlx.Tx) (int, error) {
+		for i, name := range SeedNames {
 			if _, err := tx.ExecContext(ctx, tx.Rebind("INSERT INTO extraterrestrials (name) VALUES (?)"), name); err != nil {
-				return err
+				return i, err
 			}
-			added++
 		}
-		return nil
+		return len(SeedNames), nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("seed extraterrestrials: %w", err)
-	}
-	return added, nil
 }
 
 // GenerateExtraterrestrials bulk-inserts n extraterrestrials with generated
 // names, in batches of many rows per statement and transaction.
 func (s *Store) GenerateExtraterrestrials(ctx context.Context, n int) error {
-	const perStatement = 500
-	const perTx = 50_000
-	for done := 0; done < n; {
-		err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-			for end := min(n, done+perTx); done < end; {
-				k := min(perStatement, end-done)
-				var b strings.Builder
-				b.WriteString("INSERT INTO extraterrestrials (name) VALUES ")
-				args := make([]any, k)
-				for i := range k {
-					if i > 0 {
-						b.WriteByte(',')
-					}
-					b.WriteString("(?)")
-					args[i] = GeneratedName(done + i)
-				}
-				if _, err := tx.ExecContext(ctx, tx.Rebind(b.String()), args...); err != nil {
-					return err
-				}
-				done += k
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("generate extraterrestrials: %w", err)
-		}
+	err := s.generateRows(ctx, n, 500, 50_000, "INSERT INTO extraterrestrials (name)", 1, nil,
+		func(args []any, i int) []any { return append(args, GeneratedName(i)) })
+	if err != nil {
+		return fmt.Errorf("generate extraterrestrials: %w", err)
 	}
 	return nil
 }

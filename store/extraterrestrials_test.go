@@ -47,9 +47,7 @@ func countByScan(t *testing.T, st *store.Store) store.StatusCounts {
 // the same status, rolled-back transactions and deletes.
 func TestCountsFollowEveryChange(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		check := func(step string, want store.StatusCounts) {
 			t.Helper()
 			got, err := st.CountByStatus(ctx)
@@ -125,9 +123,8 @@ func TestCountsFollowEveryChange(t *testing.T) {
 // of the counts table, never the extraterrestrials.
 func TestCountByStatusReadsNoExtraterrestrial(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		if b.Dialect == store.Postgres {
+	storetest.RunStore(t, func(t *testing.T, _ context.Context, st *store.Store) {
+		if st.Dialect == store.Postgres {
 			// The ledger's sum: a scan of extraterrestrial_counts alone.
 			var plan []string
 			if err := st.Reader.Select(&plan, "EXPLAIN SELECT status, sum(n)::bigint AS n FROM extraterrestrial_counts GROUP BY status"); err != nil {
@@ -164,9 +161,7 @@ func TestCountByStatusReadsNoExtraterrestrial(t *testing.T) {
 // SQLite the counters of its triggers.
 func TestCountsStayExactUnderConcurrentWriters(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		const ets, writers, calls = 500, 4, 40
 		if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
 			t.Fatal(err)
@@ -190,39 +185,36 @@ func TestCountsStayExactUnderConcurrentWriters(t *testing.T) {
 				}
 			})
 		}
+		// Each side goroutine repeats its step until the writers are done
+		// or the step fails.
 		var side sync.WaitGroup
-		side.Go(func() { // the compactor
-			for {
-				select {
-				case <-done:
-					return
-				default:
+		untilDone := func(step func() error) {
+			side.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					if err := step(); err != nil {
+						errs <- err
+						return
+					}
 				}
-				if err := st.CompactCounts(ctx); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
+			})
+		}
+		untilDone(func() error { return st.CompactCounts(ctx) }) // the compactor
 		reads := 0
-		side.Go(func() { // a reader
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				c, err := st.CountByStatus(ctx)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if c.Total() != ets {
-					errs <- fmt.Errorf("read %+v: total %d, want %d", c, c.Total(), ets)
-					return
-				}
-				reads++
+		untilDone(func() error { // a reader
+			c, err := st.CountByStatus(ctx)
+			if err != nil {
+				return err
 			}
+			if c.Total() != ets {
+				return fmt.Errorf("read %+v: total %d, want %d", c, c.Total(), ets)
+			}
+			reads++
+			return nil
 		})
 		wg.Wait()
 		close(done)
@@ -258,9 +250,7 @@ func TestCountsStayExactUnderConcurrentWriters(t *testing.T) {
 // and deletes are counted by triggers on both.
 func TestJobCountsFollowEveryChange(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		type key struct{ Queue, State string }
 		counts := func(q string) map[key]int {
 			t.Helper()
@@ -297,7 +287,7 @@ func TestJobCountsFollowEveryChange(t *testing.T) {
 		update := func(q string) {
 			t.Helper()
 			exec(q)
-			if b.Dialect == store.SQLite {
+			if st.Dialect == store.SQLite {
 				if err := jobs.Recount(ctx, st.Writer); err != nil {
 					t.Fatal(err)
 				}

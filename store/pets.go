@@ -247,25 +247,13 @@ func (s *Store) ListPets(ctx context.Context, f PetFilter) ([]Pet, Cursor, error
 		where = append(where, "id < ?")
 		args = append(args, f.After.ID)
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > 1000 {
-		limit = 50
-	}
-	q := "SELECT " + petColumns + " FROM pets"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY " + order + " LIMIT ?"
-	args = append(args, limit+1)
-
-	var rows []petRow
-	if err := s.Reader.SelectContext(ctx, &rows, s.Rebind(q), args...); err != nil {
-		return nil, Cursor{}, fmt.Errorf("list pets: %w", err)
+	rows, more, err := selectPage[petRow](ctx, s, "pets", "SELECT "+petColumns+" FROM pets", where, args, order, f.Limit)
+	if err != nil {
+		return nil, Cursor{}, err
 	}
 	var next Cursor
-	if len(rows) > limit {
-		rows = rows[:limit]
-		last := rows[limit-1]
+	if more {
+		last := rows[len(rows)-1]
 		next = Cursor{ID: last.ID}
 		if f.Query != "" {
 			next.Name = last.Name
@@ -324,17 +312,9 @@ var SeedPets = []SeedPet{
 // the last few hundred ticks of length tick, and their hunger varies, so a new
 // database shows pets of different ages and appetites.
 func (s *Store) SeedPetsIfEmpty(ctx context.Context, now time.Time, tick time.Duration) (int, error) {
-	added := 0
-	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-		var n int
-		if err := tx.GetContext(ctx, &n, "SELECT count(*) FROM pets"); err != nil {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
+	return s.seedIfEmpty(ctx, "pets", func(tx *sqlx.Tx) (int, error) {
 		if err := EnsureKeeperTx(ctx, tx, SeedKeeperID, 5, now); err != nil {
-			return err
+			return 0, err
 		}
 		for i, sp := range SeedPets {
 			born := now.Add(-time.Duration(i*i*37+3) * tick)
@@ -347,16 +327,11 @@ func (s *Store) SeedPetsIfEmpty(ctx context.Context, now time.Time, tick time.Du
 			_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO pets (keeper_id, name, species, born_at, hunger_base, hunger_at, updated_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?)`), SeedKeeperID, sp.Name, string(sp.Species), UnixMillis(born), (i*173)%451, ms, ms)
 			if err != nil {
-				return err
+				return i, err
 			}
-			added++
 		}
-		return nil
+		return len(SeedPets), nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("seed pets: %w", err)
-	}
-	return added, nil
 }
 
 // GeneratePetsOptions shapes the pets GeneratePets makes.
@@ -391,61 +366,25 @@ func (s *Store) GeneratePets(ctx context.Context, n int, o GeneratePetsOptions) 
 	}
 	window := span + span/10
 
-	stmtFor := func(k int) string {
-		var b strings.Builder
-		b.WriteString("INSERT INTO pets (keeper_id, name, species, born_at, hunger_base, hunger_at, died_at, updated_at) VALUES ")
-		for i := range k {
-			if i > 0 {
-				b.WriteByte(',')
+	err := s.generateRows(ctx, n, perStatement, perTx,
+		"INSERT INTO pets (keeper_id, name, species, born_at, hunger_base, hunger_at, died_at, updated_at)", 8,
+		func(tx *sqlx.Tx) error { return EnsureKeeperTx(ctx, tx, SeedKeeperID, 5, o.Now) },
+		func(args []any, i int) []any {
+			// Evenly spread and increasing, with a little jitter: appending
+			// to the born_at index is much faster than inserting at random.
+			born := now - window + int64(float64(window)*(float64(i)+rng.Float64())/float64(n))
+			var died any
+			last := now
+			if born+span <= now {
+				died = born + span
+				last = born + span
 			}
-			b.WriteString("(?,?,?,?,?,?,?,?)")
-		}
-		return s.Rebind(b.String())
-	}
-	full := stmtFor(perStatement)
-	args := make([]any, 0, perStatement*8)
-	for done := 0; done < n; {
-		err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-			if err := EnsureKeeperTx(ctx, tx, SeedKeeperID, 5, o.Now); err != nil {
-				return err
-			}
-			stmt, err := tx.PrepareContext(ctx, full)
-			if err != nil {
-				return err
-			}
-			defer stmt.Close()
-			for end := min(n, done+perTx); done < end; {
-				k := min(perStatement, end-done)
-				args = args[:0]
-				for i := range k {
-					// Evenly spread and increasing, with a little jitter: appending
-					// to the born_at index is much faster than inserting at random.
-					born := now - window + int64(float64(window)*(float64(done+i)+rng.Float64())/float64(n))
-					var died any
-					last := now
-					if born+span <= now {
-						died = born + span
-						last = born + span
-					}
-					fed := born + rng.Int64N(last-born+1)
-					args = append(args, SeedKeeperID, GeneratedPetName(done+i), string(SeedPets[(done+i)%len(SeedPets)].Species),
-						born, rng.IntN(501), fed, died, fed)
-				}
-				if k == perStatement {
-					_, err = stmt.ExecContext(ctx, args...)
-				} else {
-					_, err = tx.ExecContext(ctx, stmtFor(k), args...)
-				}
-				if err != nil {
-					return err
-				}
-				done += k
-			}
-			return nil
+			fed := born + rng.Int64N(last-born+1)
+			return append(args, SeedKeeperID, GeneratedPetName(i), string(SeedPets[i%len(SeedPets)].Species),
+				born, rng.IntN(501), fed, died, fed)
 		})
-		if err != nil {
-			return fmt.Errorf("generate pets: %w", err)
-		}
+	if err != nil {
+		return fmt.Errorf("generate pets: %w", err)
 	}
 	return nil
 }

@@ -36,9 +36,7 @@ func adopt(t *testing.T, st *store.Store, keeper, name string, sp store.Species,
 
 func TestPetsTableRefusesInvalidRows(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		if _, err := st.Writer.Exec("INSERT INTO keepers VALUES ('k', 5, 0, 0)"); err != nil {
 			t.Fatal(err)
 		}
@@ -71,9 +69,7 @@ func TestPetsTableRefusesInvalidRows(t *testing.T) {
 
 func TestInsertAndGetPet(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		p := adopt(t, st, "k1", "<script>alert(1)</script>", store.SpeciesPhoenix, petEpoch)
 		got, err := st.GetPet(ctx, p.ID)
 		if err != nil {
@@ -116,9 +112,7 @@ func TestInsertAndGetPet(t *testing.T) {
 
 func TestKillDuePetsRecordsTheInstantOfDeath(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		lifespan := 10001 * 5 * time.Second
 		old := adopt(t, st, "k", "Oldest", store.SpeciesOwl, petEpoch)
 		older := adopt(t, st, "k", "Older", store.SpeciesOwl, petEpoch.Add(time.Second))
@@ -165,9 +159,7 @@ func TestKillDuePetsRecordsTheInstantOfDeath(t *testing.T) {
 
 func TestListPetsPagesFiltersAndSearches(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		names := []string{"Mochi", "mocha", "Biscuit", "100%_real", "100 real", "Momo", "Ember"}
 		ids := map[string]int64{}
 		for i, n := range names {
@@ -242,9 +234,7 @@ func TestListPetsPagesFiltersAndSearches(t *testing.T) {
 
 func TestGeneratePetsMakesVariedAges(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		lifespan := 10001 * 5 * time.Second
 		const n = 2345
 		if err := st.GeneratePets(ctx, n, store.GeneratePetsOptions{Now: petEpoch, Lifespan: lifespan}); err != nil {
@@ -286,9 +276,7 @@ func TestGeneratePetsMakesVariedAges(t *testing.T) {
 
 func TestSeedPetsOnlyIntoAnEmptyTable(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		n, err := st.SeedPetsIfEmpty(ctx, petEpoch, 5*time.Second)
 		if err != nil || n != 10 {
 			t.Fatalf("seed: %d, %v", n, err)
@@ -315,9 +303,7 @@ func TestSeedPetsOnlyIntoAnEmptyTable(t *testing.T) {
 
 func TestKeepers(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		if _, err := st.GetKeeper(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown keeper: %v", err)
 		}

@@ -112,7 +112,7 @@ func TestOpenExplainsWhatTheServerRefuses(t *testing.T) {
 	t.Cleanup(func() { admin.Exec("DROP ROLE IF EXISTS " + role) })
 
 	closed := storetest.NewDatabase(t, b.Server)
-	closedName := strings.TrimPrefix(mustURL(t, closed).Path, "/")
+	closedName := strings.TrimPrefix(storetest.ParseURL(t, closed).Path, "/")
 	if _, err := admin.Exec("REVOKE CONNECT ON DATABASE " + closedName + " FROM PUBLIC"); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestOpenExplainsWhatTheServerRefuses(t *testing.T) {
 
 	// PostgreSQL 15 lets only the owner create in a database's public schema.
 	readOnly := storetest.NewDatabase(t, b.Server)
-	st, err := store.Open(ctx, as(role, "role-secret", strings.TrimPrefix(mustURL(t, readOnly).Path, "/")))
+	st, err := store.Open(ctx, as(role, "role-secret", strings.TrimPrefix(storetest.ParseURL(t, readOnly).Path, "/")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,21 +130,10 @@ func TestOpenExplainsWhatTheServerRefuses(t *testing.T) {
 	checkOneLine(t, "no CREATE", err, `may not create tables in schema "public": run `+"`phonehome migrate`"+` as the database's owner, or GRANT CREATE ON SCHEMA public TO `+role, "role-secret")
 }
 
-func mustURL(t *testing.T, s string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
 // Drop leaves an empty database that migrates again, on both dialects.
 func TestDropThenMigrate(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		ctx := context.Background()
-		st := b.Open(t)
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		if _, err := st.SeedExtraterrestrials(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -27,9 +27,7 @@ func TestPressureNoDatabaseIsLocked(t *testing.T) {
 	if testing.Short() {
 		duration = 5 * time.Second
 	}
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		const ets = 2000
 		if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
 			t.Fatal(err)

@@ -16,9 +16,7 @@ import (
 // the results are the same as a plain scan's, in name order, and stay so
 // as names are added, renamed and deleted.
 func TestSearchByNameMatchesAScan(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		if err := st.GenerateExtraterrestrials(ctx, 3000); err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +38,7 @@ func TestSearchByNameMatchesAScan(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, n := range names {
-				if strings.Contains(asciiLower(n), asciiLower(q)) {
+				if strings.Contains(store.ASCIILower(n), store.ASCIILower(q)) {
 					want = append(want, n)
 				}
 			}
@@ -64,14 +62,4 @@ func TestSearchByNameMatchesAScan(t *testing.T) {
 			}
 		}
 	})
-}
-
-// asciiLower lower-cases ASCII letters only, as SQLite's LIKE compares.
-func asciiLower(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'A' && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
-	}, s)
 }

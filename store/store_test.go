@@ -19,9 +19,7 @@ func openStore(t *testing.T) *store.Store { return storetest.Open(t, "") }
 
 func TestSeedListsNamesInOrder(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		n, err := st.SeedExtraterrestrials(ctx)
 		if err != nil || n != 10 {
 			t.Fatalf("seed: n=%d err=%v", n, err)
@@ -51,9 +49,7 @@ func TestSeedListsNamesInOrder(t *testing.T) {
 
 func TestListPagesFiltersAndSearches(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		if err := st.GenerateExtraterrestrials(ctx, 1234); err != nil {
 			t.Fatal(err)
 		}
@@ -127,9 +123,7 @@ func TestListPagesFiltersAndSearches(t *testing.T) {
 
 func TestRecordCall(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
-		ctx := context.Background()
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		if _, err := st.SeedExtraterrestrials(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -199,9 +193,7 @@ func TestOpenExplainsBadFiles(t *testing.T) {
 
 func TestMigrateRefusesDirtyAndNewerSchemas(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		st := b.Open(t)
+	storetest.RunStore(t, func(t *testing.T, ctx context.Context, st *store.Store) {
 		v, dirty, err := st.SchemaVersion(ctx)
 		if err != nil || dirty || v != store.LatestSchemaVersion() {
 			t.Fatalf("after migrate: version %d dirty %v err %v; want %d clean", v, dirty, err, store.LatestSchemaVersion())

@@ -167,6 +167,16 @@ var funcs = template.FuncMap{
 		return n * 1000 / total
 	},
 	"add": func(a, b int) int { return a + b },
+	// liveTable is the data of the live_table partial (partials/list.html).
+	"liveTable": func(class, id string, page any) liveTable { return liveTable{Class: class, ID: id, Page: page} },
+}
+
+// liveTable is the data of the live_table partial: the table's class, its
+// body's id, and the page's own data, whose RowsURL and NextURL it links
+// and which draws the rows.
+type liveTable struct {
+	Class, ID string
+	Page      any
 }
 
 // Layout is what the base layout needs from every page's data.

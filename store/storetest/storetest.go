@@ -114,6 +114,14 @@ func Run(t *testing.T, fn func(t *testing.T, b Backend)) {
 	}
 }
 
+// RunStore is Run with the set-up every store test shares: fn gets a new
+// migrated store of the backend (closed when the subtest ends) and a
+// background context.
+func RunStore(t *testing.T, fn func(t *testing.T, ctx context.Context, st *store.Store)) {
+	t.Helper()
+	Run(t, func(t *testing.T, b Backend) { fn(t, context.Background(), b.Open(t)) })
+}
+
 // Target is a new, empty database of this backend, dropped when tb ends:
 // a file path in tb's temporary directory, or the URL of a new database on
 // the PostgreSQL server.
@@ -175,6 +183,17 @@ func NewDatabase(tb testing.TB, server string) string {
 		}
 	})
 	return WithDatabase(tb, server, name)
+}
+
+// ParseURL is the database URL s parsed, failing tb when it does not parse:
+// for tests that read a URL's parts (its database, its password).
+func ParseURL(tb testing.TB, s string) *url.URL {
+	tb.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
 }
 
 // WithDatabase is the server URL with its database (the path) replaced.
