@@ -51,7 +51,7 @@ type LeaseOptions struct {
 
 // Lease is one node's side of a named lease that one node at a time
 // holds: the leader. Start campaigns for it and renews it every
-// RenewEvery; Stop resigns (deletes the row and, on PostgreSQL, notifies
+// RenewEvery; Stop resigns (expires the row and, on PostgreSQL, notifies
 // LeaseChannel so another node takes over at once). A node that dies
 // without resigning loses the lease when its row expires, TTL after its
 // last renewal.
@@ -185,18 +185,19 @@ func (l *Lease) Campaign(ctx context.Context) (bool, error) {
 	return l.q.clock().Before(l.until), nil
 }
 
-// Resign gives the lease up if this node holds it: it deletes the row
+// Resign gives the lease up if this node holds it: it expires the row
 // and, on PostgreSQL, notifies LeaseChannel in the same statement, so the
-// other nodes campaign at once. This node stops believing it leads before
-// the statement is sent.
+// other nodes campaign at once. The row stays (expired) rather than being
+// deleted, so the next holder's term still counts on from this one's.
+// This node stops believing it leads before the statement is sent.
 func (l *Lease) Resign(ctx context.Context) error {
 	l.mu.Lock()
 	l.until = time.Time{}
 	l.mu.Unlock()
 	l.report()
-	query := `DELETE FROM cluster_leases WHERE name = ?1 AND node = ?2`
+	query := `UPDATE cluster_leases SET expires_at = 0 WHERE name = ?1 AND node = ?2`
 	if l.q.dialect == store.Postgres {
-		query = `WITH gone AS (DELETE FROM cluster_leases WHERE name = $1 AND node = $2 RETURNING name)
+		query = `WITH gone AS (UPDATE cluster_leases SET expires_at = 0 WHERE name = $1 AND node = $2 RETURNING name)
 			SELECT pg_notify('` + LeaseChannel + `', name) FROM gone`
 	}
 	if _, err := l.q.db.ExecContext(ctx, query, l.name, l.node); err != nil {
