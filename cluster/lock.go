@@ -10,7 +10,7 @@ import (
 
 // ErrLocked is wrapped by LockSQLite's error when another process holds
 // the database's lock.
-var ErrLocked = errors.New("SQLite database in use by another process")
+var ErrLocked = errors.New("the SQLite database is in use by another process")
 
 // LockFile is the lock file LockSQLite takes for the SQLite database at
 // path: a file beside it.
@@ -38,11 +38,18 @@ func LockSQLite(path string) (release func() error, err error) {
 func lockedMessage(path, holder string) error {
 	holder = strings.TrimSpace(holder)
 	if holder == "" {
-		holder = "another process"
+		holder = "its pid not yet written"
 	}
-	return fmt.Errorf("%w: %s is used by %s; run one phonehome per SQLite file, or use PostgreSQL (-db postgres://…) to run several nodes",
-		ErrLocked, path, holder)
+	return lockedError(fmt.Sprintf("%s is in use by another phonehome (%s): run one phonehome per SQLite file, or use PostgreSQL (-db postgres://…) to run several nodes",
+		path, holder))
 }
+
+// lockedError is LockSQLite's refusal: its text alone, and errors.Is
+// ErrLocked.
+type lockedError string
+
+func (e lockedError) Error() string        { return string(e) }
+func (e lockedError) Is(target error) bool { return target == ErrLocked }
 
 // holderText is what this process writes into the lock file: how the next
 // process names it.
