@@ -278,11 +278,7 @@ func TestLeaseStopResignsAndAnotherTakesOverAtOnce(t *testing.T) {
 		defer other.Stop(ctx)
 		if st.Dialect == store.Postgres {
 			// b's listener is up once it holds a LISTENing connection.
-			testwait.Until(t, 5*time.Second, "b listens", func() bool {
-				var n int
-				err := st.Writer.GetContext(ctx, &n, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN `+cluster.LeaseChannel+`'`)
-				return err == nil && n == 2
-			})
+			testwait.Until(t, 5*time.Second, "b listens", func() bool { return listeners(t, st) == 2 })
 		}
 		stopped := time.Now()
 		if err := a.Stop(ctx); err != nil {
@@ -294,7 +290,8 @@ func TestLeaseStopResignsAndAnotherTakesOverAtOnce(t *testing.T) {
 		if got := ca.list(); len(got) != 2 || !got[0].leading || got[1].leading {
 			t.Fatalf("a's changes %+v", got)
 		}
-		if h, err := other.Holder(ctx); err != nil || h != "" {
+		// No holder, or already b (woken on PostgreSQL), never a.
+		if h, err := other.Holder(ctx); err != nil || h == "a" {
 			t.Fatalf("holder after resigning %q, %v", h, err)
 		}
 		if st.Dialect == store.Postgres {
@@ -327,4 +324,48 @@ func TestNewLeaseRefusesBadSettings(t *testing.T) {
 			t.Errorf("%+v accepted", c)
 		}
 	}
+}
+
+// listeners counts the connections LISTENing for resignations.
+func listeners(t *testing.T, st *store.Store) int {
+	t.Helper()
+	var n int
+	if err := st.Writer.GetContext(context.Background(), &n, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN `+cluster.LeaseChannel+`'`); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A listener whose connection the server dropped connects again and still
+// hears the next resignation.
+func TestLeaseListenerReconnects(t *testing.T) {
+	t.Parallel()
+	st := storetest.Postgres(t).Open(t)
+	ctx := context.Background()
+	a := newLease(t, st, "a", time.Minute, cluster.LeaseOptions{})
+	other := newLease(t, st, "b", time.Minute, cluster.LeaseOptions{}) // campaigns every 20 s
+	for _, l := range []*cluster.Lease{a, other} {
+		if err := l.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer l.Stop(ctx)
+	}
+	testwait.Until(t, 5*time.Second, "both listen", func() bool { return listeners(t, st) == 2 })
+	if !a.IsLeader() && !other.IsLeader() {
+		t.Fatal("nobody leads")
+	}
+	if _, err := st.Writer.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN `+cluster.LeaseChannel+`'`); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 10*time.Second, "both listen again", func() bool { return listeners(t, st) == 2 })
+	leader, follower := a, other
+	if other.IsLeader() {
+		leader, follower = other, a
+	}
+	if err := leader.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 5*time.Second, "the follower takes over after the notification", follower.IsLeader)
 }
