@@ -3,13 +3,13 @@ package cluster
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 
@@ -222,7 +222,7 @@ func (l *Lease) Holder(ctx context.Context) (string, error) {
 }
 
 // Start campaigns at once and then every RenewEvery in a goroutine of its
-// own, until Stop; on PostgreSQL a connection of the pool LISTENs on
+// own, until Stop; on PostgreSQL a connection of its own LISTENs on
 // LeaseChannel meanwhile, so a resignation elsewhere wakes it. A second
 // Start does nothing.
 func (l *Lease) Start(ctx context.Context) error {
@@ -264,6 +264,14 @@ func (l *Lease) run(done <-chan struct{}) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	// Stop also cancels a campaign in flight and the listener's wait.
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if l.q.dialect == store.Postgres {
 		wg.Add(1)
 		go func() {
@@ -305,9 +313,10 @@ func (l *Lease) run(done <-chan struct{}) {
 	}
 }
 
-// listen LISTENs on LeaseChannel on a connection of the pool held for
-// that alone, and wakes the campaign when this lease's holder resigns;
-// it reconnects after a lost connection until done.
+// listen LISTENs on LeaseChannel on a connection of its own beside the
+// pool (so the pool keeps all its connections for the app), and wakes the
+// campaign when this lease's holder resigns; it reconnects after a lost
+// connection until done.
 func (l *Lease) listen(ctx context.Context, done <-chan struct{}) {
 	for {
 		err := l.listenOnce(ctx)
@@ -325,34 +334,57 @@ func (l *Lease) listen(ctx context.Context, done <-chan struct{}) {
 	}
 }
 
-func (l *Lease) listenOnce(ctx context.Context) error {
+// listenConfig is the settings of the pool's connections, copied: the
+// pool knows the URL (password included), which this package is not
+// given.
+func (l *Lease) listenConfig(ctx context.Context) (*pgx.ConnConfig, error) {
 	conn, err := l.q.db.Conn(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
-	return conn.Raw(func(dc any) error {
+	var cfg *pgx.ConnConfig
+	err = conn.Raw(func(dc any) error {
 		sc, ok := dc.(*stdlib.Conn)
 		if !ok {
-			return fmt.Errorf("lease listener: not a pgx connection (%T)", dc)
+			return fmt.Errorf("not a pgx connection (%T)", dc)
 		}
-		pc := sc.Conn()
-		if _, err := pc.Exec(ctx, "LISTEN "+LeaseChannel); err != nil {
-			return fmt.Errorf("%w: listen: %v", driver.ErrBadConn, err)
-		}
-		// A resignation while the connection was down went unheard:
-		// campaign once now that the channel is heard again.
-		loop.Signal(l.wake)
-		for {
-			n, err := pc.WaitForNotification(ctx)
-			if err != nil {
-				// The connection still LISTENs (or is broken): never give
-				// it back to the pool.
-				return fmt.Errorf("%w: %v", driver.ErrBadConn, err)
-			}
-			if n.Payload == l.name {
-				loop.Signal(l.wake)
-			}
-		}
+		cfg = sc.Conn().Config().Copy()
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	// The copy would deliver notifications into the pooled connection's
+	// buffer (pgx sets OnNotification to it): the new connection must
+	// keep its own.
+	cfg.OnNotification = nil
+	return cfg, nil
+}
+
+func (l *Lease) listenOnce(ctx context.Context) error {
+	cfg, err := l.listenConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("lease listener: %w", err)
+	}
+	pc, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("lease listener: connect: %w", err)
+	}
+	defer pc.Close(context.WithoutCancel(ctx))
+	if _, err := pc.Exec(ctx, "LISTEN "+LeaseChannel); err != nil {
+		return fmt.Errorf("lease listener: listen: %w", err)
+	}
+	// A resignation while the connection was down went unheard: campaign
+	// once now that the channel is heard again.
+	loop.Signal(l.wake)
+	for {
+		n, err := pc.WaitForNotification(ctx)
+		if err != nil {
+			return fmt.Errorf("lease listener: %w", err)
+		}
+		if n != nil && n.Payload == l.name {
+			loop.Signal(l.wake)
+		}
+	}
 }

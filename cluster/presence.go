@@ -52,6 +52,10 @@ type Presence struct {
 	loop loop.Loop
 	wake chan struct{}
 
+	// flushMu makes writes one at a time: two flushes in flight could
+	// commit an older count of a topic after a newer one.
+	flushMu sync.Mutex
+
 	mu     sync.Mutex
 	counts map[string]int      // this node's viewers per topic, > 0
 	dirty  map[string]struct{} // topics whose row is not written yet
@@ -123,6 +127,8 @@ func (p *Presence) Local(topic string) int {
 // transaction. Start's goroutine calls it; tests call it to step by hand.
 // On an error the changes stay pending for the next Flush.
 func (p *Presence) Flush(ctx context.Context) error {
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
 	p.mu.Lock()
 	if len(p.dirty) == 0 {
 		p.mu.Unlock()
@@ -174,11 +180,18 @@ func (p *Presence) Refresh(ctx context.Context) error {
 	if err := p.Flush(ctx); err != nil {
 		return err
 	}
+	p.flushMu.Lock()
 	p.mu.Lock()
-	want := int64(len(p.counts))
+	var want int64 // the rows written so far: counted topics not pending
+	for t := range p.counts {
+		if _, pending := p.dirty[t]; !pending {
+			want++
+		}
+	}
 	p.mu.Unlock()
 	res, err := p.q.db.ExecContext(ctx, p.q.sql(`UPDATE cluster_presence SET updated_at = {now} WHERE node = ?2`),
 		p.q.nowArg(p.q.clock()), p.node)
+	p.flushMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("presence: refresh: %w", err)
 	}
