@@ -20,9 +20,17 @@ import (
 // SQLite lock of the path it names (see TestMain).
 const envLockHelper = "PHONEHOME_CLUSTER_LOCK_HELPER"
 
+// envLeaseHelper makes the test binary a node that holds the lease on
+// the database it names (see leaseHelper).
+const envLeaseHelper = "PHONEHOME_CLUSTER_LEASE_HELPER"
+
 func TestMain(m *testing.M) {
 	if path := os.Getenv(envLockHelper); path != "" {
 		lockHelper(path)
+		return
+	}
+	if target := os.Getenv(envLeaseHelper); target != "" {
+		leaseHelper(target)
 		return
 	}
 	os.Exit(m.Run())
