@@ -37,7 +37,8 @@ type RegistryOptions struct {
 	// Timeout is how old a heartbeat may be for its node to count as
 	// alive (DefaultNodeTimeout); pass the job engine's NodeTimeout.
 	Timeout time.Duration
-	// Now is the clock; nil reads the database's (as the lease does).
+	// Now is the clock; nil reads the database's, the clock the
+	// heartbeats are compared with elsewhere too. Tests pass one they move.
 	Now func() time.Time
 }
 

@@ -29,7 +29,9 @@ type PresenceOptions struct {
 	// TTL is how long a row counts after it was last refreshed (3 ×
 	// Refresh): a node that died stops counting within it.
 	TTL time.Duration
-	// Now is the clock of the rows; nil reads the database's.
+	// Now is the clock of the rows; nil (what several real nodes need:
+	// one clock, no skew between hosts) reads the database's. Tests pass
+	// a clock they move.
 	Now func() time.Time
 	// Logger receives the failures to write (slog.Default()).
 	Logger *slog.Logger
