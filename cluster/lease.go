@@ -66,7 +66,9 @@ type LeaseOptions struct {
 // that expiry: so a leader that cannot reach the database stops believing
 // Margin before anyone else may start. A renewal that hangs is cancelled
 // after RenewEvery. Callers check IsLeader before each step of
-// leader-only work and keep each step shorter than Margin.
+// leader-only work and keep each step shorter than Margin. The argument
+// assumes the database's clock is not stepped forward by more than Margin
+// while a lease runs (NTP slews small corrections; it does not step them).
 type Lease struct {
 	q        queries
 	name     string

@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// ErrLocked is wrapped by LockSQLite's error when another process holds
-// the database's lock.
+// ErrLocked is what LockSQLite's error matches (errors.Is) when another
+// process holds the database's lock.
 var ErrLocked = errors.New("the SQLite database is in use by another process")
 
 // LockFile is the lock file LockSQLite takes for the SQLite database at
@@ -28,7 +28,7 @@ func LockFile(path string) string { return path + ".lock" }
 //
 // flock locks belong to an open file description, so a second
 // LockSQLite in the same process is refused too. On systems without flock
-// (see lock_other.go) it locks nothing and says so in no error: the check
+// (see lock_other.go) it locks nothing and returns no error: the check
 // is a guard, not what keeps the data safe (SQLite's own locks do that).
 func LockSQLite(path string) (release func() error, err error) {
 	return lockFile(LockFile(path), path)
