@@ -114,7 +114,7 @@ func TestPresenceRunsOnItsOwn(t *testing.T) {
 			t.Fatal(err)
 		}
 		dying := second(t, target)
-		opts := cluster.PresenceOptions{Flush: 10 * time.Millisecond, Refresh: 100 * time.Millisecond}
+		opts := cluster.PresenceOptions{Flush: 10 * time.Millisecond, Refresh: 200 * time.Millisecond}
 		a := newPresence(t, st, "a", opts)
 		d := newPresence(t, dying, "d", opts)
 		for _, p := range []*cluster.Presence{a, d} {
