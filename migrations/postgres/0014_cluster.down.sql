@@ -1,0 +1,2 @@
+DROP TABLE cluster_presence;
+DROP TABLE cluster_leases;
