@@ -20,24 +20,27 @@ import (
 )
 
 // pgNode opens its own store (its own pool, as another process would) on
-// the database at url and makes an engine named node over it, stopped when
-// the test ends; started unless queues is empty.
-func pgNode(t *testing.T, url, node string, queues map[string]int, poll time.Duration, workers ...jobs.Worker) (*store.Store, *jobs.Engine) {
+// the database at url and makes an engine over it with cfg (a discarded
+// log, no backoff and a quick count compaction unless cfg says), stopped
+// when the test ends; started unless cfg has no queues.
+func pgNode(t *testing.T, url string, cfg jobs.Config, workers ...jobs.Worker) (*store.Store, *jobs.Engine) {
 	t.Helper()
 	st, err := store.Open(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	eng, err := jobs.New(st.Writer, jobs.Config{
-		Queues:          queues,
-		PollInterval:    poll,
-		Backoff:         jobs.FixedBackoff(0),
-		Logger:          slog.New(slog.DiscardHandler),
-		Node:            node,
-		Reader:          st.Reader,
-		CompactInterval: 50 * time.Millisecond,
-	})
+	cfg.Reader = st.Reader
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = jobs.FixedBackoff(0)
+	}
+	if cfg.CompactInterval == 0 {
+		cfg.CompactInterval = 50 * time.Millisecond
+	}
+	eng, err := jobs.New(st.Writer, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,10 +53,10 @@ func pgNode(t *testing.T, url, node string, queues map[string]int, poll time.Dur
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := eng.Stop(ctx); err != nil {
-			t.Errorf("stop %s: %v", node, err)
+			t.Errorf("stop %s: %v", cfg.Node, err)
 		}
 	})
-	if len(queues) > 0 {
+	if len(cfg.Queues) > 0 {
 		if err := eng.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +98,7 @@ func TestTwoNodesNeverRunAJobTwice(t *testing.T) {
 		}}
 	}
 	// Insert first, so both nodes find the whole queue waiting.
-	_, inserter := pgNode(t, url, "inserter", nil, time.Second)
+	_, inserter := pgNode(t, url, jobs.Config{Node: "inserter"})
 	params := make([]jobs.InsertParams, n)
 	for i := range params {
 		params[i] = jobs.InsertParams{Args: testArgs{Name: fmt.Sprint(i)}}
@@ -103,8 +106,11 @@ func TestTwoNodesNeverRunAJobTwice(t *testing.T) {
 	if _, err := inserter.InsertMany(t.Context(), params); err != nil {
 		t.Fatal(err)
 	}
-	st, a := pgNode(t, url, "node-a", map[string]int{"default": 20}, 5*time.Millisecond, worker(0))
-	_, _ = pgNode(t, url, "node-b", map[string]int{"default": 20}, 5*time.Millisecond, worker(1))
+	node := func(name string) jobs.Config {
+		return jobs.Config{Node: name, Queues: map[string]int{"default": 20}, PollInterval: 5 * time.Millisecond}
+	}
+	st, a := pgNode(t, url, node("node-a"), worker(0))
+	_, _ = pgNode(t, url, node("node-b"), worker(1))
 
 	waitFor(t, 60*time.Second, func() bool {
 		c, err := a.Counts(t.Context())
@@ -174,9 +180,9 @@ func notifySetup(t *testing.T) (st *store.Store, inserter *jobs.Engine, done cha
 	t.Helper()
 	url := pgDatabase(t)
 	done = make(chan int64, 10)
-	st, _ = pgNode(t, url, "listener", map[string]int{"default": 5}, time.Hour,
+	st, _ = pgNode(t, url, jobs.Config{Node: "listener", Queues: map[string]int{"default": 5}, PollInterval: time.Hour},
 		funcWorker{kind: "test", fn: func(_ context.Context, j *jobs.Job) error { done <- j.ID; return nil }})
-	_, inserter = pgNode(t, url, "inserter", nil, time.Hour)
+	_, inserter = pgNode(t, url, jobs.Config{Node: "inserter"})
 	return st, inserter, done
 }
 
@@ -225,4 +231,69 @@ func TestListenerReconnects(t *testing.T) {
 		t.Fatalf("still pid %d", first)
 	}
 	wokenBy(t, inserter, done)
+}
+
+// TestCronSlotOnceAcrossNodes: two nodes with the same periodic job and the
+// same clock reach each slot together; the slot's upsert lets one of them
+// insert it.
+func TestCronSlotOnceAcrossNodes(t *testing.T) {
+	t.Parallel()
+	url := pgDatabase(t)
+	clock := newFakeClock()
+	node := func(name string) jobs.Config {
+		return jobs.Config{Node: name, Queues: map[string]int{"default": 1}, PollInterval: 5 * time.Millisecond,
+			Now: clock.Now, Periodic: []jobs.PeriodicJob{everyMinute}}
+	}
+	st, _ := pgNode(t, url, node("node-a"))
+	_, _ = pgNode(t, url, node("node-b"))
+	b := &bundle{ctx: t.Context(), st: st, clock: clock}
+	for slot := 1; slot <= 5; slot++ {
+		clock.Advance(time.Minute)
+		waitFor(t, waitTimeout, func() bool { return len(b.cronJobs(t)) >= slot })
+		// Both cron loops have looked at the clock again since (each reads
+		// it at every tick): a second insert of the slot would be there.
+		reads := clock.Reads()
+		waitFor(t, waitTimeout, func() bool { return clock.Reads() >= reads+20 })
+		if got := b.cronJobs(t); len(got) != slot {
+			t.Fatalf("after %d slots: %d cron jobs %v", slot, len(got), got)
+		}
+	}
+}
+
+// TestUniquePeriodAcrossPools: inserts of one job unique for a period,
+// made at once through two pools, insert it once (the lookup and the
+// insert are one step under an advisory lock on the key).
+func TestUniquePeriodAcrossPools(t *testing.T) {
+	t.Parallel()
+	url := pgDatabase(t)
+	_, a := pgNode(t, url, jobs.Config{Node: "a"})
+	st, b := pgNode(t, url, jobs.Config{Node: "b"})
+	opts := jobs.InsertOpts{Unique: true, UniquePeriod: time.Hour}
+	var inserted atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		eng := a
+		if i%2 == 1 {
+			eng = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				res, err := eng.Insert(t.Context(), testArgs{Name: "once"}, opts)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !res.Duplicate {
+					inserted.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var rows int
+	if err := st.Reader.Get(&rows, "SELECT count(*) FROM jobs"); err != nil || rows != 1 || inserted.Load() != 1 {
+		t.Errorf("%d rows (%v), %d inserts reported; want 1 and 1", rows, err, inserted.Load())
+	}
 }
