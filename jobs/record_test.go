@@ -130,6 +130,18 @@ func TestRecordTxCommitsWithOutcome(t *testing.T) {
 // to 5 s more (its retry delay) to recover once cured.
 const wedgeTimeout = 4 * time.Second
 
+// poisoned is a bundle on a poisoned database (poisonSchema) with a started
+// engine, and its cure; the cure also runs when the test ends, before the engine's Stop, so a
+// wedged recorder can finish.
+func poisoned(t *testing.T, be storetest.Backend, opts options, workers ...jobs.Worker) (b *bundle, cure func()) {
+	t.Helper()
+	b = bare(t, be)
+	cure = poisonSchema(t, b.st)
+	b.eng = newEngine(t, b.st, b.clock, opts, workers...)
+	t.Cleanup(cure)
+	return b, cure
+}
+
 // poisonSchema creates a child table whose foreign key the database checks
 // only at COMMIT, so a RecordTx hook that writes an orphan child succeeds but makes
 // the outcome's transaction fail to commit. cure adds the missing parent,
@@ -166,14 +178,9 @@ func poisonWorker(returned *atomic.Bool) funcWorker {
 // does), not stop every other job's outcome from being recorded.
 func TestCommitFailureDoesNotWedgeRecorder(t *testing.T) {
 	bothBackends(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		cure := poisonSchema(t, st)
-		clock := newFakeClock()
 		var returned atomic.Bool
-		b := &bundle{ctx: t.Context(), st: st, clock: clock}
-		b.eng = newEngine(t, st, clock, options{queues: map[string]int{"default": 2}, backoff: jobs.FixedBackoff(time.Hour)},
+		b, _ := poisoned(t, be, options{queues: map[string]int{"default": 2}, backoff: jobs.FixedBackoff(time.Hour)},
 			poisonWorker(&returned), funcWorker{kind: "test", fn: func(context.Context, *jobs.Job) error { return nil }})
-		t.Cleanup(cure) // runs before the engine's Stop, so a wedged recorder can finish
 
 		poison := b.insert(t, testArgs{kind: "poison", Name: "orphan child"}, jobs.InsertOpts{})
 		waitFor(t, waitTimeout, returned.Load)
@@ -195,13 +202,8 @@ func TestCommitFailureDoesNotWedgeRecorder(t *testing.T) {
 // database refuses (as on a full disk).
 func TestStopHonoursContextWhileOutcomeCannotCommit(t *testing.T) {
 	bothBackends(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		cure := poisonSchema(t, st)
-		clock := newFakeClock()
 		var returned atomic.Bool
-		b := &bundle{ctx: t.Context(), st: st, clock: clock}
-		b.eng = newEngine(t, st, clock, options{}, poisonWorker(&returned))
-		t.Cleanup(cure)
+		b, cure := poisoned(t, be, options{}, poisonWorker(&returned))
 
 		id := b.insert(t, testArgs{kind: "poison", Name: "orphan child"}, jobs.InsertOpts{})
 		waitFor(t, waitTimeout, returned.Load)
