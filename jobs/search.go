@@ -385,7 +385,8 @@ type scanFilter struct {
 
 // scan is a statement reading cols of the newest n rows below id before (0:
 // from the top) that pass the filter, newest first, walking the list's
-// indexes as List does (one backward range per state, merged).
+// indexes as List does (one backward range per state, merged); n < 0 reads
+// every such row, unordered (for counts, with one state at most).
 func (f scanFilter) scan(cols string, before int64, n int) (string, []any) {
 	var conds []string
 	var args []any
@@ -420,6 +421,9 @@ func (f scanFilter) scan(cols string, before int64, n int) (string, []any) {
 		}
 		if len(c) > 0 {
 			q += " WHERE " + strings.Join(c, " AND ")
+		}
+		if n < 0 {
+			return q, slicesClone(a)
 		}
 		return q + " ORDER BY id DESC LIMIT ?", append(slicesClone(a), n)
 	}
