@@ -5,10 +5,13 @@ package jobs
 // batches from the read pool, newest first, and each batch goes through the
 // same transaction as the selection's action (CancelJobs, RetryJobs,
 // DeleteJobs), so a batch is exactly as safe as acting on a selection of
-// that size. Between batches the action waits as long as the batch held
-// the writer (at most filterPauseMax): the workers' claims and outcomes,
-// queued behind the batch, get the writer back at once and keep at least
-// half of its time however many jobs the filter matches.
+// that size. A batch is at most 1,000 jobs, and fewer when a batch held the
+// writer longer than filterTargetHold (the next batch is sized to take about
+// that long: deletes, which touch every index, get smaller batches than
+// retries). Between batches the action waits as long as the batch held the
+// writer (at most filterPauseMax): the workers' claims and outcomes, queued
+// behind the batch, get the writer back at once and keep at least half of
+// its time however many jobs the filter matches.
 
 import (
 	"context"
@@ -53,6 +56,13 @@ const DefaultFilterBatch = 1000
 // filterPauseMax bounds the pause between batches.
 const filterPauseMax = 50 * time.Millisecond
 
+// filterTargetHold is how long a batch should hold the writer; the batch
+// size follows it, between filterMinBatch and the Batch option.
+const (
+	filterTargetHold = 20 * time.Millisecond
+	filterMinBatch   = 50
+)
+
 // FilterProgress is how far an action on a filter has got.
 type FilterProgress struct {
 	// Matched is how many jobs it has picked so far (matching the filter
@@ -73,7 +83,8 @@ type FilterProgress struct {
 
 // FilterOptions tune ActOnFilter.
 type FilterOptions struct {
-	// Batch is how many jobs one transaction changes (DefaultFilterBatch).
+	// Batch is the most jobs one transaction changes (DefaultFilterBatch);
+	// fewer when a batch held the writer beyond filterTargetHold.
 	Batch int
 	// Progress, when set, hears after every batch.
 	Progress func(FilterProgress)
@@ -158,10 +169,13 @@ func (e *Engine) ActOnFilter(ctx context.Context, a FilterAction, f Filter, opts
 	if err != nil {
 		return FilterProgress{}, err
 	}
-	batch := opts.Batch
-	if batch <= 0 {
-		batch = DefaultFilterBatch
+	maxBatch := opts.Batch
+	if maxBatch <= 0 {
+		maxBatch = DefaultFilterBatch
 	}
+	// The first batch is a quarter of the most: the next ones follow
+	// how long it held the writer.
+	batch := min(max(maxBatch/4, filterMinBatch), maxBatch)
 	do := map[FilterAction]func(context.Context, []int64) (int, error){
 		FilterCancel: e.CancelJobs, FilterRetry: e.RetryJobs, FilterDelete: e.DeleteJobs,
 	}[a]
@@ -203,6 +217,11 @@ func (e *Engine) ActOnFilter(ctx context.Context, a FilterAction, f Filter, opts
 			prog.Batches++
 			prog.TotalHold += hold
 			prog.MaxHold = max(prog.MaxHold, hold)
+			if len(ids) == batch && hold > 0 {
+				// Size the next batch to hold the writer about filterTargetHold.
+				next := int(float64(batch) * float64(filterTargetHold) / float64(hold))
+				batch = min(max(next, filterMinBatch), batch*2, maxBatch)
+			}
 			if !end {
 				report()
 			}
