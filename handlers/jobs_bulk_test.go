@@ -171,3 +171,31 @@ func TestBulkFilterAPI(t *testing.T) {
 		t.Fatalf("cross-site requests changed jobs: %d cancelled", n)
 	}
 }
+
+// TestBulkFilterReadOnly: under -read-only the list offers no action on a
+// filter and both routes answer 403 before reading anything; the search
+// and the charts still show.
+func TestBulkFilterReadOnly(t *testing.T) {
+	t.Parallel()
+	b := cronSetup(t, true)
+	b.insert(t, job("Korben"))
+	page := b.get(t, "/jobs?q=Korben")
+	if strings.Contains(page, "jobs-filter-act") || strings.Contains(page, "Retry all") {
+		t.Error("the read-only list offers Retry all…")
+	}
+	if !strings.Contains(page, `name="q" value="Korben"`) || len(rowIDs(page)) != 1 {
+		t.Error("the read-only list does not search")
+	}
+	for path, body := range map[string]string{"/jobs/bulk-filter": "action=retry&confirm=1", "/api/jobs/bulk-filter": `{"action":"retry"}`} {
+		h := asForm
+		if strings.HasPrefix(path, "/api/") {
+			h = asJSON
+		}
+		if resp, got := b.do(t, "POST", path, body, h); resp.StatusCode != 403 || !strings.Contains(got, "read-only") {
+			t.Errorf("%s: %d %.200s", path, resp.StatusCode, got)
+		}
+	}
+	if page := b.get(t, "/jobs/charts"); !strings.Contains(page, "Read-only") {
+		t.Error("the read-only charts page does not say so")
+	}
+}
