@@ -282,7 +282,7 @@ type SearchPage struct {
 // Search budgets: at most this many rows, or this long, per call.
 const (
 	searchBudgetRows = 200_000
-	searchBudget     = 35 * time.Millisecond
+	searchBudget     = 25 * time.Millisecond
 	// searchChunk is how many rows one statement scans.
 	searchChunk = 4_000
 )
