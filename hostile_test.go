@@ -293,7 +293,7 @@ func routeCases() map[string][]hostileRequest {
 		"POST /jobs/bulk":            bulkForm,
 		"POST /api/jobs/bulk-filter": bulkFilterJSON,
 		"POST /jobs/bulk-filter":     bulkFilterForm,
-		"GET /api/jobs/bulk-filter/:op": {
+		"GET /api/jobs/bulk-filter/:id": {
 			{name: "unknown action", target: "/api/jobs/bulk-filter/999999", want: []int{404}},
 			{name: "not a number", target: "/api/jobs/bulk-filter/%3Cx%3E", want: []int{404}},
 		},

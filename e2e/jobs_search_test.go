@@ -18,10 +18,16 @@ import (
 )
 
 // millionJobs is how many jobs TestJobsDashboardAtAMillion puts in the
-// table ($PHONEHOME_E2E_JOBS overrides it, for a quicker run).
+// table ($PHONEHOME_E2E_JOBS overrides it, for a quicker run). Under the
+// race detector the SQLite driver (pure Go) fills ten or more times slower
+// and the server is race-built too, so the default is 50,000 there: the race
+// run checks the behaviour, the plain run the figures at a million.
 func millionJobs() int {
 	if n, err := strconv.Atoi(os.Getenv("PHONEHOME_E2E_JOBS")); err == nil && n >= 1000 {
 		return n
+	}
+	if raceEnabled {
+		return 50_000
 	}
 	return 1_000_000
 }
@@ -128,7 +134,7 @@ func TestJobsDashboardAtAMillion(t *testing.T) {
 			best = min(best, d)
 		}
 		t.Logf("GET %s at %d jobs: %v (best of 5, over HTTP)", path, rows, best.Round(100*time.Microsecond))
-		if best > 50*time.Millisecond {
+		if best > 50*time.Millisecond && !raceEnabled {
 			t.Errorf("GET %s takes %v at %d jobs, over the 50 ms budget", path, best, rows)
 		}
 	}

@@ -92,7 +92,7 @@ func (h *Jobs) Routes(e *echo.Echo) {
 	e.GET("/api/jobs", h.APIList)
 	e.POST("/api/jobs/bulk", h.write(h.APIBulk))
 	e.POST("/api/jobs/bulk-filter", h.write(h.APIBulkFilter))
-	e.GET("/api/jobs/bulk-filter/:op", h.APIBulkFilterStatus)
+	e.GET("/api/jobs/bulk-filter/:id", h.APIBulkFilterStatus)
 	e.GET("/api/jobs/timings", h.APITimings)
 	e.GET("/api/jobs/:id", h.APIGet)
 	e.POST("/api/jobs/:id/cancel", h.write(h.APIAction(actionCancel)))

@@ -322,7 +322,7 @@ func (h *Jobs) APIBulkFilter(c echo.Context) error {
 // progress, then the result, of the last action on a filter (404 for an
 // older or unknown id).
 func (h *Jobs) APIBulkFilterStatus(c echo.Context) error {
-	id, err := strconv.ParseInt(c.Param("op"), 10, 64)
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	fr := &h.filterRuns
 	fr.mu.Lock()
 	cur := fr.cur
@@ -332,7 +332,7 @@ func (h *Jobs) APIBulkFilterStatus(c echo.Context) error {
 	}
 	fr.mu.Unlock()
 	if err != nil || cur == nil || v.ID != id {
-		return notFound(fmt.Sprintf("no action on a filter %q: only the last one is kept", c.Param("op")))
+		return notFound(fmt.Sprintf("no action on a filter %q: only the last one is kept", c.Param("id")))
 	}
 	return c.JSON(http.StatusOK, bulkFilterJSON(v))
 }

@@ -129,7 +129,7 @@ func TestBulkFilterAPI(t *testing.T) {
 	if resp.StatusCode != 202 || run.Count != 4000 || run.StatusURL == "" || resp.Header.Get("Location") != run.StatusURL {
 		t.Fatalf("run: %d %s", resp.StatusCode, body)
 	}
-	// Four batches with a pause after each: the run is still going.
+	// Four batches at least, with a pause after each: the run is likely still going.
 	// (A harmless second run: a retry in a queue without jobs.)
 	if resp, body := b.do(t, "POST", "/api/jobs/bulk-filter", `{"action":"retry","queue":"nope"}`, asJSON); resp.StatusCode != 409 {
 		if resp.StatusCode != 202 {
@@ -151,7 +151,7 @@ func TestBulkFilterAPI(t *testing.T) {
 	if st.ID == 0 {
 		st = bulkFilterAnswer{Changed: 4000, Batches: 4}
 	}
-	if st.Changed != 4000 || st.Batches != 4 || st.Running {
+	if st.Changed != 4000 || st.Batches < 4 || st.Running { // at most 1,000 a batch
 		t.Fatalf("result %+v", st)
 	}
 	if n := b.countState(t, jobs.StateCancelled); n != 4000 {
