@@ -140,7 +140,7 @@ func TestBulkFilterAPI(t *testing.T) {
 		t.Errorf("409 says %s", body)
 	}
 	var st bulkFilterAnswer
-	waitUntil(t, 30*time.Second, "the run to finish", func() bool {
+	waitUntil(t, 2*time.Minute, "the run to finish", func() bool {
 		resp, body := b.do(t, "GET", run.StatusURL, "", nil)
 		if resp.StatusCode == 404 {
 			return true // the harmless second run replaced it: checked below by the table
