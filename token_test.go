@@ -172,6 +172,8 @@ func TestTokenGuardsEveryRouteButHealth(t *testing.T) {
 			"POST /api/pets/:id/treat":        {"/api/pets/1/treat", "", ""},
 			"POST /jobs/bulk":                 {"/jobs/bulk", form, "action=cancel&id=" + jobID},
 			"POST /api/jobs/bulk":             {"/api/jobs/bulk", jsonType, `{"action":"cancel","ids":[` + jobID + `]}`},
+			"POST /jobs/bulk-filter":          {"/jobs/bulk-filter", form, "action=cancel&queue=phone_calls&confirm=1"},
+			"POST /api/jobs/bulk-filter":      {"/api/jobs/bulk-filter", jsonType, `{"action":"cancel","queue":"phone_calls"}`},
 			"POST /jobs/:id/:action":          {"/jobs/" + jobID + "/cancel", form, ""},
 			"POST /api/jobs/:id/cancel":       {"/api/jobs/" + jobID + "/cancel", "", ""},
 			"POST /api/jobs/:id/retry":        {"/api/jobs/" + jobID + "/retry", "", ""},

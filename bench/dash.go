@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/phonehome/phonehome/bench/internal/benchdb"
@@ -216,4 +220,41 @@ func groupByState(st *store.Store) dashPage {
 		}
 		return st.Reader.SelectContext(ctx, &out, "SELECT state, count(*) AS n FROM jobs GROUP BY state")
 	}}
+}
+
+// featurePages are the dashboard's search, action-on-a-filter confirmation
+// and time charts (issue 15), through the app's router srv. Searches over
+// fillJobs's rows: "no answer" is every discarded job's last error (4 %),
+// args.to names 1 job in 9,973, and no job has a tag, so tag:campaign is
+// the worst case: the scan reads to its budget and answers with a cursor.
+func featurePages(srv http.Handler) []dashPage {
+	do := func(method, path, body string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			req := httptest.NewRequestWithContext(ctx, method, path, strings.NewReader(body))
+			req.RemoteAddr = "127.0.0.1:40000"
+			if body != "" {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("HX-Request", "true")
+			}
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK || rec.Body.Len() == 0 {
+				return fmt.Errorf("%s %s: %d %s", method, path, rec.Code, truncate(rec.Body.String(), 200))
+			}
+			return nil
+		}
+	}
+	q := url.QueryEscape
+	return []dashPage{
+		{"`GET /jobs?state=discarded&q=\"no answer\"` (search: every row matches)", do("GET", "/jobs?state=discarded&q="+q(`"no answer"`), "")},
+		{"`GET /jobs?q=args.to:user42@example.com` (search: 1 job in 9,973)", do("GET", "/jobs?q="+q("args.to:user42@example.com"), "")},
+		{"`GET /jobs?q=tag:campaign` (search: no match, the scan's budget)", do("GET", "/jobs?q="+q("tag:campaign"), "")},
+		{"`GET /api/jobs?queue=phone_calls&q=timeout` (search, API)", do("GET", "/api/jobs?queue=phone_calls&q=timeout", "")},
+		{"`POST /jobs/bulk-filter` confirmation: retry discarded in phone_calls (kept counts)",
+			do("POST", "/jobs/bulk-filter", "action=retry&state=discarded&queue=phone_calls")},
+		{"`POST /jobs/bulk-filter` confirmation: retry discarded matching \"no answer\" (counted rows)",
+			do("POST", "/jobs/bulk-filter", "action=retry&state=discarded&q="+q(`"no answer"`))},
+		{"`GET /jobs/charts` (time charts, from memory)", do("GET", "/jobs/charts", "")},
+		{"`GET /api/jobs/timings`", do("GET", "/api/jobs/timings", "")},
+	}
 }

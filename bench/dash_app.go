@@ -70,6 +70,7 @@ func appTarget(ctx context.Context, st *store.Store, _ int) ([]dashPage, string,
 		}},
 		groupByState(st),
 	}
+	pages = append(pages, featurePages(srv)...) // issue 15's search, actions on a filter, time charts (dash.go)
 	how := "Measured **through the app's router**: `handlers.NewServer` with its middleware and the `handlers.Jobs` " +
 		"area over `jobs.New(st.Writer, jobs.Config{Reader: st.Reader, …})` (not started), the read-only pool for " +
 		"the list; each request served in-process with `httptest` (templates and JSON rendered, no network)."

@@ -39,6 +39,11 @@ type JobEngine interface {
 	RunCron(ctx context.Context, name string) (jobs.InsertResult, error)
 	PauseCron(ctx context.Context, name string) error
 	ResumeCron(ctx context.Context, name string) error
+	// Search, actions on a filter and time charts (jobs_search.go,
+	// jobs_bulk.go, jobs_charts.go).
+	CountFilter(ctx context.Context, a jobs.FilterAction, f jobs.Filter) (int, error)
+	ActOnFilter(ctx context.Context, a jobs.FilterAction, f jobs.Filter, opts jobs.FilterOptions) (jobs.FilterProgress, error)
+	Timings(minutes int) jobs.Timings
 }
 
 var _ JobEngine = (*jobs.Engine)(nil)
@@ -60,6 +65,10 @@ type Jobs struct {
 	// pause and resume; pages and API alike) with 403. The pages hide the
 	// actions when Views were made with JobsReadOnly.
 	ReadOnly bool
+
+	// filterRuns is the action on a filter that runs or ran last
+	// (jobs_bulk.go).
+	filterRuns filterRuns
 }
 
 // Routes registers the pages, their fragments and forms, and the API. The
@@ -69,6 +78,9 @@ func (h *Jobs) Routes(e *echo.Echo) {
 	e.GET(h.route(""), h.Page)
 	e.GET(h.route("/live"), h.Live)
 	e.POST(h.route("/bulk"), h.write(h.BulkForm))
+	e.POST(h.route("/bulk-filter"), h.write(h.BulkFilterForm))
+	e.GET(h.route("/charts"), h.ChartsPage)
+	e.GET(h.route("/charts/live"), h.ChartsLive)
 	e.GET(h.route("/cron"), h.CronPage)
 	e.GET(h.route("/cron/table"), h.CronTable)
 	e.POST(h.route("/cron/:name/:action"), h.write(h.CronForm))
@@ -79,6 +91,9 @@ func (h *Jobs) Routes(e *echo.Echo) {
 
 	e.GET("/api/jobs", h.APIList)
 	e.POST("/api/jobs/bulk", h.write(h.APIBulk))
+	e.POST("/api/jobs/bulk-filter", h.write(h.APIBulkFilter))
+	e.GET("/api/jobs/bulk-filter/:id", h.APIBulkFilterStatus)
+	e.GET("/api/jobs/timings", h.APITimings)
 	e.GET("/api/jobs/:id", h.APIGet)
 	e.POST("/api/jobs/:id/cancel", h.write(h.APIAction(actionCancel)))
 	e.POST("/api/jobs/:id/retry", h.write(h.APIAction(actionRetry)))
@@ -147,6 +162,9 @@ const (
 type jobsQuery struct {
 	params jobs.ListParams
 	state  string // as given, for links
+	// search is the query as typed (q=), terms its parse.
+	search string
+	terms  []jobs.SearchTerm
 }
 
 func parseJobsQuery(c echo.Context, defaultLimit int, manyStates bool) (jobsQuery, error) {
@@ -185,6 +203,9 @@ func parseJobsQuery(c echo.Context, defaultLimit int, manyStates bool) (jobsQuer
 		}
 		q.params.Limit = n
 	}
+	if err := q.parseSearch(c.QueryParam("q")); err != nil {
+		return q, err
+	}
 	q.params.Cursor = c.QueryParam("cursor")
 	if _, err := jobs.ParseListCursor(q.params.Cursor); err != nil {
 		return q, badRequest("malformed cursor: use next_cursor from a listing")
@@ -212,6 +233,9 @@ func (q jobsQuery) url(path, state, cursor string) string {
 	if q.params.Kind != "" {
 		v.Set("kind", q.params.Kind)
 	}
+	if q.search != "" {
+		v.Set("q", q.search)
+	}
 	if cursor != "" {
 		v.Set("cursor", cursor)
 	}
@@ -224,7 +248,15 @@ func (q jobsQuery) url(path, state, cursor string) string {
 // Page renders the dashboard: throughput, queues, state tabs, and one page
 // of the job list, with the id of the last event it reflects.
 func (h *Jobs) Page(c echo.Context) error {
-	return renderWith(c, h.Views, views.PageJobs, h.listed)
+	p, err := h.listed(c)
+	if se := (*searchError)(nil); errors.As(err, &se) {
+		// The form again, with the query and what is wrong with it.
+		return h.searchRefused(c, se)
+	}
+	if err != nil {
+		return err
+	}
+	return render(c, h.Views, http.StatusOK, views.PageJobs, p)
 }
 
 // listed is the dashboard page the request's filter and cursor select.
@@ -240,7 +272,7 @@ func (h *Jobs) page(ctx context.Context, q jobsQuery) (views.JobsPage, error) {
 	q.params.Limit = jobsPageSize
 	// Take the event id first: anything published after it is resent on connect.
 	lastID := h.Hub.LastID()
-	list, err := jobs.List(ctx, h.Reader, q.params)
+	list, search, err := h.listOrSearch(ctx, q)
 	if err != nil {
 		return views.JobsPage{}, err
 	}
@@ -264,6 +296,9 @@ func (h *Jobs) page(ctx context.Context, q jobsQuery) (views.JobsPage, error) {
 		LastEventID: lastID,
 		LiveURL:     q.url(h.url("/live"), q.state, q.params.Cursor),
 		Back:        q.url(h.url(""), q.state, q.params.Cursor),
+		Search:      search,
+		Filtered:    q.state != "" || q.params.Queue != "" || q.params.Kind != "" || len(q.terms) > 0,
+		Bulk:        h.filterRuns.latest(),
 	}
 	tabs := views.StateTabs(counts)
 	for i := range tabs {

@@ -42,12 +42,16 @@ func jobJSON(j *jobs.Job) *jobs.Job {
 	return &out
 }
 
-// APIList answers GET /api/jobs?state=&queue=&kind=&limit=&cursor= with
-// {"items":[job…],"next_cursor"}; state may list several, comma-separated.
+// APIList answers GET /api/jobs?state=&queue=&kind=&q=&limit=&cursor= with
+// {"items":[job…],"next_cursor"}; state may list several, comma-separated;
+// with a search query q, see apiSearch.
 func (h *Jobs) APIList(c echo.Context) error {
 	q, err := parseJobsQuery(c, jobs.DefaultListLimit, true)
 	if err != nil {
 		return err
+	}
+	if len(q.terms) > 0 {
+		return h.apiSearch(c, q)
 	}
 	page, err := jobs.List(c.Request().Context(), h.Reader, q.params)
 	if err != nil {

@@ -61,6 +61,11 @@ const throughputWindow = 15 * 60
 // throughputRing counts completed and failed attempts per second over the
 // last throughputWindow seconds.
 type throughputRing struct {
+	// timings are the per-minute wait and run times per queue and kind
+	// (timings.go); kept here, with the ring they complement, so that the
+	// Engine needs no new field.
+	timings timings
+
 	mu    sync.Mutex
 	slots [throughputWindow]struct {
 		sec               int64
@@ -132,6 +137,9 @@ func (e *Engine) observeStart(j *Job, waited time.Duration) {
 // OnEvent.
 func (e *Engine) observeOutcome(a *attempt) {
 	j := a.job
+	if j.State != StateAvailable { // an interrupted attempt did not finish
+		e.throughput.timings.add(j.Queue, j.Kind, a.finishedAt, a.queueTime, a.duration, j.State == StateRetryable || j.State == StateDiscarded)
+	}
 	ev := Event{Job: j, At: a.finishedAt, QueueTime: a.queueTime, Duration: a.duration, Err: a.err}
 	attrs := []any{"job_id", j.ID, "kind", j.Kind, "queue", j.Queue, "attempt", j.Attempt,
 		"state", j.State, "duration_ms", a.duration.Milliseconds(), "queue_time_ms", ev.QueueTime.Milliseconds()}

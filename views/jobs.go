@@ -281,6 +281,13 @@ type JobsPage struct {
 	// Back is this page's own URL, where plain forms return.
 	Back  string
 	Flash *Flash
+	// Search is the query of the search box, its error and its note.
+	Search SearchInfo
+	// Filtered: a state, queue, kind or query narrows the list, so the
+	// actions on everything it matches are offered.
+	Filtered bool
+	// Bulk is the latest action on a filter (or its confirmation).
+	Bulk BulkProgress
 }
 
 // JobsPager is the data of the job_pager partial.
