@@ -225,7 +225,7 @@ type TimingBar struct {
 const (
 	tcW     = 320
 	tcH     = 96
-	tcLeft  = 46
+	tcLeft  = 60 // room for a label such as "250.0 ms"
 	tcRight = tcW - 6
 	tcTop   = 8
 	tcBase  = tcH - 16
