@@ -204,7 +204,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 			JobCounts:  a.jobCounts,
 			Throughput: a.throughput,
 			Pets:       a.petFigures,
-			DBPath:     cfg.DB,
+			DB:         live.DBSource(st),
 		},
 		Logger: logger,
 	})

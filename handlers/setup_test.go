@@ -217,7 +217,7 @@ func (s *testServer) newCollector() *stats.Collector {
 			Pets: func() stats.PetFigures {
 				return stats.PetFigures{Alive: 1234, Dead: 56, Watched: 7, TickAt: time.Now(), TickDuration: 12 * time.Millisecond}
 			},
-			DBPath: s.path,
+			DB: live.DBSource(s.st),
 		},
 	})
 }
