@@ -72,6 +72,8 @@ type serverOptions struct {
 	// backend is the database; zero means backendFor(t): SQLite, or
 	// PostgreSQL for a suite run by TestHandlerSuitesOnPostgres.
 	backend storetest.Backend
+	// db is the database to open (of backend); empty: a new one.
+	db string
 }
 
 var petEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -86,8 +88,10 @@ func setupServer(t testing.TB, o serverOptions) *testServer {
 	if o.backend.Dialect == "" {
 		o.backend = backendFor(t)
 	}
-	s := &testServer{path: o.backend.Target(t), joined: make(chan string, 64),
-		clock: testclock.New(petEpoch)}
+	if o.db == "" {
+		o.db = o.backend.Target(t)
+	}
+	s := &testServer{path: o.db, joined: make(chan string, 64), clock: testclock.New(petEpoch)}
 	s.st = migratedStore(t, s.path)
 	if o.seed {
 		if _, err := s.st.SeedExtraterrestrials(ctx); err != nil {
