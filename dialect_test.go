@@ -1,12 +1,15 @@
 package main
 
 import (
+	"path/filepath"
+	"strings"
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, for openTestDB
 	"github.com/jmoiron/sqlx"
 
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // The root tests' own look at a database beside the server, on either
@@ -65,4 +68,19 @@ func tableNames(t *testing.T, db *sqlx.DB) []string {
 var ledgerSums = map[string]string{
 	"job_counts":              "SELECT queue, state, sum(n) FROM job_counts GROUP BY queue, state HAVING sum(n) <> 0",
 	"extraterrestrial_counts": "SELECT status, sum(n) FROM extraterrestrial_counts GROUP BY status HAVING sum(n) <> 0",
+}
+
+// pgAppTest names the test that runs in-process app tests on PostgreSQL:
+// startApp gives every app started under it a PostgreSQL database.
+const pgAppTest = "TestAppOnPostgres"
+
+// appDatabaseFor is the -db of an app a test starts without one: a new
+// PostgreSQL database for the tests TestAppOnPostgres runs, a new SQLite
+// file otherwise.
+func appDatabaseFor(t *testing.T) string {
+	t.Helper()
+	if strings.HasPrefix(t.Name(), pgAppTest+"/") {
+		return storetest.NewDatabase(t, storetest.Postgres(t).Server)
+	}
+	return filepath.Join(t.TempDir(), "phonehome.db")
 }

@@ -367,17 +367,20 @@ func TestFaultKillMidCampaign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 10,000-extraterrestrial campaign with kills and restarts of the real binary; not with -short")
 	}
-	t.Run("10000 calls, plain server", func(t *testing.T) { killMidCampaign(t, 10000, 5, true) })
+	t.Run("10000 calls, plain server", func(t *testing.T) { killMidCampaign(t, "", 10000, 5, true) })
 	if raceEnabled() {
-		t.Run("1000 calls, race-built server", func(t *testing.T) { killMidCampaign(t, 1000, 3, false) })
+		t.Run("1000 calls, race-built server", func(t *testing.T) { killMidCampaign(t, "", 1000, 3, false) })
 	}
 }
 
 // killMidCampaign is TestFaultKillMidCampaign with total extraterrestrials
-// and kills kills, on the plain or the race-built server.
-func killMidCampaign(t *testing.T, total, kills int, plain bool) {
+// and kills kills, on the plain or the race-built server, over path (a
+// PostgreSQL URL; "": a new SQLite file).
+func killMidCampaign(t *testing.T, path string, total, kills int, plain bool) {
 	bin := phonehomeBinary(t, plain)
-	path := filepath.Join(t.TempDir(), "campaign.db")
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "campaign.db")
+	}
 	if code, _, stderr := runFaultBinary(t, bin, nil, "seed", "-db", path, "-ets", strconv.Itoa(total)); code != 0 {
 		t.Fatalf("seed: exit %d: %s", code, stderr)
 	}
@@ -433,8 +436,25 @@ func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 		t.Errorf("after the campaign: GET /api/extraterrestrials = %d", status)
 	}
 	srv.stop()
+	tally := checkCampaign(t, db, total)
+	if tally.rescued != len(interrupted) {
+		t.Errorf("%d rescues recorded for %d attempts interrupted by the kills", tally.rescued, len(interrupted))
+	}
+	t.Logf("%d kills survived: %d calls made, %d attempts interrupted and rescued, none lost or counted twice; %d home, %d no answer after %d attempts",
+		kills, tally.attempts, len(interrupted), tally.home, tally.noAnswer, 5)
+}
 
-	// The file, with the server gone: each row beside its jobs.
+// campaignTally is what a finished campaign did.
+type campaignTally struct{ attempts, rescued, home, noAnswer int }
+
+// checkCampaign checks a finished campaign of total extraterrestrials in
+// the database, with the server gone: every extraterrestrial is home or out
+// of attempts, exactly one job each, finished, whose attempts, errors and
+// state agree with its row (an attempt run twice or lost shows there), and
+// the job counts agree with the jobs.
+func checkCampaign(t *testing.T, db *sqlx.DB, total int) campaignTally {
+	t.Helper()
+	// Each row beside its jobs.
 	type jobRow struct {
 		ET          int64  `db:"et"`
 		State       string `db:"state"`
@@ -444,7 +464,7 @@ func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 		Errors      string `db:"errors"`
 	}
 	var jobRows []jobRow
-	if err := db.Select(&jobRows, `SELECT coalesce(json_extract(args, '$.extraterrestrial_id'), 0) AS et, state, attempt,
+	if err := db.Select(&jobRows, `SELECT coalesce(CAST(args ->> 'extraterrestrial_id' AS BIGINT), 0) AS et, state, attempt,
 			max_attempts, rescues, errors FROM jobs WHERE kind = 'speak_and_spell'`); err != nil {
 		t.Fatal(err)
 	}
@@ -554,12 +574,8 @@ func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 			problem("%d interruptions noted for %d rescues", interruptions, r.Rescues)
 		}
 	}
-	if rescued != len(interrupted) {
-		t.Errorf("%d rescues recorded for %d attempts interrupted by the kills", rescued, len(interrupted))
-	}
 	checkJobCounts(t, db)
-	t.Logf("%d kills survived: %d calls made, %d attempts interrupted and rescued, none lost or counted twice; %d home, %d no answer after %d attempts",
-		kills, attempts, len(interrupted), home, noAnswer, 5)
+	return campaignTally{attempts: attempts, rescued: rescued, home: home, noAnswer: noAnswer}
 }
 
 // sql0String is a TEXT column that may be NULL (read as "").

@@ -23,7 +23,8 @@ import (
 	"github.com/phonehome/phonehome/store"
 )
 
-// testApp is the real server running on 127.0.0.1:0 over a temp database.
+// testApp is the real server running on 127.0.0.1:0 over a new database
+// (appDatabaseFor: SQLite, or PostgreSQL under TestAppOnPostgres).
 type testApp struct {
 	*App
 	URL  string
@@ -42,7 +43,7 @@ func startApp(t *testing.T, cfg Config) *testApp {
 func startAppLogged(t *testing.T, cfg Config, logger *slog.Logger) *testApp {
 	t.Helper()
 	if cfg.DB == "" {
-		cfg.DB = filepath.Join(t.TempDir(), "phonehome.db")
+		cfg.DB = appDatabaseFor(t)
 	}
 	cfg.Addr = "127.0.0.1:0"
 	if cfg.Poll == 0 {
@@ -228,7 +229,7 @@ func TestCampaignEndToEnd(t *testing.T) {
 			t.Errorf("%s: database %s/%d, stream %s/%d", et.Name, et.CommunicationStatus, et.CommunicationAttempt, last.status, last.attempt)
 		}
 		var state string
-		if err := st.Reader.Get(&state, "SELECT state FROM jobs WHERE json_extract(args, '$.extraterrestrial_id') = ?", et.ID); err != nil {
+		if err := st.Reader.Get(&state, st.Rebind("SELECT state FROM jobs WHERE CAST(args ->> 'extraterrestrial_id' AS BIGINT) = ?"), et.ID); err != nil {
 			t.Fatal(err)
 		}
 		want := map[store.Status]string{store.StatusSpaceTaxi: "completed", store.StatusNoAnswer: "discarded"}[et.CommunicationStatus]
