@@ -51,6 +51,29 @@ var pgSuites = []struct {
 	{"TestFeedForm", TestFeedForm},
 	{"TestActivePetsListOtherWatchedPets", TestActivePetsListOtherWatchedPets},
 	{"TestPetsPageAndItsStream", TestPetsPageAndItsStream},
+	// The job engine under the pages: the campaign, the jobs dashboard and
+	// its API, cron, the runtime dashboard.
+	{"TestPagesEndShowingTheDatabase", TestPagesEndShowingTheDatabase},
+	{"TestPhoneHomeEnqueuesOnlyEligibleRowsOnce", TestPhoneHomeEnqueuesOnlyEligibleRowsOnce},
+	{"TestPhoneHomeFormAnswersHtmxAndPlainBrowsers", TestPhoneHomeFormAnswersHtmxAndPlainBrowsers},
+	{"TestCronPageAndAPI", TestCronPageAndAPI},
+	{"TestReadOnlyRefusesEveryAction", TestReadOnlyRefusesEveryAction},
+	{"TestDashboardPage", TestDashboardPage},
+	{"TestMetricsEndpoint", TestMetricsEndpoint},
+	{"TestJobsAPIShapes", TestJobsAPIShapes},
+	{"TestJobsAPIListFiltersAndPages", TestJobsAPIListFiltersAndPages},
+	{"TestJobsAPIErrorsChangeNothing", TestJobsAPIErrorsChangeNothing},
+	{"TestJobsAPIActions", TestJobsAPIActions},
+	{"TestJobsAPIBulk", TestJobsAPIBulk},
+	{"TestQueuesAPI", TestQueuesAPI},
+	{"TestJobsPage", TestJobsPage},
+	{"TestJobsPagePagesByCursor", TestJobsPagePagesByCursor},
+	{"TestJobFormsActAndReRenderRefusals", TestJobFormsActAndReRenderRefusals},
+	{"TestBulkFormActsOnTheSelection", TestBulkFormActsOnTheSelection},
+	{"TestQueueFormsPauseResumeAndScale", TestQueueFormsPauseResumeAndScale},
+	{"TestJobsStreamCarriesTheRowsOfAPage", TestJobsStreamCarriesTheRowsOfAPage},
+	{"TestJobsStreamFollowsTheEngine", TestJobsStreamFollowsTheEngine},
+	{"TestJobArgsAreShownAsWrittenAndEscaped", TestJobArgsAreShownAsWrittenAndEscaped},
 }
 
 // TestHandlerSuitesOnPostgres runs pgSuites on PostgreSQL (skipped without
