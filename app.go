@@ -146,7 +146,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("new database seeded", "db", cfg.DB, "extraterrestrials", n, "pets", np)
+		logger.Info("new database seeded", "db", st.Path, "extraterrestrials", n, "pets", np)
 	}
 
 	watchers := pets.NewWatchers()
