@@ -123,7 +123,11 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if tlsConfig == nil && !isLoopback(cfg.Addr) {
 		logger.Warn("serving plain HTTP beyond this machine: the access token travels in clear; give -tls-cert and -tls-key to serve HTTPS", "addr", cfg.Addr)
 	}
-	v, err := views.NewWith(views.Options{JobsReadOnly: cfg.ReadOnly})
+	vopts := views.Options{JobsReadOnly: cfg.ReadOnly}
+	if store.IsPostgresURL(cfg.DB) {
+		vopts.Database = "PostgreSQL"
+	}
+	v, err := views.NewWith(vopts)
 	if err != nil {
 		return nil, err
 	}

@@ -125,8 +125,8 @@ func TestServeRefusesBadPostgresDatabases(t *testing.T) {
 
 // The real binary serves a PostgreSQL database as it serves a file: a new
 // database is migrated and seeded, a campaign runs to its end, the runtime
-// dashboard reports the database's size from PostgreSQL (not a file), and
-// the URL it shows has no password.
+// dashboard reports the database's size from PostgreSQL (not a file), the
+// footer names PostgreSQL, and neither pages nor the log show the password.
 func TestServeOnPostgres(t *testing.T) {
 	t.Parallel()
 	pg := storetest.Postgres(t)
@@ -163,6 +163,9 @@ func TestServeOnPostgres(t *testing.T) {
 		if status != 200 || strings.Contains(body, password) {
 			t.Errorf("GET %s: %d (password shown: %v)", page, status, strings.Contains(body, password))
 		}
+	}
+	if _, body := faultCall(t, faultClient, "GET", srv.URL+"/", "", ""); !strings.Contains(body, "Go, Echo, htmx and PostgreSQL") {
+		t.Errorf("the footer does not name PostgreSQL")
 	}
 	srv.stop()
 	if strings.Contains(srv.stderr.String(), password) {
