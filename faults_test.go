@@ -367,20 +367,17 @@ func TestFaultKillMidCampaign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 10,000-extraterrestrial campaign with kills and restarts of the real binary; not with -short")
 	}
-	t.Run("10000 calls, plain server", func(t *testing.T) { killMidCampaign(t, "", 10000, 5, true) })
+	t.Run("10000 calls, plain server", func(t *testing.T) { killMidCampaign(t, 10000, 5, true) })
 	if raceEnabled() {
-		t.Run("1000 calls, race-built server", func(t *testing.T) { killMidCampaign(t, "", 1000, 3, false) })
+		t.Run("1000 calls, race-built server", func(t *testing.T) { killMidCampaign(t, 1000, 3, false) })
 	}
 }
 
 // killMidCampaign is TestFaultKillMidCampaign with total extraterrestrials
-// and kills kills, on the plain or the race-built server, over path (a
-// PostgreSQL URL; "": a new SQLite file).
-func killMidCampaign(t *testing.T, path string, total, kills int, plain bool) {
+// and kills kills, on the plain or the race-built server.
+func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 	bin := phonehomeBinary(t, plain)
-	if path == "" {
-		path = filepath.Join(t.TempDir(), "campaign.db")
-	}
+	path := faultDatabaseFor(t, "campaign.db")
 	if code, _, stderr := runFaultBinary(t, bin, nil, "seed", "-db", path, "-ets", strconv.Itoa(total)); code != 0 {
 		t.Fatalf("seed: exit %d: %s", code, stderr)
 	}
@@ -644,7 +641,7 @@ func TestFaultKillLivePet(t *testing.T) {
 		tick  = 100 * time.Millisecond
 	)
 	bin := phonehomeBinary(t, false)
-	path := filepath.Join(t.TempDir(), "pets.db")
+	path := faultDatabaseFor(t, "pets.db")
 	rng := rand.New(rand.NewPCG(faultSeed(t), 2))
 	args := []string{"-pet-tick", tick.String(), "-poll", "50ms"}
 	srv := startFaultServer(t, bin, path, args...)
@@ -806,7 +803,7 @@ func TestFaultKillLivePet(t *testing.T) {
 
 	db := openFaultDB(t, path)
 	var stored []storedPet
-	if err := db.Select(&stored, "SELECT id, name, species, born_at, hunger_base, hunger_at, died_at FROM pets WHERE keeper_id = ?", keeperID); err != nil {
+	if err := db.Select(&stored, db.Rebind("SELECT id, name, species, born_at, hunger_base, hunger_at, died_at FROM pets WHERE keeper_id = ?"), keeperID); err != nil {
 		t.Fatal(err)
 	}
 	got := ledger.check(t, stored)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -244,13 +245,29 @@ func TestCampaignSurvivesAPostgresOutage(t *testing.T) {
 	t.Logf("after the outage: %d calls, %d rescued, %d home, %d no answer", tally.attempts, tally.rescued, tally.home, tally.noAnswer)
 }
 
-// TestFaultKillMidCampaignOnPostgres is TestFaultKillMidCampaign on
-// PostgreSQL: 10,000 calls, 5 kills of the plain-built server, the same
-// checks of every row and job afterwards.
-func TestFaultKillMidCampaignOnPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a campaign with kills and restarts of the real binary; not with -short")
+// pgFaultsTest names the test that runs fault tests on PostgreSQL: the
+// servers they start get a PostgreSQL database (faultDatabaseFor).
+const pgFaultsTest = "TestFaultsOnPostgres"
+
+// faultDatabaseFor is the -db of a fault test's server: a new PostgreSQL
+// database for the tests TestFaultsOnPostgres runs, else a new SQLite file
+// of that name.
+func faultDatabaseFor(t *testing.T, file string) string {
+	t.Helper()
+	if strings.HasPrefix(t.Name(), pgFaultsTest+"/") {
+		return storetest.NewDatabase(t, storetest.Postgres(t).Server)
 	}
-	pg := storetest.Postgres(t)
-	killMidCampaign(t, storetest.NewDatabase(t, pg.Server), 10000, 5, true)
+	return filepath.Join(t.TempDir(), file)
+}
+
+// TestFaultsOnPostgres runs the kill -9 fault tests on PostgreSQL too
+// (skipped without PHONEHOME_TEST_POSTGRES; failed under CI without it): a
+// campaign killed mid-way five times (and, under -race, the race-built
+// server's shorter one), and LivePet's adoptions and feeds across kills.
+// The others' subject is SQLite's file (startup on a bad file, a full
+// disk); PostgreSQL's bad databases are TestServeRefusesBadPostgresDatabases.
+func TestFaultsOnPostgres(t *testing.T) {
+	storetest.Postgres(t)
+	t.Run("TestFaultKillMidCampaign", TestFaultKillMidCampaign)
+	t.Run("TestFaultKillLivePet", TestFaultKillLivePet)
 }
