@@ -247,8 +247,7 @@ func TestCampaignEndToEnd(t *testing.T) {
 // stream client connected: Run returns within the grace period, the client's
 // stream ends, and no job is left executing.
 func TestShutdownWithStreamsAndRunningJobs(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "phonehome.db")
+	path := appDatabaseFor(t)
 	ctx := context.Background()
 	st, err := store.Open(ctx, path)
 	if err != nil {

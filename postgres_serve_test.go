@@ -22,14 +22,17 @@ import (
 
 // TestAppOnPostgres runs whole-app suites on PostgreSQL too (skipped
 // without PHONEHOME_TEST_POSTGRES; failed under CI without it): the campaign
-// end to end against its event stream, and hostile input on every route
-// (PostgreSQL refuses what SQLite stores, such as NUL bytes: never a 500).
+// end to end against its event stream, hostile input on every route
+// (PostgreSQL refuses what SQLite stores, such as NUL bytes: never a 500),
+// a bulk retry against the unique index, and a shutdown mid-campaign.
 // The suites stay plain TestX functions, listed here, not copied.
 func TestAppOnPostgres(t *testing.T) {
 	storetest.Postgres(t)
 	t.Run("TestCampaignEndToEnd", TestCampaignEndToEnd)
 	t.Run("TestHostileInputOnEveryRoute", TestHostileInputOnEveryRoute)
 	t.Run("TestHostileNamesStoredVerbatimShownEscaped", TestHostileNamesStoredVerbatimShownEscaped)
+	t.Run("TestBulkRetryOfTwoFinishedCopiesOfOneCall", TestBulkRetryOfTwoFinishedCopiesOfOneCall)
+	t.Run("TestShutdownWithStreamsAndRunningJobs", TestShutdownWithStreamsAndRunningJobs)
 }
 
 // pgOutage makes the PostgreSQL database at dbURL unreachable, as a server
