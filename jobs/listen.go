@@ -104,6 +104,10 @@ func (e *Engine) listenConfig(ctx context.Context) (*pgx.ConnConfig, error) {
 			return fmt.Errorf("the writer is not a pgx connection (%T)", dc)
 		}
 		cfg = pc.Conn().Config().Copy()
+		// The pooled connection's notification hook came with the copy:
+		// without this, pgx would keep it and hand every notification to
+		// that other connection's buffer.
+		cfg.OnNotification = nil
 		return nil
 	})
 	if err != nil {

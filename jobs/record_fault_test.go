@@ -17,6 +17,8 @@ import (
 
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
+
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // TestCommitBusyOnceRetriesTheSameBatch makes the COMMIT of a job's outcome
@@ -120,7 +122,7 @@ func TestCommitBusyOnceRetriesTheSameBatch(t *testing.T) {
 		readTx, jobID = tx, j.ID
 		mu.Unlock()
 		j.RecordTx(func(ctx context.Context, tx *sqlx.Tx) error {
-			_, err := tx.ExecContext(ctx, "INSERT INTO outbox (job_id) VALUES (?)", j.ID)
+			_, err := tx.ExecContext(ctx, tx.Rebind("INSERT INTO outbox (job_id) VALUES (?)"), j.ID)
 			return err
 		})
 		j.AfterRecord(func() { afterRecord.Add(1) })
@@ -185,65 +187,67 @@ func TestCommitBusyOnceRetriesTheSameBatch(t *testing.T) {
 // batch are recorded with their writes and callbacks.
 func TestCallbackPanicsAreContained(t *testing.T) {
 	t.Parallel()
-	st := openStore(t)
-	if _, err := st.Writer.ExecContext(t.Context(),
-		"CREATE TABLE outbox (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL) STRICT"); err != nil {
-		t.Fatal(err)
-	}
-	logs := &logBuffer{}
-	var after sync.Map
-	// All three finish together, so they are usually recorded in one batch.
-	var gate sync.WaitGroup
-	gate.Add(3)
-	worker := funcWorker{kind: "test", fn: func(_ context.Context, j *jobs.Job) error {
-		var args struct{ Name string }
-		j.UnmarshalArgs(&args)
-		j.RecordTx(func(ctx context.Context, tx *sqlx.Tx) error {
-			if _, err := tx.ExecContext(ctx, "INSERT INTO outbox (job_id) VALUES (?)", j.ID); err != nil {
-				return err
-			}
-			if args.Name == "recordtx panics" {
-				panic("boom in RecordTx")
-			}
-			return nil
-		})
-		j.AfterRecord(func() {
-			after.Store(j.ID, true)
-			if args.Name == "afterrecord panics" {
-				panic("boom in AfterRecord")
-			}
-		})
-		gate.Done()
-		gate.Wait()
-		return nil
-	}}
-	clock := newFakeClock()
-	b := &bundle{ctx: t.Context(), st: st, clock: clock}
-	b.eng = newEngine(t, st, clock, options{queues: map[string]int{"default": 3}, backoff: jobs.FixedBackoff(time.Hour),
-		configure: func(c *jobs.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) }}, worker)
-	recordPanics := b.insert(t, testArgs{Name: "recordtx panics"}, jobs.InsertOpts{MaxAttempts: 2})
-	afterPanics := b.insert(t, testArgs{Name: "afterrecord panics"}, jobs.InsertOpts{})
-	fine := b.insert(t, testArgs{Name: "fine"}, jobs.InsertOpts{})
-
-	j := b.waitState(t, recordPanics, jobs.StateRetryable)
-	if j.Attempt != 1 || len(j.Errors) != 1 || !strings.Contains(j.Errors[0].Error, "record outcome: panic: boom in RecordTx") {
-		t.Errorf("attempt %d errors %+v, want attempt 1 failed by the RecordTx panic", j.Attempt, j.Errors)
-	}
-	if _, ran := after.Load(recordPanics); ran {
-		t.Error("AfterRecord ran for the job whose RecordTx panicked (its writes were rolled back)")
-	}
-	for _, id := range []int64{afterPanics, fine} {
-		if j := b.waitState(t, id, jobs.StateCompleted); len(j.Errors) != 0 {
-			t.Errorf("job %d errors %+v, want none", id, j.Errors)
+	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+		st := be.Open(t)
+		if _, err := st.Writer.ExecContext(t.Context(),
+			"CREATE TABLE outbox ("+idColumn(st)+", job_id INTEGER NOT NULL)"); err != nil {
+			t.Fatal(err)
 		}
-		waitFor(t, waitTimeout, func() bool { _, ran := after.Load(id); return ran })
-	}
-	if n := b.count(t, "SELECT count(*) FROM outbox"); n != 2 {
-		t.Errorf("%d outbox rows, want the two of the jobs whose RecordTx returned", n)
-	}
-	waitFor(t, waitTimeout, func() bool { return strings.Contains(logs.String(), "boom in AfterRecord") })
-	// The engine still runs jobs.
-	b.probeOnce(t, "default")
+		logs := &logBuffer{}
+		var after sync.Map
+		// All three finish together, so they are usually recorded in one batch.
+		var gate sync.WaitGroup
+		gate.Add(3)
+		worker := funcWorker{kind: "test", fn: func(_ context.Context, j *jobs.Job) error {
+			var args struct{ Name string }
+			j.UnmarshalArgs(&args)
+			j.RecordTx(func(ctx context.Context, tx *sqlx.Tx) error {
+				if _, err := tx.ExecContext(ctx, tx.Rebind("INSERT INTO outbox (job_id) VALUES (?)"), j.ID); err != nil {
+					return err
+				}
+				if args.Name == "recordtx panics" {
+					panic("boom in RecordTx")
+				}
+				return nil
+			})
+			j.AfterRecord(func() {
+				after.Store(j.ID, true)
+				if args.Name == "afterrecord panics" {
+					panic("boom in AfterRecord")
+				}
+			})
+			gate.Done()
+			gate.Wait()
+			return nil
+		}}
+		clock := newFakeClock()
+		b := &bundle{ctx: t.Context(), st: st, clock: clock}
+		b.eng = newEngine(t, st, clock, options{queues: map[string]int{"default": 3}, backoff: jobs.FixedBackoff(time.Hour),
+			configure: func(c *jobs.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) }}, worker)
+		recordPanics := b.insert(t, testArgs{Name: "recordtx panics"}, jobs.InsertOpts{MaxAttempts: 2})
+		afterPanics := b.insert(t, testArgs{Name: "afterrecord panics"}, jobs.InsertOpts{})
+		fine := b.insert(t, testArgs{Name: "fine"}, jobs.InsertOpts{})
+
+		j := b.waitState(t, recordPanics, jobs.StateRetryable)
+		if j.Attempt != 1 || len(j.Errors) != 1 || !strings.Contains(j.Errors[0].Error, "record outcome: panic: boom in RecordTx") {
+			t.Errorf("attempt %d errors %+v, want attempt 1 failed by the RecordTx panic", j.Attempt, j.Errors)
+		}
+		if _, ran := after.Load(recordPanics); ran {
+			t.Error("AfterRecord ran for the job whose RecordTx panicked (its writes were rolled back)")
+		}
+		for _, id := range []int64{afterPanics, fine} {
+			if j := b.waitState(t, id, jobs.StateCompleted); len(j.Errors) != 0 {
+				t.Errorf("job %d errors %+v, want none", id, j.Errors)
+			}
+			waitFor(t, waitTimeout, func() bool { _, ran := after.Load(id); return ran })
+		}
+		if n := b.count(t, "SELECT count(*) FROM outbox"); n != 2 {
+			t.Errorf("%d outbox rows, want the two of the jobs whose RecordTx returned", n)
+		}
+		waitFor(t, waitTimeout, func() bool { return strings.Contains(logs.String(), "boom in AfterRecord") })
+		// The engine still runs jobs.
+		b.probeOnce(t, "default")
+	})
 }
 
 // logBuffer collects log output from several goroutines.
