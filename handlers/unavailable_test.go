@@ -14,7 +14,9 @@ import (
 // outage makes the PostgreSQL database at dbURL unreachable, as a server
 // restart would, without touching the other tests' databases on the same
 // server: it refuses new connections to it and ends every open one
-// (pg_terminate_backend). The returned function lets connections in again.
+// (pg_terminate_backend, waiting until each is gone: a session still
+// alive would answer the next query). The returned function lets
+// connections in again.
 func outage(t *testing.T, server, dbURL string) (restore func()) {
 	t.Helper()
 	u, err := url.Parse(dbURL)
@@ -26,7 +28,7 @@ func outage(t *testing.T, server, dbURL string) (restore func()) {
 	if _, err := admin.Exec(`ALTER DATABASE "` + name + `" ALLOW_CONNECTIONS false`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name); err != nil {
+	if _, err := admin.Exec(`SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name); err != nil {
 		t.Fatal(err)
 	}
 	restored := false
