@@ -106,6 +106,11 @@ func TestServeRefusesBadPostgresDatabases(t *testing.T) {
 	t.Cleanup(func() { _, _ = admin.Exec(`DROP ROLE IF EXISTS ` + role) })
 	noPriv := storetest.NewDatabase(t, pg.Server)
 	t.Cleanup(func() { _, _ = admin.Exec(`DROP OWNED BY ` + role) })
+	// A database the user may not even connect to.
+	noConnect := storetest.NewDatabase(t, pg.Server)
+	if _, err := admin.Exec(`REVOKE CONNECT ON DATABASE "` + strings.TrimPrefix(mustParseURL(t, noConnect).Path, "/") + `" FROM PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
 
 	good := storetest.NewDatabase(t, pg.Server)
 	cases := []struct{ name, db, want string }{
@@ -113,7 +118,8 @@ func TestServeRefusesBadPostgresDatabases(t *testing.T) {
 		{"unreachable server", "postgres://u:" + password + "@127.0.0.1:1/x?sslmode=disable&connect_timeout=5", "cannot reach the PostgreSQL server at 127.0.0.1:1"},
 		{"wrong password", withUser(t, good, "postgres", "not-"+password), "refused the password"},
 		{"no such database", storetest.WithDatabase(t, pg.Server, "phonehome_none_here"), `database "phonehome_none_here" does not exist`},
-		{"no permission", withUser(t, noPriv, role, rolePassword), "may not create tables"},
+		{"no permission to create", withUser(t, noPriv, role, rolePassword), "may not create tables"},
+		{"no permission to connect", withUser(t, noConnect, role, rolePassword), "lacks a permission (permission denied for database"},
 		{"newer schema", newer, "this phonehome knows only up to"},
 	}
 	for _, c := range cases {
