@@ -34,14 +34,7 @@ const (
 	retrySQL = `WITH chosen AS (
 			SELECT j.id, j.state, j.unique_key FROM json_each(?1) AS s JOIN jobs AS j ON j.id = s.value
 			WHERE j.state IN ` + retriable + `),
-		picked AS (
-			SELECT id FROM chosen WHERE unique_key IS NULL OR state IN ('scheduled', 'retryable')
-			UNION ALL
-			SELECT max(id) FROM chosen
-			WHERE unique_key IS NOT NULL AND state NOT IN ('scheduled', 'retryable') AND NOT EXISTS (
-				SELECT 1 FROM jobs AS other
-				WHERE other.unique_key = chosen.unique_key AND other.state IN ` + inFlight + `)
-			GROUP BY unique_key)
+		` + retryPicked + `
 		UPDATE jobs SET state = 'available', scheduled_at = ?2,
 		max_attempts = max(max_attempts, attempt + 1),
 		completed_at = NULL, cancelled_at = NULL, discarded_at = NULL
@@ -50,6 +43,17 @@ const (
 	deleteSQL = `DELETE FROM jobs
 		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + deletable + ` RETURNING id`
 )
+
+// retryPicked chooses which of the jobs in the CTE "chosen" (id, state,
+// unique_key) a retry takes (see retrySQL), on both dialects.
+const retryPicked = `picked AS (
+			SELECT id FROM chosen WHERE unique_key IS NULL OR state IN ('scheduled', 'retryable')
+			UNION ALL
+			SELECT max(id) FROM chosen
+			WHERE unique_key IS NOT NULL AND state NOT IN ('scheduled', 'retryable') AND NOT EXISTS (
+				SELECT 1 FROM jobs AS other
+				WHERE other.unique_key = chosen.unique_key AND other.state IN ` + inFlight + `)
+			GROUP BY unique_key)`
 
 // CancelJob cancels a job that has not finished. An executing job's context
 // is cancelled (when it runs in this engine; on another node the worker

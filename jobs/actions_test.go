@@ -77,8 +77,7 @@ func (c *changeLog) reset() {
 }
 
 func TestCancelJob(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		w := newGateWorker()
 		var changes changeLog
 		var events eventLog
@@ -133,8 +132,7 @@ func TestCancelJob(t *testing.T) {
 }
 
 func TestRetryJob(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		w := newGateWorker()
 		b := setup(t, be, options{poll: time.Hour, queues: map[string]int{"default": 5}}, w,
 			funcWorker{kind: "fails", fn: func(context.Context, *jobs.Job) error { return errors.New("nope") }})
@@ -206,8 +204,7 @@ func TestRetryJob(t *testing.T) {
 }
 
 func TestRetryCancelledJobWhileWorkerRuns(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		release := make(chan struct{})
 		started := make(chan struct{}, 1)
 		b := setup(t, be, options{poll: time.Hour}, funcWorker{kind: "test", fn: func(context.Context, *jobs.Job) error {
@@ -237,8 +234,7 @@ func TestRetryCancelledJobWhileWorkerRuns(t *testing.T) {
 }
 
 func TestDeleteJob(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		w := newGateWorker()
 		var changes changeLog
 		b := setup(t, be, options{poll: time.Hour, configure: func(c *jobs.Config) { c.OnChange = changes.record }}, w)
@@ -270,8 +266,7 @@ func TestDeleteJob(t *testing.T) {
 }
 
 func TestBulkActions(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		w := newGateWorker()
 		var changes changeLog
 		b := setup(t, be, options{poll: time.Hour, queues: map[string]int{"default": 1}, configure: func(c *jobs.Config) { c.OnChange = changes.record }}, w)
@@ -319,8 +314,7 @@ func TestBulkActions(t *testing.T) {
 }
 
 func TestRetryUniqueJobWhileACopyIsInFlight(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{poll: time.Hour}, funcWorker{kind: "unique", fn: func(context.Context, *jobs.Job) error { return nil }})
 		first := b.insert(t, uniqueArgs{Key: "k"}, jobs.InsertOpts{})
 		b.waitState(t, first, jobs.StateCompleted)
@@ -348,8 +342,7 @@ func TestRetryUniqueJobWhileACopyIsInFlight(t *testing.T) {
 // the whole statement on the unique-in-flight index; retrying the other on
 // its own then is a state conflict, not a database error.
 func TestRetryTwoFinishedCopiesOfAUniqueJob(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{poll: time.Hour}, funcWorker{kind: "unique", fn: func(context.Context, *jobs.Job) error {
 			return errors.New("no answer")
 		}})

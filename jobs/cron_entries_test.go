@@ -62,8 +62,7 @@ func watchedCron(node string, w *logWatch, periodic ...jobs.PeriodicJob) options
 // a resumed entry inserts from its next slot on, without making up for the
 // skipped ones.
 func TestPausedCronSkipsSlotsAcrossARestart(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		clock := newFakeClock() // 03:04:05
 		b := &bundle{ctx: t.Context(), st: st, clock: clock}
@@ -123,8 +122,7 @@ func TestPausedCronSkipsSlotsAcrossARestart(t *testing.T) {
 // TestRunCronInsertsNowOutsideTheSchedule: Run now inserts one job now,
 // also for a paused entry, and leaves the schedule's slots as they were.
 func TestRunCronInsertsNowOutsideTheSchedule(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		clock := newFakeClock() // 03:04:05
 		b := &bundle{ctx: t.Context(), st: st, clock: clock}
@@ -178,11 +176,9 @@ func TestRunCronInsertsNowOutsideTheSchedule(t *testing.T) {
 // its first job is in flight inserts nothing the second time and names the
 // job in the way.
 func TestRunCronUniqueDuplicate(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		clock := newFakeClock()
-		b := &bundle{ctx: t.Context(), st: st, clock: clock}
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
+		b := bare(t, be)
+		st, clock := b.st, b.clock
 		unique := jobs.PeriodicJob{Name: "nightly.report", Spec: "@daily", Args: cronArgs{Report: "daily"},
 			Opts: jobs.InsertOpts{Queue: "reports", Unique: true}}
 		b.eng = newEngine(t, st, clock, cronOptions("node-a", unique))
@@ -201,8 +197,7 @@ func TestRunCronUniqueDuplicate(t *testing.T) {
 }
 
 func TestCronNames(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		clock := newFakeClock()
 		a := jobs.PeriodicJob{Spec: "@hourly", Args: cronArgs{Report: "a"}}

@@ -41,8 +41,7 @@ func (b *bundle) cronJobs(t *testing.T) []time.Time {
 }
 
 func TestPeriodicJobInsertedOncePerSlot(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		clock := newFakeClock() // 03:04:05
 		b := &bundle{ctx: t.Context(), st: st, clock: clock}
@@ -82,11 +81,9 @@ func TestPeriodicJobInsertedOncePerSlot(t *testing.T) {
 // TestPeriodicSlotSurvivesRestart: a node started later with a clock
 // behind (a restart, or clock skew) does not insert a slot again.
 func TestPeriodicSlotSurvivesRestart(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		clock := newFakeClock()
-		b := &bundle{ctx: t.Context(), st: st, clock: clock}
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
+		b := bare(t, be)
+		st, clock := b.st, b.clock
 		first := newEngine(t, st, clock, cronOptions("node-a", everyMinute))
 		clock.Advance(55 * time.Second) // 03:05:00
 		waitFor(t, waitTimeout, func() bool { return len(b.cronJobs(t)) == 1 })
@@ -108,8 +105,7 @@ func TestPeriodicSlotSurvivesRestart(t *testing.T) {
 }
 
 func TestPeriodicSpecValidation(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		tests := []struct {
 			name string

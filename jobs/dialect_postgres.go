@@ -76,14 +76,7 @@ var postgresDialect = &dialect{
 	retry: `WITH chosen AS (
 			SELECT id, state, unique_key FROM jobs
 			WHERE id = ANY($1::bigint[]) AND state IN ` + retriable + `),
-		picked AS (
-			SELECT id FROM chosen WHERE unique_key IS NULL OR state IN ('scheduled', 'retryable')
-			UNION ALL
-			SELECT max(id) FROM chosen
-			WHERE unique_key IS NOT NULL AND state NOT IN ('scheduled', 'retryable') AND NOT EXISTS (
-				SELECT 1 FROM jobs AS other
-				WHERE other.unique_key = chosen.unique_key AND other.state IN ` + inFlight + `)
-			GROUP BY unique_key)
+		` + retryPicked + `
 		UPDATE jobs SET state = 'available', scheduled_at = $2,
 		max_attempts = greatest(max_attempts, attempt + 1),
 		completed_at = NULL, cancelled_at = NULL, discarded_at = NULL

@@ -16,8 +16,7 @@ import (
 // TestJobIDsAreNeverReused: deleting the newest job does not hand its id to
 // the next insert (a stale /jobs/{id} page must not reach another job).
 func TestJobIDsAreNeverReused(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{noStart: true})
 		first := b.insert(t, testArgs{Name: "first"}, jobs.InsertOpts{})
 		newest := b.insert(t, testArgs{Name: "newest"}, jobs.InsertOpts{})

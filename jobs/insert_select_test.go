@@ -52,8 +52,7 @@ func (b *bundle) rows(t *testing.T) []string {
 // Every job of a bulk insert is the very row Insert writes for the same
 // args and options: args JSON, unique key and all.
 func TestInsertSelectWritesWhatInsertWrites(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		tests := []struct {
 			name string
 			opts jobs.InsertOpts
@@ -92,8 +91,7 @@ func TestInsertSelectWritesWhatInsertWrites(t *testing.T) {
 // A row whose job is in flight gets none; the rest get one each, reported
 // to the subscribers with their real ids; a second run inserts nothing.
 func TestInsertSelectSkipsJobsInFlightAndReportsTheNewOnes(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{noStart: true})
 		var mu sync.Mutex
 		var heard []int64
@@ -125,8 +123,7 @@ func TestInsertSelectSkipsJobsInFlightAndReportsTheNewOnes(t *testing.T) {
 }
 
 func TestInsertSelectRefusesWhatItCannotWriteAsInsertWould(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{noStart: true})
 		noID := func(int64) jobs.Args { return testArgs{Name: "x"} }
 		for name, p := range map[string]jobs.InsertSelect{
@@ -146,8 +143,7 @@ func TestInsertSelectRefusesWhatItCannotWriteAsInsertWould(t *testing.T) {
 }
 
 func TestUnsubscribedFunctionsHearNothingMore(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{noStart: true})
 		var mu sync.Mutex
 		var first, second int

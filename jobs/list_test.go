@@ -51,8 +51,7 @@ func seedListRows(t *testing.T, st *store.Store, n int) []listRow {
 }
 
 func TestListFiltersAndPagesNewestFirst(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		all := seedListRows(t, st, 130)
 		tests := []struct {
@@ -122,8 +121,7 @@ func TestListFiltersAndPagesNewestFirst(t *testing.T) {
 }
 
 func TestListRejectsBadParams(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		for _, tt := range []struct {
 			name string
@@ -204,8 +202,7 @@ func cursorAfterFirst(t *testing.T, st *store.Store, p jobs.ListParams) string {
 }
 
 func TestGetManySkipsMissingIDs(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		rows := seedListRows(t, st, 5)
 		got, err := jobs.GetMany(context.Background(), st.Reader, []int64{rows[3].id, 999, rows[1].id})

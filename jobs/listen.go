@@ -7,8 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
-
-	"github.com/phonehome/phonehome/store"
 )
 
 // On PostgreSQL every insert sends pg_notify(notifyChannel, queue) in its
@@ -115,30 +113,4 @@ func (e *Engine) listenConfig(ctx context.Context) (*pgx.ConnConfig, error) {
 	}
 	e.listenCfg = cfg
 	return cfg.Copy(), nil
-}
-
-// compactLoop folds the count ledgers every CompactInterval until Stop
-// (PostgreSQL only): the triggers append a row per statement, and every
-// count reads the sum of its rows, so left alone the dashboard's counts
-// would grow slower with every job. Several nodes may run it: the fold
-// takes an advisory lock and a node that does not get it skips its turn.
-func (e *Engine) compactLoop() {
-	defer e.loops.Done()
-	tick := time.NewTicker(e.cfg.CompactInterval)
-	defer tick.Stop()
-	ctx, cancel := e.stopContext()
-	defer cancel()
-	// A view of the writer as a store: CompactCounts needs only its
-	// dialect and its write transactions.
-	st := &store.Store{Writer: e.db, Reader: e.db, Dialect: store.Postgres}
-	for {
-		select {
-		case <-e.stopping:
-			return
-		case <-tick.C:
-			if err := st.CompactCounts(ctx); err != nil && ctx.Err() == nil {
-				e.log.Error("compact job counts", "err", err)
-			}
-		}
-	}
 }

@@ -67,8 +67,7 @@ func countsMismatch(t *testing.T, ctx context.Context, db *sqlx.DB) string {
 // queues work jobs that succeed, fail, snooze, cancel themselves and panic,
 // with operator cancels and retries running beside them; and at the end.
 func TestCountsExactUnderLoad(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		var attempts atomic.Int64
 		var snoozed sync.Map
 		w := funcWorker{kind: "mixed", fn: func(ctx context.Context, j *jobs.Job) error {
@@ -172,8 +171,7 @@ func TestCountsExactUnderLoad(t *testing.T) {
 // TestOutcomeClaimRespectsPause: the claim an outcome's transaction makes
 // for the slot it frees (piggyback.go) takes no job of a paused queue.
 func TestOutcomeClaimRespectsPause(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		release := make(chan struct{})
 		w := funcWorker{kind: "gated", fn: func(ctx context.Context, j *jobs.Job) error {
 			if j.Attempt == 1 && j.ID == 1 {
@@ -207,8 +205,7 @@ func TestOutcomeClaimRespectsPause(t *testing.T) {
 // only by the queue's loop after the commit, the watcher catches the window
 // in about one run of three.)
 func TestOutcomeClaimsTheFreedSlot(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		release, releaseSecond := make(chan struct{}), make(chan struct{})
 		defer close(releaseSecond)
 		w := funcWorker{kind: "gated", fn: func(ctx context.Context, j *jobs.Job) error {
@@ -264,8 +261,7 @@ func TestOutcomeClaimsTheFreedSlot(t *testing.T) {
 // for running jobs; once Stop has returned, every job that started was
 // recorded and none is left executing.
 func TestStopStartsNoJobAfterward(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		var started, stopped atomic.Int64
 		var afterStop atomic.Bool
 		w := funcWorker{kind: "quick", fn: func(ctx context.Context, j *jobs.Job) error {
@@ -309,8 +305,7 @@ func TestStopStartsNoJobAfterward(t *testing.T) {
 // done) when Insert returns, with no poll and no wake in between; into a
 // paused queue it only inserts.
 func TestInsertClaimsWhenASlotIsFree(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		release := make(chan struct{})
 		defer close(release)
 		w := funcWorker{kind: "gated", fn: func(ctx context.Context, j *jobs.Job) error {
@@ -339,8 +334,7 @@ func TestInsertClaimsWhenASlotIsFree(t *testing.T) {
 // the worker the same job Get reads, empty errors and tags as empty (not
 // nil) slices, as a JSON decode makes them.
 func TestClaimedJobDecodesLikeGet(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		got := make(chan *jobs.Job, 2)
 		w := funcWorker{kind: "look", fn: func(ctx context.Context, j *jobs.Job) error {
 			// A copy: once Work returns, the engine updates its job.
@@ -378,8 +372,7 @@ func TestClaimedJobDecodesLikeGet(t *testing.T) {
 // recorded attempt has its RecordTx write, and no job is completed without
 // it.
 func TestEveryOutcomeCarriesItsWrites(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		if _, err := st.Writer.ExecContext(t.Context(),
 			"CREATE TABLE outbox ("+idColumn(st)+", job_id INTEGER NOT NULL, attempt INTEGER NOT NULL)"); err != nil {

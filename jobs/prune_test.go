@@ -41,8 +41,7 @@ func (b *bundle) finishedJobs(t *testing.T, n int, state jobs.State, at time.Tim
 }
 
 func TestPruneDeletesOldFinishedJobsInBatches(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		var changes changeLog
 		b := setup(t, be, options{noStart: true, configure: func(c *jobs.Config) {
 			c.PruneAfter = time.Hour
@@ -94,8 +93,7 @@ func TestPruneDeletesOldFinishedJobsInBatches(t *testing.T) {
 }
 
 func TestPruneAfterSetting(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		tests := []struct {
 			name       string
 			pruneAfter time.Duration
@@ -122,8 +120,7 @@ func TestPruneAfterSetting(t *testing.T) {
 }
 
 func TestPruneRunsOnItsOwn(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{configure: func(c *jobs.Config) {
 			c.PruneAfter = time.Minute
 			c.PruneInterval = 5 * time.Millisecond

@@ -27,11 +27,9 @@ func queueInfo(t *testing.T, eng *jobs.Engine, name string) jobs.QueueInfo {
 }
 
 func TestPauseAndResumeQueue(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		clock := newFakeClock()
-		b := &bundle{ctx: t.Context(), st: st, clock: clock}
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
+		b := bare(t, be)
+		st, clock := b.st, b.clock
 		opts := options{queues: map[string]int{"default": 2, "other": 1}}
 		b.eng = newEngine(t, st, clock, opts, funcWorker{kind: "test", fn: func(context.Context, *jobs.Job) error { return nil }})
 
@@ -81,8 +79,7 @@ func TestPauseAndResumeQueue(t *testing.T) {
 }
 
 func TestScaleQueue(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		clock := newFakeClock()
 		w := newGateWorker()
@@ -135,8 +132,7 @@ func TestScaleQueue(t *testing.T) {
 }
 
 func TestQueueSettingsReachOtherNodes(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		clock := newFakeClock()
 		opts := func(node string) options {
@@ -163,8 +159,7 @@ func TestQueueSettingsReachOtherNodes(t *testing.T) {
 // count of the table after inserts, claims, every outcome, operator actions
 // and deletes.
 func TestCountsFollowEveryChange(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		w := newGateWorker()
 		b := setup(t, be, options{queues: map[string]int{"default": 2, "other": 2}}, w,
 			funcWorker{kind: "fails", fn: func(context.Context, *jobs.Job) error { return errors.New("no") }})

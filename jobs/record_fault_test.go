@@ -186,8 +186,7 @@ func TestCommitBusyOnceRetriesTheSameBatch(t *testing.T) {
 // callback is logged; neither stops the process, and the other jobs of the
 // batch are recorded with their writes and callbacks.
 func TestCallbackPanicsAreContained(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		if _, err := st.Writer.ExecContext(t.Context(),
 			"CREATE TABLE outbox ("+idColumn(st)+", job_id INTEGER NOT NULL)"); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,8 +83,7 @@ func (b *bundle) setIdentity(t *testing.T, node string, id identity) {
 }
 
 func TestRescueOnlyJobsOfDeadNodes(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{noStart: true}) // NodeTimeout: the default minute
 		host, err := os.Hostname()
 		if err != nil {
@@ -175,8 +175,7 @@ func TestRescueOnlyJobsOfDeadNodes(t *testing.T) {
 // boot and process start, so that a later engine can tell it from another
 // process that got the same pid.
 func TestHeartbeatRecordsTheProcessIdentity(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{})
 		own := ownIdentity(t)
 		var row struct {
@@ -194,8 +193,7 @@ func TestHeartbeatRecordsTheProcessIdentity(t *testing.T) {
 }
 
 func TestRescueRunsWithTheHeartbeat(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{noStart: true, configure: func(c *jobs.Config) {
 			c.HeartbeatInterval = 5 * time.Millisecond
 			c.NodeTimeout = time.Minute
@@ -229,8 +227,7 @@ func TestRescueRunsWithTheHeartbeat(t *testing.T) {
 // while the node running it lives, even when its heartbeat looks stale
 // (same host, live process), so it never runs twice.
 func TestRescueNeverTakesARunningJob(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		st := be.Open(t)
 		clock := newFakeClock()
 		w := newGateWorker()
@@ -262,8 +259,7 @@ func TestRescueNeverTakesARunningJob(t *testing.T) {
 }
 
 func TestStopRemovesNodeRow(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		b := setup(t, be, options{})
 		if n := b.count(t, "SELECT count(*) FROM job_nodes WHERE name = 'test-node' AND pid = ?", os.Getpid()); n != 1 {
 			t.Fatalf("%d node rows after Start, want 1", n)
@@ -278,8 +274,7 @@ func TestStopRemovesNodeRow(t *testing.T) {
 }
 
 func TestStopLeavingAJobKeepsNodeRow(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		release := make(chan struct{})
 		started := make(chan struct{})
 		b := setup(t, be, options{}, funcWorker{kind: "test", fn: func(context.Context, *jobs.Job) error {
@@ -297,6 +292,100 @@ func TestStopLeavingAJobKeepsNodeRow(t *testing.T) {
 		}
 		if n := b.count(t, "SELECT count(*) FROM job_nodes WHERE name = 'test-node'"); n != 1 {
 			t.Errorf("%d node rows, want 1: its job may still run, so its heartbeat must go stale before a rescue", n)
+		}
+	})
+}
+
+func TestRescueAfterCrash(t *testing.T) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
+		st := be.Open(t)
+		clock := newFakeClock()
+		crashed := newEngine(t, st, clock, options{noStart: true})
+		res, err := crashed.Insert(t.Context(), testArgs{Name: "interrupted"}, jobs.InsertOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What a claim does, in a process that then dies.
+		if _, err := st.Writer.ExecContext(t.Context(),
+			st.Writer.Rebind("UPDATE jobs SET state = 'executing', attempt = 1, attempted_at = ?, attempted_by = 'crashed-node/1' WHERE id = ?"),
+			t0.UnixMilli(), res.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		seen := make(chan int, 10)
+		b := &bundle{ctx: t.Context(), st: st, clock: clock}
+		b.eng = newEngine(t, st, clock, options{}, funcWorker{kind: "test", fn: func(_ context.Context, j *jobs.Job) error {
+			seen <- j.Attempt
+			return nil
+		}})
+
+		j := b.waitState(t, res.ID, jobs.StateCompleted)
+		if got := <-seen; got != 1 {
+			t.Errorf("the rescued job ran as attempt %d, want 1 (the interrupted attempt is not counted)", got)
+		}
+		if j.Attempt != 1 {
+			t.Errorf("attempt = %d, want 1", j.Attempt)
+		}
+		if len(j.Errors) != 1 {
+			t.Fatalf("errors = %+v, want one interruption", j.Errors)
+		}
+		if e := j.Errors[0]; e.Attempt != 1 || !strings.Contains(e.Error, "interrupted") || !strings.Contains(e.Error, "crashed-node/1") {
+			t.Errorf("errors[0] = %+v, want attempt 1 interrupted on crashed-node/1", e)
+		}
+		if n := b.count(t, "SELECT rescues FROM jobs WHERE id = ?", res.ID); n != 1 {
+			t.Errorf("rescues = %d, want 1", n)
+		}
+	})
+}
+
+func TestRescueDiscardsAfterMaxRescues(t *testing.T) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
+		var calls atomic.Int32
+		b := setup(t, be, options{noStart: true}, funcWorker{kind: "test", fn: func(context.Context, *jobs.Job) error {
+			calls.Add(1)
+			return nil
+		}})
+		id := b.insert(t, testArgs{Name: "crashes the process"}, jobs.InsertOpts{})
+
+		for i := 1; i <= jobs.MaxRescues; i++ {
+			if _, err := b.st.Writer.ExecContext(b.ctx,
+				b.st.Writer.Rebind("UPDATE jobs SET state = 'executing', attempt = attempt + 1, attempted_by = 'crashed' WHERE id = ?"), id); err != nil {
+				t.Fatal(err)
+			}
+			n, err := b.eng.Rescue(b.ctx)
+			if err != nil || n != 1 {
+				t.Fatalf("rescue %d: n=%d err=%v, want 1 job", i, n, err)
+			}
+			j := b.get(t, id)
+			if got := b.count(t, "SELECT rescues FROM jobs WHERE id = ?", id); got != i {
+				t.Errorf("rescue %d: rescues = %d", i, got)
+			}
+			if len(j.Errors) != i || !strings.Contains(j.Errors[i-1].Error, "interrupted") {
+				t.Errorf("rescue %d: errors = %+v, want %d interruptions", i, j.Errors, i)
+			}
+			if i < jobs.MaxRescues {
+				if j.State != jobs.StateRetryable || j.Attempt != 0 || j.DiscardedAt != nil || !j.ScheduledAt.Equal(t0) {
+					t.Errorf("rescue %d: state %s attempt %d discarded_at %v scheduled_at %v, want retryable attempt 0 due now",
+						i, j.State, j.Attempt, j.DiscardedAt, j.ScheduledAt)
+				}
+				continue
+			}
+			if j.State != jobs.StateDiscarded || !sameTime(j.DiscardedAt, t0) || j.Attempt != 1 {
+				t.Errorf("rescue %d: state %s attempt %d discarded_at %v, want discarded at %v keeping attempt 1",
+					i, j.State, j.Attempt, j.DiscardedAt, t0)
+			}
+		}
+		if n, err := b.eng.Rescue(b.ctx); err != nil || n != 0 {
+			t.Errorf("rescue with nothing executing: n=%d err=%v", n, err)
+		}
+
+		// Started now, the engine does not run the discarded job.
+		if err := b.eng.Start(b.ctx); err != nil {
+			t.Fatal(err)
+		}
+		b.probePolls(t, "default", 2)
+		if n := calls.Load(); n != 0 {
+			t.Errorf("the discarded job ran %d times", n)
 		}
 	})
 }

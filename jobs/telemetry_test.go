@@ -47,8 +47,7 @@ func (l *eventLog) has(id int64, kind jobs.EventKind) bool {
 }
 
 func TestTelemetryEvents(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		var events eventLog
 		b := setup(t, be, options{noStart: true, backoff: jobs.FixedBackoff(time.Hour), configure: func(c *jobs.Config) { c.OnEvent = events.record }},
 			funcWorker{kind: "test", fn: func(_ context.Context, j *jobs.Job) error {
@@ -145,8 +144,7 @@ func TestTelemetryEvents(t *testing.T) {
 }
 
 func TestOnChangeReportsEveryCommit(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		var changes changeLog
 		w := newGateWorker()
 		b := setup(t, be, options{poll: time.Hour, configure: func(c *jobs.Config) { c.OnChange = changes.record }}, w)
@@ -196,8 +194,7 @@ func TestOnChangeReportsEveryCommit(t *testing.T) {
 // TestCallbacksMayCallTheEngine: OnChange and OnEvent run without engine
 // locks, so they may ask the engine for counts and change queues.
 func TestCallbacksMayCallTheEngine(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		var eng atomic.Pointer[jobs.Engine]
 		var calls atomic.Int32
 		use := func() {

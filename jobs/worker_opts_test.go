@@ -34,8 +34,7 @@ func (w timedWorker) Work(ctx context.Context, _ *jobs.Job) error {
 }
 
 func TestWorkerTimeout(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		t.Run("timeout ends the attempt", func(t *testing.T) {
 			t.Parallel()
 			w := timedWorker{timeout: 20 * time.Millisecond, hadDeadline: make(chan bool, 1)}
@@ -75,8 +74,7 @@ func (w backoffWorker) Backoff(j *jobs.Job) time.Duration { return w.delay(j) }
 func (backoffWorker) Work(context.Context, *jobs.Job) error { return errors.New("fails") }
 
 func TestWorkerBackoff(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		tests := []struct {
 			name  string
 			delay func(*jobs.Job) time.Duration
