@@ -159,12 +159,14 @@ func (e *Engine) isRunning(id int64) bool {
 }
 
 func (e *Engine) retryTx(ctx context.Context, tx *sqlx.Tx, ids []int64) ([]int64, error) {
-	// A cancelled job whose worker has not returned yet stays cancelled:
-	// retrying it would run it twice at once.
+	// A job an operator cancelled while its worker runs here stays
+	// cancelled until the worker has returned: retrying it would run it
+	// twice at once. (Any other job still in e.runs has finished: its
+	// outcome committed, and afterRecord has yet to forget it.)
 	e.runsMu.Lock()
 	kept := make([]int64, 0, len(ids))
 	for _, id := range ids {
-		if _, running := e.runs[id]; !running {
+		if r, running := e.runs[id]; !running || !r.byOperator.Load() {
 			kept = append(kept, id)
 		}
 	}

@@ -49,7 +49,10 @@ func TestJobIDsAreNeverReused(t *testing.T) {
 // TestAutoincrementSurvivesMigrationsAndReset: the migration keeps jobs,
 // their ids and exact counts; down and up again work; and the reset path
 // (Store.Drop, then Migrate) works beside sqlite_sequence, which cannot be
-// dropped, and starts ids afresh.
+// dropped, and starts ids afresh. SQLite only: AUTOINCREMENT and
+// sqlite_sequence are how SQLite keeps ids unique (migration 0009);
+// PostgreSQL's identity sequence does it by itself, and
+// TestJobIDsAreNeverReused covers both.
 func TestAutoincrementSurvivesMigrationsAndReset(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()

@@ -124,13 +124,19 @@ func listQuery(d *dialect, p ListParams) (query string, args []any, limit int, e
 	// of (state, id), merged.
 	var conds []string
 	var condArgs []any
-	if p.Queue != "" {
-		conds = append(conds, "queue = ?")
-		condArgs = append(condArgs, p.Queue)
-	}
-	if p.Kind != "" {
-		conds = append(conds, "kind = ?")
-		condArgs = append(condArgs, p.Kind)
+	if d.postgres && (strings.ContainsRune(p.Queue, 0) || strings.ContainsRune(p.Kind, 0)) {
+		// PostgreSQL text cannot hold NUL (a query with one fails): such
+		// a filter matches nothing there, as it matches nothing on SQLite.
+		conds = append(conds, "false")
+	} else {
+		if p.Queue != "" {
+			conds = append(conds, "queue = ?")
+			condArgs = append(condArgs, p.Queue)
+		}
+		if p.Kind != "" {
+			conds = append(conds, "kind = ?")
+			condArgs = append(condArgs, p.Kind)
+		}
 	}
 	if before > 0 {
 		conds = append(conds, "id < ?")

@@ -301,3 +301,23 @@ func BenchmarkList1M(b *testing.B) {
 		})
 	}
 }
+
+// TestListFilterWithNULMatchesNothing: a queue or kind filter holding a NUL
+// byte (hostile input) is an empty page on both databases, not an error
+// (PostgreSQL text cannot hold NUL, so its query would fail).
+func TestListFilterWithNULMatchesNothing(t *testing.T) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
+		st := be.Open(t)
+		seedListRows(t, st, 5)
+		for _, p := range []jobs.ListParams{
+			{Kind: "\x00\r\n"},
+			{Queue: "default\x00"},
+			{Queue: "default", Kind: "email\x00", States: []jobs.State{jobs.StateAvailable, jobs.StateCompleted}},
+		} {
+			page, err := jobs.List(t.Context(), st.Reader, p)
+			if err != nil || len(page.Jobs) != 0 || page.NextCursor != "" {
+				t.Errorf("List(%q, %q) = %d jobs, cursor %q, %v; want an empty page", p.Queue, p.Kind, len(page.Jobs), page.NextCursor, err)
+			}
+		}
+	})
+}

@@ -76,6 +76,9 @@ func (e *Engine) listenOnce(ctx context.Context, connected func()) error {
 		if err != nil {
 			return err
 		}
+		if n == nil {
+			continue // pgx returns none when the wait ended without one
+		}
 		if q, ok := e.queues[n.Payload]; ok {
 			q.signal()
 		}

@@ -208,3 +208,32 @@ func TestPauseWhileSettingsLoad(t *testing.T) {
 		}
 	})
 }
+
+// TestRetryBetweenCommitAndForget: a job whose outcome has committed is
+// still in the engine's running set until afterRecord forgets it, a moment
+// later. A retry in that moment (an operator, or a test that just saw the
+// job completed) must go through: only a job an operator cancelled while
+// its worker runs is held back. The moment is made to last by putting the
+// finished job's run back by hand.
+func TestRetryBetweenCommitAndForget(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+		st := be.Open(t)
+		e := newRaceEngine(t, st, raceWorker{fn: func(context.Context, *Job) error { return nil }})
+		if err := e.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.Insert(t.Context(), raceArgs{}, InsertOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitInternal(t, "the job completed and forgotten", func() bool {
+			j, err := Get(t.Context(), st.Reader, res.ID)
+			return err == nil && j.State == StateCompleted && !e.isRunning(res.ID)
+		})
+		e.register([]*Job{{ID: res.ID}}) // as between its commit and forget
+		if _, err := e.RetryJob(t.Context(), res.ID); err != nil {
+			t.Fatalf("retry a completed job not yet forgotten: %v", err)
+		}
+	})
+}

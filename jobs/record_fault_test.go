@@ -26,7 +26,9 @@ import (
 // and another connection holds a read lock, which a COMMIT must wait out
 // (the writer has no busy timeout). The lock is let go as that COMMIT is
 // rolled back, so the next try can commit. The retry must be the same transaction: the worker's write
-// and the completed outcome both land, and no attempt is failed.
+// and the completed outcome both land, and no attempt is failed. SQLite
+// only: the fault is SQLite's own lock protocol (PostgreSQL's COMMIT waits
+// for no reader); the retry path it proves is the dialects' common code.
 func TestCommitBusyOnceRetriesTheSameBatch(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
