@@ -77,9 +77,9 @@ func (e *Engine) prepare(ctx context.Context) error {
 		{&e.stmts.claim, e.d.claim, "the claim"},
 		{&e.stmts.outcome, e.d.outcome, "the outcome"},
 		{&e.stmts.complete, e.d.complete, "the completions"},
-		{&e.stmts.counts, countDeltasSQL, "the counts"},
+		{&e.stmts.counts, e.d.counts, "the counts"},
 	} {
-		if *s.stmt != nil || s.sql == "" || (s.sql == countDeltasSQL && !e.d.ownCounts) {
+		if *s.stmt != nil || s.sql == "" { // "": not in this dialect
 			continue
 		}
 		stmt, err := e.db.PreparexContext(ctx, s.sql)

@@ -1,3 +1,5 @@
+// Building and configuring an engine: workers, queues, maintenance
+// settings, backoff specs.
 package jobs_test
 
 import (

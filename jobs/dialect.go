@@ -28,6 +28,8 @@ type dialect struct {
 	// trigger of migration 0004 counts every change into the ledger, so
 	// adding deltas there would count each change twice.
 	ownCounts bool
+	// counts adds a batch's deltas (countDeltasSQL; empty when !ownCounts).
+	counts string
 
 	// The claim: claimCounts (empty when !ownCounts) then claim.
 	claimCounts, claim string
@@ -126,6 +128,7 @@ func jsonList[T any](v []T) any {
 var sqliteDialect = &dialect{
 	bind:        sqlx.QUESTION,
 	ownCounts:   true,
+	counts:      countDeltasSQL,
 	claimCounts: claimCountsSQL,
 	claim:       claimSQL,
 	complete:    completeSQL,

@@ -100,7 +100,10 @@ type Engine struct {
 	db     *sqlx.DB
 	reader *sqlx.DB
 	// d holds the statements of db's dialect (SQLite or PostgreSQL).
-	d    *dialect
+	d *dialect
+	// st is a view of db and reader as a store, for its transactions and
+	// its count compaction (never closed: the caller owns the pools).
+	st   *store.Store
 	cfg  Config
 	log  *slog.Logger
 	host string
@@ -234,6 +237,7 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 		db:         db,
 		reader:     reader,
 		d:          dialectOf(db),
+		st:         &store.Store{Writer: db, Reader: reader, Dialect: store.SQLite},
 		cfg:        cfg,
 		log:        cfg.Logger,
 		host:       host,
@@ -245,6 +249,9 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 		stopping:   make(chan struct{}),
 		recorderGo: make(chan struct{}),
 		runs:       map[int64]*run{},
+	}
+	if e.d.postgres {
+		e.st.Dialect = store.Postgres
 	}
 	if ticks, ok := procStart(e.pid); ok {
 		e.procStart = sql.NullInt64{Int64: ticks, Valid: true}
@@ -285,12 +292,7 @@ func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
 
 // Dialect is the kind of database the engine runs on, for callers that
 // write SQL of their own for it (InsertSelect's Select).
-func (e *Engine) Dialect() store.Dialect {
-	if e.d.postgres {
-		return store.Postgres
-	}
-	return store.SQLite
-}
+func (e *Engine) Dialect() store.Dialect { return e.st.Dialect }
 
 // Start records this node, rescues jobs that stopped processes left
 // executing (see Rescue; jobs left under this node's own name are rescued
@@ -562,16 +564,5 @@ func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 }
 
 func (e *Engine) inTxOnce(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	tx, err := e.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return e.st.InTx(ctx, fn)
 }

@@ -1,3 +1,5 @@
+// Inserting jobs: uniqueness, validation, scheduling, bulk inserts and
+// inserts inside the caller's transaction.
 package jobs_test
 
 import (

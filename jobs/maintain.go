@@ -3,8 +3,6 @@ package jobs
 import (
 	"context"
 	"time"
-
-	"github.com/phonehome/phonehome/store"
 )
 
 // stopContext is a context that ends when the engine stops.
@@ -71,8 +69,5 @@ func (e *Engine) pruneLoop() {
 // would grow slower with every job. Several nodes may run it: the fold
 // takes an advisory lock and a node that does not get it skips its turn.
 func (e *Engine) compactLoop() {
-	// A view of the writer as a store: CompactCounts needs only its
-	// dialect and its write transactions.
-	st := &store.Store{Writer: e.db, Reader: e.db, Dialect: store.Postgres}
-	e.every(e.cfg.CompactInterval, step{"compact job counts", st.CompactCounts})
+	e.every(e.cfg.CompactInterval, step{"compact job counts", e.st.CompactCounts})
 }

@@ -1,3 +1,5 @@
+// What an attempt's result does to its job: completion, retry after backoff,
+// discard, panic, cancel, snooze; and the order and limit of claims.
 package jobs_test
 
 import (

@@ -52,6 +52,18 @@ func newRaceEngine(t *testing.T, st *store.Store, w Worker) *Engine {
 	return e
 }
 
+// startedRaceEngine is a started race engine, whose jobs complete at once,
+// on a new database of be.
+func startedRaceEngine(t *testing.T, be storetest.Backend) (*store.Store, *Engine) {
+	t.Helper()
+	st := be.Open(t)
+	e := newRaceEngine(t, st, raceWorker{fn: func(context.Context, *Job) error { return nil }})
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return st, e
+}
+
 func waitInternal(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -145,11 +157,7 @@ func TestCancelThenRetryRightAfterTheClaim(t *testing.T) {
 func TestPauseWhileSettingsLoad(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		e := newRaceEngine(t, st, raceWorker{fn: func(context.Context, *Job) error { return nil }})
-		if err := e.Start(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		st, e := startedRaceEngine(t, be)
 		q := e.queues["default"]
 		ctx := t.Context()
 		stop := make(chan struct{})
@@ -218,11 +226,7 @@ func TestPauseWhileSettingsLoad(t *testing.T) {
 func TestRetryBetweenCommitAndForget(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		e := newRaceEngine(t, st, raceWorker{fn: func(context.Context, *Job) error { return nil }})
-		if err := e.Start(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		st, e := startedRaceEngine(t, be)
 		res, err := e.Insert(t.Context(), raceArgs{}, InsertOpts{})
 		if err != nil {
 			t.Fatal(err)
