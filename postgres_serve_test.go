@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -188,12 +189,66 @@ func TestServeOnPostgres(t *testing.T) {
 
 // While PostgreSQL is away mid-campaign, pages and the API answer 503 (not
 // 500, no stack trace), /healthz too; once it is back they answer 200 by
-// themselves, the campaign finishes, and no job is lost or run twice.
+// themselves, the campaign finishes, and no job is lost or run twice. The
+// database is cut off alone: the other tests share its server.
 func TestCampaignSurvivesAPostgresOutage(t *testing.T) {
 	t.Parallel()
 	pg := storetest.Postgres(t)
 	db := storetest.NewDatabase(t, pg.Server)
-	const total = 1000
+	campaignThroughOutage(t, db, 1000, "the outage", func() func() {
+		restore := pgOutage(t, pg.Server, db)
+		// The outage lasts a second: the engine's claims, outcomes and
+		// heartbeats fail meanwhile (a fixed span of downtime, not a wait
+		// for something to happen).
+		return func() { time.Sleep(time.Second); restore() }
+	})
+}
+
+// The same through a real restart of the PostgreSQL server, on a cluster of
+// the test's own (scripts/pg-test-server down, then up on the same port):
+// every connection ends, the job listener's too, and the server refuses
+// connections until it is back.
+func TestCampaignSurvivesAPostgresRestart(t *testing.T) {
+	t.Parallel()
+	storetest.Postgres(t) // the tests' server is there, so are PostgreSQL's programs
+	out, err := exec.Command("scripts/pg-test-server", "start").Output()
+	if err != nil {
+		t.Fatalf("scripts/pg-test-server start: %v", err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		name, value, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
+		if ok {
+			env[name] = strings.Trim(value, "'")
+		}
+	}
+	server, dir := env[storetest.EnvPostgres], env[storetest.EnvPostgres+"_DIR"]
+	if server == "" || dir == "" {
+		t.Fatalf("scripts/pg-test-server start printed %q", out)
+	}
+	t.Cleanup(func() { _ = exec.Command("scripts/pg-test-server", "stop", dir).Run() })
+	script := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("scripts/pg-test-server", args...).CombinedOutput(); err != nil {
+			t.Fatalf("scripts/pg-test-server %v: %v\n%s", args, err, out)
+		}
+	}
+	db := storetest.NewDatabase(t, server)
+	campaignThroughOutage(t, db, 1000, "the restart", func() func() {
+		script("down", dir)
+		// Down for a second, as above.
+		return func() { time.Sleep(time.Second); script("up", dir) }
+	})
+}
+
+// campaignThroughOutage runs a campaign of total calls on the app over the
+// PostgreSQL database db, and cuts the database off once a few calls have
+// finished (cut; calling what it returns brings the database back): every
+// page and API answer is a 503 meanwhile, 200 again within a deadline after,
+// then the campaign finishes and checkCampaign finds nothing lost or run
+// twice.
+func campaignThroughOutage(t *testing.T, db string, total int, what string, cut func() (restore func())) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, db)
 	if err != nil {
@@ -209,8 +264,13 @@ func TestCampaignSurvivesAPostgresOutage(t *testing.T) {
 
 	app := startApp(t, Config{DB: db, Backoff: jobs.FixedBackoff(0), AnswerRate: 0.5, Poll: 50 * time.Millisecond})
 	conn := openTestDB(t, db)
+	// -1 when the test's own connection was cut too (it reconnects next).
 	finished := func() int {
-		return dbCount(t, conn, "SELECT count(*) FROM jobs WHERE state IN ('completed', 'discarded')")
+		var n int
+		if err := conn.Get(&n, "SELECT count(*) FROM jobs WHERE state IN ('completed', 'discarded')"); err != nil {
+			return -1
+		}
+		return n
 	}
 	if got := post(t, app.URL+"/api/phone-home"); got != fmt.Sprintf(`{"enqueued":%d}`, total) {
 		t.Fatalf("phone home: %s", got)
@@ -221,23 +281,19 @@ func TestCampaignSurvivesAPostgresOutage(t *testing.T) {
 	})
 
 	before := finished()
-	restore := pgOutage(t, pg.Server, db)
+	restore := cut()
 	client := &http.Client{Timeout: 20 * time.Second}
 	for _, path := range []string{"/", "/api/extraterrestrials", "/jobs", "/api/jobs", "/pets", "/healthz"} {
 		status, body, err := tryFaultCall(client, "GET", app.URL+path, "", "")
 		if err != nil || status != http.StatusServiceUnavailable || strings.Contains(body, "goroutine ") {
-			t.Errorf("during the outage: GET %s: %d %v %.200s; want 503", path, status, err, body)
+			t.Errorf("during %s: GET %s: %d %v %.200s; want 503", what, path, status, err, body)
 		}
 	}
-	// The outage lasts a second: the engine's claims, outcomes and
-	// heartbeats fail meanwhile (a fixed span of downtime, not a wait for
-	// something to happen).
-	time.Sleep(time.Second)
 	restore()
 	if before >= total {
-		t.Fatalf("the campaign finished before the outage: make it longer")
+		t.Fatalf("the campaign finished before %s: make it longer", what)
 	}
-	t.Logf("the outage came after %d of %d calls", before, total)
+	t.Logf("%s came after %d of %d calls", what, before, total)
 
 	for _, path := range []string{"/", "/api/extraterrestrials", "/jobs", "/pets", "/healthz"} {
 		waitUntil(t, 30*time.Second, "GET "+path+" to answer 200 again", func() (bool, string) {
@@ -253,7 +309,7 @@ func TestCampaignSurvivesAPostgresOutage(t *testing.T) {
 		t.Errorf("Run: %v", err)
 	}
 	tally := checkCampaign(t, conn, total)
-	t.Logf("after the outage: %d calls, %d rescued, %d home, %d no answer", tally.attempts, tally.rescued, tally.home, tally.noAnswer)
+	t.Logf("after %s: %d calls, %d rescued, %d home, %d no answer", what, tally.attempts, tally.rescued, tally.home, tally.noAnswer)
 }
 
 // pgFaultsTest names the test that runs fault tests on PostgreSQL: the
