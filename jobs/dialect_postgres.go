@@ -23,8 +23,9 @@ import (
 //     reads sum(n).
 //   - Lists are arrays (= ANY($1::bigint[]), unnest), not JSON arrays read
 //     with json_each; errors is jsonb, appended with ||.
-//   - An insert sends pg_notify(notifyChannel, queue) in its transaction,
-//     so every listening engine wakes that queue's producer at commit.
+//   - An insert (and a retry) sends pg_notify(notifyChannel, queue) in its
+//     transaction, so every listening engine wakes that queue's producer at
+//     commit.
 //   - No INDEXED BY: PostgreSQL's planner takes the partial indexes itself.
 
 // pgJobColumns are jobColumns qualified by the table, for the claim, whose
@@ -72,16 +73,19 @@ var postgresDialect = &dialect{
 
 	cancel: `UPDATE jobs SET state = 'cancelled', cancelled_at = $2
 		WHERE id = ANY($1::bigint[]) AND state IN ` + cancellable + ` RETURNING id`,
-	// As retrySQL.
+	// As retrySQL; a retried job is due now, so its queue is notified, as
+	// for an insert.
 	retry: `WITH chosen AS (
 			SELECT id, state, unique_key FROM jobs
 			WHERE id = ANY($1::bigint[]) AND state IN ` + retriable + `),
-		` + retryPicked + `
-		UPDATE jobs SET state = 'available', scheduled_at = $2,
-		max_attempts = greatest(max_attempts, attempt + 1),
-		completed_at = NULL, cancelled_at = NULL, discarded_at = NULL
-		WHERE id IN (SELECT id FROM picked) AND state IN ` + retriable + `
-		RETURNING id`,
+		` + retryPicked + `,
+		retried AS (
+			UPDATE jobs SET state = 'available', scheduled_at = $2,
+			max_attempts = greatest(max_attempts, attempt + 1),
+			completed_at = NULL, cancelled_at = NULL, discarded_at = NULL
+			WHERE id IN (SELECT id FROM picked) AND state IN ` + retriable + `
+			RETURNING id, queue)
+		SELECT retried.id FROM retried, pg_notify('` + notifyChannel + `', retried.queue)`,
 	delete: `DELETE FROM jobs WHERE id = ANY($1::bigint[]) AND state IN ` + deletable + ` RETURNING id`,
 
 	heartbeat: dollars(heartbeatSQL),

@@ -187,8 +187,8 @@ func notifySetup(t *testing.T) (st *store.Store, inserter *jobs.Engine, done cha
 }
 
 // wokenBy inserts a job through inserter and waits (a few seconds, where the
-// poll would take an hour) for the listening node to run it.
-func wokenBy(t *testing.T, inserter *jobs.Engine, done chan int64) {
+// poll would take an hour) for the listening node to run it; its id.
+func wokenBy(t *testing.T, inserter *jobs.Engine, done chan int64) int64 {
 	t.Helper()
 	res, err := inserter.Insert(t.Context(), testArgs{Name: "wake"}, jobs.InsertOpts{})
 	if err != nil {
@@ -202,6 +202,7 @@ func wokenBy(t *testing.T, inserter *jobs.Engine, done chan int64) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the insert did not wake the other node within 5 s (its poll is an hour)")
 	}
+	return res.ID
 }
 
 // TestNotifyWakesAnotherNode: an insert by one engine wakes the queue of
@@ -210,8 +211,25 @@ func TestNotifyWakesAnotherNode(t *testing.T) {
 	t.Parallel()
 	st, inserter, done := notifySetup(t)
 	waitListening(t, st, nil)
+	var last int64
 	for range 3 {
-		wokenBy(t, inserter, done)
+		last = wokenBy(t, inserter, done)
+	}
+	// A retry by the other engine is announced too: the job is due now.
+	waitFor(t, waitTimeout, func() bool {
+		j, err := jobs.Get(t.Context(), st.Reader, last)
+		return err == nil && j.State == jobs.StateCompleted
+	})
+	if _, err := inserter.RetryJob(t.Context(), last); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-done:
+		if id != last {
+			t.Fatalf("ran job %d, want the retried %d", id, last)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the retry did not wake the other node within 5 s (its poll is an hour)")
 	}
 }
 
