@@ -123,7 +123,11 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if tlsConfig == nil && !isLoopback(cfg.Addr) {
 		logger.Warn("serving plain HTTP beyond this machine: the access token travels in clear; give -tls-cert and -tls-key to serve HTTPS", "addr", cfg.Addr)
 	}
-	v, err := views.NewWith(views.Options{JobsReadOnly: cfg.ReadOnly})
+	vopts := views.Options{JobsReadOnly: cfg.ReadOnly}
+	if store.IsPostgresURL(cfg.DB) {
+		vopts.Database = "PostgreSQL"
+	}
+	v, err := views.NewWith(vopts)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +150,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("new database seeded", "db", cfg.DB, "extraterrestrials", n, "pets", np)
+		logger.Info("new database seeded", "db", st.Path, "extraterrestrials", n, "pets", np)
 	}
 
 	watchers := pets.NewWatchers()
@@ -204,7 +208,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 			JobCounts:  a.jobCounts,
 			Throughput: a.throughput,
 			Pets:       a.petFigures,
-			DBPath:     cfg.DB,
+			DB:         live.DBSource(st),
 		},
 		Logger: logger,
 	})

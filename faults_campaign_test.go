@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,7 +37,7 @@ func TestFaultKillMidCampaign(t *testing.T) {
 // and kills kills, on the plain or the race-built server.
 func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 	bin := phonehomeBinary(t, plain)
-	path := filepath.Join(t.TempDir(), "campaign.db")
+	path := faultDatabaseFor(t, "campaign.db")
 	if code, _, stderr := runFaultBinary(t, bin, nil, "seed", "-db", path, "-ets", strconv.Itoa(total)); code != 0 {
 		t.Fatalf("seed: exit %d: %s", code, stderr)
 	}
@@ -94,8 +93,62 @@ func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 		t.Errorf("after the campaign: GET /api/extraterrestrials = %d", status)
 	}
 	srv.stop()
+	tally := checkCampaign(t, db, total)
+	if tally.rescued != len(interrupted) {
+		t.Errorf("%d rescues recorded for %d attempts interrupted by the kills", tally.rescued, len(interrupted))
+	}
+	t.Logf("%d kills survived: %d calls made, %d attempts interrupted and rescued, none lost or counted twice; %d home, %d no answer after %d attempts",
+		kills, tally.attempts, len(interrupted), tally.home, tally.noAnswer, 5)
+}
 
-	// The file, with the server gone: each row beside its jobs.
+// sql0String is a TEXT column that may be NULL (read as "").
+type sql0String string
+
+func (s *sql0String) Scan(v any) error {
+	switch v := v.(type) {
+	case nil:
+		*s = ""
+	case string:
+		*s = sql0String(v)
+	case []byte:
+		*s = sql0String(v)
+	default:
+		return fmt.Errorf("sql0String: %T", v)
+	}
+	return nil
+}
+
+// checkJobCounts compares the engine's per-queue, per-state counts (kept by
+// triggers, when the schema has them) with the jobs table.
+func checkJobCounts(t *testing.T, db *sqlx.DB) {
+	t.Helper()
+	if !slices.Contains(tableNames(t, db), "job_counts") {
+		return
+	}
+	// Summed: on PostgreSQL job_counts is a ledger of deltas.
+	if n := dbCount(t, db, `SELECT count(*) FROM (
+			`+ledgerSums["job_counts"]+`
+			EXCEPT SELECT queue, state, count(*) FROM jobs GROUP BY queue, state) AS d`); n != 0 {
+		t.Errorf("job_counts disagrees with the jobs table in %d (queue, state) pairs", n)
+	}
+	if n := dbCount(t, db, `SELECT count(*) FROM (
+			SELECT queue, state, count(*) FROM jobs GROUP BY queue, state
+			EXCEPT SELECT queue, state, sum(n) FROM job_counts GROUP BY queue, state) AS d`); n != 0 {
+		t.Errorf("job_counts misses %d (queue, state) pairs of the jobs table", n)
+	}
+}
+
+// campaignTally is what a finished campaign did.
+type campaignTally struct{ attempts, rescued, home, noAnswer int }
+
+// checkCampaign checks a finished campaign of total extraterrestrials in
+// the database, with the server gone: every extraterrestrial is home or out
+// of attempts, exactly one job each, finished, whose attempts, errors and
+// state agree with its row (an attempt run twice or lost shows there), and
+// the job counts agree with the jobs.
+func checkCampaign(t *testing.T, db *sqlx.DB, total int) campaignTally {
+	t.Helper()
+	// Each row beside its jobs.
 	type jobRow struct {
 		ET          int64  `db:"et"`
 		State       string `db:"state"`
@@ -105,7 +158,7 @@ func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 		Errors      string `db:"errors"`
 	}
 	var jobRows []jobRow
-	if err := db.Select(&jobRows, `SELECT coalesce(json_extract(args, '$.extraterrestrial_id'), 0) AS et, state, attempt,
+	if err := db.Select(&jobRows, `SELECT coalesce(CAST(args ->> 'extraterrestrial_id' AS BIGINT), 0) AS et, state, attempt,
 			max_attempts, rescues, errors FROM jobs WHERE kind = 'speak_and_spell'`); err != nil {
 		t.Fatal(err)
 	}
@@ -215,46 +268,6 @@ func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 			problem("%d interruptions noted for %d rescues", interruptions, r.Rescues)
 		}
 	}
-	if rescued != len(interrupted) {
-		t.Errorf("%d rescues recorded for %d attempts interrupted by the kills", rescued, len(interrupted))
-	}
 	checkJobCounts(t, db)
-	t.Logf("%d kills survived: %d calls made, %d attempts interrupted and rescued, none lost or counted twice; %d home, %d no answer after %d attempts",
-		kills, attempts, len(interrupted), home, noAnswer, 5)
-}
-
-// sql0String is a TEXT column that may be NULL (read as "").
-type sql0String string
-
-func (s *sql0String) Scan(v any) error {
-	switch v := v.(type) {
-	case nil:
-		*s = ""
-	case string:
-		*s = sql0String(v)
-	case []byte:
-		*s = sql0String(v)
-	default:
-		return fmt.Errorf("sql0String: %T", v)
-	}
-	return nil
-}
-
-// checkJobCounts compares the engine's per-queue, per-state counts (kept by
-// triggers, when the schema has them) with the jobs table.
-func checkJobCounts(t *testing.T, db *sqlx.DB) {
-	t.Helper()
-	if dbCount(t, db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'job_counts'") == 0 {
-		return
-	}
-	if n := dbCount(t, db, `SELECT count(*) FROM (
-			SELECT queue, state, n FROM job_counts WHERE n != 0
-			EXCEPT SELECT queue, state, count(*) FROM jobs GROUP BY queue, state)`); n != 0 {
-		t.Errorf("job_counts disagrees with the jobs table in %d (queue, state) pairs", n)
-	}
-	if n := dbCount(t, db, `SELECT count(*) FROM (
-			SELECT queue, state, count(*) FROM jobs GROUP BY queue, state
-			EXCEPT SELECT queue, state, n FROM job_counts)`); n != 0 {
-		t.Errorf("job_counts misses %d (queue, state) pairs of the jobs table", n)
-	}
+	return campaignTally{attempts: attempts, rescued: rescued, home: home, noAnswer: noAnswer}
 }

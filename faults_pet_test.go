@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,7 +38,7 @@ func TestFaultKillLivePet(t *testing.T) {
 		tick  = 100 * time.Millisecond
 	)
 	bin := phonehomeBinary(t, false)
-	path := filepath.Join(t.TempDir(), "pets.db")
+	path := faultDatabaseFor(t, "pets.db")
 	rng := rand.New(rand.NewPCG(faultSeed(t), 2))
 	args := []string{"-pet-tick", tick.String(), "-poll", "50ms"}
 	srv := startFaultServer(t, bin, path, args...)
@@ -201,7 +200,7 @@ func TestFaultKillLivePet(t *testing.T) {
 
 	db := openFaultDB(t, path)
 	var stored []storedPet
-	if err := db.Select(&stored, "SELECT id, name, species, born_at, hunger_base, hunger_at, died_at FROM pets WHERE keeper_id = ?", keeperID); err != nil {
+	if err := db.Select(&stored, db.Rebind("SELECT id, name, species, born_at, hunger_base, hunger_at, died_at FROM pets WHERE keeper_id = ?"), keeperID); err != nil {
 		t.Fatal(err)
 	}
 	got := ledger.check(t, stored)

@@ -291,16 +291,11 @@ func tryFaultCall(c *http.Client, method, url, contentType, body string) (int, s
 	return resp.StatusCode, string(data), err
 }
 
-// openFaultDB opens the file for the test's own queries, beside the server.
-func openFaultDB(t *testing.T, path string) *sqlx.DB {
+// openFaultDB opens the database (a file or a URL) for the test's own
+// queries, beside the server.
+func openFaultDB(t *testing.T, target string) *sqlx.DB {
 	t.Helper()
-	db, err := sqlx.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
-	return db
+	return openTestDB(t, target)
 }
 
 func dbCount(t *testing.T, db *sqlx.DB, query string, args ...any) int {

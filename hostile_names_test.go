@@ -52,7 +52,7 @@ func TestHostileNamesStoredVerbatimShownEscaped(t *testing.T) {
 	ids := map[int64]string{}
 	for _, name := range hostileNames {
 		var id int64
-		if err := app.store.Writer.Get(&id, "INSERT INTO extraterrestrials (name) VALUES (?) RETURNING id", name); err != nil {
+		if err := app.store.Writer.Get(&id, app.store.Rebind("INSERT INTO extraterrestrials (name) VALUES (?) RETURNING id"), name); err != nil {
 			t.Fatal(err)
 		}
 		ids[id] = name
@@ -123,7 +123,7 @@ func TestHostileNamesStoredVerbatimShownEscaped(t *testing.T) {
 			t.Errorf("the page does not show %q escaped", name)
 		}
 		var stored string
-		if err := app.store.Reader.Get(&stored, "SELECT name FROM extraterrestrials WHERE id = ?", id); err != nil || stored != name {
+		if err := app.store.Reader.Get(&stored, app.store.Rebind("SELECT name FROM extraterrestrials WHERE id = ?"), id); err != nil || stored != name {
 			t.Errorf("extraterrestrial %d stored as %q (%v), want %q", id, stored, err, name)
 		}
 	}
@@ -191,7 +191,7 @@ func TestHostileNamesStoredVerbatimShownEscaped(t *testing.T) {
 		}
 		checkNoRawMarkup(t, fmt.Sprintf("pet %d page", id), page)
 		var stored string
-		if err := app.store.Reader.Get(&stored, "SELECT name FROM pets WHERE id = ?", id); err != nil || stored != name {
+		if err := app.store.Reader.Get(&stored, app.store.Rebind("SELECT name FROM pets WHERE id = ?"), id); err != nil || stored != name {
 			t.Errorf("pet %d stored as %q (%v), want %q", id, stored, err, name)
 		}
 	}

@@ -1,6 +1,8 @@
 // Command phonehome is the Phone Home demo as one Go binary: extraterrestrials
-// phone home through a durable SQLite job queue with retries, and every
-// status change reaches every open browser live over server-sent events.
+// phone home through a durable job queue with retries, and every status
+// change reaches every open browser live over server-sent events. The
+// database is a SQLite file (the default) or PostgreSQL (-db postgres://…):
+// every command works on both.
 //
 // Usage:
 //
@@ -134,7 +136,7 @@ Run "phonehome serve -h" for the server's flags. Every flag also reads PHONEHOME
 func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	db := fs.String("db", "phonehome.db", "SQLite database `file` (created and migrated if missing), or a postgres:// URL")
+	db := fs.String("db", "phonehome.db", "SQLite database `file` (created and migrated if missing), or a postgres:// URL (migrated if needed)")
 	return fs, db
 }
 
@@ -198,14 +200,11 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	fs.Var((*hostList)(&cfg.AllowHosts), "allow-host", "also answer to the host `name` (repeatable, or comma-separated); the bound address, localhost and loopback addresses always work")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to `file` (for go tool pprof), complete at shutdown")
 	fs.BoolVar(&cfg.ReadOnly, "read-only", false, "the jobs dashboard and its API show everything and refuse every action (403)")
-	syncMode := fs.String("sync", string(store.SyncNormal), "SQLite durability: `normal` (a commit survives kill -9) or full (it also survives a power cut)")
+	syncMode := fs.String("sync", string(store.SyncNormal), "SQLite durability: `normal` (a commit survives kill -9) or full (it also survives a power cut); PostgreSQL ignores it (its server's settings decide)")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
 	}
 	cfg.DB = *db
-	if store.IsPostgresURL(cfg.DB) {
-		return cfg, errPostgresServe
-	}
 	sync, err := store.ParseSync(*syncMode)
 	if err != nil {
 		return cfg, usageError{"-sync: " + err.Error()}
@@ -245,10 +244,6 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	}
 	return cfg, nil
 }
-
-// errPostgresServe is serve's answer to a PostgreSQL -db until the job
-// engine runs there (issue 13): migrate, seed and reset work on it already.
-var errPostgresServe = errors.New("-db: serving from PostgreSQL comes in a later version (the job engine runs on SQLite only for now): use migrate, seed or reset on this URL, or serve from a SQLite file")
 
 // hostList is the -allow-host flag: names given one per flag, or
 // separated by commas.
@@ -299,7 +294,7 @@ func serve(cfg Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("phonehome is listening", "url", app.URL(), "db", cfg.DB, "version", Version())
+	logger.Info("phonehome is listening", "url", app.URL(), "db", store.Redact(cfg.DB), "version", Version())
 	return app.Run(ctx)
 }
 

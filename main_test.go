@@ -24,7 +24,8 @@ import (
 	"github.com/phonehome/phonehome/store"
 )
 
-// testApp is the real server running on 127.0.0.1:0 over a temp database.
+// testApp is the real server running on 127.0.0.1:0 over a new database
+// (appDatabaseFor: SQLite, or PostgreSQL under TestAppOnPostgres).
 type testApp struct {
 	*App
 	URL  string
@@ -60,7 +61,7 @@ func startApp(t *testing.T, cfg Config) *testApp {
 func startAppLogged(t *testing.T, cfg Config, logger *slog.Logger) *testApp {
 	t.Helper()
 	if cfg.DB == "" {
-		cfg.DB = filepath.Join(t.TempDir(), "phonehome.db")
+		cfg.DB = appDatabaseFor(t)
 	}
 	cfg.Addr = "127.0.0.1:0"
 	if cfg.Poll == 0 {
@@ -246,7 +247,7 @@ func TestCampaignEndToEnd(t *testing.T) {
 			t.Errorf("%s: database %s/%d, stream %s/%d", et.Name, et.CommunicationStatus, et.CommunicationAttempt, last.status, last.attempt)
 		}
 		var state string
-		if err := st.Reader.Get(&state, "SELECT state FROM jobs WHERE json_extract(args, '$.extraterrestrial_id') = ?", et.ID); err != nil {
+		if err := st.Reader.Get(&state, st.Rebind("SELECT state FROM jobs WHERE CAST(args ->> 'extraterrestrial_id' AS BIGINT) = ?"), et.ID); err != nil {
 			t.Fatal(err)
 		}
 		want := map[store.Status]string{store.StatusSpaceTaxi: "completed", store.StatusNoAnswer: "discarded"}[et.CommunicationStatus]
@@ -264,8 +265,7 @@ func TestCampaignEndToEnd(t *testing.T) {
 // stream client connected: Run returns within the grace period, the client's
 // stream ends, and no job is left executing.
 func TestShutdownWithStreamsAndRunningJobs(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "phonehome.db")
+	path := appDatabaseFor(t)
 	ctx := context.Background()
 	st, err := store.Open(ctx, path)
 	if err != nil {

@@ -51,7 +51,7 @@ func TestBulkRetryOfTwoFinishedCopiesOfOneCall(t *testing.T) {
 	// The two copies of extraterrestrial 1's call.
 	var copies []int64
 	if err := app.store.Reader.SelectContext(ctx, &copies, `SELECT id FROM jobs
-		WHERE json_extract(args, '$.extraterrestrial_id') = 1 AND state = 'discarded' ORDER BY id`); err != nil {
+		WHERE CAST(args ->> 'extraterrestrial_id' AS BIGINT) = 1 AND state = 'discarded' ORDER BY id`); err != nil {
 		t.Fatal(err)
 	}
 	if len(copies) != 2 {

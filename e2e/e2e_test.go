@@ -125,12 +125,13 @@ type server struct {
 	logs *syncbuf.Buffer
 }
 
-// startServer starts phonehome on a free 127.0.0.1 port over a new database,
-// with the given flags, and stops it at the end of the test.
+// startServer starts phonehome on a free 127.0.0.1 port over a new database
+// (databaseFor: SQLite, or PostgreSQL under TestBrowserOnPostgres), with the
+// given flags, and stops it at the end of the test.
 func startServer(t *testing.T, flags ...string) *server {
 	t.Helper()
 	requireBinary(t)
-	s := &server{t: t, addr: freeAddr(t), db: filepath.Join(t.TempDir(), "phonehome.db"), logs: &syncbuf.Buffer{}}
+	s := &server{t: t, addr: freeAddr(t), db: databaseFor(t), logs: &syncbuf.Buffer{}}
 	s.args = flags
 	s.start()
 	t.Cleanup(func() {

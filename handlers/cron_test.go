@@ -271,10 +271,11 @@ func TestReadOnlyRefusesEveryAction(t *testing.T) {
 func (b *jobsBundle) jobsChecksum(t testing.TB) string {
 	t.Helper()
 	var s string
+	// string_agg with ORDER BY: the same text on SQLite (3.44+) and PostgreSQL.
 	err := b.st.Reader.Get(&s, `SELECT
-		(SELECT coalesce(group_concat(id || ':' || state || ':' || scheduled_at, ','), '') FROM jobs) || '|' ||
-		(SELECT coalesce(group_concat(name || ':' || paused || ':' || coalesce("limit", ''), ','), '') FROM job_queues) || '|' ||
-		(SELECT coalesce(group_concat(name || ':' || paused, ','), '') FROM job_cron_entries)`)
+		(SELECT coalesce(string_agg(id || ':' || state || ':' || scheduled_at, ',' ORDER BY id), '') FROM jobs) || '|' ||
+		(SELECT coalesce(string_agg(name || ':' || paused || ':' || coalesce(CAST("limit" AS TEXT), ''), ',' ORDER BY name), '') FROM job_queues) || '|' ||
+		(SELECT coalesce(string_agg(name || ':' || paused, ',' ORDER BY name), '') FROM job_cron_entries)`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,7 @@ var errorTable = []struct {
 	// Every other rule of LivePet: a dead or unwatched pet, no treats left.
 	{http.StatusConflict, as[*pets.RuleError]},
 	{499, is(context.Canceled)},
+	{http.StatusServiceUnavailable, databaseUnavailable},
 }
 
 func is(targets ...error) func(error) bool {
@@ -80,6 +81,8 @@ func classify(err error) (int, string) {
 			return row.status, s.msg
 		case row.status == 499:
 			return row.status, "request cancelled"
+		case row.status == http.StatusServiceUnavailable:
+			return row.status, unavailableMessage
 		}
 		return row.status, message(err)
 	}
@@ -153,7 +156,11 @@ func ErrorHandler(logger *slog.Logger, v *views.Views, version string) echo.HTTP
 			return
 		}
 		status, msg := classify(err)
-		if status >= 500 {
+		if status == http.StatusServiceUnavailable {
+			// Expected while the database is away; the pool reconnects.
+			c.Response().Header().Set("Retry-After", unavailableRetryAfter)
+			logger.Warn("database unavailable", "method", c.Request().Method, "uri", RedactURI(c.Request().RequestURI), "err", err)
+		} else if status >= 500 {
 			logger.Error("request failed", "method", c.Request().Method, "uri", RedactURI(c.Request().RequestURI),
 				"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err)
 		}

@@ -34,7 +34,7 @@ func (b *bundle) do(t *testing.T, method, path string, body io.Reader, header ma
 func (b *bundle) jobIDs(t *testing.T) []int64 {
 	t.Helper()
 	var ids []int64
-	if err := b.st.Reader.Select(&ids, "SELECT json_extract(args, '$.extraterrestrial_id') FROM jobs WHERE kind = ? ORDER BY 1", speakandspell.Kind); err != nil {
+	if err := b.st.Reader.Select(&ids, b.st.Rebind("SELECT CAST(args ->> 'extraterrestrial_id' AS BIGINT) FROM jobs WHERE kind = ? ORDER BY 1"), speakandspell.Kind); err != nil {
 		t.Fatal(err)
 	}
 	return ids

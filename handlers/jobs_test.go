@@ -90,7 +90,7 @@ func (b *jobsBundle) insert(t testing.TB, params ...jobs.InsertParams) []int64 {
 
 func (b *jobsBundle) setState(t testing.TB, id int64, state jobs.State) {
 	t.Helper()
-	if _, err := b.st.Writer.Exec("UPDATE jobs SET state = ? WHERE id = ?", state, id); err != nil {
+	if _, err := b.st.Writer.Exec(b.st.Rebind("UPDATE jobs SET state = ? WHERE id = ?"), state, id); err != nil {
 		t.Fatal(err)
 	}
 	// A raw state change around the engine is not counted by it.

@@ -95,8 +95,11 @@ type StatsPetsJSON struct {
 	TickRendered   int        `json:"tick_rendered"`
 }
 
-// StatsDBJSON is the database files in StatsJSON.
+// StatsDBJSON is the database's size in StatsJSON: the SQLite file and its
+// -wal file, or the PostgreSQL database (whose write-ahead log is the whole
+// server's: wal_bytes is 0 there).
 type StatsDBJSON struct {
+	// Path is the SQLite file, or the PostgreSQL URL without its password.
 	Path     string `json:"path"`
 	Bytes    int64  `json:"bytes"`
 	WALBytes int64  `json:"wal_bytes"`

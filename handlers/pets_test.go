@@ -307,7 +307,7 @@ func TestNamesAreStoredVerbatimAndShownEscaped(t *testing.T) {
 	page := resp.Header.Get("Location")
 	id := strings.TrimPrefix(page, "/pets/")
 	var stored string
-	if err := b.st.Reader.Get(&stored, "SELECT name FROM pets WHERE id = ?", id); err != nil || stored != name {
+	if err := b.st.Reader.Get(&stored, b.st.Rebind("SELECT name FROM pets WHERE id = ?"), id); err != nil || stored != name {
 		t.Errorf("stored %q, %v", stored, err)
 	}
 	escaped := `&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; &amp; co`

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,13 +28,13 @@ import (
 	"github.com/phonehome/phonehome/views"
 )
 
-// testServer is the whole app as app.go wires it, over a new SQLite file:
+// testServer is the whole app as app.go wires it, over a new database:
 // the real router with every area, the hub, the feeds, a job engine, a
 // LivePet sim whose ticks the tests run by hand with a fake clock, and a
 // stats collector whose samples the tests take by hand.
 type testServer struct {
 	st       *store.Store
-	path     string // the database file
+	path     string // the database file, or PostgreSQL URL
 	engine   *jobs.Engine
 	hub      *events.Hub
 	feed     *live.ExtraterrestrialFeed
@@ -70,6 +69,11 @@ type serverOptions struct {
 	periodic []jobs.PeriodicJob
 	// readOnly makes the jobs dashboard read-only (-read-only).
 	readOnly bool
+	// backend is the database; zero means backendFor(t): SQLite, or
+	// PostgreSQL for a suite run by TestHandlerSuitesOnPostgres.
+	backend storetest.Backend
+	// db is the database to open (of backend); empty: a new one.
+	db string
 }
 
 var petEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -81,8 +85,13 @@ const petTick = 5 * time.Second
 func setupServer(t testing.TB, o serverOptions) *testServer {
 	t.Helper()
 	ctx := context.Background()
-	s := &testServer{path: filepath.Join(t.TempDir(), "test.db"), joined: make(chan string, 64),
-		clock: testclock.New(petEpoch)}
+	if o.backend.Dialect == "" {
+		o.backend = backendFor(t)
+	}
+	if o.db == "" {
+		o.db = o.backend.Target(t)
+	}
+	s := &testServer{path: o.db, joined: make(chan string, 64), clock: testclock.New(petEpoch)}
 	s.st = migratedStore(t, s.path)
 	if o.seed {
 		if _, err := s.st.SeedExtraterrestrials(ctx); err != nil {
@@ -217,13 +226,13 @@ func (s *testServer) newCollector() *stats.Collector {
 			Pets: func() stats.PetFigures {
 				return stats.PetFigures{Alive: 1234, Dead: 56, Watched: 7, TickAt: time.Now(), TickDuration: 12 * time.Millisecond}
 			},
-			DBPath: s.path,
+			DB: live.DBSource(s.st),
 		},
 	})
 }
 
-// migratedStore opens a new SQLite file at path (in a temp dir), brings it
-// to the current schema and closes it when the test ends.
+// migratedStore opens the database at path (a SQLite file, or a PostgreSQL
+// URL), brings it to the current schema and closes it when the test ends.
 func migratedStore(t testing.TB, path string) *store.Store { return storetest.Open(t, path) }
 
 // waitUntil waits for cond, failing the test when it is still false after

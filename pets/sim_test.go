@@ -3,7 +3,6 @@ package pets_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -81,11 +80,12 @@ type bundle struct {
 
 func openStore(t testing.TB, path string) *store.Store { return storetest.Open(t, path) }
 
-// setup makes a sim over a new database with a fake clock at epoch. It is
+// setup makes a sim over a new database (databaseFor) with a fake clock at
+// epoch. It is
 // not started: tests call Tick and Flush themselves unless they Start it.
 func setup(t *testing.T, tune func(*pets.Config)) *bundle {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "pets.db")
+	path := databaseFor(t)
 	b := &bundle{st: openStore(t, path), path: path, clock: testclock.New(epoch), pub: &recorder{}}
 	cfg := pets.Config{Store: b.st, Tick: T, Publisher: b.pub, Now: b.clock.Now, ManualTicks: true}
 	if tune != nil {

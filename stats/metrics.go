@@ -47,7 +47,7 @@ var (
 	descPetTick = prometheus.NewDesc(MetricPetTickSeconds,
 		"Duration of the last LivePet tick.", nil, nil)
 	descDBBytes = prometheus.NewDesc(MetricDBBytes,
-		"Size of the SQLite database files (file is main or wal).", []string{"file"}, nil)
+		"Size of the database (file is main: the SQLite file or the PostgreSQL database; wal: SQLite's write-ahead log, absent on PostgreSQL).", []string{"file"}, nil)
 	descMemory = prometheus.NewDesc(MetricMemoryBytes,
 		"The process's memory split as the dashboard shows it (class: heap_in_use, heap_free, stacks, gc_metadata, other, outside_go, rss).",
 		[]string{"class"}, nil)
@@ -133,7 +133,9 @@ func (p promCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descErrors, 1, "db")
 		} else {
 			gauge(descDBBytes, float64(db.Bytes), "main")
-			gauge(descDBBytes, float64(db.WALBytes), "wal")
+			if db.WAL {
+				gauge(descDBBytes, float64(db.WALBytes), "wal")
+			}
 		}
 	}
 }

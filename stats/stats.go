@@ -1,8 +1,8 @@
 // Package stats samples phonehome's runtime figures for the dashboard, the
 // JSON API and /metrics: the Go runtime (goroutines, memory split, GC
 // pauses), the process (resident memory), and the app's own parts through
-// small pluggable sources (event-stream clients, jobs, pets, the database
-// file), so that stats imports none of them.
+// small pluggable sources (event-stream clients, jobs, pets, the database's
+// size), so that stats imports none of them.
 //
 // A Collector takes a sample every Interval into a ring that keeps the last
 // Keep (15 minutes) for the charts. What the charts need is sampled always
@@ -10,7 +10,7 @@
 // pets' in-memory figures), so the charts have a history when someone opens
 // the page. Everything else (counting jobs in the database, the GC pause
 // quantiles, the peak resident size, the clients per stream, the engine's
-// throughput, the database file sizes) and the subscribers' hook (which
+// throughput, the database's size) and the subscribers' hook (which
 // renders and publishes) happen only while a subscriber reports that
 // someone is looking (see Subscribe).
 // Current takes a full reading on demand, for /api/stats and each /metrics
@@ -23,7 +23,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"os"
 	"regexp"
 	"runtime"
 	"runtime/debug"
@@ -74,9 +73,23 @@ type Sources struct {
 	Throughput func() []ThroughputPoint
 	// Pets returns LivePet's figures. It must be cheap (held in memory).
 	Pets func() PetFigures
-	// DBPath is the SQLite file: its size and that of its -wal file are
-	// reported.
-	DBPath string
+	// DB names and measures the database; nil leaves it out.
+	DB *DBSource
+}
+
+// DBSource is the database the dashboard reports on.
+type DBSource struct {
+	// Name is the database as pages may show it: the SQLite file, or the
+	// PostgreSQL URL without its password.
+	Name string
+	// WAL is whether the database has a write-ahead log of its own to
+	// report: SQLite's -wal file. PostgreSQL's log belongs to the whole
+	// server, so its size says nothing about this database.
+	WAL bool
+	// Size measures the database (store.Store.Size): bytes, and the
+	// write-ahead log's bytes when WAL. On PostgreSQL it is a query, so it
+	// is called only while someone is looking.
+	Size func(ctx context.Context) (bytes, walBytes int64, err error)
 }
 
 // Config sets up a Collector. Zero fields take the defaults.
@@ -124,7 +137,7 @@ type Snapshot struct {
 	Jobs *Jobs
 	// Pets is nil without a Pets source.
 	Pets *Pets
-	// DB is nil without a DBPath, or when not Full.
+	// DB is nil without a DB source, or when not Full.
 	DB *DB
 }
 
@@ -214,12 +227,15 @@ type Pets struct {
 // TickHistory is how many recent pet ticks the tick figures cover.
 const TickHistory = 60
 
-// DB is the database file's size.
+// DB is the database's size.
 type DB struct {
-	Path     string
-	Bytes    int64
+	// Path is the database's name (DBSource.Name).
+	Path  string
+	Bytes int64
+	// WAL is whether WALBytes means anything (SQLite's -wal file).
+	WAL      bool
 	WALBytes int64
-	// Err is why the file could not be read.
+	// Err is why the size could not be read.
 	Err string
 }
 
@@ -415,8 +431,8 @@ func (c *Collector) read(ctx context.Context, full bool) Snapshot {
 	if c.cfg.JobCounts != nil || c.cfg.Throughput != nil {
 		s.Jobs = c.readJobs(ctx, now)
 	}
-	if c.cfg.DBPath != "" {
-		s.DB = readDB(c.cfg.DBPath)
+	if c.cfg.DB != nil {
+		s.DB = c.readDB(ctx)
 	}
 	return s
 }
@@ -503,16 +519,21 @@ func (c *Collector) readJobs(ctx context.Context, now time.Time) *Jobs {
 	return j
 }
 
-func readDB(path string) *DB {
-	d := &DB{Path: path}
-	fi, err := os.Stat(path)
-	if err != nil {
-		d.Err = err.Error()
+func (c *Collector) readDB(ctx context.Context) *DB {
+	src := c.cfg.DB
+	d := &DB{Path: src.Name, WAL: src.WAL}
+	if src.Size == nil {
 		return d
 	}
-	d.Bytes = fi.Size()
-	if fi, err := os.Stat(path + "-wal"); err == nil {
-		d.WALBytes = fi.Size()
+	bytes, wal, err := src.Size(ctx)
+	if err != nil {
+		d.Err = err.Error()
+		c.log.Warn("stats: database size", "err", err)
+		return d
+	}
+	d.Bytes = bytes
+	if src.WAL {
+		d.WALBytes = wal
 	}
 	return d
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/stats"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/store/storetest"
@@ -72,7 +73,7 @@ func TestExpensiveFiguresOnlyWhileWatched(t *testing.T) {
 				return map[string]int{"available": 3}, nil
 			},
 			Clients: func() map[string]int { counted.Add(1); return map[string]int{"stats": 1} },
-			DBPath:  filepath.Join(t.TempDir(), "none.db"),
+			DB:      brokenSource(),
 		},
 	})
 	c.Subscribe(watched.Load, func(s stats.Snapshot) { published.Add(1); got = append(got, s.Seq) })
@@ -240,27 +241,6 @@ func fileSize(t *testing.T, path string) int64 {
 	return fi.Size()
 }
 
-func TestDatabaseFileSizes(t *testing.T) {
-	t.Parallel()
-	_, path := openDB(t)
-	c := stats.New(stats.Config{Sources: stats.Sources{DBPath: path}})
-	db := c.Current(context.Background()).DB
-	if db.Err != "" || db.Path != path {
-		t.Fatalf("db = %+v", db)
-	}
-	if want := fileSize(t, path); db.Bytes != want || want == 0 {
-		t.Errorf("database %d bytes, want %d (and more than 0)", db.Bytes, want)
-	}
-	if want := fileSize(t, path+"-wal"); db.WALBytes != want || want == 0 {
-		t.Errorf("WAL %d bytes, want %d (and more than 0)", db.WALBytes, want)
-	}
-
-	missing := stats.New(stats.Config{Sources: stats.Sources{DBPath: filepath.Join(t.TempDir(), "none.db")}})
-	if db := missing.Current(context.Background()).DB; db.Err == "" {
-		t.Errorf("a missing file reports no error: %+v", db)
-	}
-}
-
 func TestStartSamplesEveryIntervalUntilStop(t *testing.T) {
 	t.Parallel()
 	samples := make(chan int64, 100)
@@ -360,7 +340,7 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels 
 
 func TestMetricsHandler(t *testing.T) {
 	t.Parallel()
-	_, path := openDB(t)
+	st, path := openDB(t)
 	tick := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	c := stats.New(stats.Config{
 		Version: "1.2.3",
@@ -373,7 +353,7 @@ func TestMetricsHandler(t *testing.T) {
 			Pets: func() stats.PetFigures {
 				return stats.PetFigures{Alive: 9, Dead: 1, Watched: 2, TickAt: tick, TickDuration: 250 * time.Millisecond}
 			},
-			DBPath: path,
+			DB: live.DBSource(st),
 		},
 	})
 	fams := scrape(t, c.MetricsHandler())
@@ -426,7 +406,7 @@ func TestMetricsReportSourceErrors(t *testing.T) {
 	t.Parallel()
 	c := stats.New(stats.Config{Sources: stats.Sources{
 		JobCounts: func(context.Context) (map[string]int, error) { return nil, errors.New("boom") },
-		DBPath:    filepath.Join(t.TempDir(), "missing.db"),
+		DB:        brokenSource(),
 	}})
 	fams := scrape(t, c.MetricsHandler())
 	if got := value(t, fams, stats.MetricScrapeErrors, "source", "jobs"); got != 1 {

@@ -280,9 +280,10 @@ func dashDBView(d *stats.DB) *DashDB {
 	}
 	v := &DashDB{Path: d.Path, Err: d.Err}
 	if d.Err == "" {
-		v.Figures = []DashFigure{
-			{Label: "Database", Value: Bytes(uint64(d.Bytes))},
-			{Label: "Write-ahead log", Value: Bytes(uint64(d.WALBytes))},
+		v.Figures = []DashFigure{{Label: "Database", Value: Bytes(uint64(d.Bytes))}}
+		// PostgreSQL's write-ahead log is the whole server's: not shown.
+		if d.WAL {
+			v.Figures = append(v.Figures, DashFigure{Label: "Write-ahead log", Value: Bytes(uint64(d.WALBytes))})
 		}
 	}
 	return v

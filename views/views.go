@@ -40,6 +40,9 @@ type Options struct {
 	// JobsReadOnly draws the jobs dashboard without its actions (cancel,
 	// retry, delete, selection, queue and cron controls) and says so.
 	JobsReadOnly bool
+	// Database names the database in the footer ("PostgreSQL"); empty
+	// means SQLite, the default.
+	Database string
 }
 
 // JobsURL is the address of the jobs dashboard's page at suffix: "" is the
@@ -73,6 +76,12 @@ func NewWith(o Options) (*Views, error) {
 		"staticURL": o.StaticURL,
 		"mounted":   func() bool { return o.Mount != "" },
 		"readOnly":  func() bool { return o.JobsReadOnly },
+		"database": func() string {
+			if o.Database == "" {
+				return "SQLite"
+			}
+			return o.Database
+		},
 	}
 	base, err := template.New("base").Funcs(funcs).Funcs(fm).ParseFS(files, "layout.html", "partials/*.html")
 	if err != nil {
