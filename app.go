@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/phonehome/phonehome/cluster"
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
@@ -91,6 +92,9 @@ type App struct {
 	ln  net.Listener
 	// started are the runners started so far, in order.
 	started []runner
+	// unlock releases the SQLite file's lock (cluster.LockSQLite); nil on
+	// PostgreSQL, where several nodes share the database.
+	unlock func() error
 }
 
 // NewApp opens and migrates the database (seeding a new one), builds the
@@ -135,6 +139,9 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	a.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (is another phonehome running? choose another -addr)", cfg.Addr, err)
+	}
+	if a.unlock, err = lockSQLite(cfg.DB, logger); err != nil {
+		return nil, err
 	}
 	st, fresh, err := openMigrated(ctx, cfg.DB, store.Options{Sync: cfg.Sync})
 	if err != nil {
@@ -336,6 +343,31 @@ func (a *App) close() {
 		a.store.Close()
 		a.store = nil
 	}
+	if a.unlock != nil {
+		_ = a.unlock()
+		a.unlock = nil
+	}
+}
+
+// lockSQLite makes this process the only server of a SQLite file: a
+// second one would see only its own changes live and run the maintenance
+// twice (cluster.LockSQLite). It is refused in one line naming the other
+// process. A lock file that cannot be made (a read-only folder) is no
+// refusal: opening the store then says what is wrong. PostgreSQL takes
+// no lock: several nodes may serve one database.
+func lockSQLite(db string, logger *slog.Logger) (unlock func() error, err error) {
+	if store.IsPostgresURL(db) {
+		return nil, nil
+	}
+	unlock, err = cluster.LockSQLite(db)
+	switch {
+	case errors.Is(err, cluster.ErrLocked):
+		return nil, err
+	case err != nil:
+		logger.Debug("no lock beside the SQLite file", "err", err)
+		return nil, nil
+	}
+	return unlock, nil
 }
 
 // jobCounts counts the jobs per state, for the dashboard.

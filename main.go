@@ -79,7 +79,7 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return serve(cfg, stderr)
+		return serveCmd(cfg, stderr)
 	case "migrate":
 		fs, db := newFlagSet("migrate", stderr)
 		force := fs.Int("force", -1, "mark the schema as clean at version `V` without running anything (after repairing a dirty migration by hand)")
@@ -269,8 +269,8 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// serve runs the server until SIGINT or SIGTERM.
-func serve(cfg Config, stderr io.Writer) error {
+// serveCmd runs the server until SIGINT or SIGTERM.
+func serveCmd(cfg Config, stderr io.Writer) error {
 	logger := newLogger(stderr, cfg.LogLevel)
 	if cfg.CPUProfile != "" {
 		stopProfile, err := startCPUProfile(cfg.CPUProfile)
