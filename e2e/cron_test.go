@@ -143,6 +143,24 @@ func TestReadOnlyDashboard(t *testing.T) {
 	if !strings.HasPrefix(got, "403 ") || !strings.Contains(got, "read-only") {
 		t.Errorf("POST /api/cron/db-optimize/run from the page: %s, want 403 saying read-only", got)
 	}
+	// A page opened before the server was restarted with -read-only still
+	// has its buttons: its htmx form is refused with 403, and the refusal
+	// shows in the page's flash instead of vanishing.
+	if !eval[bool](t, ctx, `(function () {
+  var f = document.createElement("form");
+  f.id = "stale-cancel";
+  f.setAttribute("hx-post", "/jobs/1/cancel");
+  f.setAttribute("hx-target", "#jobs-flash");
+  f.innerHTML = '<button type="submit">Cancel</button>';
+  document.querySelector("main").appendChild(f);
+  htmx.process(f);
+  f.querySelector("button").click();
+  return true;
+})()`) {
+		t.Fatal("could not add a stale page's cancel button")
+	}
+	waitFor(t, ctx, 5*time.Second, "the refusal in #jobs-flash", `/read-only/.test(document.querySelector("#jobs-flash .flash-error")?.textContent || "")`,
+		`document.getElementById("jobs-flash").outerHTML`)
 	resp, err := http.Post(srv.url("/jobs/1/cancel"), "application/x-www-form-urlencoded", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -165,7 +165,7 @@ func TestCronPageAndAPI(t *testing.T) {
 	}
 	checkAnswers(t, do, []answerCase{
 		{name: "unique duplicate", method: "POST", path: "/api/cron/unique-report/run", want: 409, wantBody: "job " + strconv.FormatInt(*j.ID, 10)},
-		{name: "unique duplicate by htmx", method: "POST", path: "/jobs/cron/unique-report/run", header: asHtmx, want: 200, wantBody: "flash-error"},
+		{name: "unique duplicate by htmx", method: "POST", path: "/jobs/cron/unique-report/run", header: asHtmx, want: 409, wantBody: "flash-error"},
 		{name: "unknown entry", method: "POST", path: "/api/cron/nope/run", want: 404, wantBody: `{"error":"no periodic job \"nope\""}`},
 		{name: "unknown action", method: "POST", path: "/api/cron/nightly-report/explode", want: 404, wantBody: "run, pause or resume"},
 		{name: "unknown entry by form", method: "POST", path: "/jobs/cron/nope/pause", header: asForm, want: 404, wantBody: "no periodic job"},

@@ -17,10 +17,10 @@ import (
 // The one error path. Handlers return errors; ErrorHandler answers them:
 // the status and the message come from errorTable, and the form of the
 // answer from the request: JSON {"error": …} on the API and the event
-// stream; a flash message (200, which htmx swaps) for a refused htmx form;
-// the page again with the message for a refused plain form whose handler
-// said how to draw it (refused); else the error page. Only server errors
-// are logged.
+// stream; a flash message for a refused htmx form (its status kept, and
+// marked with FlashHeader so that app.js swaps it); the page again with the
+// message for a refused plain form whose handler said how to draw it
+// (refused); else the error page. Only server errors are logged.
 
 // errorTable maps what the app's parts refuse to HTTP statuses, first
 // match wins; anything else is a 500.
@@ -171,9 +171,12 @@ func ErrorHandler(logger *slog.Logger, v *views.Views, version string) echo.HTTP
 		var r *refusal
 		if status < 500 && isForm(c) && errors.As(err, &r) {
 			flash := &views.Flash{Message: msg, Error: true}
-			// htmx swaps only successful answers: the message comes as a 200.
+			// htmx swaps only successful answers unless told otherwise: the
+			// message keeps its status, and the FlashHeader tells app.js to
+			// swap it into the form's flash region.
 			if isHtmx(c) {
-				if fragments(c, v, views.Part{Name: views.PartialFlash, Data: flash}) == nil {
+				c.Response().Header().Set(FlashHeader, "error")
+				if fragmentsWith(c, v, status, views.Part{Name: views.PartialFlash, Data: flash}) == nil {
 					return
 				}
 			} else if r.page != nil && r.page(status, flash) == nil {
@@ -211,13 +214,22 @@ func renderWith[T any](c echo.Context, v *views.Views, name views.Page, build fu
 	return render(c, v, http.StatusOK, name, data)
 }
 
+// FlashHeader marks a refused htmx form's answer: a flash message with the
+// refusal's own status (4xx), which static/app.js swaps like a success.
+const FlashHeader = "Phonehome-Flash"
+
 // fragments answers partials, one after the other.
 func fragments(c echo.Context, v *views.Views, parts ...views.Part) error {
+	return fragmentsWith(c, v, http.StatusOK, parts...)
+}
+
+// fragmentsWith answers partials with status.
+func fragmentsWith(c echo.Context, v *views.Views, status int, parts ...views.Part) error {
 	html, err := v.Fragments(parts...)
 	if err != nil {
 		return err
 	}
-	return c.HTMLBlob(http.StatusOK, html)
+	return c.HTMLBlob(status, html)
 }
 
 // badRequest is a 400 for malformed input.

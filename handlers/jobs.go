@@ -134,7 +134,9 @@ const readOnlyMessage = "this jobs dashboard is read-only: it shows everything a
 func (h *Jobs) write(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if h.ReadOnly {
-			return echo.NewHTTPError(http.StatusForbidden, readOnlyMessage)
+			// A refused form: a page opened before the restart with
+			// -read-only still has buttons, and its htmx forms show this.
+			return refused(echo.NewHTTPError(http.StatusForbidden, readOnlyMessage), nil)
 		}
 		return next(c)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/live"
 )
@@ -283,7 +284,7 @@ func TestBulkFormActsOnTheSelection(t *testing.T) {
 		t.Errorf("empty selection: %d", resp.StatusCode)
 	}
 	resp, body = b.do(t, "POST", "/jobs/bulk", url.Values{"action": {"cancel"}, "id": {"x"}}.Encode(), asHtmx)
-	if resp.StatusCode != 200 || !strings.Contains(body, "flash-error") || !strings.Contains(body, "not a positive whole number") {
+	if resp.StatusCode != 400 || resp.Header.Get(handlers.FlashHeader) == "" || !strings.Contains(body, "flash-error") || !strings.Contains(body, "not a positive whole number") {
 		t.Errorf("bad id with htmx: %d %s", resp.StatusCode, body)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
 )
@@ -212,7 +213,7 @@ func TestTreatsThroughTheAPIAndTheForms(t *testing.T) {
 		t.Errorf("sixth: %d %s", code, body)
 	}
 	resp, body = bob.do(t, "POST", formPath, "", map[string]string{"HX-Request": "true"})
-	if resp.StatusCode != 200 || !strings.Contains(body, `flash-error`) || !strings.Contains(body, "no treats left") {
+	if resp.StatusCode != 409 || resp.Header.Get(handlers.FlashHeader) == "" || !strings.Contains(body, `flash-error`) || !strings.Contains(body, "no treats left") {
 		t.Errorf("htmx sixth: %d %s", resp.StatusCode, body)
 	}
 	_, page := bob.do(t, "GET", fmt.Sprintf("/pets/%d", rex.ID), "", nil)
@@ -241,7 +242,7 @@ func TestFeedForm(t *testing.T) {
 		t.Errorf("plain feed: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	resp, body = stranger.do(t, "POST", path, "", map[string]string{"HX-Request": "true"})
-	if resp.StatusCode != 200 || !strings.Contains(body, "flash-error") || !strings.Contains(body, "Mochi is not your pet") {
+	if resp.StatusCode != 403 || resp.Header.Get(handlers.FlashHeader) == "" || !strings.Contains(body, "flash-error") || !strings.Contains(body, "Mochi is not your pet") {
 		t.Errorf("stranger, htmx: %d %s", resp.StatusCode, body)
 	}
 	resp, body = stranger.do(t, "POST", path, "", nil)

@@ -9,6 +9,15 @@
   }
   document.addEventListener("htmx:sseOpen", function () { setLive("open", "live"); });
   document.addEventListener("htmx:sseError", function () { setLive("error", "reconnecting…"); });
+  // A refused form answers with its 4xx status and a flash message, marked
+  // by the server (handlers.FlashHeader): show it where the form's answer
+  // goes instead of dropping it as htmx does with errors.
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    if (e.detail.xhr.getResponseHeader("Phonehome-Flash")) {
+      e.detail.shouldSwap = true;
+      e.detail.isError = false;
+    }
+  });
   // A page kept in the back/forward cache keeps its event stream open, and
   // browsers allow only 6 connections to a host over HTTP/1.1: close the
   // stream when the page is hidden, and reload it if it is shown again.
