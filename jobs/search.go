@@ -390,13 +390,19 @@ type scanFilter struct {
 func (f scanFilter) scan(cols string, before int64, n int) (string, []any) {
 	var conds []string
 	var args []any
-	if f.queue != "" {
-		conds = append(conds, "queue = ?")
-		args = append(args, f.queue)
-	}
-	if f.kind != "" {
-		conds = append(conds, "kind = ?")
-		args = append(args, f.kind)
+	switch {
+	case f.pg && (strings.ContainsRune(f.queue, 0) || strings.ContainsRune(f.kind, 0)):
+		// As List: NUL cannot be bound on PostgreSQL, and matches nothing.
+		conds = append(conds, "false")
+	default:
+		if f.queue != "" {
+			conds = append(conds, "queue = ?")
+			args = append(args, f.queue)
+		}
+		if f.kind != "" {
+			conds = append(conds, "kind = ?")
+			args = append(args, f.kind)
+		}
 	}
 	if before > 0 {
 		conds = append(conds, "id < ?")
@@ -453,6 +459,14 @@ func searchConds(pg bool, terms []SearchTerm) (string, []any) {
 	var conds []string
 	var args []any
 	for _, t := range terms {
+		if strings.ContainsRune(t.Value, 0) {
+			// A term holding NUL matches nothing: PostgreSQL text cannot
+			// hold NUL (binding one fails), and SQLite's LIKE reads a
+			// pattern only up to its first NUL, so "%\x00…" would match
+			// every job.
+			conds = append(conds, "false")
+			continue
+		}
 		switch t.Field {
 		case FieldArgs:
 			if pg {

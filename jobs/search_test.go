@@ -148,6 +148,13 @@ func TestSearchMatchesArgsTagsAndErrors(t *testing.T) {
 			{`"%"`, jobs.ListParams{}, nil}, // % is a character, not a wildcard (no args hold one)
 			{`tag:50*`, jobs.ListParams{}, []int64{ids[3]}},
 			{`tag:5_*`, jobs.ListParams{}, nil}, // _ is a character too
+			// NUL and other control characters match nothing, on both
+			// databases (PostgreSQL cannot bind NUL at all).
+			{"\x00\x01", jobs.ListParams{}, nil},
+			{"args.name:\x00", jobs.ListParams{}, nil},
+			{"tag:\x00*", jobs.ListParams{}, nil},
+			{"Korben", jobs.ListParams{Queue: "phone\x00calls"}, nil},
+			{"Korben", jobs.ListParams{Kind: "\x00", States: []jobs.State{jobs.StateDiscarded}}, nil},
 		}
 		for _, tc := range cases {
 			terms, err := jobs.ParseSearch(tc.q)
