@@ -22,6 +22,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/jobs"
 )
 
@@ -148,6 +149,13 @@ func (h hostileRequest) checkAnswer(status int, header http.Header, body string)
 		msg = m
 	} else if strings.HasPrefix(path, "/static/") {
 		// Files, not pages: the file server's plain answer.
+		msg = body
+	} else if header.Get(handlers.FlashHeader) != "" {
+		// A refused htmx form: the flash message alone, for the form's
+		// flash region, with the refusal's status.
+		if !strings.HasPrefix(ctype, "text/html") || !strings.Contains(body, "flash-error") {
+			return fmt.Sprintf("want a flash message, got %q: %.300q", ctype, body)
+		}
 		msg = body
 	} else {
 		if !strings.HasPrefix(ctype, "text/html") || !strings.Contains(strings.ToLower(body), "<html") {

@@ -324,7 +324,7 @@ func routeCases() map[string][]hostileRequest {
 		"POST /jobs/cron/:name/:action": {
 			{name: "unknown entry", target: "/jobs/cron/nope/pause", want: []int{404}},
 			{name: "unknown action", target: "/jobs/cron/db-optimize/explode", want: []int{404}},
-			{name: "unknown entry from htmx", target: "/jobs/cron/nope/resume", header: map[string]string{"HX-Request": "true"}, want: []int{200}, msg: "nope"},
+			{name: "unknown entry from htmx", target: "/jobs/cron/nope/resume", header: map[string]string{"HX-Request": "true"}, want: []int{404}, msg: "nope"},
 		},
 		"GET /dashboard":              {{name: "unknown parameters", target: "/dashboard?x=%00&%FF=1", want: []int{200}}},
 		"GET /dashboard/live":         {{name: "unknown parameters", target: "/dashboard/live?x=%00&%FF=1", want: []int{200}}},
