@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -35,14 +34,7 @@ const (
 	retrySQL = `WITH chosen AS (
 			SELECT j.id, j.state, j.unique_key FROM json_each(?1) AS s JOIN jobs AS j ON j.id = s.value
 			WHERE j.state IN ` + retriable + `),
-		picked AS (
-			SELECT id FROM chosen WHERE unique_key IS NULL OR state IN ('scheduled', 'retryable')
-			UNION ALL
-			SELECT max(id) FROM chosen
-			WHERE unique_key IS NOT NULL AND state NOT IN ('scheduled', 'retryable') AND NOT EXISTS (
-				SELECT 1 FROM jobs AS other
-				WHERE other.unique_key = chosen.unique_key AND other.state IN ` + inFlight + `)
-			GROUP BY unique_key)
+		` + retryPicked + `
 		UPDATE jobs SET state = 'available', scheduled_at = ?2,
 		max_attempts = max(max_attempts, attempt + 1),
 		completed_at = NULL, cancelled_at = NULL, discarded_at = NULL
@@ -51,6 +43,17 @@ const (
 	deleteSQL = `DELETE FROM jobs
 		WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ` + deletable + ` RETURNING id`
 )
+
+// retryPicked chooses which of the jobs in the CTE "chosen" (id, state,
+// unique_key) a retry takes (see retrySQL), on both dialects.
+const retryPicked = `picked AS (
+			SELECT id FROM chosen WHERE unique_key IS NULL OR state IN ('scheduled', 'retryable')
+			UNION ALL
+			SELECT max(id) FROM chosen
+			WHERE unique_key IS NOT NULL AND state NOT IN ('scheduled', 'retryable') AND NOT EXISTS (
+				SELECT 1 FROM jobs AS other
+				WHERE other.unique_key = chosen.unique_key AND other.state IN ` + inFlight + `)
+			GROUP BY unique_key)`
 
 // CancelJob cancels a job that has not finished. An executing job's context
 // is cancelled (when it runs in this engine; on another node the worker
@@ -85,7 +88,7 @@ func (e *Engine) RetryJob(ctx context.Context, id int64) (*Job, error) {
 // for an unknown id and ErrStateConflict for an executing job (cancel it
 // first). The deleted id is reported to OnChange.
 func (e *Engine) DeleteJob(ctx context.Context, id int64) error {
-	_, err := e.actOne(ctx, id, "delete", "not executing", deleteTx)
+	_, err := e.actOne(ctx, id, "delete", "not executing", e.deleteTx)
 	return err
 }
 
@@ -115,13 +118,13 @@ func (e *Engine) RetryJobs(ctx context.Context, ids []int64) (int, error) {
 // DeleteJobs deletes every job of ids that is not executing, in one
 // transaction, and returns how many it deleted; other ids are skipped.
 func (e *Engine) DeleteJobs(ctx context.Context, ids []int64) (int, error) {
-	return e.actMany(ctx, ids, "delete", deleteTx)
+	return e.actMany(ctx, ids, "delete", e.deleteTx)
 }
 
-type actionTx func(ctx context.Context, tx *sqlx.Tx, idsJSON string) ([]int64, error)
+type actionTx func(ctx context.Context, tx *sqlx.Tx, ids []int64) ([]int64, error)
 
-func (e *Engine) cancelTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64, error) {
-	done, err := movedTx(ctx, tx, ids, StateCancelled, cancelSQL, ids, e.now().UnixMilli())
+func (e *Engine) cancelTx(ctx context.Context, tx *sqlx.Tx, ids []int64) ([]int64, error) {
+	done, err := e.movedTx(ctx, tx, ids, StateCancelled, e.d.cancel, e.d.ids(ids), e.now().UnixMilli())
 	if err != nil {
 		return nil, err
 	}
@@ -155,25 +158,22 @@ func (e *Engine) isRunning(id int64) bool {
 	return ok
 }
 
-func (e *Engine) retryTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64, error) {
-	// A cancelled job whose worker has not returned yet stays cancelled:
-	// retrying it would run it twice at once.
-	var list []int64
-	if err := json.Unmarshal([]byte(ids), &list); err != nil {
-		return nil, err
-	}
+func (e *Engine) retryTx(ctx context.Context, tx *sqlx.Tx, ids []int64) ([]int64, error) {
+	// A job an operator cancelled while its worker runs here stays
+	// cancelled until the worker has returned: retrying it would run it
+	// twice at once. (Any other job still in e.runs has finished: its
+	// outcome committed, and afterRecord has yet to forget it.)
 	e.runsMu.Lock()
-	kept := list[:0]
-	for _, id := range list {
-		if _, running := e.runs[id]; !running {
+	kept := make([]int64, 0, len(ids))
+	for _, id := range ids {
+		if r, running := e.runs[id]; !running || !r.byOperator.Load() {
 			kept = append(kept, id)
 		}
 	}
 	e.runsMu.Unlock()
-	keptJSON := mustJSON(kept)
-	done, err := movedTx(ctx, tx, keptJSON, StateAvailable, retrySQL, keptJSON, e.now().UnixMilli())
+	done, err := e.movedTx(ctx, tx, kept, StateAvailable, e.d.retry, e.d.ids(kept), e.now().UnixMilli())
 	if err != nil {
-		if sqliteCode(err) == sqliteConstraint {
+		if isUniqueViolation(err) {
 			// Only the unique-in-flight index can refuse a retry: a
 			// copy of the job is in flight after all.
 			return nil, fmt.Errorf("%w: %w", ErrStateConflict, err)
@@ -184,11 +184,15 @@ func (e *Engine) retryTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64,
 }
 
 // movedTx runs query (an UPDATE … RETURNING id that moves some of the jobs
-// of idsJSON to state to) in tx, and counts the moves.
-func movedTx(ctx context.Context, tx *sqlx.Tx, idsJSON string, to State, query string, args ...any) ([]int64, error) {
-	before, err := placesOf(ctx, tx, idsJSON)
-	if err != nil {
-		return nil, err
+// of ids to state to) in tx, and counts the moves where the engine keeps
+// the counts (see applyCounts).
+func (e *Engine) movedTx(ctx context.Context, tx *sqlx.Tx, ids []int64, to State, query string, args ...any) ([]int64, error) {
+	var before map[int64]jobPlace
+	if e.d.ownCounts {
+		var err error
+		if before, err = placesOf(ctx, tx, ids); err != nil {
+			return nil, err
+		}
 	}
 	var done []int64
 	if err := tx.SelectContext(ctx, &done, query, args...); err != nil {
@@ -199,15 +203,15 @@ func movedTx(ctx context.Context, tx *sqlx.Tx, idsJSON string, to State, query s
 		p := before[id]
 		d.move(p.Queue, p.State, to)
 	}
-	if err := d.apply(ctx, tx, nil); err != nil {
+	if err := e.applyCounts(ctx, tx, d, nil); err != nil {
 		return nil, err
 	}
 	return done, nil
 }
 
-func deleteTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64, error) {
+func (e *Engine) deleteTx(ctx context.Context, tx *sqlx.Tx, ids []int64) ([]int64, error) {
 	var done []int64
-	if err := tx.SelectContext(ctx, &done, deleteSQL, ids); err != nil {
+	if err := tx.SelectContext(ctx, &done, e.d.delete, e.d.ids(ids)); err != nil {
 		return nil, err
 	}
 	return done, nil
@@ -217,7 +221,7 @@ func deleteTx(ctx context.Context, tx *sqlx.Tx, ids string) ([]int64, error) {
 func (e *Engine) actOne(ctx context.Context, id int64, verb, allowed string, act actionTx) (*Job, error) {
 	var j *Job
 	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
-		done, err := act(ctx, tx, mustJSON([]int64{id}))
+		done, err := act(ctx, tx, []int64{id})
 		if err != nil {
 			return fmt.Errorf("%s job %d: %w", verb, id, err)
 		}
@@ -255,7 +259,7 @@ func (e *Engine) actMany(ctx context.Context, ids []int64, verb string, act acti
 	var done []int64
 	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		done, err = act(ctx, tx, mustJSON(ids))
+		done, err = act(ctx, tx, ids)
 		return err
 	})
 	if err != nil {

@@ -11,10 +11,11 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-// A claim is two statements in one transaction: count the jobs it will
-// take, by the state each leaves (an UPDATE's RETURNING cannot give the old
-// state), then take them. Both pick the same jobs: the same query, in one
-// transaction on the single writer, ordered down to the id.
+// On SQLite a claim is two statements in one transaction: count the jobs it
+// will take, by the state each leaves (an UPDATE's RETURNING cannot give the
+// old state), then take them. Both pick the same jobs: the same query, in
+// one transaction on the single writer, ordered down to the id. On
+// PostgreSQL it is one statement (the trigger counts; see dialect_postgres.go).
 
 // claimPick picks the due jobs of queue ?1 at ?2, at most ?3. The limit is
 // written "?3 + 0": a bare bound LIMIT makes SQLite prepare the statement
@@ -56,7 +57,7 @@ func (e *Engine) insertStmt(ctx context.Context) (*sqlx.Stmt, error) {
 	e.stmts.insertMu.Lock()
 	defer e.stmts.insertMu.Unlock()
 	if e.stmts.insert == nil {
-		stmt, err := e.db.PreparexContext(ctx, insertSQL)
+		stmt, err := e.db.PreparexContext(ctx, e.d.insert)
 		if err != nil {
 			return nil, fmt.Errorf("prepare the insert: %w", err)
 		}
@@ -72,13 +73,13 @@ func (e *Engine) prepare(ctx context.Context) error {
 		sql  string
 		name string
 	}{
-		{&e.stmts.claimCounts, claimCountsSQL, "the claim's counts"},
-		{&e.stmts.claim, claimSQL, "the claim"},
-		{&e.stmts.outcome, outcomeSQL, "the outcome"},
-		{&e.stmts.complete, completeSQL, "the completions"},
-		{&e.stmts.counts, countDeltasSQL, "the counts"},
+		{&e.stmts.claimCounts, e.d.claimCounts, "the claim's counts"},
+		{&e.stmts.claim, e.d.claim, "the claim"},
+		{&e.stmts.outcome, e.d.outcome, "the outcome"},
+		{&e.stmts.complete, e.d.complete, "the completions"},
+		{&e.stmts.counts, e.d.counts, "the counts"},
 	} {
-		if *s.stmt != nil {
+		if *s.stmt != nil || s.sql == "" { // "": not in this dialect
 			continue
 		}
 		stmt, err := e.db.PreparexContext(ctx, s.sql)
@@ -128,8 +129,10 @@ func (e *Engine) claim(queueName string, n int) ([]*Job, error) {
 // within a priority, and counts them.
 func (e *Engine) claimTx(ctx context.Context, tx *sqlx.Tx, queueName string, n int) ([]*Job, error) {
 	now := e.now().UnixMilli()
-	if _, err := tx.StmtxContext(ctx, e.stmts.claimCounts).ExecContext(ctx, queueName, now, n); err != nil {
-		return nil, fmt.Errorf("claim: count: %w", err)
+	if e.stmts.claimCounts != nil {
+		if _, err := tx.StmtxContext(ctx, e.stmts.claimCounts).ExecContext(ctx, queueName, now, n); err != nil {
+			return nil, fmt.Errorf("claim: count: %w", err)
+		}
 	}
 	rows, err := scanJobRows(tx.StmtxContext(ctx, e.stmts.claim).QueryContext(ctx, queueName, now, n, e.cfg.Node))
 	if err != nil {

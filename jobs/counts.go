@@ -16,6 +16,11 @@ import (
 // a row trigger that ran a sub-program per job (it cost more than the rest
 // of an outcome's counting). Code that changes a job's state or queue with
 // raw SQL must add its own deltas, or call Recount.
+//
+// On PostgreSQL job_counts is a ledger that the statement-level triggers of
+// migration 0004 append every change to, whoever makes it (the engine and
+// raw SQL alike), so the engine adds no deltas there (dialect.ownCounts),
+// and the maintenance loop folds the ledger now and then (compactCounts).
 
 // countKey is one row of job_counts.
 type countKey struct {
@@ -78,6 +83,15 @@ func (d countDeltas) apply(ctx context.Context, tx *sqlx.Tx, stmt *sqlx.Stmt) er
 	return nil
 }
 
+// applyCounts writes d in tx where the engine keeps the counts itself
+// (SQLite); on PostgreSQL the trigger has counted the changes already.
+func (e *Engine) applyCounts(ctx context.Context, tx *sqlx.Tx, d countDeltas, stmt *sqlx.Stmt) error {
+	if !e.d.ownCounts {
+		return nil
+	}
+	return d.apply(ctx, tx, stmt)
+}
+
 // jobPlace is where a job is counted: its queue and state.
 type jobPlace struct {
 	ID    int64  `db:"id"`
@@ -85,12 +99,12 @@ type jobPlace struct {
 	State State  `db:"state"`
 }
 
-// placesOf reads the queue and state of the jobs of idsJSON (a JSON array)
-// in tx, before a statement changes some of their states.
-func placesOf(ctx context.Context, tx *sqlx.Tx, idsJSON string) (map[int64]jobPlace, error) {
+// placesOf reads the queue and state of the jobs of ids in tx, before a
+// statement changes some of their states (SQLite only: see applyCounts).
+func placesOf(ctx context.Context, tx *sqlx.Tx, ids []int64) (map[int64]jobPlace, error) {
 	var rows []jobPlace
 	if err := tx.SelectContext(ctx, &rows,
-		"SELECT id, queue, state FROM jobs WHERE id IN (SELECT value FROM json_each(?1))", idsJSON); err != nil {
+		"SELECT id, queue, state FROM jobs WHERE id IN (SELECT value FROM json_each(?1))", mustJSON(ids)); err != nil {
 		return nil, fmt.Errorf("read job states: %w", err)
 	}
 	m := make(map[int64]jobPlace, len(rows))
@@ -103,13 +117,21 @@ func placesOf(ctx context.Context, tx *sqlx.Tx, idsJSON string) (map[int64]jobPl
 // Recount makes job_counts exact by counting the jobs table (a full scan,
 // in one transaction on db, the writer). It is for code that changed jobs'
 // states or queues with raw SQL around the engine; the engine's own writes
-// keep the counts exact without it.
+// keep the counts exact without it. On PostgreSQL the triggers count raw
+// SQL too, so it is never needed there; it still works, locking the jobs
+// table against writes while it counts (another transaction's change
+// between the DELETE and the count would otherwise be counted twice).
 func Recount(ctx context.Context, db *sqlx.DB) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("recount jobs: %w", err)
 	}
 	defer tx.Rollback()
+	if dialectOf(db).postgres {
+		if _, err := tx.ExecContext(ctx, `LOCK TABLE jobs IN SHARE MODE`); err != nil {
+			return fmt.Errorf("recount jobs: %w", err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM job_counts`); err != nil {
 		return fmt.Errorf("recount jobs: %w", err)
 	}

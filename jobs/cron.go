@@ -72,6 +72,28 @@ func newPeriodic(p PeriodicJob) (*periodic, error) {
 	return &periodic{job: p, sched: sched, key: p.Args.Kind() + ":" + hex.EncodeToString(sum[:12])}, nil
 }
 
+// Cron statements, the same on both dialects but for the placeholders.
+// The slot's upsert names job_cron in its WHERE: PostgreSQL finds a bare
+// last_slot ambiguous there (it could be the excluded row's).
+const (
+	cronPausedSQL = "SELECT EXISTS (SELECT 1 FROM job_cron_entries WHERE name = ? AND paused = 1)"
+	cronClaimSQL  = `INSERT INTO job_cron (key, last_slot) VALUES (?1, ?2)
+				ON CONFLICT (key) DO UPDATE SET last_slot = ?2 WHERE job_cron.last_slot < ?2`
+	cronRunSQL  = "INSERT INTO job_cron_runs (name, job_id, at, manual) VALUES (?, ?, ?, ?)"
+	cronTrimSQL = `DELETE FROM job_cron_runs WHERE name = ?1 AND job_id <
+		(SELECT job_id FROM job_cron_runs WHERE name = ?1 ORDER BY job_id DESC LIMIT 1 OFFSET ?2)`
+	cronSetPausedSQL = `INSERT INTO job_cron_entries (name, paused, updated_at) VALUES (?1, ?2, ?3)
+			ON CONFLICT (name) DO UPDATE SET paused = ?2, updated_at = ?3`
+)
+
+// boolInt is b as the 0/1 of the integer flag columns (paused, manual).
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // startCron sets each periodic job's first slot: the next after now.
 func (e *Engine) startCron() {
 	now := e.now()
@@ -115,14 +137,13 @@ func (e *Engine) insertDue(ctx context.Context, now time.Time) {
 		var id int64
 		paused := false
 		err := e.inTx(ctx, func(tx *sqlx.Tx) error {
-			if err := tx.GetContext(ctx, &paused, "SELECT EXISTS (SELECT 1 FROM job_cron_entries WHERE name = ? AND paused = 1)", name); err != nil {
+			if err := tx.GetContext(ctx, &paused, e.d.cronPaused, name); err != nil {
 				return err
 			}
 			if paused {
 				return nil
 			}
-			res, err := tx.ExecContext(ctx, `INSERT INTO job_cron (key, last_slot) VALUES (?1, ?2)
-				ON CONFLICT (key) DO UPDATE SET last_slot = ?2 WHERE last_slot < ?2`, p.key, slot.UnixMilli())
+			res, err := tx.ExecContext(ctx, e.d.cronClaim, p.key, slot.UnixMilli())
 			if err != nil {
 				return err
 			}
@@ -156,14 +177,12 @@ func (e *Engine) insertCronTx(ctx context.Context, tx *sqlx.Tx, p *periodic, nam
 	if err != nil || r.Duplicate {
 		return r, err
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO job_cron_runs (name, job_id, at, manual) VALUES (?, ?, ?, ?)",
-		name, r.ID, at.UnixMilli(), manual); err != nil {
+	if _, err := tx.ExecContext(ctx, e.d.cronRun, name, r.ID, at.UnixMilli(), boolInt(manual)); err != nil {
 		return r, err
 	}
 	// Keep the last maxCronRuns: the page shows a few, and pruned jobs
 	// must not leave an ever-growing list behind.
-	_, err = tx.ExecContext(ctx, `DELETE FROM job_cron_runs WHERE name = ?1 AND job_id <
-		(SELECT job_id FROM job_cron_runs WHERE name = ?1 ORDER BY job_id DESC LIMIT 1 OFFSET ?2)`, name, maxCronRuns-1)
+	_, err = tx.ExecContext(ctx, e.d.cronTrim, name, maxCronRuns-1)
 	return r, err
 }
 

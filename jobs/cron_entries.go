@@ -114,14 +114,14 @@ func (e *Engine) CronEntries(ctx context.Context) ([]CronEntry, error) {
 			ce.NextRunAt = &next
 		}
 		var last sql.NullInt64
-		if err := e.reader.GetContext(ctx, &last, "SELECT max(at) FROM job_cron_runs WHERE name = ?", name); err != nil {
+		if err := e.reader.GetContext(ctx, &last, e.d.rebind("SELECT max(at) FROM job_cron_runs WHERE name = ?"), name); err != nil {
 			return nil, fmt.Errorf("cron entries: %w", err)
 		}
 		if last.Valid {
 			t := time.UnixMilli(last.Int64).UTC()
 			ce.LastRunAt = &t
 		}
-		if err := e.reader.SelectContext(ctx, &ce.Recent, "SELECT job_id FROM job_cron_runs WHERE name = ? ORDER BY job_id DESC LIMIT ?", name, CronRecent); err != nil {
+		if err := e.reader.SelectContext(ctx, &ce.Recent, e.d.rebind("SELECT job_id FROM job_cron_runs WHERE name = ? ORDER BY job_id DESC LIMIT ?"), name, CronRecent); err != nil {
 			return nil, fmt.Errorf("cron entries: %w", err)
 		}
 		out[i] = ce
@@ -170,8 +170,7 @@ func (e *Engine) setCronPaused(ctx context.Context, name string, paused bool) er
 		return err
 	}
 	return e.inTx(ctx, func(tx *sqlx.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO job_cron_entries (name, paused, updated_at) VALUES (?1, ?2, ?3)
-			ON CONFLICT (name) DO UPDATE SET paused = ?2, updated_at = ?3`, name, paused, e.now().UnixMilli())
+		_, err := tx.ExecContext(ctx, e.d.cronSetPaused, name, boolInt(paused), e.now().UnixMilli())
 		return err
 	})
 }

@@ -11,7 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jmoiron/sqlx"
+
+	"github.com/phonehome/phonehome/store"
 )
 
 // Config configures an Engine. Zero fields take the documented defaults.
@@ -21,7 +24,9 @@ type Config struct {
 	// overrides it, also after a restart.
 	Queues map[string]int
 	// PollInterval is how often idle queues look for due jobs (1 s).
-	// Inserts through this engine wake its queues at once.
+	// Inserts through this engine wake its queues at once; on PostgreSQL
+	// every insert, by any engine or process, wakes them through
+	// LISTEN/NOTIFY, and the poll is the fallback.
 	PollInterval time.Duration
 	// Backoff is the delay before a failed attempt is retried (Oban's).
 	// A worker may override it (WorkerWithBackoff).
@@ -50,6 +55,9 @@ type Config struct {
 	PruneAfter time.Duration
 	// PruneInterval is how often old finished jobs are pruned (1 min).
 	PruneInterval time.Duration
+	// CompactInterval is how often, on PostgreSQL, the count ledgers are
+	// folded (store.CompactCounts; 5 s). SQLite has no ledger.
+	CompactInterval time.Duration
 	// Periodic are the cron jobs this engine inserts (see PeriodicJob).
 	Periodic []PeriodicJob
 
@@ -77,6 +85,7 @@ const (
 	DefaultNodeTimeout       = time.Minute
 	DefaultPruneAfter        = 24 * time.Hour
 	DefaultPruneInterval     = time.Minute
+	DefaultCompactInterval   = 5 * time.Second
 )
 
 // MaxRescues is how many times a job may be found executing after a crash
@@ -90,10 +99,15 @@ const maxBatch = 256
 type Engine struct {
 	db     *sqlx.DB
 	reader *sqlx.DB
-	cfg    Config
-	log    *slog.Logger
-	host   string
-	pid    int
+	// d holds the statements of db's dialect (SQLite or PostgreSQL).
+	d *dialect
+	// st is a view of db and reader as a store, for its transactions and
+	// its count compaction (never closed: the caller owns the pools).
+	st   *store.Store
+	cfg  Config
+	log  *slog.Logger
+	host string
+	pid  int
 	// bootID and procStart identify this process beyond its pid (see
 	// dead); empty and zero where the system does not tell.
 	bootID    string
@@ -149,6 +163,9 @@ type Engine struct {
 
 	// stmts are the hot statements (see claim.go).
 	stmts hotStmts
+	// listenCfg is how the listener connects (PostgreSQL; see listen.go),
+	// used by its goroutine only.
+	listenCfg *pgx.ConnConfig
 }
 
 // run is one attempt running in this engine.
@@ -173,8 +190,10 @@ type attempt struct {
 	dropped bool
 }
 
-// New makes an engine over db, which must be the single-connection writer
-// (see package store). Register workers, then Start it.
+// New makes an engine over db, the store's writer: on SQLite its single
+// connection, on PostgreSQL its pool (the engine then speaks PostgreSQL, and
+// any number of engines, in this process or others, may share the
+// database). Register workers, then Start it.
 func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
@@ -203,6 +222,9 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 	if cfg.PruneInterval <= 0 {
 		cfg.PruneInterval = DefaultPruneInterval
 	}
+	if cfg.CompactInterval <= 0 {
+		cfg.CompactInterval = DefaultCompactInterval
+	}
 	host, _ := os.Hostname()
 	if cfg.Node == "" {
 		cfg.Node = fmt.Sprintf("%s/%d", host, os.Getpid())
@@ -214,6 +236,8 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 	e := &Engine{
 		db:         db,
 		reader:     reader,
+		d:          dialectOf(db),
+		st:         &store.Store{Writer: db, Reader: reader, Dialect: store.SQLite},
 		cfg:        cfg,
 		log:        cfg.Logger,
 		host:       host,
@@ -225,6 +249,9 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 		stopping:   make(chan struct{}),
 		recorderGo: make(chan struct{}),
 		runs:       map[int64]*run{},
+	}
+	if e.d.postgres {
+		e.st.Dialect = store.Postgres
 	}
 	if ticks, ok := procStart(e.pid); ok {
 		e.procStart = sql.NullInt64{Int64: ticks, Valid: true}
@@ -263,6 +290,10 @@ func (e *Engine) Register(w Worker) error {
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
 
+// Dialect is the kind of database the engine runs on, for callers that
+// write SQL of their own for it (InsertSelect's Select).
+func (e *Engine) Dialect() store.Dialect { return e.st.Dialect }
+
 // Start records this node, rescues jobs that stopped processes left
 // executing (see Rescue; jobs left under this node's own name are rescued
 // too), loads the queues' stored settings, then starts the queues, the
@@ -296,6 +327,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.loops.Add(1)
 	go e.maintain()
+	if e.d.postgres {
+		e.loops.Add(2)
+		go e.listen()
+		go e.compactLoop()
+	}
 	if e.cfg.PruneAfter >= 0 {
 		e.loops.Add(1)
 		go e.pruneLoop()
@@ -376,7 +412,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		if started && !left {
 			// Nothing of ours is executing: leave without a trace. With
 			// jobs left, the row stays and its heartbeat goes stale.
-			if _, derr := e.db.ExecContext(context.WithoutCancel(ctx), "DELETE FROM job_nodes WHERE name = ?", e.cfg.Node); derr != nil {
+			if _, derr := e.db.ExecContext(context.WithoutCancel(ctx), e.d.deleteNode, e.cfg.Node); derr != nil {
 				e.log.Warn("remove node row", "node", e.cfg.Node, "err", derr)
 			}
 		}
@@ -514,17 +550,19 @@ func (e *Engine) forget(batch []*attempt) {
 	e.runsMu.Unlock()
 }
 
+// inTx runs fn in one transaction and commits it. On PostgreSQL a
+// transaction that failed only because it met another (a deadlock, a
+// serialization failure) is run again, a few times: fn must then be
+// repeatable, as every caller's is (it decides from what it reads in tx).
 func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	tx, err := e.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+	for try := 1; ; try++ {
+		err := e.inTxOnce(ctx, fn)
+		if err == nil || try == 3 || !retryable(err) {
+			return err
+		}
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+}
+
+func (e *Engine) inTxOnce(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	return e.st.InTx(ctx, fn)
 }

@@ -63,7 +63,7 @@ func (w ReminderWorker) Work(ctx context.Context, job *jobs.Job) error {
 	}
 	// Writes that must commit with the job's outcome, or not at all.
 	job.RecordTx(func(ctx context.Context, tx *sqlx.Tx) error {
-		_, err := tx.ExecContext(ctx, "UPDATE pets SET updated_at = ? WHERE name = ?", time.Now().UnixMilli(), a.PetName)
+		_, err := tx.ExecContext(ctx, tx.Rebind("UPDATE pets SET updated_at = ? WHERE name = ?"), time.Now().UnixMilli(), a.PetName)
 		return err
 	})
 	// Runs after the commit, in commit order: publish, log, notify.

@@ -9,44 +9,50 @@ import (
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/migrations"
 	"github.com/phonehome/phonehome/store"
+
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // TestJobIDsAreNeverReused: deleting the newest job does not hand its id to
 // the next insert (a stale /jobs/{id} page must not reach another job).
 func TestJobIDsAreNeverReused(t *testing.T) {
-	t.Parallel()
-	b := setup(t, options{noStart: true})
-	first := b.insert(t, testArgs{Name: "first"}, jobs.InsertOpts{})
-	newest := b.insert(t, testArgs{Name: "newest"}, jobs.InsertOpts{})
-	if err := b.eng.DeleteJob(b.ctx, newest); err != nil {
-		t.Fatal(err)
-	}
-	next := b.insert(t, testArgs{Name: "next"}, jobs.InsertOpts{})
-	if next <= newest {
-		t.Errorf("after deleting job %d the next insert got id %d: ids reused (first was %d)", newest, next, first)
-	}
-	if _, err := jobs.Get(b.ctx, b.st.Reader, newest); err == nil {
-		t.Errorf("the deleted id %d reads as a job again", newest)
-	}
-	// The same through InsertMany and a deletion of every job.
-	if _, err := b.eng.DeleteJobs(b.ctx, []int64{first, next}); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := b.eng.InsertMany(b.ctx, []jobs.InsertParams{{Args: testArgs{Name: "a"}}, {Args: testArgs{Name: "b"}}}); err != nil || n != 2 {
-		t.Fatalf("insert many: %d, %v", n, err)
-	}
-	if low := b.count(t, "SELECT min(id) FROM jobs"); int64(low) <= next {
-		t.Errorf("after deleting every job the next id is %d, want above %d", low, next)
-	}
-	if n := b.count(t, "SELECT count(*) FROM job_counts WHERE queue = 'default' AND state = 'available' AND n = 2"); n != 1 {
-		t.Error("job_counts do not say 2 available jobs")
-	}
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
+		b := setup(t, be, options{noStart: true})
+		first := b.insert(t, testArgs{Name: "first"}, jobs.InsertOpts{})
+		newest := b.insert(t, testArgs{Name: "newest"}, jobs.InsertOpts{})
+		if err := b.eng.DeleteJob(b.ctx, newest); err != nil {
+			t.Fatal(err)
+		}
+		next := b.insert(t, testArgs{Name: "next"}, jobs.InsertOpts{})
+		if next <= newest {
+			t.Errorf("after deleting job %d the next insert got id %d: ids reused (first was %d)", newest, next, first)
+		}
+		if _, err := jobs.Get(b.ctx, b.st.Reader, newest); err == nil {
+			t.Errorf("the deleted id %d reads as a job again", newest)
+		}
+		// The same through InsertMany and a deletion of every job.
+		if _, err := b.eng.DeleteJobs(b.ctx, []int64{first, next}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := b.eng.InsertMany(b.ctx, []jobs.InsertParams{{Args: testArgs{Name: "a"}}, {Args: testArgs{Name: "b"}}}); err != nil || n != 2 {
+			t.Fatalf("insert many: %d, %v", n, err)
+		}
+		if low := b.count(t, "SELECT min(id) FROM jobs"); int64(low) <= next {
+			t.Errorf("after deleting every job the next id is %d, want above %d", low, next)
+		}
+		if n := b.count(t, "SELECT count(*) FROM job_counts WHERE queue = 'default' AND state = 'available' AND n = 2"); n != 1 {
+			t.Error("job_counts do not say 2 available jobs")
+		}
+	})
 }
 
 // TestAutoincrementSurvivesMigrationsAndReset: the migration keeps jobs,
 // their ids and exact counts; down and up again work; and the reset path
 // (Store.Drop, then Migrate) works beside sqlite_sequence, which cannot be
-// dropped, and starts ids afresh.
+// dropped, and starts ids afresh. SQLite only: AUTOINCREMENT and
+// sqlite_sequence are how SQLite keeps ids unique (migration 0009);
+// PostgreSQL's identity sequence does it by itself, and
+// TestJobIDsAreNeverReused covers both.
 func TestAutoincrementSurvivesMigrationsAndReset(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()

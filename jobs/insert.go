@@ -64,8 +64,8 @@ type insertRow struct {
 	// unique index enforces; uniqueBy for a period or other states, which
 	// the insert looks up first.
 	uniqueKey, uniqueBy sql.NullString
-	uniqueStates        string // JSON array, with uniqueBy
-	uniqueSince         int64  // unix ms, with uniqueBy
+	uniqueStates        []State // with uniqueBy
+	uniqueSince         int64   // unix ms, with uniqueBy
 	scheduledAt         int64
 }
 
@@ -151,7 +151,7 @@ func prepareInsert(p InsertParams, now time.Time) (insertRow, error) {
 			if states == nil {
 				states = []State{StateScheduled, StateAvailable, StateExecuting, StateRetryable}
 			}
-			r.uniqueStates = mustJSON(states)
+			r.uniqueStates = states
 			r.uniqueSince = 0
 			if opts.UniquePeriod > 0 {
 				r.uniqueSince = now.Add(-opts.UniquePeriod).UnixMilli()
@@ -197,6 +197,10 @@ const findUniqueBySQL = `SELECT id FROM jobs
 	WHERE unique_by = ?1 AND inserted_at >= ?2 AND state IN (SELECT value FROM json_each(?3))
 	ORDER BY id DESC LIMIT 1`
 
+// findUniqueSQL finds the in-flight job whose unique_key made an insert
+// skip (ON CONFLICT DO NOTHING).
+const findUniqueSQL = "SELECT id FROM jobs WHERE unique_key = ? AND state IN " + inFlight
+
 // Insert adds one job in its own transaction and wakes its queue.
 func (e *Engine) Insert(ctx context.Context, args Args, opts InsertOpts) (InsertResult, error) {
 	now := e.now()
@@ -218,7 +222,7 @@ func (e *Engine) Insert(ctx context.Context, args Args, opts InsertOpts) (Insert
 	var res InsertResult
 	err = e.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		res, err = insertOne(ctx, tx, r, now, tx.StmtxContext(ctx, stmt))
+		res, err = e.insertOne(ctx, tx, r, now, tx.StmtxContext(ctx, stmt))
 		if err != nil || p == nil {
 			return err
 		}
@@ -232,7 +236,7 @@ func (e *Engine) Insert(ctx context.Context, args Args, opts InsertOpts) (Insert
 		e.log.Error("claim with an insert; inserting alone", "err", ce.err)
 		err = e.inTx(ctx, func(tx *sqlx.Tx) error {
 			var err error
-			res, err = insertOne(ctx, tx, r, now, tx.StmtxContext(ctx, stmt))
+			res, err = e.insertOne(ctx, tx, r, now, tx.StmtxContext(ctx, stmt))
 			return err
 		})
 	}
@@ -276,15 +280,23 @@ func (e *Engine) insertTx(ctx context.Context, tx *sqlx.Tx, args Args, opts Inse
 	if err != nil {
 		return InsertResult{}, err
 	}
-	return insertOne(ctx, tx, r, now, nil)
+	return e.insertOne(ctx, tx, r, now, nil)
 }
 
-// insertOne inserts a prepared row; stmt, when not nil, is insertSQL
-// prepared on tx.
-func insertOne(ctx context.Context, tx *sqlx.Tx, r insertRow, now time.Time, stmt *sqlx.Stmt) (InsertResult, error) {
+// insertOne inserts a prepared row; stmt, when not nil, is the dialect's
+// insert prepared on tx. (On PostgreSQL that statement also notifies the
+// row's queue.)
+func (e *Engine) insertOne(ctx context.Context, tx *sqlx.Tx, r insertRow, now time.Time, stmt *sqlx.Stmt) (InsertResult, error) {
 	var id int64
 	if r.uniqueBy.Valid {
-		err := tx.GetContext(ctx, &id, findUniqueBySQL, r.uniqueBy, r.uniqueSince, r.uniqueStates)
+		if e.d.lockUniqueBy != "" {
+			// Two transactions must not both find no copy and both
+			// insert: the second waits here until the first commits.
+			if _, err := tx.ExecContext(ctx, e.d.lockUniqueBy, r.uniqueBy); err != nil {
+				return InsertResult{}, fmt.Errorf("insert %s: lock its unique key: %w", r.kind, err)
+			}
+		}
+		err := tx.GetContext(ctx, &id, e.d.findUniqueBy, r.uniqueBy, r.uniqueSince, e.d.states(r.uniqueStates))
 		switch {
 		case err == nil:
 			return InsertResult{ID: id, Duplicate: true}, nil
@@ -298,10 +310,10 @@ func insertOne(ctx context.Context, tx *sqlx.Tx, r insertRow, now time.Time, stm
 	if stmt != nil {
 		err = stmt.QueryRowxContext(ctx, args...).Scan(&id)
 	} else {
-		err = tx.QueryRowxContext(ctx, insertSQL, args...).Scan(&id)
+		err = tx.QueryRowxContext(ctx, e.d.insert, args...).Scan(&id)
 	}
 	if errors.Is(err, sql.ErrNoRows) && r.uniqueKey.Valid {
-		err = tx.GetContext(ctx, &id, "SELECT id FROM jobs WHERE unique_key = ? AND state IN "+inFlight, r.uniqueKey)
+		err = tx.GetContext(ctx, &id, e.d.findUnique, r.uniqueKey)
 		if err != nil {
 			return InsertResult{}, fmt.Errorf("insert %s: find duplicate: %w", r.kind, err)
 		}

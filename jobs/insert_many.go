@@ -95,9 +95,12 @@ func uniformValuesSQL(n int, unique, returning bool) string {
 
 // bulkInserter inserts prepared rows in chunks, in the order given.
 type bulkInserter struct {
+	e   *Engine
 	ctx context.Context
 	tx  *sqlx.Tx
 	now time.Time
+	// queues are the queues jobs went to, for the notifications.
+	queues map[string]bool
 	// full and fullUniform[unique] are the statements of a full chunk,
 	// prepared at their first use.
 	full        *sqlx.Stmt
@@ -151,7 +154,7 @@ func (b *bulkInserter) add(r insertRow) error {
 		if err := b.flush(); err != nil {
 			return err
 		}
-		res, err := insertOne(b.ctx, b.tx, r, b.now, nil)
+		res, err := b.e.insertOne(b.ctx, b.tx, r, b.now, nil)
 		if err != nil {
 			return err
 		}
@@ -166,6 +169,7 @@ func (b *bulkInserter) add(r insertRow) error {
 			return err
 		}
 	}
+	b.queues[r.queue] = true
 	b.run = append(b.run, r)
 	if len(b.run) == uniformChunk {
 		return b.endRun()
@@ -215,13 +219,13 @@ func (b *bulkInserter) insertUniform(run []insertRow) error {
 			u = 1
 		}
 		if b.fullUniform[u] == nil {
-			if b.fullUniform[u], err = b.tx.PreparexContext(b.ctx, uniformValuesSQL(uniformChunk, unique, b.returning)); err != nil {
+			if b.fullUniform[u], err = b.tx.PreparexContext(b.ctx, b.e.d.uniformValues(uniformChunk, unique, b.returning)); err != nil {
 				return fmt.Errorf("insert many: %w", err)
 			}
 		}
 		err = b.exec(b.fullUniform[u], "", args)
 	} else {
-		err = b.exec(nil, uniformValuesSQL(len(run), unique, b.returning), args)
+		err = b.exec(nil, b.e.d.uniformValues(len(run), unique, b.returning), args)
 	}
 	if err != nil {
 		return fmt.Errorf("insert %d jobs: %w", len(run), err)
@@ -245,18 +249,30 @@ func (b *bulkInserter) flushGeneral() error {
 	var err error
 	if b.rows == insertChunk {
 		if b.full == nil {
-			if b.full, err = b.tx.PreparexContext(b.ctx, insertValuesSQL(insertChunk, b.returning)); err != nil {
+			if b.full, err = b.tx.PreparexContext(b.ctx, b.e.d.insertValues(insertChunk, b.returning)); err != nil {
 				return fmt.Errorf("insert many: %w", err)
 			}
 		}
 		err = b.exec(b.full, "", b.args)
 	} else {
-		err = b.exec(nil, insertValuesSQL(b.rows, b.returning), b.args)
+		err = b.exec(nil, b.e.d.insertValues(b.rows, b.returning), b.args)
 	}
 	if err != nil {
 		return fmt.Errorf("insert %d jobs: %w", b.rows, err)
 	}
 	b.args, b.rows = b.args[:0], 0
+	return nil
+}
+
+// notify tells the listening engines (PostgreSQL) that queue has new jobs,
+// at tx's commit; nothing on SQLite, where only this process inserts.
+func (e *Engine) notify(ctx context.Context, tx *sqlx.Tx, queue string) error {
+	if e.d.notify == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, e.d.notify, queue); err != nil {
+		return fmt.Errorf("notify queue %s: %w", queue, err)
+	}
 	return nil
 }
 
@@ -273,8 +289,8 @@ func (b *bulkInserter) close() {
 // the ones before it as if inserted one by one. Call Wake after the commit.
 func (e *Engine) InsertManyTx(ctx context.Context, tx *sqlx.Tx, params []InsertParams) (int, error) {
 	now := e.now()
-	b := &bulkInserter{ctx: ctx, tx: tx, now: now, args: make([]any, 0, 11*min(len(params), insertChunk)),
-		returning: e.cfg.OnChange != nil}
+	b := &bulkInserter{e: e, ctx: ctx, tx: tx, now: now, queues: map[string]bool{},
+		args: make([]any, 0, 11*min(len(params), insertChunk)), returning: e.cfg.OnChange != nil}
 	defer b.close()
 	for _, p := range params {
 		r, err := prepareInsert(p, now)
@@ -287,6 +303,13 @@ func (e *Engine) InsertManyTx(ctx context.Context, tx *sqlx.Tx, params []InsertP
 	}
 	if err := b.flush(); err != nil {
 		return 0, err
+	}
+	if b.count > 0 {
+		for q := range b.queues {
+			if err := e.notify(ctx, tx, q); err != nil {
+				return 0, err
+			}
+		}
 	}
 	e.addPending(b.ids...)
 	return b.count, nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // TestInsertManyMatchesOneByOne: a bulk insert (in chunks of many jobs a
@@ -49,21 +50,23 @@ func TestInsertManyMatchesOneByOne(t *testing.T) {
 	}
 	seed := []jobs.InsertParams{{Args: uniqueArgs{Key: "7"}}, {Args: testArgs{Name: "0"}, Opts: jobs.InsertOpts{Unique: true, UniquePeriod: time.Hour}}}
 
-	for _, reported := range []bool{false, true} {
-		t.Run(fmt.Sprintf("reported=%v", reported), func(t *testing.T) {
-			t.Parallel()
-			insertManyMatchesOneByOne(t, seed, params, reported)
-		})
-	}
+	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+		for _, reported := range []bool{false, true} {
+			t.Run(fmt.Sprintf("reported=%v", reported), func(t *testing.T) {
+				t.Parallel()
+				insertManyMatchesOneByOne(t, be, seed, params, reported)
+			})
+		}
+	})
 }
 
 // insertManyMatchesOneByOne is TestInsertManyMatchesOneByOne with or
 // without OnChange (the bulk insert reads the new ids back only to report
 // them).
-func insertManyMatchesOneByOne(t *testing.T, seed, params []jobs.InsertParams, reported bool) {
+func insertManyMatchesOneByOne(t *testing.T, be storetest.Backend, seed, params []jobs.InsertParams, reported bool) {
 	var mu sync.Mutex
 	var reportedIDs []int64
-	bulk := setup(t, options{noStart: true, configure: func(c *jobs.Config) {
+	bulk := setup(t, be, options{noStart: true, configure: func(c *jobs.Config) {
 		if reported {
 			c.OnChange = func(ids []int64) { mu.Lock(); reportedIDs = append(reportedIDs, ids...); mu.Unlock() }
 		}
@@ -90,7 +93,7 @@ func insertManyMatchesOneByOne(t *testing.T, seed, params []jobs.InsertParams, r
 		mu.Unlock()
 	}
 
-	single := setup(t, options{noStart: true})
+	single := setup(t, be, options{noStart: true})
 	if _, err := single.eng.InsertMany(single.ctx, seed); err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ type InsertSelect struct {
 	Opts InsertOpts
 	// Select is an SQL query of one integer column: the ids to insert a job
 	// for, in the order the jobs are to be inserted. It may use ? for its
-	// parameters, SelectArgs.
+	// parameters, SelectArgs (on PostgreSQL rebound to $1…).
 	Select     string
 	SelectArgs []any
 }
@@ -78,15 +78,33 @@ func (e *Engine) InsertSelectTx(ctx context.Context, tx *sqlx.Tx, p InsertSelect
 		k := r.kind + ":" + argsBefore
 		keyBefore = &k
 	}
-	// The caller's ? come first in the text, so they take numbers 1…n and
-	// the engine's own follow. A row whose unique job is in flight is left
-	// out by the NOT EXISTS, which reads the same partial unique index the
-	// ON CONFLICT would: with AUTOINCREMENT a row skipped by ON CONFLICT
-	// still uses up an id, so the ids would not follow each other. ON
-	// CONFLICT DO NOTHING stays as the guard.
-	n := len(p.SelectArgs)
+	query := e.d.insertSelect(p.Select, len(p.SelectArgs))
+	args := append(append([]any{}, p.SelectArgs...), r.state, r.queue, r.kind, argsBefore, argsAfter,
+		r.priority, r.maxAttempts, r.tags, keyBefore, now.UnixMilli(), r.scheduledAt)
+	var ids []int64
+	if err := tx.SelectContext(ctx, &ids, query, args...); err != nil {
+		return nil, fmt.Errorf("insert select %s: %w", r.kind, err)
+	}
+	if len(ids) > 0 {
+		if err := e.notify(ctx, tx, r.queue); err != nil {
+			return nil, err
+		}
+	}
+	e.addPending(ids...)
+	return ids, nil
+}
+
+// sqliteInsertSelect is InsertSelect's statement on SQLite. The caller's ?
+// come first in the text, so they take numbers 1…n and the engine's own
+// follow. A row whose unique job is in flight is left out by the NOT
+// EXISTS, which reads the same partial unique index the ON CONFLICT would:
+// with AUTOINCREMENT a row skipped by ON CONFLICT still uses up an id, so
+// the ids would not follow each other. ON CONFLICT DO NOTHING stays as the
+// guard. (PostgreSQL's identity sequence is used up by skipped rows too;
+// its twin is pgInsertSelect.)
+func sqliteInsertSelect(selectSQL string, n int) string {
 	q := func(i int) string { return "?" + strconv.Itoa(n+i) }
-	query := `WITH selected(id) AS (` + p.Select + `)
+	return `WITH selected(id) AS (` + selectSQL + `)
 	INSERT INTO jobs (state, queue, kind, args, priority, max_attempts, tags, unique_key, inserted_at, scheduled_at)
 	SELECT ` + q(1) + `, ` + q(2) + `, ` + q(3) + `, ` + q(4) + ` || id || ` + q(5) + `, ` + q(6) + `, ` + q(7) + `, ` + q(8) + `,
 	       ` + q(9) + ` || id || ` + q(5) + `, ` + q(10) + `, ` + q(11) + `
@@ -94,14 +112,6 @@ func (e *Engine) InsertSelectTx(ctx context.Context, tx *sqlx.Tx, p InsertSelect
 		WHERE j.unique_key = ` + q(9) + ` || selected.id || ` + q(5) + `
 		  AND j.unique_key IS NOT NULL AND j.state IN ('scheduled', 'available', 'executing', 'retryable'))
 	ON CONFLICT DO NOTHING RETURNING id`
-	args := append(append([]any{}, p.SelectArgs...), r.state, r.queue, r.kind, argsBefore, argsAfter,
-		r.priority, r.maxAttempts, r.tags, keyBefore, now.UnixMilli(), r.scheduledAt)
-	var ids []int64
-	if err := tx.SelectContext(ctx, &ids, query, args...); err != nil {
-		return nil, fmt.Errorf("insert select %s: %w", r.kind, err)
-	}
-	e.addPending(ids...)
-	return ids, nil
 }
 
 // splitAtMarker splits args JSON around the one place the marker id

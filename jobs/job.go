@@ -185,7 +185,7 @@ var ErrNotFound = errors.New("job not found")
 // Get returns the job with the given id from db (the reader pool is fine).
 func Get(ctx context.Context, db sqlx.QueryerContext, id int64) (*Job, error) {
 	var r jobRow
-	err := sqlx.GetContext(ctx, db, &r, "SELECT "+jobColumns+" FROM jobs WHERE id = ?", id)
+	err := sqlx.GetContext(ctx, db, &r, dialectOf(db).getSQL, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("job %d: %w", id, ErrNotFound)
 	}

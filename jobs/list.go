@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -80,7 +79,7 @@ func ParseListCursor(s string) (int64, error) {
 // (state, id), and the states are merged; a queue or kind filter alone is
 // one backward range of (queue, id) or (kind, id). Values are bound, never spliced into the SQL.
 func List(ctx context.Context, db sqlx.QueryerContext, p ListParams) (ListPage, error) {
-	query, args, limit, err := listQuery(p)
+	query, args, limit, err := listQuery(dialectOf(db), p)
 	if err != nil {
 		return ListPage{}, err
 	}
@@ -104,7 +103,7 @@ func List(ctx context.Context, db sqlx.QueryerContext, p ListParams) (ListPage, 
 }
 
 // listQuery builds List's statement; limit is the page size.
-func listQuery(p ListParams) (query string, args []any, limit int, err error) {
+func listQuery(d *dialect, p ListParams) (query string, args []any, limit int, err error) {
 	limit = p.Limit
 	if limit == 0 {
 		limit = DefaultListLimit
@@ -125,13 +124,19 @@ func listQuery(p ListParams) (query string, args []any, limit int, err error) {
 	// of (state, id), merged.
 	var conds []string
 	var condArgs []any
-	if p.Queue != "" {
-		conds = append(conds, "queue = ?")
-		condArgs = append(condArgs, p.Queue)
-	}
-	if p.Kind != "" {
-		conds = append(conds, "kind = ?")
-		condArgs = append(condArgs, p.Kind)
+	if d.postgres && (strings.ContainsRune(p.Queue, 0) || strings.ContainsRune(p.Kind, 0)) {
+		// PostgreSQL text cannot hold NUL (a query with one fails): such
+		// a filter matches nothing there, as it matches nothing on SQLite.
+		conds = append(conds, "false")
+	} else {
+		if p.Queue != "" {
+			conds = append(conds, "queue = ?")
+			condArgs = append(condArgs, p.Queue)
+		}
+		if p.Kind != "" {
+			conds = append(conds, "kind = ?")
+			condArgs = append(condArgs, p.Kind)
+		}
 	}
 	if before > 0 {
 		conds = append(conds, "id < ?")
@@ -148,9 +153,10 @@ func listQuery(p ListParams) (query string, args []any, limit int, err error) {
 		q := "SELECT " + jobColumns + " FROM jobs"
 		// Without a state, the filter's own index, whatever the
 		// statistics say: a backward walk of the table stops after a page
-		// only when the filter is common.
+		// only when the filter is common. (SQLite only: PostgreSQL has no
+		// such hint, and its planner weighs the filter's frequency.)
 		switch {
-		case state != nil:
+		case state != nil, d.postgres:
 		case p.Kind != "":
 			q += " INDEXED BY jobs_list_kind"
 		case p.Queue != "":
@@ -172,12 +178,17 @@ func listQuery(p ListParams) (query string, args []any, limit int, err error) {
 		for i := range states {
 			q, a := part(&states[i])
 			parts[i] = "SELECT * FROM (" + q + ")"
+			if d.postgres {
+				// PostgreSQL 15 wants a name for each; on SQLite one
+				// changes the plan (each part sorted apart).
+				parts[i] += " AS s" + strconv.Itoa(i)
+			}
 			args = append(args, a...)
 		}
 		query = strings.Join(parts, " UNION ALL ") + " ORDER BY id DESC LIMIT ?"
 		args = append(args, fetch)
 	}
-	return query, args, limit, nil
+	return d.rebind(query), args, limit, nil
 }
 
 // listStates checks and de-duplicates the states of a filter, in the
@@ -199,18 +210,15 @@ func listStates(in []State) ([]State, error) {
 
 // GetMany returns the jobs with the given ids that exist, in ascending id
 // order; ids of deleted jobs are simply absent. It is one query however many
-// ids are asked for (they are bound as one JSON array).
+// ids are asked for (they are bound as one JSON array; on PostgreSQL as one
+// array).
 func GetMany(ctx context.Context, db sqlx.QueryerContext, ids []int64) ([]*Job, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	idsJSON, err := json.Marshal(ids)
-	if err != nil {
-		return nil, err
-	}
+	d := dialectOf(db)
 	var rows []jobRow
-	err = sqlx.SelectContext(ctx, db, &rows,
-		"SELECT "+jobColumns+" FROM jobs WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id", string(idsJSON))
+	err := sqlx.SelectContext(ctx, db, &rows, d.getManySQL, d.ids(ids))
 	if err != nil {
 		return nil, fmt.Errorf("get jobs: %w", err)
 	}

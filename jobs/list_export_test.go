@@ -9,7 +9,7 @@ import (
 // ListPlan returns SQLite's query plan of List(p), one step a line, for the
 // tests that prove the list reads index ranges only.
 func ListPlan(ctx context.Context, db sqlx.QueryerContext, p ListParams) []string {
-	query, args, _, err := listQuery(p)
+	query, args, _, err := listQuery(sqliteDialect, p)
 	if err != nil {
 		return []string{"error: " + err.Error()}
 	}

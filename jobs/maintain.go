@@ -18,37 +18,12 @@ func (e *Engine) stopContext() (context.Context, context.CancelFunc) {
 	return ctx, cancel
 }
 
-// maintain runs the node's heartbeat until Stop: it records that the node
-// is alive, rescues dead nodes' jobs and reloads the queues' settings.
-func (e *Engine) maintain() {
+// every runs steps, in order, every interval until Stop, in the calling
+// goroutine (one of e.loops), with a context that ends at Stop. A step's
+// error is logged under its name; the next step and tick go on.
+func (e *Engine) every(interval time.Duration, steps ...step) {
 	defer e.loops.Done()
-	beat := time.NewTicker(e.cfg.HeartbeatInterval)
-	defer beat.Stop()
-	ctx, cancel := e.stopContext()
-	defer cancel()
-	for {
-		select {
-		case <-e.stopping:
-			return
-		case <-beat.C:
-			if err := e.heartbeat(ctx); err != nil && ctx.Err() == nil {
-				e.log.Error("heartbeat", "err", err)
-			}
-			if _, err := e.Rescue(ctx); err != nil && ctx.Err() == nil {
-				e.log.Error("rescue", "err", err)
-			}
-			if err := e.loadQueueSettings(ctx); err != nil && ctx.Err() == nil {
-				e.log.Error("reload queue settings", "err", err)
-			}
-		}
-	}
-}
-
-// pruneLoop prunes old finished jobs every PruneInterval until Stop, in its
-// own goroutine so that a long prune never delays the heartbeat.
-func (e *Engine) pruneLoop() {
-	defer e.loops.Done()
-	tick := time.NewTicker(e.cfg.PruneInterval)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	ctx, cancel := e.stopContext()
 	defer cancel()
@@ -57,9 +32,42 @@ func (e *Engine) pruneLoop() {
 		case <-e.stopping:
 			return
 		case <-tick.C:
-			if _, err := e.Prune(ctx); err != nil && ctx.Err() == nil {
-				e.log.Error("prune finished jobs", "err", err)
+			for _, s := range steps {
+				if err := s.run(ctx); err != nil && ctx.Err() == nil {
+					e.log.Error(s.name, "err", err)
+				}
 			}
 		}
 	}
+}
+
+// step is one named piece of periodic maintenance.
+type step struct {
+	name string
+	run  func(context.Context) error
+}
+
+// maintain runs the node's heartbeat until Stop: it records that the node
+// is alive, rescues dead nodes' jobs and reloads the queues' settings.
+func (e *Engine) maintain() {
+	e.every(e.cfg.HeartbeatInterval,
+		step{"heartbeat", e.heartbeat},
+		step{"rescue", func(ctx context.Context) error { _, err := e.Rescue(ctx); return err }},
+		step{"reload queue settings", e.loadQueueSettings})
+}
+
+// pruneLoop prunes old finished jobs every PruneInterval until Stop, in its
+// own goroutine so that a long prune never delays the heartbeat.
+func (e *Engine) pruneLoop() {
+	e.every(e.cfg.PruneInterval,
+		step{"prune finished jobs", func(ctx context.Context) error { _, err := e.Prune(ctx); return err }})
+}
+
+// compactLoop folds the count ledgers every CompactInterval until Stop
+// (PostgreSQL only): the triggers append a row per statement, and every
+// count reads the sum of its rows, so left alone the dashboard's counts
+// would grow slower with every job. Several nodes may run it: the fold
+// takes an advisory lock and a node that does not get it skips its turn.
+func (e *Engine) compactLoop() {
+	e.every(e.cfg.CompactInterval, step{"compact job counts", e.st.CompactCounts})
 }

@@ -82,6 +82,19 @@ type QueueInfo struct {
 	Counts map[State]int
 }
 
+// Queue settings' statements, the same on both dialects but for the
+// placeholders (paused is written true/false: a boolean on PostgreSQL, 1/0
+// in SQLite's integer column).
+const (
+	loadQueuesSQL = `SELECT name, "limit", paused FROM job_queues`
+	pauseQueueSQL = `INSERT INTO job_queues (name, paused, updated_at) VALUES (?1, true, ?2)
+		 ON CONFLICT (name) DO UPDATE SET paused = true, updated_at = ?2`
+	resumeQueueSQL = `INSERT INTO job_queues (name, paused, updated_at) VALUES (?1, false, ?2)
+		 ON CONFLICT (name) DO UPDATE SET paused = false, updated_at = ?2`
+	scaleQueueSQL = `INSERT INTO job_queues (name, "limit", updated_at) VALUES (?1, ?3, ?2)
+		 ON CONFLICT (name) DO UPDATE SET "limit" = ?3, updated_at = ?2`
+)
+
 type queueSetting struct {
 	Name   string        `db:"name"`
 	Limit  sql.NullInt64 `db:"limit"`
@@ -96,7 +109,7 @@ func (e *Engine) loadQueueSettings(ctx context.Context) error {
 	e.settingsMu.Lock()
 	defer e.settingsMu.Unlock()
 	var rows []queueSetting
-	if err := e.db.SelectContext(ctx, &rows, `SELECT name, "limit", paused FROM job_queues`); err != nil {
+	if err := e.db.SelectContext(ctx, &rows, e.d.loadQueues); err != nil {
 		return fmt.Errorf("load queue settings: %w", err)
 	}
 	stored := map[string]queueSetting{}
@@ -123,11 +136,11 @@ func (e *Engine) Queues(ctx context.Context) ([]QueueInfo, error) {
 		N     int    `db:"n"`
 	}
 	var counts []countRow
-	if err := e.reader.SelectContext(ctx, &counts, "SELECT queue, state, n FROM job_counts WHERE n > 0"); err != nil {
+	if err := e.reader.SelectContext(ctx, &counts, e.d.queueCounts); err != nil {
 		return nil, fmt.Errorf("queues: %w", err)
 	}
 	var settings []queueSetting
-	if err := e.reader.SelectContext(ctx, &settings, `SELECT name, "limit", paused FROM job_queues`); err != nil {
+	if err := e.reader.SelectContext(ctx, &settings, e.d.loadQueues); err != nil {
 		return nil, fmt.Errorf("queues: %w", err)
 	}
 	infos := map[string]*QueueInfo{}
@@ -179,7 +192,7 @@ func (e *Engine) Counts(ctx context.Context) (map[State]int, error) {
 		N     int    `db:"n"`
 	}
 	var rows []row
-	if err := e.reader.SelectContext(ctx, &rows, "SELECT state, sum(n) AS n FROM job_counts GROUP BY state"); err != nil {
+	if err := e.reader.SelectContext(ctx, &rows, e.d.stateCounts); err != nil {
 		return nil, fmt.Errorf("count jobs: %w", err)
 	}
 	m := zeroCounts()
@@ -193,16 +206,12 @@ func (e *Engine) Counts(ctx context.Context) (map[State]int, error) {
 // setting is stored: it survives a restart and reaches other nodes at their
 // next heartbeat.
 func (e *Engine) PauseQueue(ctx context.Context, name string) error {
-	return e.updateQueue(ctx, name, func(q *queue) { q.paused = true },
-		`INSERT INTO job_queues (name, paused, updated_at) VALUES (?1, 1, ?2)
-		 ON CONFLICT (name) DO UPDATE SET paused = 1, updated_at = ?2`)
+	return e.updateQueue(ctx, name, func(q *queue) { q.paused = true }, e.d.pauseQueue)
 }
 
 // ResumeQueue lets a paused queue claim jobs again, at once.
 func (e *Engine) ResumeQueue(ctx context.Context, name string) error {
-	return e.updateQueue(ctx, name, func(q *queue) { q.paused = false },
-		`INSERT INTO job_queues (name, paused, updated_at) VALUES (?1, 0, ?2)
-		 ON CONFLICT (name) DO UPDATE SET paused = 0, updated_at = ?2`)
+	return e.updateQueue(ctx, name, func(q *queue) { q.paused = false }, e.d.resumeQueue)
 }
 
 // ScaleQueue sets how many jobs of name run at once (1…MaxQueueLimit). A
@@ -212,9 +221,7 @@ func (e *Engine) ScaleQueue(ctx context.Context, name string, limit int) error {
 	if limit < 1 || limit > MaxQueueLimit {
 		return fmt.Errorf("scale queue %q: limit %d is outside 1…%d", name, limit, MaxQueueLimit)
 	}
-	return e.updateQueue(ctx, name, func(q *queue) { q.limit = limit },
-		`INSERT INTO job_queues (name, "limit", updated_at) VALUES (?1, ?3, ?2)
-		 ON CONFLICT (name) DO UPDATE SET "limit" = ?3, updated_at = ?2`, limit)
+	return e.updateQueue(ctx, name, func(q *queue) { q.limit = limit }, e.d.scaleQueue, limit)
 }
 
 func (e *Engine) updateQueue(ctx context.Context, name string, apply func(*queue), query string, extra ...any) error {

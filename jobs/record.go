@@ -2,13 +2,15 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -192,23 +194,59 @@ func sqliteCode(err error) int {
 	return 0
 }
 
+// pgCode is the SQLSTATE of a PostgreSQL error, or "".
+func pgCode(err error) string {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code
+	}
+	return ""
+}
+
 // transient reports whether err says the database could not take the
-// write now (busy, locked, out of memory, I/O error, full disk, cannot
-// open, locking protocol), rather than that the write itself is wrong: such
-// a write is retried unchanged.
+// write now, rather than that the write itself is wrong: such a write is
+// retried unchanged. SQLite: busy, locked, out of memory, I/O error, full
+// disk, cannot open, locking protocol. PostgreSQL: a serialization failure
+// or deadlock (40…), a lost connection (08…), too few resources (53…), an
+// operator or shutdown intervention (57P…), or a connection the driver
+// found broken.
 func transient(err error) bool {
 	switch sqliteCode(err) {
 	case 5, 6, 7, 10, 13, 14, 15: // BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL
 		return true
 	}
-	return false
+	code := pgCode(err)
+	switch {
+	case strings.HasPrefix(code, "40"), strings.HasPrefix(code, "08"), strings.HasPrefix(code, "53"),
+		strings.HasPrefix(code, "57P"):
+		return true
+	}
+	return errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) || pgconn.Timeout(err)
+}
+
+// retryable reports whether a PostgreSQL transaction failed only because
+// it met another one (a serialization failure or a deadlock): run again,
+// it succeeds.
+func retryable(err error) bool {
+	code := pgCode(err)
+	return code == "40001" || code == "40P01"
+}
+
+// isUniqueViolation reports whether err is a broken unique index (SQLite
+// reports any constraint with one code; the engine's statements can only
+// break the unique ones).
+func isUniqueViolation(err error) bool {
+	return sqliteCode(err) == sqliteConstraint || pgCode(err) == "23505"
 }
 
 // isCommitConstraint reports whether err is a COMMIT refused for a
 // deferred constraint, which only the transaction's writes can break.
 func isCommitConstraint(err error) bool {
 	var c *commitError
-	return errors.As(err, &c) && sqliteCode(c.err) == sqliteConstraint
+	if !errors.As(err, &c) {
+		return false
+	}
+	return sqliteCode(c.err) == sqliteConstraint || strings.HasPrefix(pgCode(c.err), "23")
 }
 
 // runRecordTx runs one RecordTx callback, turning a panic into its error:
@@ -222,7 +260,7 @@ func runRecordTx(ctx context.Context, fn func(context.Context, *sqlx.Tx) error, 
 	return fn(ctx, tx)
 }
 
-// outcomeSQL records the outcomes of a batch in one statement: ?1 is a JSON
+// outcomeSQL (SQLite) records the outcomes of a batch in one statement: ?1 is a JSON
 // array of outcomeRow. Only rows still executing under this node (?2) are
 // written; RETURNING names them. (The unary + keeps the planner from
 // walking the state index instead of looking each id up.)
@@ -286,11 +324,11 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 			others = append(others, r)
 		}
 	}
-	var arg []byte
+	var outcomeArgs []any
 	if len(others) > 0 {
 		var err error
-		if arg, err = json.Marshal(others); err != nil {
-			return fmt.Errorf("encode outcomes: %w", err)
+		if outcomeArgs, err = e.d.outcomeArgs(others, e.cfg.Node); err != nil {
+			return err
 		}
 	}
 	written := make([]bool, len(batch))
@@ -303,10 +341,7 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 		// Each group's ids apart: sqlx's Select overwrites the slice it
 		// is given.
 		var done []int64
-		groupJSON, err := json.Marshal(group)
-		if err == nil {
-			err = tx.StmtxContext(ctx, e.stmts.complete).SelectContext(ctx, &done, string(groupJSON), at, e.cfg.Node)
-		}
+		err := tx.StmtxContext(ctx, e.stmts.complete).SelectContext(ctx, &done, e.d.ids(group), at, e.cfg.Node)
 		if err != nil {
 			tx.Rollback()
 			return fmt.Errorf("record %d completions: %w", len(group), err)
@@ -315,7 +350,7 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 	}
 	if len(others) > 0 {
 		var more []int64
-		if err := tx.StmtxContext(ctx, e.stmts.outcome).SelectContext(ctx, &more, string(arg), e.cfg.Node); err != nil {
+		if err := tx.StmtxContext(ctx, e.stmts.outcome).SelectContext(ctx, &more, outcomeArgs...); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("record %d outcomes: %w", len(others), err)
 		}
@@ -342,7 +377,7 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 		tx.Rollback()
 		return err
 	}
-	if err := d.apply(ctx, tx, e.stmts.counts); err != nil {
+	if err := e.applyCounts(ctx, tx, d, e.stmts.counts); err != nil {
 		tx.Rollback()
 		return err
 	}

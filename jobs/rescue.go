@@ -3,20 +3,25 @@ package jobs
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 )
 
+// Statements both dialects share (PostgreSQL's with $N, see dollars).
+const (
+	heartbeatSQL = `INSERT INTO job_nodes (name, host, pid, started_at, heartbeat_at, boot_id, proc_start)
+		VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
+		ON CONFLICT (name) DO UPDATE SET host = ?2, pid = ?3, heartbeat_at = ?4, boot_id = ?5, proc_start = ?6`
+	nodesSQL      = "SELECT name, host, pid, heartbeat_at, boot_id, proc_start FROM job_nodes"
+	deleteNodeSQL = "DELETE FROM job_nodes WHERE name = ?"
+)
+
 // heartbeat records that this node is alive, and which process it is.
 func (e *Engine) heartbeat(ctx context.Context) error {
 	now := e.now().UnixMilli()
-	_, err := e.db.ExecContext(ctx, `INSERT INTO job_nodes (name, host, pid, started_at, heartbeat_at, boot_id, proc_start)
-		VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
-		ON CONFLICT (name) DO UPDATE SET host = ?2, pid = ?3, heartbeat_at = ?4, boot_id = ?5, proc_start = ?6`,
-		e.cfg.Node, e.host, e.pid, now, sql.NullString{String: e.bootID, Valid: e.bootID != ""}, e.procStart)
+	_, err := e.db.ExecContext(ctx, e.d.heartbeat, e.cfg.Node, e.host, e.pid, now, sql.NullString{String: e.bootID, Valid: e.bootID != ""}, e.procStart)
 	if err != nil {
 		return fmt.Errorf("node %s: heartbeat: %w", e.cfg.Node, err)
 	}
@@ -91,7 +96,7 @@ func (e *Engine) rescue(ctx context.Context, atStart bool) (int, error) {
 	var ids []int64
 	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
 		var nodes []nodeRow
-		if err := tx.SelectContext(ctx, &nodes, "SELECT name, host, pid, heartbeat_at, boot_id, proc_start FROM job_nodes"); err != nil {
+		if err := tx.SelectContext(ctx, &nodes, e.d.nodes); err != nil {
 			return fmt.Errorf("read nodes: %w", err)
 		}
 		var dead []string
@@ -100,26 +105,9 @@ func (e *Engine) rescue(ctx context.Context, atStart bool) (int, error) {
 				dead = append(dead, n.Name)
 			}
 		}
-		if dead == nil {
-			dead = []string{}
-		}
-		deadJSON, _ := json.Marshal(dead)
 		var rescued []jobPlace
-		err := tx.SelectContext(ctx, &rescued, `UPDATE jobs SET
-			state        = CASE WHEN rescues + 1 >= ?1 THEN 'discarded' ELSE 'retryable' END,
-			discarded_at = CASE WHEN rescues + 1 >= ?1 THEN ?2 END,
-			attempt      = CASE WHEN rescues + 1 >= ?1 THEN attempt ELSE max(attempt - 1, 0) END,
-			rescues      = rescues + 1,
-			scheduled_at = ?2,
-			errors       = json_insert(errors, '$[#]', json_object(
-				'attempt', attempt, 'at', ?3,
-				'error', 'interrupted: the process running this attempt (' || coalesce(attempted_by, '?') || ') stopped before it finished'))
-			WHERE state = 'executing' AND (?5 OR attempted_by IS NOT ?6) AND (
-				attempted_by IS NULL
-				OR attempted_by IN (SELECT value FROM json_each(?4))
-				OR attempted_by NOT IN (SELECT name FROM job_nodes))
-			RETURNING id, queue, state`,
-			MaxRescues, now.UnixMilli(), now.Format(time.RFC3339Nano), string(deadJSON), atStart, e.cfg.Node)
+		err := tx.SelectContext(ctx, &rescued, e.d.rescue,
+			MaxRescues, now.UnixMilli(), now.Format(time.RFC3339Nano), e.d.strs(dead), atStart, e.cfg.Node)
 		if err != nil {
 			return fmt.Errorf("rescue executing jobs: %w", err)
 		}
@@ -128,13 +116,12 @@ func (e *Engine) rescue(ctx context.Context, atStart bool) (int, error) {
 			ids = append(ids, r.ID)
 			d.move(r.Queue, StateExecuting, r.State)
 		}
-		if err := d.apply(ctx, tx, nil); err != nil {
+		if err := e.applyCounts(ctx, tx, d, nil); err != nil {
 			return err
 		}
 		// The dead nodes' jobs are rescued: forget them (this node's own
 		// row stays, it is alive again).
-		_, err = tx.ExecContext(ctx, `DELETE FROM job_nodes WHERE name IN (SELECT value FROM json_each(?1)) AND name != ?2`,
-			string(deadJSON), e.cfg.Node)
+		_, err = tx.ExecContext(ctx, e.d.forgetNodes, e.d.strs(dead), e.cfg.Node)
 		return err
 	})
 	if err != nil {

@@ -53,12 +53,12 @@ func BenchmarkSchema(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := tx.Exec(`UPDATE jobs SET state = 'executing', attempt = attempt + 1, attempted_at = 2, attempted_by = 'n'
-					WHERE id IN (SELECT value FROM json_each(?))`, arg); err != nil {
+				if _, err := tx.Exec(tx.Rebind(`UPDATE jobs SET state = 'executing', attempt = attempt + 1, attempted_at = 2, attempted_by = 'n'
+					WHERE id IN (SELECT value FROM json_each(?))`), arg); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := tx.Exec(`UPDATE jobs SET state = 'completed', completed_at = 3
-					WHERE id IN (SELECT value FROM json_each(?))`, arg); err != nil {
+				if _, err := tx.Exec(tx.Rebind(`UPDATE jobs SET state = 'completed', completed_at = 3
+					WHERE id IN (SELECT value FROM json_each(?))`), arg); err != nil {
 					b.Fatal(err)
 				}
 				if err := tx.Commit(); err != nil {

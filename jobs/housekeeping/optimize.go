@@ -16,7 +16,8 @@ import (
 const (
 	Kind  = "db_optimize"
 	Queue = "maintenance"
-	// QueueLimit: one at a time; it holds the single writer connection.
+	// QueueLimit: one at a time; on SQLite it holds the single writer
+	// connection.
 	QueueLimit = 1
 	Name       = "db-optimize"
 	Spec       = "@hourly"
@@ -48,8 +49,11 @@ func Periodic() jobs.PeriodicJob {
 // analysed: a table that grew from 10 to 1,000,000 rows since may get a
 // poor plan. PRAGMA optimize analyses only the tables that need it, and
 // with analysis_limit each in bounded time (milliseconds), so it never
-// holds the writer long. On another database (PostgreSQL) it runs ANALYZE,
-// the same refresh.
+// holds the writer long. On PostgreSQL it runs ANALYZE, the same refresh:
+// autovacuum analyses too, but on its own schedule and thresholds, and
+// ANALYZE samples a bounded number of rows a table (30,000 by default), so
+// an hourly run costs little and keeps the cron entry meaning the same on
+// both databases.
 type OptimizeWorker struct {
 	DB *sqlx.DB
 }

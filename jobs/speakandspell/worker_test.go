@@ -1,7 +1,9 @@
 package speakandspell_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"slices"
@@ -16,16 +18,16 @@ import (
 	"github.com/phonehome/phonehome/store/storetest"
 )
 
-func setup(t *testing.T, ets int) (*store.Store, *jobs.Engine) {
-	st, engine, _ := setupChanges(t, ets)
+func setup(t *testing.T, be storetest.Backend, ets int) (*store.Store, *jobs.Engine) {
+	st, engine, _ := setupChanges(t, be, ets)
 	return st, engine
 }
 
 // setupChanges is setup whose engine records what OnChange receives.
-func setupChanges(t *testing.T, ets int) (*store.Store, *jobs.Engine, *[]int64) {
+func setupChanges(t *testing.T, be storetest.Backend, ets int) (*store.Store, *jobs.Engine, *[]int64) {
 	t.Helper()
 	ctx := context.Background()
-	st := storetest.Open(t, "")
+	st := be.Open(t)
 	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
 		t.Fatal(err)
 	}
@@ -55,113 +57,135 @@ type jobRow struct {
 
 const jobRowColumns = "state, queue, kind, args, priority, max_attempts, tags, unique_key"
 
+// argID is the SQL of a call job's extraterrestrial id, per dialect.
+var argID = map[store.Dialect]string{
+	store.SQLite:   "json_extract(args, '$.extraterrestrial_id')",
+	store.Postgres: "(args ->> 'extraterrestrial_id')::bigint",
+}
+
+// compactJSON is s without the spaces PostgreSQL's jsonb adds when it
+// prints a value (SQLite keeps the text as written).
+func compactJSON(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return b.String()
+}
+
 // The bulk insert writes the very rows the job API writes, so the engine
 // runs them and the unique-in-flight index treats both alike.
 func TestBulkCallsAreTheJobAPIsRows(t *testing.T) {
 	t.Parallel()
-	st, engine, changes := setupChanges(t, 3)
-	ctx := context.Background()
-	// Row 1's call goes through the job API, rows 2 and 3 in bulk (row 1 is skipped: in flight).
-	var api jobs.InsertResult
-	err := st.InTx(ctx, func(tx *sqlx.Tx) error {
-		var err error
-		api, err = engine.InsertTx(ctx, tx, speakandspell.Args{ExtraterrestrialID: 1}, jobs.InsertOpts{})
-		return err
+	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+		st, engine, changes := setupChanges(t, be, 3)
+		ctx := context.Background()
+		// Row 1's call goes through the job API, rows 2 and 3 in bulk (row 1 is skipped: in flight).
+		var api jobs.InsertResult
+		err := st.InTx(ctx, func(tx *sqlx.Tx) error {
+			var err error
+			api, err = engine.InsertTx(ctx, tx, speakandspell.Args{ExtraterrestrialID: 1}, jobs.InsertOpts{})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		*changes = nil
+		n, err := speakandspell.PhoneHome(ctx, engine)
+		if err != nil || n != 2 {
+			t.Fatalf("PhoneHome = %d, %v; want 2 (row 1 is in flight)", n, err)
+		}
+		changed := *changes
+		// (The API's insert is reported at the same Wake.)
+		if !slices.Contains(changed, api.ID+1) || !slices.Contains(changed, api.ID+2) || len(changed) > 3 {
+			t.Errorf("OnChange got %v, want the two new jobs %d and %d", changed, api.ID+1, api.ID+2)
+		}
+		var rows []jobRow
+		if err := st.Reader.Select(&rows, "SELECT "+jobRowColumns+" FROM jobs ORDER BY id"); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 3 {
+			t.Fatalf("%d jobs, want 3", len(rows))
+		}
+		want := func(id string) jobRow {
+			key := `speak_and_spell:{"extraterrestrial_id":` + id + `}`
+			return jobRow{State: "available", Queue: "phone_calls", Kind: "speak_and_spell",
+				Args: `{"extraterrestrial_id":` + id + `}`, MaxAttempts: 5, Tags: "[]", UniqueKey: &key}
+		}
+		for i, id := range []string{"1", "2", "3"} {
+			got, w := rows[i], want(id)
+			got.Args, got.Tags = compactJSON(t, got.Args), compactJSON(t, got.Tags)
+			if got.UniqueKey == nil || *got.UniqueKey != *w.UniqueKey {
+				t.Errorf("job for %s: unique key %v, want %s", id, got.UniqueKey, *w.UniqueKey)
+			}
+			got.UniqueKey, w.UniqueKey = nil, nil
+			if got != w {
+				t.Errorf("job for %s = %+v, want %+v", id, got, w)
+			}
+		}
+		if api.Duplicate {
+			t.Error("the API insert was reported a duplicate")
+		}
+		// The API sees the bulk jobs as duplicates, and a second Phone Home adds nothing.
+		err = st.InTx(ctx, func(tx *sqlx.Tx) error {
+			res, err := engine.InsertTx(ctx, tx, speakandspell.Args{ExtraterrestrialID: 2}, jobs.InsertOpts{})
+			if err == nil && !res.Duplicate {
+				t.Error("the job API inserted a second call for row 2")
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 0 {
+			t.Errorf("second PhoneHome = %d, %v; want 0", n, err)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	*changes = nil
-	n, err := speakandspell.PhoneHome(ctx, engine)
-	if err != nil || n != 2 {
-		t.Fatalf("PhoneHome = %d, %v; want 2 (row 1 is in flight)", n, err)
-	}
-	changed := *changes
-	// (The API's insert is reported at the same Wake.)
-	if !slices.Contains(changed, api.ID+1) || !slices.Contains(changed, api.ID+2) || len(changed) > 3 {
-		t.Errorf("OnChange got %v, want the two new jobs %d and %d", changed, api.ID+1, api.ID+2)
-	}
-	var rows []jobRow
-	if err := st.Reader.Select(&rows, "SELECT "+jobRowColumns+" FROM jobs ORDER BY id"); err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) != 3 {
-		t.Fatalf("%d jobs, want 3", len(rows))
-	}
-	want := func(id string) jobRow {
-		key := `speak_and_spell:{"extraterrestrial_id":` + id + `}`
-		return jobRow{State: "available", Queue: "phone_calls", Kind: "speak_and_spell",
-			Args: `{"extraterrestrial_id":` + id + `}`, MaxAttempts: 5, Tags: "[]", UniqueKey: &key}
-	}
-	for i, id := range []string{"1", "2", "3"} {
-		got, w := rows[i], want(id)
-		if got.UniqueKey == nil || *got.UniqueKey != *w.UniqueKey {
-			t.Errorf("job for %s: unique key %v, want %s", id, got.UniqueKey, *w.UniqueKey)
-		}
-		got.UniqueKey, w.UniqueKey = nil, nil
-		if got != w {
-			t.Errorf("job for %s = %+v, want %+v", id, got, w)
-		}
-	}
-	if api.Duplicate {
-		t.Error("the API insert was reported a duplicate")
-	}
-	// The API sees the bulk jobs as duplicates, and a second Phone Home adds nothing.
-	err = st.InTx(ctx, func(tx *sqlx.Tx) error {
-		res, err := engine.InsertTx(ctx, tx, speakandspell.Args{ExtraterrestrialID: 2}, jobs.InsertOpts{})
-		if err == nil && !res.Duplicate {
-			t.Error("the job API inserted a second call for row 2")
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 0 {
-		t.Errorf("second PhoneHome = %d, %v; want 0", n, err)
-	}
 }
 
 // Only those that never tried or got no answer are called, and once their
 // calls are finished, those with no answer are called again.
 func TestPhoneHomeSelectsEligibleRows(t *testing.T) {
 	t.Parallel()
-	st, engine := setup(t, 6)
-	ctx := context.Background()
-	set := func(id int64, s store.Status) {
-		t.Helper()
-		err := st.InTx(ctx, func(tx *sqlx.Tx) error {
-			_, err := store.RecordCallTx(ctx, tx, id, s, 1, time.Now())
-			return err
-		})
-		if err != nil {
+	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+		st, engine := setup(t, be, 6)
+		ctx := context.Background()
+		set := func(id int64, s store.Status) {
+			t.Helper()
+			err := st.InTx(ctx, func(tx *sqlx.Tx) error {
+				_, err := store.RecordCallTx(ctx, tx, id, s, 1, time.Now())
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		set(1, store.StatusSpaceTaxi)
+		set(2, store.StatusPhoningHome)
+		set(3, store.StatusNoAnswer)
+		if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 4 {
+			t.Fatalf("PhoneHome = %d, %v; want 4 (rows 3–6)", n, err)
+		}
+		// The calls finish; row 4 gets no answer: it alone is eligible again.
+		if _, err := st.Writer.Exec("UPDATE jobs SET state = 'discarded'"); err != nil {
 			t.Fatal(err)
 		}
-	}
-	set(1, store.StatusSpaceTaxi)
-	set(2, store.StatusPhoningHome)
-	set(3, store.StatusNoAnswer)
-	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 4 {
-		t.Fatalf("PhoneHome = %d, %v; want 4 (rows 3–6)", n, err)
-	}
-	// The calls finish; row 4 gets no answer: it alone is eligible again.
-	if _, err := st.Writer.Exec("UPDATE jobs SET state = 'discarded'"); err != nil {
-		t.Fatal(err)
-	}
-	set(3, store.StatusSpaceTaxi)
-	set(4, store.StatusNoAnswer)
-	set(5, store.StatusSpaceTaxi)
-	set(6, store.StatusSpaceTaxi)
-	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 1 {
-		t.Fatalf("PhoneHome after the calls = %d, %v; want 1 (row 4)", n, err)
-	}
-	var ids []int64
-	if err := st.Reader.Select(&ids, "SELECT json_extract(args, '$.extraterrestrial_id') FROM jobs WHERE state = 'available'"); err != nil {
-		t.Fatal(err)
-	}
-	if len(ids) != 1 || ids[0] != 4 {
-		t.Errorf("available calls for %v, want [4]", ids)
-	}
+		set(3, store.StatusSpaceTaxi)
+		set(4, store.StatusNoAnswer)
+		set(5, store.StatusSpaceTaxi)
+		set(6, store.StatusSpaceTaxi)
+		if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 1 {
+			t.Fatalf("PhoneHome after the calls = %d, %v; want 1 (row 4)", n, err)
+		}
+		var ids []int64
+		if err := st.Reader.Select(&ids, "SELECT "+argID[st.Dialect]+" FROM jobs WHERE state = 'available'"); err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != 1 || ids[0] != 4 {
+			t.Errorf("available calls for %v, want [4]", ids)
+		}
+	})
 }
 
 // The ids PhoneHome reports are the ids of the rows it inserted, also when
@@ -169,30 +193,32 @@ func TestPhoneHomeSelectsEligibleRows(t *testing.T) {
 // 0009) and when some extraterrestrials are skipped, their calls in flight.
 func TestPhoneHomeReportsTheInsertedIDs(t *testing.T) {
 	t.Parallel()
-	st, engine, changes := setupChanges(t, 5)
-	ctx := context.Background()
-	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 5 {
-		t.Fatalf("PhoneHome = %d, %v; want 5", n, err)
-	}
-	// The newest job is deleted, two calls finish with no answer, and row
-	// 1's call is still in flight.
-	if _, err := st.Writer.Exec(`DELETE FROM jobs WHERE id = (SELECT max(id) FROM jobs);
-		UPDATE jobs SET state = 'discarded' WHERE json_extract(args, '$.extraterrestrial_id') IN (2, 4);
+	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+		st, engine, changes := setupChanges(t, be, 5)
+		ctx := context.Background()
+		if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 5 {
+			t.Fatalf("PhoneHome = %d, %v; want 5", n, err)
+		}
+		// The newest job is deleted, two calls finish with no answer, and row
+		// 1's call is still in flight.
+		if _, err := st.Writer.Exec(`DELETE FROM jobs WHERE id = (SELECT max(id) FROM jobs);
+		UPDATE jobs SET state = 'discarded' WHERE ` + argID[st.Dialect] + ` IN (2, 4);
 		UPDATE extraterrestrials SET communication_status = 'no_answer' WHERE id IN (1, 2, 4)`); err != nil {
-		t.Fatal(err)
-	}
-	*changes = nil
-	if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 3 {
-		t.Fatalf("PhoneHome = %d, %v; want 3 (rows 2, 4 and the deleted job's 5)", n, err)
-	}
-	var got []int64
-	if err := st.Reader.Select(&got, "SELECT id FROM jobs WHERE id > 5 ORDER BY id"); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, []int64{6, 7, 8}) {
-		t.Errorf("new job ids %v, want [6 7 8]: after the deleted 5, none reused, none skipped", got)
-	}
-	if !slices.Equal(*changes, got) {
-		t.Errorf("OnChange got %v, want the inserted %v", *changes, got)
-	}
+			t.Fatal(err)
+		}
+		*changes = nil
+		if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 3 {
+			t.Fatalf("PhoneHome = %d, %v; want 3 (rows 2, 4 and the deleted job's 5)", n, err)
+		}
+		var got []int64
+		if err := st.Reader.Select(&got, "SELECT id FROM jobs WHERE id > 5 ORDER BY id"); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, []int64{6, 7, 8}) {
+			t.Errorf("new job ids %v, want [6 7 8]: after the deleted 5, none reused, none skipped", got)
+		}
+		if !slices.Equal(*changes, got) {
+			t.Errorf("OnChange got %v, want the inserted %v", *changes, got)
+		}
+	})
 }
