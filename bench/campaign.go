@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,13 +77,16 @@ func buildApp(ctx context.Context, root, dir string) (appBinary, error) {
 // generated extraterrestrials. When profile is not empty the app writes
 // its CPU profile there (its -cpuprofile flag).
 func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profile string) (map[string]float64, error) {
-	db := filepath.Join(dir, "campaign.db")
+	db, err := dbTarget(ctx, dir, "campaign")
+	if err != nil {
+		return nil, err
+	}
 	seed := exec.CommandContext(ctx, bin.Path, "seed", "-db", db, "-ets", strconv.Itoa(rows))
 	seed.Env = appenv.Clean()
 	if out, err := seed.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("seed: %v: %s", err, out)
 	}
-	total, err := countRows(ctx, db, "SELECT count(*) FROM extraterrestrials")
+	total, err := countOn(ctx, db, "SELECT count(*) FROM extraterrestrials")
 	if err != nil {
 		return nil, err
 	}
@@ -211,14 +213,14 @@ func runCampaign(ctx context.Context, bin appBinary, dir string, rows int, profi
 	}
 
 	// What the file says, read-only, with the server stopped.
-	away, err := countRows(ctx, db, "SELECT count(*) FROM extraterrestrials WHERE communication_status IS NOT 'space_taxi_on_the_way'")
+	away, err := countOn(ctx, db, "SELECT count(*) FROM extraterrestrials WHERE communication_status IS NOT 'space_taxi_on_the_way'")
 	if err != nil {
 		return nil, err
 	}
 	if away != 0 {
 		return nil, fmt.Errorf("%d rows not home in the database after the API said all were", away)
 	}
-	open, err := countRows(ctx, db, "SELECT count(*) FROM jobs WHERE kind = 'speak_and_spell' AND state <> 'completed'")
+	open, err := countOn(ctx, db, "SELECT count(*) FROM jobs WHERE kind = 'speak_and_spell' AND state <> 'completed'")
 	if err != nil {
 		return nil, err
 	}
@@ -306,20 +308,6 @@ func (c *streamClient) read(ctx context.Context, u string, want int) error {
 			hasData = true
 		}
 	}
-}
-
-// countRows runs a count query on the database file, read-only.
-func countRows(ctx context.Context, path, query string) (int, error) {
-	db, err := sql.Open("sqlite", sqliteDSN(path, []string{"query_only(1)", "busy_timeout(5000)"}))
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRowContext(ctx, query).Scan(&n); err != nil {
-		return 0, fmt.Errorf("%s: %w", query, err)
-	}
-	return n, nil
 }
 
 // waitFor polls cond every few milliseconds until it holds, fails, or limit

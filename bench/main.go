@@ -38,7 +38,19 @@ func main() {
 	campaignRows := flag.Int("campaign-rows", 20_000, "extraterrestrials in the campaign scenario (River drains as many no-op jobs)")
 	appRoot := flag.String("app", "..", "the phonehome module's folder, built with go build for the campaign scenario")
 	appProfile := flag.String("app-cpuprofile", "", "campaign: the app's CPU profile, through its -cpuprofile flag (FILE, or FILE with .runN before the extension when -runs > 1)")
+	flag.StringVar(&pgServer, "pg", "", "measure on this PostgreSQL server instead of SQLite files (a postgres:// URL of a user that may create databases; each run gets a database of its own): W1–W3 and the campaign, phonehome against River, into the section \""+pgSectionHeading+"\"")
 	flag.Parse()
+	if onPostgres() {
+		sectionHeading = pgSectionHeading
+		queueSystems = pgQueueSystems
+		campaignPeer = riverPGSystem
+		if !flagSet("only") {
+			*only = strings.Join(pgScenarios, ",")
+		}
+		if !flagSet("analysis") {
+			*analysisPath = "analysis-pg.md"
+		}
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -58,6 +70,9 @@ func main() {
 		}
 		if !slices.Contains(scenarios, s) {
 			log.Fatalf("-only: unknown scenario %q (want some of %s)", s, strings.Join(scenarios, ", "))
+		}
+		if onPostgres() && !slices.Contains(pgScenarios, s) {
+			log.Fatalf("-only: scenario %q is not measured on PostgreSQL (-pg takes %s)", s, strings.Join(pgScenarios, ", "))
 		}
 		want[s] = true
 	}
@@ -92,6 +107,9 @@ func main() {
 	date := time.Now().UTC().Format("2006-01-02 15:04 UTC")
 	machine := mdreport.Machine()
 	rev := appRevision()
+	if onPostgres() {
+		machine += fmt.Sprintf(", %s (fsync %s, synchronous_commit %s)", pgVersion(ctx), pgSetting(ctx, "fsync"), pgSetting(ctx, "synchronous_commit"))
+	}
 	log.Printf("%s; %s; phonehome at %s", machine, date, rev)
 
 	sizes := map[string]int{"w1": *nJobs, "w2": max(*nJobs/10, 1), "w3": *w3Count, "raw": *nJobs, "dash": *dashJobs,
@@ -143,7 +161,7 @@ func main() {
 				for _, sys := range order {
 					measure(ctx, sd, run, s, sys, func(dir string) (map[string]float64, error) {
 						if sys == "River" {
-							return runW1(ctx, riverSystem, dir, sizes[s])
+							return runW1(ctx, campaignPeer, dir, sizes[s])
 						}
 						return runCampaign(ctx, app, dir, sizes[s], profilePath(*appProfile, run, *runs))
 					})
@@ -181,14 +199,18 @@ func main() {
 
 	command := "go run ."
 	if len(os.Args) > 1 {
-		command += " " + strings.Join(os.Args[1:], " ")
+		command = redactCommand(command + " " + strings.Join(os.Args[1:], " "))
 	}
 	for s, sd := range fresh {
 		sd.Command = command
 		data.Scenarios[s] = sd
 	}
 	analysis, _ := os.ReadFile(*analysisPath)
-	if err := writeSection(*out, render(data, string(analysis))); err != nil {
+	renderSection := render
+	if onPostgres() {
+		renderSection = renderPG
+	}
+	if err := writeSection(*out, renderSection(data, string(analysis))); err != nil {
 		log.Fatal(err)
 	}
 	abs, _ := filepath.Abs(*out)
@@ -212,6 +234,9 @@ func measure(ctx context.Context, sd *scenarioData, run int, scenario, system st
 	defer os.RemoveAll(dir)
 	t0 := time.Now()
 	m, err := fn(dir)
+	if dropErr := dropDatabases(context.WithoutCancel(ctx)); dropErr != nil {
+		log.Fatal(dropErr)
+	}
 	if err != nil {
 		log.Printf("run %d %-4s %-9s FAILED after %s: %v", run, scenario, system, time.Since(t0).Round(time.Millisecond), err)
 		sd.Errors[system] = err.Error()
@@ -243,4 +268,11 @@ func dashboard(ctx context.Context, dir string, rows int) (map[string]float64, s
 	}
 	m, how, err := runDash(ctx, dir, rows, wrapped)
 	return m, how, order, err
+}
+
+// flagSet says whether the command line set the flag name.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -51,6 +51,10 @@ const workers = 50
 // queueSystems are the systems W1–W3 run on, in table order.
 var queueSystems = []queueSystem{phonehomeSystem, riverSystem, backliteSystem}
 
+// campaignPeer is the queue the campaign scenario runs against: River, on
+// the same kind of database as phonehome.
+var campaignPeer = riverSystem
+
 // discardLogger drops every record; every system gets one, so none pays
 // for logging.
 var discardLogger = slog.New(slog.DiscardHandler)

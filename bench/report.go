@@ -18,7 +18,7 @@ import (
 
 // sectionHeading is the heading of the one section of BENCHMARKS.md this
 // command owns; everything else in the file belongs to others.
-const sectionHeading = "## Job queue (issue 3)"
+var sectionHeading = "## Job queue (issue 3)"
 
 // dataMarker starts the HTML comment that carries the raw numbers, so a
 // later run with -only can keep the scenarios it did not run.
@@ -64,6 +64,8 @@ func moduleVersions() string {
 	want := map[string]string{
 		"github.com/riverqueue/river":                         "river",
 		"github.com/riverqueue/river/riverdriver/riversqlite": "riversqlite",
+		"github.com/riverqueue/river/riverdriver/riverpgxv5":  "riverpgxv5",
+		"github.com/jackc/pgx/v5":                             "pgx",
 		"github.com/mikestefanello/backlite":                  "backlite",
 		"modernc.org/sqlite":                                  "modernc.org/sqlite",
 	}

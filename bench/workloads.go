@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 )
@@ -74,7 +73,11 @@ func runW1(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 		}
 		return nil
 	}
-	q, err := sys.Open(ctx, filepath.Join(dir, "w1.db"), 5, h)
+	target, err := dbTarget(ctx, dir, "w1")
+	if err != nil {
+		return nil, err
+	}
+	q, err := sys.Open(ctx, target, 5, h)
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
@@ -146,7 +149,11 @@ func runW2(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 		}
 		return errNoAnswer
 	}
-	q, err := sys.Open(ctx, filepath.Join(dir, "w2.db"), maxAttempts, h)
+	target, err := dbTarget(ctx, dir, "w2")
+	if err != nil {
+		return nil, err
+	}
+	q, err := sys.Open(ctx, target, maxAttempts, h)
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
@@ -215,7 +222,11 @@ func runW3(ctx context.Context, sys queueSystem, dir string, count int, seed uin
 		}
 		return nil
 	}
-	q, err := sys.Open(ctx, filepath.Join(dir, "w3.db"), 5, h)
+	target, err := dbTarget(ctx, dir, "w3")
+	if err != nil {
+		return nil, err
+	}
+	q, err := sys.Open(ctx, target, 5, h)
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
