@@ -68,13 +68,7 @@ func (q *riverPGQueue) InsertMany(ctx context.Context, ns []int) error {
 		params[i] = river.InsertManyParams{Args: riverArgs{N: n}, InsertOpts: &river.InsertOpts{MaxAttempts: q.maxAttempts}}
 	}
 	inserted, err := q.client.InsertManyFast(ctx, params)
-	if err != nil {
-		return err
-	}
-	if inserted != len(ns) {
-		return fmt.Errorf("inserted %d of %d jobs", inserted, len(ns))
-	}
-	return nil
+	return insertedAll(inserted, len(ns), err)
 }
 
 func (q *riverPGQueue) Insert(ctx context.Context, n int) error {
