@@ -10,7 +10,7 @@ import (
 const pgSectionHeading = "## Job queue on PostgreSQL (issue 13)"
 
 // pgScenarios are the scenarios -pg measures.
-var pgScenarios = []string{"w1", "w2", "w3", "campaign"}
+var pgScenarios = []string{"w1", "w2", "w3", "dash", "campaign"}
 
 // phonehomePGSystem is phonehome's engine on PostgreSQL.
 var phonehomePGSystem = queueSystem{
@@ -132,6 +132,10 @@ func renderPG(d *benchData, analysis string) string {
 	} else {
 		w("| W3 p50 < 2 ms | not measured | — |\n")
 	}
+	if p, ok := medianOf(d.Scenarios["dash"], "`GET /jobs` (counts, queue table, chart, newest 50)|phonehome"); ok {
+		w("| the 1M-job dashboard page (`GET /jobs`) under 50 ms | %s ms | %s |\n", millis(p), yesNo(p < 50))
+	}
+	renderDash(&b, d)
 	w("\n### How each system was set up\n\n")
 	for _, s := range pgQueueSystems {
 		w("- **%s**: %s\n", s.Name, s.Settings)
