@@ -40,12 +40,39 @@ type dashTarget func(ctx context.Context, st *store.Store, rows int) (pages []da
 // 0.1 % executing; three queues; six kinds, one of them rare (0.1 %).
 func fillJobs(ctx context.Context, st *store.Store, rows int) error {
 	now := time.Now().UnixMilli()
+	// One statement on both databases; only the row source and the JSON
+	// builders differ.
+	sqlite := strings.NewReplacer(
+		"{rows}", `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1),
+g AS (SELECT x, x % 1000 AS b, ?2 - (?1 - x) * 10 AS t FROM c)`,
+		"{object}", "json_object", "{array}", "json_array", "{empty}", "'[]'")
+	postgres := strings.NewReplacer(
+		"{rows}", `WITH g AS (SELECT x, x % 1000 AS b, $2::bigint - ($1::bigint - x) * 10 AS t FROM generate_series(1, $1::bigint) AS x)`,
+		"{object}", "jsonb_build_object", "{array}", "jsonb_build_array", "{empty}", "'[]'::jsonb")
+	fill := sqlite
 	if st.Dialect == store.Postgres {
-		return fillJobsPostgres(ctx, st, rows, now)
+		fill = postgres
 	}
-	_, err := st.Writer.ExecContext(ctx, `
-WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1),
-g AS (SELECT x, x % 1000 AS b, ?2 - (?1 - x) * 10 AS t FROM c)
+	if _, err := st.Writer.ExecContext(ctx, fill.Replace(fillJobsSQL), rows, now); err != nil {
+		return fmt.Errorf("fill %d jobs: %w", rows, err)
+	}
+	if st.Dialect == store.Postgres {
+		// The ids were given: move the identity past them, and fold the
+		// counts ledger the insert's trigger wrote.
+		if _, err := st.Writer.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('jobs', 'id'), $1::bigint)`, rows); err != nil {
+			return err
+		}
+		if err := st.CompactCounts(ctx); err != nil {
+			return err
+		}
+	}
+	_, err := st.Writer.ExecContext(ctx, "ANALYZE")
+	return err
+}
+
+// fillJobsSQL is fillJobs' statement, with {rows} (the source of x, b and
+// t) and the JSON builders to fill in per database.
+const fillJobsSQL = `{rows}
 INSERT INTO jobs (id, state, queue, kind, args, priority, attempt, max_attempts, errors, tags,
                   inserted_at, scheduled_at, attempted_at, attempted_by, completed_at, cancelled_at, discarded_at)
 SELECT x,
@@ -56,13 +83,13 @@ SELECT x,
   CASE WHEN b = 500 THEN 'rare_report'
        ELSE CASE x % 5 WHEN 0 THEN 'speak_and_spell' WHEN 1 THEN 'send_email' WHEN 2 THEN 'resize_image'
             WHEN 3 THEN 'sync_account' ELSE 'bench' END END,
-  json_object('n', x, 'to', 'user' || (x % 9973) || '@example.com'),
+  {object}('n', x, 'to', 'user' || (x % 9973) || '@example.com'),
   x % 10,
   CASE WHEN b < 900 THEN 1 WHEN b < 940 THEN 5 WHEN b < 960 THEN 0 ELSE 2 END,
   5,
-  CASE WHEN b >= 900 AND b < 940 THEN json_array(json_object('attempt', 5, 'at', '2026-11-22T10:00:00Z',
-       'error', 'no answer')) ELSE '[]' END,
-  '[]',
+  CASE WHEN b >= 900 AND b < 940 THEN {array}({object}('attempt', 5, 'at', '2026-11-22T10:00:00Z',
+       'error', 'no answer')) ELSE {empty} END,
+  {empty},
   t,
   CASE WHEN b >= 975 AND b < 990 THEN t + 3600000 ELSE t END,
   CASE WHEN b >= 940 AND b < 960 THEN NULL ELSE t + 5 END,
@@ -70,13 +97,7 @@ SELECT x,
   CASE WHEN b < 900 THEN t + 7 END,
   CASE WHEN b >= 990 AND b < 999 THEN t + 7 END,
   CASE WHEN b >= 900 AND b < 940 THEN t + 7 END
-FROM g`, rows, now)
-	if err != nil {
-		return fmt.Errorf("fill %d jobs: %w", rows, err)
-	}
-	_, err = st.Writer.ExecContext(ctx, "ANALYZE")
-	return err
-}
+FROM g`
 
 // runDash fills a fresh database with rows jobs and times each dashboard
 // page, reporting the p50 in ms per page name.
@@ -263,48 +284,4 @@ func featurePages(srv http.Handler) []dashPage {
 		{"`GET /jobs/charts` (time charts, from memory)", do("GET", "/jobs/charts", "")},
 		{"`GET /api/jobs/timings`", do("GET", "/api/jobs/timings", "")},
 	}
-}
-
-// fillJobsPostgres is fillJobs on PostgreSQL: the same rows, from
-// generate_series, with the ids given (the identity moved past them), then
-// ANALYZE. The counts ledger's statement trigger counts the insert.
-func fillJobsPostgres(ctx context.Context, st *store.Store, rows int, now int64) error {
-	_, err := st.Writer.ExecContext(ctx, `
-WITH g AS (SELECT x, x % 1000 AS b, $2::bigint - ($1::bigint - x) * 10 AS t FROM generate_series(1, $1::bigint) AS x)
-INSERT INTO jobs (id, state, queue, kind, args, priority, attempt, max_attempts, errors, tags,
-                  inserted_at, scheduled_at, attempted_at, attempted_by, completed_at, cancelled_at, discarded_at)
-SELECT x,
-  CASE WHEN b < 900 THEN 'completed' WHEN b < 940 THEN 'discarded' WHEN b < 960 THEN 'available'
-       WHEN b < 975 THEN 'retryable' WHEN b < 990 THEN 'scheduled' WHEN b < 999 THEN 'cancelled'
-       ELSE 'executing' END,
-  CASE x % 3 WHEN 0 THEN 'default' WHEN 1 THEN 'phone_calls' ELSE 'mailers' END,
-  CASE WHEN b = 500 THEN 'rare_report'
-       ELSE CASE x % 5 WHEN 0 THEN 'speak_and_spell' WHEN 1 THEN 'send_email' WHEN 2 THEN 'resize_image'
-            WHEN 3 THEN 'sync_account' ELSE 'bench' END END,
-  jsonb_build_object('n', x, 'to', 'user' || (x % 9973) || '@example.com'),
-  x % 10,
-  CASE WHEN b < 900 THEN 1 WHEN b < 940 THEN 5 WHEN b < 960 THEN 0 ELSE 2 END,
-  5,
-  CASE WHEN b >= 900 AND b < 940 THEN jsonb_build_array(jsonb_build_object('attempt', 5, 'at', '2026-11-22T10:00:00Z',
-       'error', 'no answer')) ELSE '[]'::jsonb END,
-  '[]'::jsonb,
-  t,
-  CASE WHEN b >= 975 AND b < 990 THEN t + 3600000 ELSE t END,
-  CASE WHEN b >= 940 AND b < 960 THEN NULL ELSE t + 5 END,
-  CASE WHEN b >= 940 AND b < 960 THEN NULL ELSE 'bench/1' END,
-  CASE WHEN b < 900 THEN t + 7 END,
-  CASE WHEN b >= 990 AND b < 999 THEN t + 7 END,
-  CASE WHEN b >= 900 AND b < 940 THEN t + 7 END
-FROM g`, rows, now)
-	if err != nil {
-		return fmt.Errorf("fill %d jobs: %w", rows, err)
-	}
-	if _, err := st.Writer.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('jobs', 'id'), $1::bigint)`, rows); err != nil {
-		return err
-	}
-	if err := st.CompactCounts(ctx); err != nil {
-		return err
-	}
-	_, err = st.Writer.ExecContext(ctx, "ANALYZE")
-	return err
 }

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
@@ -49,25 +49,45 @@ type retryNow struct{}
 // NextRetry returns now.
 func (retryNow) NextRetry(*rivertype.JobRow) time.Time { return time.Now() }
 
-type riverQueue struct {
-	db          *sql.DB
-	client      *river.Client[*sql.Tx]
+// riverQueue is River on either of its drivers: TTx is the driver's
+// transaction type (*sql.Tx on SQLite, pgx.Tx on PostgreSQL).
+type riverQueue[TTx any] struct {
+	client      *river.Client[TTx]
 	maxAttempts int
+	// pending counts the unfinished jobs; close closes the database.
+	pending func(ctx context.Context) (int, error)
+	close   func() error
 }
+
+// pendingSQL counts River's unfinished jobs.
+const pendingSQL = "SELECT count(*) FROM river_job WHERE state NOT IN ('completed', 'discarded')"
 
 func openRiver(ctx context.Context, path string, maxAttempts int, h handler) (queueImpl, error) {
 	db, err := openPeerDB(path)
 	if err != nil {
 		return nil, err
 	}
-	driver := riversqlite.New(db)
-	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: discardLogger})
+	q, err := newRiverQueue(ctx, riversqlite.New(db), maxAttempts, h)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	q.pending = func(ctx context.Context) (n int, err error) {
+		err = db.QueryRowContext(ctx, pendingSQL).Scan(&n)
+		return n, err
+	}
+	q.close = db.Close
+	return q, nil
+}
+
+// newRiverQueue migrates River's schema over driver and builds its client
+// with the benchmark's settings (the same on both databases).
+func newRiverQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], maxAttempts int, h handler) (*riverQueue[TTx], error) {
+	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: discardLogger})
+	if err != nil {
+		return nil, err
+	}
 	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("river migrate: %w", err)
 	}
 	ws := river.NewWorkers()
@@ -82,13 +102,12 @@ func openRiver(ctx context.Context, path string, maxAttempts int, h handler) (qu
 		Logger:            discardLogger,
 	})
 	if err != nil {
-		db.Close()
 		return nil, err
 	}
-	return &riverQueue{db: db, client: client, maxAttempts: maxAttempts}, nil
+	return &riverQueue[TTx]{client: client, maxAttempts: maxAttempts}, nil
 }
 
-func (q *riverQueue) InsertMany(ctx context.Context, ns []int) error {
+func (q *riverQueue[TTx]) InsertMany(ctx context.Context, ns []int) error {
 	params := make([]river.InsertManyParams, len(ns))
 	for i, n := range ns {
 		params[i] = river.InsertManyParams{Args: riverArgs{N: n}, InsertOpts: &river.InsertOpts{MaxAttempts: q.maxAttempts}}
@@ -97,19 +116,15 @@ func (q *riverQueue) InsertMany(ctx context.Context, ns []int) error {
 	return insertedAll(inserted, len(ns), err)
 }
 
-func (q *riverQueue) Insert(ctx context.Context, n int) error {
+func (q *riverQueue[TTx]) Insert(ctx context.Context, n int) error {
 	_, err := q.client.Insert(ctx, riverArgs{N: n}, &river.InsertOpts{MaxAttempts: q.maxAttempts})
 	return err
 }
 
-func (q *riverQueue) Start(ctx context.Context) error { return q.client.Start(ctx) }
+func (q *riverQueue[TTx]) Start(ctx context.Context) error { return q.client.Start(ctx) }
 
-func (q *riverQueue) Stop(ctx context.Context) error { return q.client.Stop(ctx) }
+func (q *riverQueue[TTx]) Stop(ctx context.Context) error { return q.client.Stop(ctx) }
 
-func (q *riverQueue) Pending(ctx context.Context) (int, error) {
-	var n int
-	err := q.db.QueryRowContext(ctx, "SELECT count(*) FROM river_job WHERE state NOT IN ('completed', 'discarded')").Scan(&n)
-	return n, err
-}
+func (q *riverQueue[TTx]) Pending(ctx context.Context) (int, error) { return q.pending(ctx) }
 
-func (q *riverQueue) Close() error { return q.db.Close() }
+func (q *riverQueue[TTx]) Close() error { return q.close() }
