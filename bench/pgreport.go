@@ -94,10 +94,13 @@ func renderPG(d *benchData, analysis string) string {
 		ph, ok1 := medianOf(sd, r.metric+"|phonehome")
 		rv, ok2 := medianOf(sd, riverMetric+"|River")
 		if ok1 && ok2 && ph > 0 && rv > 0 {
-			if r.higherBetter {
+			switch {
+			case r.higherBetter:
 				ratio = fmt.Sprintf("%.2f×", ph/rv)
-			} else {
+			case ph <= rv:
 				ratio = fmt.Sprintf("%.2f× faster", rv/ph)
+			default:
+				ratio = fmt.Sprintf("%.2f× slower", ph/rv)
 			}
 		}
 		w("| %s | %s | %s |\n", label, strings.Join(cells, " | "), ratio)
@@ -135,6 +138,7 @@ func renderPG(d *benchData, analysis string) string {
 	if p, ok := medianOf(d.Scenarios["dash"], "`GET /jobs` (counts, queue table, chart, newest 50)|phonehome"); ok {
 		w("| the 1M-job dashboard page (`GET /jobs`) under 50 ms | %s ms | %s |\n", millis(p), yesNo(p < 50))
 	}
+	w("\n")
 	renderDash(&b, d)
 	w("\n### How each system was set up\n\n")
 	for _, s := range pgQueueSystems {
