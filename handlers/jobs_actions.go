@@ -209,15 +209,7 @@ func (h *Jobs) jobsBack(s string) string {
 // listWithFlash re-renders the list at backURL's filter with a message.
 func (h *Jobs) listWithFlash(c echo.Context, backURL string, status int, flash *views.Flash) error {
 	u, _ := url.Parse(backURL)
-	req := c.Request().Clone(c.Request().Context())
-	req.URL.RawQuery = u.RawQuery
-	req.URL.Path = h.route("")
-	c2 := c.Echo().NewContext(req, c.Response())
-	q, err := parseJobsQuery(c2, jobsPageSize, false)
-	if err != nil {
-		q = jobsQuery{}
-	}
-	p, err := h.page(c.Request().Context(), q)
+	p, err := h.pageAt(c, u.Query())
 	if err != nil {
 		return err
 	}

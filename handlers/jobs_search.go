@@ -6,6 +6,7 @@ package handlers
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -58,17 +59,10 @@ func (h *Jobs) listOrSearch(ctx context.Context, q jobsQuery) (jobs.ListPage, vi
 // searchRefused draws the list page unsearched, with the query in the box
 // and why it was refused (400).
 func (h *Jobs) searchRefused(c echo.Context, se *searchError) error {
-	req := c.Request().Clone(c.Request().Context())
-	v := req.URL.Query()
+	v := c.Request().URL.Query()
 	v.Del("q")
 	v.Del("cursor")
-	req.URL.RawQuery = v.Encode()
-	c2 := c.Echo().NewContext(req, c.Response())
-	q, err := parseJobsQuery(c2, jobsPageSize, false)
-	if err != nil {
-		q = jobsQuery{}
-	}
-	p, err := h.page(c.Request().Context(), q)
+	p, err := h.pageAt(c, v)
 	if err != nil {
 		return err
 	}
@@ -92,4 +86,18 @@ func (h *Jobs) apiSearch(c echo.Context, q jobsQuery) error {
 	return c.JSON(http.StatusOK, map[string]any{
 		"items": jsonItems(sp.Jobs, jobJSON), "next_cursor": next, "scanned": sp.Scanned, "stopped": sp.Stopped,
 	})
+}
+
+// pageAt is the list page for the filter in query (the list's own URL
+// parameters), for a page drawn again after a refusal; a filter that does
+// not parse draws the unfiltered list.
+func (h *Jobs) pageAt(c echo.Context, query url.Values) (views.JobsPage, error) {
+	req := c.Request().Clone(c.Request().Context())
+	req.URL.RawQuery = query.Encode()
+	req.URL.Path = h.route("")
+	q, err := parseJobsQuery(c.Echo().NewContext(req, c.Response()), jobsPageSize, false)
+	if err != nil {
+		q = jobsQuery{}
+	}
+	return h.page(c.Request().Context(), q)
 }

@@ -122,22 +122,7 @@ func listQuery(d *dialect, p ListParams) (query string, args []any, limit int, e
 	// A filter on queue or kind alone is one backward range of (queue, id)
 	// or (kind, id) (migration 0011); states are each one backward range
 	// of (state, id), merged.
-	var conds []string
-	var condArgs []any
-	if d.postgres && (strings.ContainsRune(p.Queue, 0) || strings.ContainsRune(p.Kind, 0)) {
-		// PostgreSQL text cannot hold NUL (a query with one fails): such
-		// a filter matches nothing there, as it matches nothing on SQLite.
-		conds = append(conds, "false")
-	} else {
-		if p.Queue != "" {
-			conds = append(conds, "queue = ?")
-			condArgs = append(condArgs, p.Queue)
-		}
-		if p.Kind != "" {
-			conds = append(conds, "kind = ?")
-			condArgs = append(condArgs, p.Kind)
-		}
-	}
+	conds, condArgs := queueKindConds(d.postgres, p.Queue, p.Kind)
 	if before > 0 {
 		conds = append(conds, "id < ?")
 		condArgs = append(condArgs, before)
@@ -231,4 +216,23 @@ func GetMany(ctx context.Context, db sqlx.QueryerContext, ids []int64) ([]*Job, 
 		out = append(out, j)
 	}
 	return out, nil
+}
+
+// queueKindConds are the conditions of a queue and a kind filter ("" for
+// none), with their arguments. PostgreSQL text cannot hold NUL (binding
+// one fails), so there a filter holding one is "false": it matches
+// nothing, as it matches nothing on SQLite.
+func queueKindConds(pg bool, queue, kind string) (conds []string, args []any) {
+	if pg && (strings.ContainsRune(queue, 0) || strings.ContainsRune(kind, 0)) {
+		return []string{"false"}, nil
+	}
+	if queue != "" {
+		conds = append(conds, "queue = ?")
+		args = append(args, queue)
+	}
+	if kind != "" {
+		conds = append(conds, "kind = ?")
+		args = append(args, kind)
+	}
+	return conds, args
 }

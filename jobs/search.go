@@ -388,22 +388,7 @@ type scanFilter struct {
 // indexes as List does (one backward range per state, merged); n < 0 reads
 // every such row, unordered (for counts, with one state at most).
 func (f scanFilter) scan(cols string, before int64, n int) (string, []any) {
-	var conds []string
-	var args []any
-	switch {
-	case f.pg && (strings.ContainsRune(f.queue, 0) || strings.ContainsRune(f.kind, 0)):
-		// As List: NUL cannot be bound on PostgreSQL, and matches nothing.
-		conds = append(conds, "false")
-	default:
-		if f.queue != "" {
-			conds = append(conds, "queue = ?")
-			args = append(args, f.queue)
-		}
-		if f.kind != "" {
-			conds = append(conds, "kind = ?")
-			args = append(args, f.kind)
-		}
-	}
+	conds, args := queueKindConds(f.pg, f.queue, f.kind)
 	if before > 0 {
 		conds = append(conds, "id < ?")
 		args = append(args, before)
