@@ -36,36 +36,6 @@ func TestAppOnPostgres(t *testing.T) {
 	t.Run("TestShutdownWithStreamsAndRunningJobs", TestShutdownWithStreamsAndRunningJobs)
 }
 
-// pgOutage makes the PostgreSQL database at dbURL unreachable, as a server
-// restart would, without touching the other tests' databases on the same
-// server: it refuses new connections to it and ends every open one
-// (pg_terminate_backend, waiting until each is gone: a session still
-// alive would answer the next query). The returned function lets
-// connections in again.
-func pgOutage(t *testing.T, server, dbURL string) (restore func()) {
-	t.Helper()
-	name := strings.TrimPrefix(storetest.ParseURL(t, dbURL).Path, "/")
-	admin := storetest.Admin(t, server)
-	if _, err := admin.Exec(`ALTER DATABASE "` + name + `" ALLOW_CONNECTIONS false`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec(`SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name); err != nil {
-		t.Fatal(err)
-	}
-	restored := false
-	restore = func() {
-		if restored {
-			return
-		}
-		restored = true
-		if _, err := admin.Exec(`ALTER DATABASE "` + name + `" ALLOW_CONNECTIONS true`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(restore)
-	return restore
-}
-
 // withUser is dbURL with another user and password.
 func withUser(t *testing.T, dbURL, user, password string) string {
 	t.Helper()
@@ -196,7 +166,7 @@ func TestCampaignSurvivesAPostgresOutage(t *testing.T) {
 	pg := storetest.Postgres(t)
 	db := storetest.NewDatabase(t, pg.Server)
 	campaignThroughOutage(t, db, 1000, "the outage", func() func() {
-		restore := pgOutage(t, pg.Server, db)
+		restore := storetest.Outage(t, pg.Server, db)
 		// The outage lasts a second: the engine's claims, outcomes and
 		// heartbeats fail meanwhile (a fixed span of downtime, not a wait
 		// for something to happen).

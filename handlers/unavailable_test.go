@@ -4,47 +4,12 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/phonehome/phonehome/store/storetest"
 )
-
-// outage makes the PostgreSQL database at dbURL unreachable, as a server
-// restart would, without touching the other tests' databases on the same
-// server: it refuses new connections to it and ends every open one
-// (pg_terminate_backend, waiting until each is gone: a session still
-// alive would answer the next query). The returned function lets
-// connections in again.
-func outage(t *testing.T, server, dbURL string) (restore func()) {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := strings.TrimPrefix(u.Path, "/")
-	admin := storetest.Admin(t, server)
-	if _, err := admin.Exec(`ALTER DATABASE "` + name + `" ALLOW_CONNECTIONS false`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec(`SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name); err != nil {
-		t.Fatal(err)
-	}
-	restored := false
-	restore = func() {
-		if restored {
-			return
-		}
-		restored = true
-		if _, err := admin.Exec(`ALTER DATABASE "` + name + `" ALLOW_CONNECTIONS true`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(restore)
-	return restore
-}
 
 // While the database is away, every page and API answer is a 503 with
 // Retry-After and a message that says to try again (never a 500 or a stack
@@ -79,7 +44,7 @@ func TestDatabaseOutageAnswers503ThenRecovers(t *testing.T) {
 		}
 	}
 
-	restore := outage(t, pg.Server, db)
+	restore := storetest.Outage(t, pg.Server, db)
 	for _, p := range paths {
 		code, retry, body := get(p)
 		switch {

@@ -207,3 +207,31 @@ func WithDatabase(tb testing.TB, server, database string) string {
 	u.RawPath = ""
 	return u.String()
 }
+
+// Outage takes the PostgreSQL database at dbURL (on server, a superuser's
+// URL) away as a server restart would, without touching the other tests'
+// databases on the same server: it refuses new connections to it and ends
+// every open one (pg_terminate_backend, waiting until each is gone: a
+// session still alive would answer the next query). The returned function
+// lets connections in again; it also runs when tb ends.
+func Outage(tb testing.TB, server, dbURL string) (restore func()) {
+	tb.Helper()
+	name := strings.TrimPrefix(ParseURL(tb, dbURL).Path, "/")
+	admin := Admin(tb, server)
+	if _, err := admin.Exec(`ALTER DATABASE "` + name + `" ALLOW_CONNECTIONS false`); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := admin.Exec(`SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name); err != nil {
+		tb.Fatal(err)
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if _, err := admin.Exec(`ALTER DATABASE "` + name + `" ALLOW_CONNECTIONS true`); err != nil {
+				tb.Error(err)
+			}
+		})
+	}
+	tb.Cleanup(restore)
+	return restore
+}
