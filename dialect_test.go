@@ -1,8 +1,6 @@
 package main
 
 import (
-	"path/filepath"
-	"strings"
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, for openTestDB
@@ -78,9 +76,5 @@ const pgAppTest = "TestAppOnPostgres"
 // PostgreSQL database for the tests TestAppOnPostgres runs, a new SQLite
 // file otherwise.
 func appDatabaseFor(t *testing.T) string {
-	t.Helper()
-	if strings.HasPrefix(t.Name(), pgAppTest+"/") {
-		return storetest.NewDatabase(t, storetest.Postgres(t).Server)
-	}
-	return filepath.Join(t.TempDir(), "phonehome.db")
+	return storetest.DatabaseFor(t, pgAppTest, "phonehome.db")
 }

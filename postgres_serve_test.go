@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -290,11 +289,7 @@ const pgFaultsTest = "TestFaultsOnPostgres"
 // database for the tests TestFaultsOnPostgres runs, else a new SQLite file
 // of that name.
 func faultDatabaseFor(t *testing.T, file string) string {
-	t.Helper()
-	if strings.HasPrefix(t.Name(), pgFaultsTest+"/") {
-		return storetest.NewDatabase(t, storetest.Postgres(t).Server)
-	}
-	return filepath.Join(t.TempDir(), file)
+	return storetest.DatabaseFor(t, pgFaultsTest, file)
 }
 
 // TestFaultsOnPostgres runs the kill -9 fault tests on PostgreSQL too

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/phonehome/phonehome/store/storetest"
@@ -15,11 +13,7 @@ const pgBrowserTest = "TestBrowserOnPostgres"
 // databaseFor is the -db of a test's server: a new PostgreSQL database for
 // the tests TestBrowserOnPostgres runs, a new SQLite file otherwise.
 func databaseFor(t *testing.T) string {
-	t.Helper()
-	if strings.HasPrefix(t.Name(), pgBrowserTest+"/") {
-		return storetest.NewDatabase(t, storetest.Postgres(t).Server)
-	}
-	return filepath.Join(t.TempDir(), "phonehome.db")
+	return storetest.DatabaseFor(t, pgBrowserTest, "phonehome.db")
 }
 
 // TestBrowserOnPostgres runs the Phone Home campaign in a browser against a

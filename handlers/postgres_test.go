@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/phonehome/phonehome/store"
@@ -17,7 +16,7 @@ const pgSuitesTest = "TestHandlerSuitesOnPostgres"
 // stay plain TestX functions (run once on SQLite by go test, once more on
 // PostgreSQL from the table below), not copies.
 func backendFor(t testing.TB) storetest.Backend {
-	if strings.HasPrefix(t.Name(), pgSuitesTest+"/") {
+	if storetest.Under(t, pgSuitesTest) {
 		return storetest.Postgres(t)
 	}
 	return storetest.Backend{Dialect: store.SQLite}

@@ -1,8 +1,6 @@
 package pets_test
 
 import (
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/phonehome/phonehome/store/storetest"
@@ -15,11 +13,7 @@ const pgSuitesTest = "TestSimOnPostgres"
 // databaseFor is the database of a test's sim: a new PostgreSQL database
 // for the suites TestSimOnPostgres runs, a new SQLite file otherwise.
 func databaseFor(t *testing.T) string {
-	t.Helper()
-	if strings.HasPrefix(t.Name(), pgSuitesTest+"/") {
-		return storetest.NewDatabase(t, storetest.Postgres(t).Server)
-	}
-	return filepath.Join(t.TempDir(), "pets.db")
+	return storetest.DatabaseFor(t, pgSuitesTest, "pets.db")
 }
 
 // TestSimOnPostgres runs LivePet's suites that write the database on

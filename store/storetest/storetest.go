@@ -235,3 +235,23 @@ func Outage(tb testing.TB, server, dbURL string) (restore func()) {
 	tb.Cleanup(restore)
 	return restore
 }
+
+// Under reports whether tb runs under the test named suite: the tables that
+// run a package's existing suites on PostgreSQL (TestXOnPostgres calling
+// t.Run with each suite) give the databases of the tests under them to
+// PostgreSQL, and leave every other test on SQLite.
+func Under(tb testing.TB, suite string) bool {
+	return strings.HasPrefix(tb.Name(), suite+"/")
+}
+
+// DatabaseFor is the -db of a test that starts a server or opens a store
+// by its target: a new PostgreSQL database when tb runs under the test
+// named suite (see Under), else a new SQLite file named file in tb's
+// temporary directory.
+func DatabaseFor(tb testing.TB, suite, file string) string {
+	tb.Helper()
+	if Under(tb, suite) {
+		return NewDatabase(tb, Postgres(tb).Server)
+	}
+	return filepath.Join(tb.TempDir(), file)
+}
