@@ -254,15 +254,30 @@ func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) (context.
 		chromedp.WindowSize(1280, 860),
 	)
 	opts = append(opts, extra...)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
-	// Start the browser with no deadline: the first Run binds its life to the context.
-	if err := chromedp.Do(browserCtx); err != nil {
-		t.Fatalf("starting %s: %v", path, err)
+	// Debian's launcher script now and then fails to start the browser on a
+	// loaded machine (seen once in CI: "chrome failed to start" after a
+	// shell error in /etc/chromium.d): a failed start is tried again, a
+	// few times, before the test fails with every reason.
+	var reasons []string
+	for range browserStarts {
+		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+		// Start the browser with no deadline: the first Run binds its life to the context.
+		if err := chromedp.Do(browserCtx); err != nil {
+			cancelBrowser()
+			cancelAlloc()
+			reasons = append(reasons, err.Error())
+			continue
+		}
+		t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
+		return browserCtx, watchConsole(t, browserCtx)
 	}
-	return browserCtx, watchConsole(t, browserCtx)
+	t.Fatalf("starting %s failed %d times: %s", path, browserStarts, strings.Join(reasons, "; "))
+	return nil, nil
 }
+
+// browserStarts is how many times startBrowser tries to start Chromium.
+const browserStarts = 3
 
 // newTab opens another tab in the same browser (same cookies: the same
 // visitor), watched by its own console. closeTab checks its console and
