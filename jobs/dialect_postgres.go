@@ -58,16 +58,15 @@ var postgresDialect = &dialect{
 		WHERE id = ANY($1::bigint[]) AND state = 'executing' AND attempted_by = $3
 		RETURNING id`,
 	outcome: `UPDATE jobs SET
-			state        = v.state,
-			attempt      = jobs.attempt - v.snooze,
-			scheduled_at = coalesce(v.sched, jobs.scheduled_at),
-			completed_at = CASE WHEN v.state = 'completed' THEN v.at ELSE jobs.completed_at END,
-			cancelled_at = CASE WHEN v.state = 'cancelled' THEN v.at ELSE jobs.cancelled_at END,
-			discarded_at = CASE WHEN v.state = 'discarded' THEN v.at ELSE jobs.discarded_at END,
-			errors       = CASE WHEN v.err IS NULL THEN jobs.errors ELSE jobs.errors || jsonb_build_array(v.err::jsonb) END
-		FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::integer[], $6::text[])
-			AS v (id, state, at, sched, snooze, err)
-		WHERE jobs.id = v.id AND jobs.state = 'executing' AND jobs.attempted_by = $7
+			state        = ($2::text[])[` + pgOutcomeIndex + `],
+			attempt      = jobs.attempt - ($5::integer[])[` + pgOutcomeIndex + `],
+			scheduled_at = coalesce(($4::bigint[])[` + pgOutcomeIndex + `], jobs.scheduled_at),
+			completed_at = CASE WHEN ($2::text[])[` + pgOutcomeIndex + `] = 'completed' THEN ($3::bigint[])[` + pgOutcomeIndex + `] ELSE jobs.completed_at END,
+			cancelled_at = CASE WHEN ($2::text[])[` + pgOutcomeIndex + `] = 'cancelled' THEN ($3::bigint[])[` + pgOutcomeIndex + `] ELSE jobs.cancelled_at END,
+			discarded_at = CASE WHEN ($2::text[])[` + pgOutcomeIndex + `] = 'discarded' THEN ($3::bigint[])[` + pgOutcomeIndex + `] ELSE jobs.discarded_at END,
+			errors       = CASE WHEN ($6::text[])[` + pgOutcomeIndex + `] IS NULL THEN jobs.errors
+			               ELSE jobs.errors || jsonb_build_array((($6::text[])[` + pgOutcomeIndex + `])::jsonb) END
+		WHERE jobs.id = ANY($1::bigint[]) AND jobs.state = 'executing' AND jobs.attempted_by = $7
 		RETURNING jobs.id`,
 	outcomeArgs: pgOutcomeArgs,
 
@@ -172,6 +171,13 @@ func statesText(v []State) []string {
 	}
 	return out
 }
+
+// pgOutcomeIndex is a job's place in the outcome statement's arrays. The
+// statement reads its arrays by position instead of joining unnest() to
+// jobs: the planner, which believes few jobs are executing, then made the
+// updated rows the outer side of a nested loop that rescanned the whole
+// unnest for each of them, half the statement's time at 50 jobs.
+const pgOutcomeIndex = `array_position($1::bigint[], jobs.id)`
 
 // pgOutcomeArgs are the outcome statement's arrays, one element a job.
 func pgOutcomeArgs(rows []outcomeRow, node string) ([]any, error) {

@@ -324,6 +324,12 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 			others = append(others, r)
 		}
 	}
+	// On PostgreSQL a statement costs a round trip and a run of the count
+	// trigger: once the general statement is needed, it takes the
+	// completions too (W2: 0.3 ms of a 3.9 ms cycle).
+	if e.d.postgres && len(others) > 0 && len(completedAt) > 0 {
+		others, completedAt = rows, nil
+	}
 	var outcomeArgs []any
 	if len(others) > 0 {
 		var err error
