@@ -260,19 +260,16 @@ func (b *Broker) Clients() map[string]int { return b.hub.Clients() }
 // reads from the database (counts, a job's row) is published after every
 // event whose change it may not have seen, and the last word on the
 // stream is the latest state. read must be quick (other nodes' inserts
-// wait for it) and may run again if the transaction fails. Ordered
-// returns once its events are committed.
+// wait for it) and may run again if the transaction fails; it gets the
+// writer's context. Ordered returns once its events are committed (or
+// given up on), whatever ctx says: read uses its caller's state, and must
+// not run after its caller went on.
 func (b *Broker) Ordered(ctx context.Context, read func(ctx context.Context, publish func(stream, event string, key int64, data []byte))) error {
 	done := make(chan error, 1)
 	if err := b.enqueue(item{read: read, done: done}); err != nil {
 		return err
 	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return <-done
 }
 
 func (b *Broker) enqueue(it item) error {

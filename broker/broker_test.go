@@ -25,10 +25,10 @@ const failAfter = 15 * time.Second
 
 // The streams of these tests: two shared, one local.
 const (
-	rows   = "rows"
-	other  = "other"
-	local  = "local"
-	chart  = "chart" // a volatile event name on rows
+	rows  = "rows"
+	other = "other"
+	local = "local"
+	chart = "chart" // a volatile event name on rows
 )
 
 // node is one phonehome node as far as live events go: a hub, its broker
