@@ -62,7 +62,7 @@ const (
 	DefaultPoll      = time.Second
 	DefaultHoleWait  = time.Second
 	DefaultKeep      = 10000
-	DefaultKeepFor   = 5 * time.Minute
+	DefaultKeepFor   = 10 * time.Minute
 	DefaultTrimEvery = 10 * time.Second
 	// maxPending bounds what waits for the database: beyond it (the
 	// database has been away for a while), new events are dropped.
@@ -101,10 +101,10 @@ type Config struct {
 	// HoleWait is the longest the reader waits for a missing id
 	// (DefaultHoleWait); it stops waiting sooner once nobody is inserting.
 	HoleWait time.Duration
-	// Keep is how many events of each stream the table keeps at least
-	// (DefaultKeep), KeepFor for how long (DefaultKeepFor): an event is
-	// trimmed once both are exceeded. TrimEvery is how often
-	// (DefaultTrimEvery).
+	// Keep is how many events of each stream the table keeps at most
+	// (DefaultKeep: more than the hub's longest window), KeepFor for how
+	// long at most (DefaultKeepFor); TrimEvery is how often it is trimmed
+	// (DefaultTrimEvery). A resume from before what is kept gets resync.
 	Keep      int
 	KeepFor   time.Duration
 	TrimEvery time.Duration

@@ -372,7 +372,7 @@ func TestResumeOnAnotherNode(t *testing.T) {
 // hub's time-based ids of an earlier version) resync too.
 func TestResumeBeforeTheTrimPointResyncs(t *testing.T) {
 	url := database(t)
-	a := startNode(t, url, "a", 4, broker.Config{Keep: 5, KeepFor: time.Nanosecond, TrimEvery: time.Hour})
+	a := startNode(t, url, "a", 4, broker.Config{Keep: 5, KeepFor: time.Hour, TrimEvery: time.Hour})
 	ca := a.connect(t, rows, "", "")
 	for i := range 20 {
 		if _, err := a.br.Publish(rows, "", []byte("e"+strconv.Itoa(i))); err != nil {
@@ -400,6 +400,17 @@ func TestResumeBeforeTheTrimPointResyncs(t *testing.T) {
 	got := c.waitFor(t, "the last 5", 5)
 	if !slices.Equal(ids(got), ids(all[15:])) {
 		t.Fatalf("resume after the trim point: %v, want %v", ids(got), ids(all[15:]))
+	}
+	// Older than KeepFor: trimmed however few, and a resume resyncs.
+	if err := a.br.Trim(context.Background(), time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.db.QueryRow("SELECT count(*) FROM live_events").Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d events left after trimming by age (%v), want 0", left, err)
+	}
+	c = b.connect(t, rows, all[14].ID, "")
+	if got := c.waitFor(t, "resync", 1); got[0].Event != events.ResyncEvent {
+		t.Errorf("resume from before the age trim: got %+v, want resync", got[0])
 	}
 }
 

@@ -69,9 +69,8 @@ func (b *Broker) trim(done <-chan struct{}) {
 }
 
 // Trim deletes each shared stream's events beyond the window as of now:
-// those older than KeepFor that are not among its last Keep, and records
-// how far, first, in the same transaction. Idempotent: any node may run
-// it.
+// those beyond its last Keep, and those older than KeepFor, and records
+// how far, in the same transaction. Idempotent: any node may run it.
 func (b *Broker) Trim(ctx context.Context, now time.Time) error {
 	for _, stream := range b.Streams() {
 		if err := b.trimStream(ctx, stream, now); err != nil {
@@ -89,12 +88,13 @@ func (b *Broker) trimStream(ctx context.Context, stream string, now time.Time) e
 		return err
 	}
 	defer tx.Rollback()
-	// The newest event that may go: below the last Keep and old enough.
+	// The newest event that goes: the newest beyond the last Keep, or the
+	// newest older than KeepFor, whichever is later.
 	var cut sql.NullInt64
-	err = tx.QueryRowContext(ctx, `SELECT max(id) FROM live_events
-		WHERE stream = $1 AND created_at < $2
-		AND id < coalesce((SELECT id FROM live_events WHERE stream = $1 ORDER BY id DESC OFFSET $3 LIMIT 1), 0)`,
-		stream, now.Add(-b.cfg.KeepFor).UnixMilli(), b.cfg.Keep-1).Scan(&cut)
+	err = tx.QueryRowContext(ctx, `SELECT greatest(
+		(SELECT id FROM live_events WHERE stream = $1 ORDER BY id DESC OFFSET $2 LIMIT 1),
+		(SELECT max(id) FROM live_events WHERE stream = $1 AND created_at < $3))`,
+		stream, b.cfg.Keep, now.Add(-b.cfg.KeepFor).UnixMilli()).Scan(&cut)
 	if err != nil || !cut.Valid {
 		return err
 	}
