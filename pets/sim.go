@@ -201,8 +201,8 @@ func New(cfg Config) (*Sim, error) {
 		mourned: map[int64]struct{}{},
 		notify:  cfg.Presence != nil && cfg.Store.Dialect == store.Postgres,
 		wake:    make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}, nil
 }
 
