@@ -200,7 +200,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		Logger:    logger,
 		Clients:   a.hub.Clients,
 	}
-	petsPresence, err := livePetNodes(st, logger, &petsCfg)
+	petsPresence, err := livePetNodes(st, cluster.NodeName(), logger, &petsCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -388,11 +388,10 @@ func lockSQLite(db string, logger *slog.Logger) (unlock func() error, err error)
 // nothing and returns nil: one process serves a file (LockSQLite), so its
 // own streams are every viewer there is, and presence would only add a
 // write every 250 ms to the one writer.
-func livePetNodes(st *store.Store, logger *slog.Logger, cfg *pets.Config) (*cluster.Presence, error) {
+func livePetNodes(st *store.Store, node string, logger *slog.Logger, cfg *pets.Config) (*cluster.Presence, error) {
 	if st.Dialect != store.Postgres {
 		return nil, nil
 	}
-	node := cluster.NodeName()
 	ttl := 3 * cluster.DefaultPresenceRefresh
 	p, err := cluster.NewPresence(st.Writer, st.Dialect, node, cluster.PresenceOptions{TTL: ttl, Logger: logger})
 	if err != nil {

@@ -32,6 +32,15 @@ const (
 	listenRetry = time.Second
 )
 
+// sweeper deletes the presence rows of nodes that died (cluster.Presence's
+// Sweep). Readers ignore those rows already; deleting them keeps the table
+// as small as the pages open now, however many nodes were killed (a node
+// that starts again has a new name). Any node may do it, and each does
+// every 2 × PresenceTTL: a DELETE of nothing, mostly.
+type sweeper interface {
+	Sweep(ctx context.Context) (int64, error)
+}
+
 // readPresence reads the other nodes' viewers and hands them to the
 // watchers, which touch the pets whose "N watching" changed and wake the
 // loop to publish them.
@@ -57,6 +66,13 @@ func (s *Sim) readPresence(ctx context.Context) {
 		}
 	}
 	s.watchers.SetRemote(remote)
+
+	if sw, ok := s.cfg.Presence.(sweeper); ok && time.Since(s.presenceSwept) >= 2*s.cfg.PresenceTTL {
+		s.presenceSwept = time.Now()
+		if _, err := sw.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.Debug("sweep the presence of dead nodes", "err", err)
+		}
+	}
 }
 
 // watchedNow reports whether pet id is watched on any node right now, for

@@ -183,6 +183,14 @@ func TestViewersAreCountedOnEveryNode(t *testing.T) {
 		act, err := a.sim.ActivePets(ctx)
 		return err == nil && act.Total == 1
 	})
+	// A deletes the dead node's rows (readers ignored them already).
+	testwait.Until(t, 10*time.Second, "the dead node's presence rows deleted", func() bool {
+		var n int
+		if err := a.st.Reader.GetContext(ctx, &n, "SELECT count(*) FROM cluster_presence WHERE node = 'B'"); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
 }
 
 // A treat given on B to a pet watched only on A is allowed, even before B

@@ -145,6 +145,8 @@ type Sim struct {
 	// activeDeath is when the first pet of the last active list dies:
 	// the list is sent again then, whichever node records the death.
 	activeDeath time.Time
+	// presenceSwept is when readPresence last swept dead nodes' rows.
+	presenceSwept time.Time
 	// presenceFailing is whether the last read of the other nodes'
 	// viewers failed (logged once per run of failures).
 	presenceFailing bool
