@@ -197,14 +197,19 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		return nil, err
 	}
 
-	a.pets, err = pets.New(pets.Config{
+	petsCfg := pets.Config{
 		Store:     st,
 		Tick:      cfg.PetTick,
 		Watchers:  watchers,
 		Publisher: live.NewPetFeed(v, pub, logger),
 		Logger:    logger,
 		Clients:   a.hub.Clients,
-	})
+	}
+	petsPresence, err := livePetNodes(st, cluster.NodeName(), logger, &petsCfg)
+	if err != nil {
+		return nil, err
+	}
+	a.pets, err = pets.New(petsCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -262,10 +267,14 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 
 	// The feeds first, so that they hear of everything the others do (and
 	// the broker before them, so that it carries all they publish).
-	runners := []runner{etFeed, jobsFeed, statsFeed, a.engine, a.pets, a.stats}
+	runners := []runner{etFeed, jobsFeed, statsFeed, a.engine}
 	if brk != nil {
 		runners = append([]runner{brk}, runners...)
 	}
+	if petsPresence != nil {
+		runners = append(runners, petsPresence) // before the sim, which feeds it
+	}
+	runners = append(runners, a.pets, a.stats)
 	for _, r := range runners {
 		if err := r.Start(ctx); err != nil {
 			return nil, err
@@ -400,6 +409,27 @@ func lockSQLite(db string, logger *slog.Logger) (unlock func() error, err error)
 		return nil, nil
 	}
 	return unlock, nil
+}
+
+// livePetNodes makes LivePet one over every node of a PostgreSQL database
+// (see pets.Config.Presence): this node's viewers go to a cluster.Presence,
+// returned to be started before the sim and stopped after it (its Stop
+// deletes this node's rows, so the others stop counting them at once; a
+// node that dies stops counting within the TTL). On SQLite it does
+// nothing and returns nil: one process serves a file (LockSQLite), so its
+// own streams are every viewer there is, and presence would only add a
+// write every 250 ms to the one writer.
+func livePetNodes(st *store.Store, node string, logger *slog.Logger, cfg *pets.Config) (*cluster.Presence, error) {
+	if st.Dialect != store.Postgres {
+		return nil, nil
+	}
+	ttl := 3 * cluster.DefaultPresenceRefresh
+	p, err := cluster.NewPresence(st.Writer, st.Dialect, node, cluster.PresenceOptions{TTL: ttl, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Presence, cfg.Node, cfg.PresenceTTL = p, node, ttl
+	return p, nil
 }
 
 // jobCounts counts the jobs per state, for the dashboard.

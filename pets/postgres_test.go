@@ -41,6 +41,7 @@ func TestSimOnPostgres(t *testing.T) {
 		{"TestTickRendersOnlyWatchedPets", TestTickRendersOnlyWatchedPets},
 		{"TestTheLoopPublishesChangesAsTheyHappen", TestTheLoopPublishesChangesAsTheyHappen},
 		{"TestActionsTicksAndWatchersDoNotRace", TestActionsTicksAndWatchersDoNotRace},
+		{"TestADeathIsShownOnce", TestADeathIsShownOnce},
 	} {
 		t.Run(s.name, s.fn)
 	}

@@ -79,6 +79,23 @@ type Config struct {
 	// ListedDeaths is how many deaths a tick shows on the list of all pets
 	// one by one; beyond it, the list is told to reload (100).
 	ListedDeaths int
+
+	// Presence, when set, makes LivePet one over several nodes sharing a
+	// PostgreSQL database: this node's viewer counts go to it
+	// (cluster.Presence), the other nodes' are read back every
+	// PresenceEvery, and a pet fed or treated here is announced to the
+	// other nodes (NOTIFY) so that their pages show it at once. Nil (one
+	// node, and always on SQLite, where only one process serves a file):
+	// the viewers are this process's streams, as before.
+	Presence Mirror
+	// Node is this node's name in the presence rows (cluster.NodeName);
+	// required with Presence.
+	Node string
+	// PresenceTTL is how long a presence row counts after its node last
+	// refreshed it: cluster.Presence's TTL (6 s, its default).
+	PresenceTTL time.Duration
+	// PresenceEvery is how often the other nodes' viewers are read (1 s).
+	PresenceEvery time.Duration
 }
 
 // Sim runs LivePet: it records deaths as they come due, publishes the live
@@ -116,6 +133,23 @@ type Sim struct {
 	cancel context.CancelFunc
 
 	lastTick atomic.Pointer[TickStats]
+
+	// mourned are the pets whose death this node's pages were shown: a
+	// death is shown once, by the sweep or, on a node that does not
+	// sweep, by the first publish that finds the pet dead.
+	mourned map[int64]struct{}
+	// notify is whether actions NOTIFY the other nodes (Presence on
+	// PostgreSQL); listening is their listener's goroutine.
+	notify    bool
+	listening sync.WaitGroup
+	// activeDeath is when the first pet of the last active list dies:
+	// the list is sent again then, whichever node records the death.
+	activeDeath time.Time
+	// presenceSwept is when readPresence last swept dead nodes' rows.
+	presenceSwept time.Time
+	// presenceFailing is whether the last read of the other nodes'
+	// viewers failed (logged once per run of failures).
+	presenceFailing bool
 }
 
 // New makes a Sim; Start starts it.
@@ -150,13 +184,27 @@ func New(cfg Config) (*Sim, error) {
 	if cfg.ListedDeaths <= 0 {
 		cfg.ListedDeaths = 100
 	}
+	if cfg.Presence != nil {
+		if cfg.Node == "" {
+			return nil, errors.New("pets: Config.Node is required with Presence")
+		}
+		if cfg.PresenceTTL <= 0 {
+			cfg.PresenceTTL = DefaultPresenceTTL
+		}
+		if cfg.PresenceEvery <= 0 {
+			cfg.PresenceEvery = DefaultPresenceEvery
+		}
+		cfg.Watchers.SetMirror(cfg.Presence)
+	}
 	return &Sim{
 		cfg: cfg, rules: Rules{Tick: cfg.Tick}, store: cfg.Store, watchers: cfg.Watchers,
 		pub: cfg.Publisher, log: cfg.Logger, now: cfg.Now,
-		dirty: map[int64]struct{}{},
-		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		dirty:   map[int64]struct{}{},
+		mourned: map[int64]struct{}{},
+		notify:  cfg.Presence != nil && cfg.Store.Dialect == store.Postgres,
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}, nil
 }
 
@@ -201,6 +249,14 @@ func (s *Sim) Start(ctx context.Context) error {
 
 	loopCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	if s.cfg.Presence != nil {
+		// The other nodes' viewers count from the first page served.
+		s.readPresence(ctx)
+	}
+	if s.notify {
+		s.listening.Add(1)
+		go s.listen(loopCtx)
+	}
 	go s.loop(loopCtx)
 	return nil
 }
@@ -220,6 +276,13 @@ func (s *Sim) Stop(ctx context.Context) error {
 	s.cancel()
 	select {
 	case <-s.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	stopped := make(chan struct{})
+	go func() { s.listening.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -234,11 +297,19 @@ func (s *Sim) loop(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
+	var poll <-chan time.Time
+	if s.cfg.Presence != nil {
+		t := time.NewTicker(s.cfg.PresenceEvery)
+		defer t.Stop()
+		poll = t.C
+	}
 	var later <-chan time.Time
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-poll:
+			s.readPresence(ctx)
 		case <-tick:
 			stats, err := s.Tick(ctx, s.now())
 			if err != nil && ctx.Err() == nil {
@@ -288,7 +359,8 @@ func (s *Sim) Tick(ctx context.Context, now time.Time) (TickStats, error) {
 		s.activeDirty = true
 	}
 	s.mu.Unlock()
-	stats.Rendered, err = s.publishLive(ctx, s.watchers.Watched(), now)
+	stats.Rendered, err = s.publishLive(ctx, s.watchers.LocalWatched(), now)
+	s.forgetMourned()
 	stats.Duration = time.Since(started)
 	s.lastTick.Store(&stats)
 	// Deaths change the counts and maybe the active list: the loop sends them.
@@ -326,14 +398,15 @@ func (s *Sim) sweep(ctx context.Context, now time.Time) (int, error) {
 			ids[i] = p.ID
 		}
 		viewers := s.watchers.Counts(ids)
+		local := s.watchers.LocalCounts(ids)
 		watchedDied := false
 		for i, p := range dead {
 			st := s.rules.State(p, now)
 			st.Viewers = viewers[i]
-			if st.Viewers > 0 {
+			if local[i] > 0 && s.mourn(p.ID) {
 				s.pub.Died(st)
-				watchedDied = true
 			}
+			watchedDied = watchedDied || st.Viewers > 0
 			if listed < s.cfg.ListedDeaths {
 				s.pub.Listed(st, false)
 				listed++
@@ -406,16 +479,28 @@ func (s *Sim) publishLive(ctx context.Context, ids []int64, now time.Time) (int,
 }
 
 // publishStates publishes the state at now of those of ids that are alive
-// and watched.
+// and watched on this node, and the death of those watched here that died
+// (once: see mourned). A node that does not run the death sweep (several
+// nodes: only the leader does) shows its pages the death this way, at the
+// instant the pet's state says it died, as the sweep would.
 func (s *Sim) publishStates(ctx context.Context, ids []int64, now time.Time) (int, error) {
 	states, err := s.states(ctx, ids, now)
 	if err != nil {
 		return 0, err
 	}
+	shown := make([]int64, len(states))
+	for i, st := range states {
+		shown[i] = st.ID
+	}
+	local := s.watchers.LocalCounts(shown)
 	live := states[:0]
-	for _, st := range states {
-		if st.Alive && st.Viewers > 0 {
+	for i, st := range states {
+		switch {
+		case local[i] == 0:
+		case st.Alive:
 			live = append(live, st)
+		case s.mourn(st.ID):
+			s.pub.Died(st)
 		}
 	}
 	if len(live) > 0 {
@@ -477,6 +562,9 @@ func (s *Sim) flushErr(ctx context.Context, force bool) (time.Duration, error) {
 
 	wall := time.Now()
 	s.mu.Lock()
+	if !s.activeDeath.IsZero() && !now.Before(s.activeDeath) {
+		s.activeDirty, s.activeDeath = true, time.Time{}
+	}
 	doActive := s.activeDirty && (force || wall.Sub(s.lastActive) >= s.cfg.ActiveEvery)
 	if doActive {
 		s.activeDirty, s.lastActive = false, wall

@@ -63,9 +63,13 @@ func (s *Sim) active(ctx context.Context, now time.Time) (Active, error) {
 		return Active{}, err
 	}
 	a := Active{Watched: make([]int64, 0, len(states)), watched: make(map[int64]bool, len(states))}
+	var nextDeath time.Time
 	for _, st := range states {
 		if !st.Alive || st.Viewers == 0 {
 			continue
+		}
+		if nextDeath.IsZero() || st.DiesAt.Before(nextDeath) {
+			nextDeath = st.DiesAt
 		}
 		a.Total++
 		a.Watched = append(a.Watched, st.ID)
@@ -74,6 +78,9 @@ func (s *Sim) active(ctx context.Context, now time.Time) (Active, error) {
 			a.Pets = append(a.Pets, st)
 		}
 	}
+	s.mu.Lock()
+	s.activeDeath = nextDeath
+	s.mu.Unlock()
 	return a, nil
 }
 
@@ -182,7 +189,11 @@ func (s *Sim) Treat(ctx context.Context, keeperID string, id int64) (State, Trea
 			return refuse(ErrOwnPet, "%s is your own pet: treats are for other keepers' pets (feed yours instead)", p.Name)
 		case !before.Alive:
 			return refuse(ErrDead, "%s has died and cannot have treats any more", p.Name)
-		case s.watchers.Count(id) == 0:
+		}
+		// Watched on any node: see watchedNow.
+		if watched, err := s.watchedNow(ctx, id); err != nil {
+			return err
+		} else if !watched {
 			return refuse(ErrNotWatched, "nobody is watching %s right now: treats go to pets someone is watching", p.Name)
 		}
 		if err := store.EnsureKeeperTx(ctx, tx, keeperID, TreatsPerWindow, now); err != nil {
@@ -226,6 +237,10 @@ func (s *Sim) lowerHunger(ctx context.Context, id int64, amount int, allow func(
 			return err
 		}
 		st = s.rules.State(p, now)
+		if s.notify {
+			// The other nodes' pages of this pet show it once it commits.
+			return store.NotifyPetTx(ctx, tx, id, s.cfg.Node)
+		}
 		return nil
 	})
 	if err != nil {

@@ -394,3 +394,58 @@ func (s *Store) GeneratePets(ctx context.Context, n int, o GeneratePetsOptions) 
 func GeneratedPetName(i int) string {
 	return fmt.Sprintf("%s-%06d", SeedPets[i%len(SeedPets)].Name, i/len(SeedPets)+1)
 }
+
+// dbNowMillis is the database's clock in unix milliseconds, the clock
+// package cluster writes cluster_presence with: every node compares ages
+// on one clock, whatever its own says.
+func dbNowMillis(d Dialect) string {
+	if d == Postgres {
+		return "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+	}
+	return "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+}
+
+// PresenceElsewhere sums, for each topic that starts with prefix, the
+// viewers the nodes other than node have on it: the rows of
+// cluster_presence (package cluster's table, read only here) refreshed
+// within ttl on the database's clock, as cluster.Presence's own reads
+// count them. This node's own rows are left out because its own count is
+// known at once in memory, while its row follows only within the
+// presence's flush period. topic, when not empty, asks for that topic
+// alone.
+func (s *Store) PresenceElsewhere(ctx context.Context, node, prefix, topic string, ttl time.Duration) (map[string]int, error) {
+	where, args := "topic LIKE ?", []any{prefix + "%"}
+	if topic != "" {
+		where, args = "topic = ?", []any{topic}
+	}
+	var rows []struct {
+		Topic string `db:"topic"`
+		N     int64  `db:"n"`
+	}
+	q := `SELECT topic, sum(count) AS n FROM cluster_presence
+		WHERE ` + where + ` AND node <> ? AND updated_at >= ` + dbNowMillis(s.Dialect) + ` - ?
+		GROUP BY topic`
+	if err := s.Reader.SelectContext(ctx, &rows, s.Rebind(q), append(args, node, ttl.Milliseconds())...); err != nil {
+		return nil, fmt.Errorf("viewers on other nodes: %w", err)
+	}
+	out := make(map[string]int, len(rows))
+	for _, r := range rows {
+		out[r.Topic] = int(r.N)
+	}
+	return out, nil
+}
+
+// PetChannel is the PostgreSQL LISTEN/NOTIFY channel of pets changed by
+// keepers: the payload is "<pet id> <node>", sent in the transaction of the
+// change, so every node hears of it once it is committed.
+const PetChannel = "phonehome_pets"
+
+// NotifyPetTx announces, inside tx, that pet id changed on node: delivered
+// to every listener when tx commits, never if it rolls back. PostgreSQL
+// only.
+func NotifyPetTx(ctx context.Context, tx *sqlx.Tx, id int64, node string) error {
+	if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", PetChannel, fmt.Sprintf("%d %s", id, node)); err != nil {
+		return fmt.Errorf("notify pet %d: %w", id, err)
+	}
+	return nil
+}

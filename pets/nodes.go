@@ -1,0 +1,210 @@
+package pets
+
+// LivePet over several nodes sharing one PostgreSQL database: each node
+// keeps its own pages' viewers in Watchers and mirrors them into the
+// presence table (cluster.Presence), reads the other nodes' viewers back
+// every PresenceEvery, and hears the other nodes' feeds and treats by
+// LISTEN/NOTIFY. A pet's stream stays on the node whose page opened it:
+// each node renders its own pages from the database.
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/phonehome/phonehome/store"
+)
+
+// Defaults of the Config fields about several nodes.
+const (
+	// DefaultPresenceTTL is cluster.Presence's default TTL (3 × its 2 s
+	// refresh): a node that died stops counting within it.
+	DefaultPresenceTTL = 6 * time.Second
+	// DefaultPresenceEvery is how often the other nodes' viewers are read:
+	// one query a second per node, whatever the number of pets or pages.
+	DefaultPresenceEvery = time.Second
+	// listenRetry is how long the listener waits before connecting again.
+	listenRetry = time.Second
+)
+
+// sweeper deletes the presence rows of nodes that died (cluster.Presence's
+// Sweep). Readers ignore those rows already; deleting them keeps the table
+// as small as the pages open now, however many nodes were killed (a node
+// that starts again has a new name). Any node may do it, and each does
+// every 2 × PresenceTTL: a DELETE of nothing, mostly.
+type sweeper interface {
+	Sweep(ctx context.Context) (int64, error)
+}
+
+// readPresence reads the other nodes' viewers and hands them to the
+// watchers, which touch the pets whose "N watching" changed and wake the
+// loop to publish them.
+func (s *Sim) readPresence(ctx context.Context) {
+	counts, err := s.store.PresenceElsewhere(ctx, s.cfg.Node, StreamPrefix, "", s.cfg.PresenceTTL)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		if !s.presenceFailing {
+			s.log.Warn("cannot read the other nodes' viewers; showing the last read", "err", err)
+		}
+		s.presenceFailing = true
+		return
+	case err != nil:
+		return
+	case s.presenceFailing:
+		s.presenceFailing = false
+		s.log.Info("reading the other nodes' viewers again")
+	}
+	remote := make(map[int64]int, len(counts))
+	for topic, n := range counts {
+		if id, ok := ParseStream(topic); ok {
+			remote[id] = n
+		}
+	}
+	s.watchers.SetRemote(remote)
+
+	if sw, ok := s.cfg.Presence.(sweeper); ok && time.Since(s.presenceSwept) >= 2*s.cfg.PresenceTTL {
+		s.presenceSwept = time.Now()
+		if _, err := sw.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.Debug("sweep the presence of dead nodes", "err", err)
+		}
+	}
+}
+
+// watchedNow reports whether pet id is watched on any node right now, for
+// the treat rule: this node's count and the last read of the others', and
+// when both say nobody, the others' rows read again (a viewer may have
+// come on another node since the last read).
+func (s *Sim) watchedNow(ctx context.Context, id int64) (bool, error) {
+	if s.watchers.Count(id) > 0 {
+		return true, nil
+	}
+	if s.cfg.Presence == nil {
+		return false, nil
+	}
+	topic := Stream(id)
+	counts, err := s.store.PresenceElsewhere(ctx, s.cfg.Node, StreamPrefix, topic, s.cfg.PresenceTTL)
+	if err != nil {
+		return false, err
+	}
+	return counts[topic] > 0, nil
+}
+
+// mourn reports whether pet id's death is still to be shown on this
+// node's pages, and records that it is being shown.
+func (s *Sim) mourn(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, done := s.mourned[id]; done {
+		return false
+	}
+	s.mourned[id] = struct{}{}
+	s.activeDirty = true // the dead pet leaves the active list
+	return true
+}
+
+// forgetMourned drops the pets no page of this node watches any more.
+func (s *Sim) forgetMourned() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.mourned {
+		if s.watchers.Local(id) == 0 {
+			delete(s.mourned, id)
+		}
+	}
+}
+
+// heard handles a notification "<pet id> <node>": a pet another node
+// changed is published again if this node's pages watch it. This node's
+// own changes are published already.
+func (s *Sim) heard(payload string) {
+	idText, node, _ := strings.Cut(payload, " ")
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if err != nil || node == s.cfg.Node {
+		return
+	}
+	if s.watchers.Local(id) > 0 {
+		s.changed(id)
+	}
+}
+
+// listen LISTENs on store.PetChannel on a connection of its own beside the
+// pool (LISTEN belongs to a session, and a pooled connection goes back to
+// the pool between statements) until ctx ends, connecting again after a
+// second when the connection is lost.
+func (s *Sim) listen(ctx context.Context) {
+	defer s.listening.Done()
+	for {
+		err := s.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("pet notifications lost; other nodes' feeds show at the next tick until they are back", "err", err, "retry_in", listenRetry)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(listenRetry):
+		}
+	}
+}
+
+func (s *Sim) listenOnce(ctx context.Context) error {
+	cfg, err := s.listenConfig(ctx)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn.Close(closeCtx)
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+store.PetChannel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// Changes made while nobody listened were announced to no one: show
+	// every pet this node's pages watch again.
+	for _, id := range s.watchers.LocalWatched() {
+		s.changed(id)
+	}
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if n != nil {
+			s.heard(n.Payload)
+		}
+	}
+}
+
+// listenConfig is the settings of the pool's connections (host, user,
+// password, TLS…), copied from a pooled pgx connection, so the listener
+// connects as the pool does without the store handing out its URL.
+func (s *Sim) listenConfig(ctx context.Context) (*pgx.ConnConfig, error) {
+	c, err := s.store.Writer.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var cfg *pgx.ConnConfig
+	err = c.Raw(func(dc any) error {
+		pc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("the writer is not a pgx connection (%T)", dc)
+		}
+		cfg = pc.Conn().Config().Copy()
+		// The copy carries the pooled connection's notification hook,
+		// which would hand every notification to that connection's buffer.
+		cfg.OnNotification = nil
+		return nil
+	})
+	return cfg, err
+}
