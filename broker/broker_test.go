@@ -503,6 +503,15 @@ func TestAHoleIsSkippedOnceItCannotFill(t *testing.T) {
 		if got[0].Data != "after the stuck one" {
 			t.Fatalf("got %+v", got)
 		}
+		// The stuck insert commits after all: too late to be sent in
+		// order, so the clients resync rather than miss it silently.
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		got = c.waitFor(t, "a resync", 2)
+		if got[1].Event != events.ResyncEvent {
+			t.Fatalf("after the late commit: %+v, want resync", got[1])
+		}
 	})
 }
 
