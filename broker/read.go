@@ -128,6 +128,7 @@ func (r *reader) hole(next int64) (int, error) {
 	if now.Sub(r.holeSince) >= r.b.cfg.HoleWait {
 		r.b.log.Warn("live events skipped: ids missing for too long", "from", r.last+1, "to", next-1)
 		r.late = append(r.late, skipped{from: r.last + 1, to: next - 1, at: now})
+		r.resyncTrimmed(r.last + 1)
 		r.skip(next)
 		return skip, nil
 	}
@@ -151,8 +152,30 @@ func (r *reader) hole(next int64) (int, error) {
 	if n > 0 {
 		return reread, nil
 	}
+	r.resyncTrimmed(r.last + 1)
 	r.skip(next)
 	return skip, nil
+}
+
+// resyncTrimmed makes the streams trimmed past from resync: the missing
+// ids may be events this reader had not delivered when they were trimmed
+// (it lagged behind the window), not a rolled-back insert.
+func (r *reader) resyncTrimmed(from int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := r.b.db.QueryContext(ctx, "SELECT stream FROM live_event_trims WHERE stream <> '*' AND before >= $1", from)
+	if err != nil {
+		r.b.log.Warn("read live event trims", "err", err)
+		return
+	}
+	defer q.Close()
+	for q.Next() {
+		var stream string
+		if q.Scan(&stream) == nil && r.b.shared[stream] {
+			r.b.log.Warn("live events trimmed before this node delivered them: the stream's pages resync", "stream", stream, "from", from)
+			r.b.hub.Resync(stream)
+		}
+	}
 }
 
 // checkLate looks for ids skipped after HoleWait that were committed
