@@ -78,6 +78,7 @@ type Hub interface {
 	PublishVolatile(stream, event string, data []byte) error
 	Share(stream string, start int64, history events.History)
 	Advance(id int64)
+	Resync(stream string)
 	Clients() map[string]int
 }
 
