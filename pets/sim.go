@@ -79,6 +79,12 @@ type Config struct {
 	// ListedDeaths is how many deaths a tick shows on the list of all pets
 	// one by one; beyond it, the list is told to reload (100).
 	ListedDeaths int
+	// IsLeader, when set, tells whether this node leads the maintenance
+	// (cluster.Lease.IsLeader): only the leader records deaths (the sweep,
+	// and the catch-up at Start). A node that does not lead shows its own
+	// watchers the deaths the leader recorded, or that came due, from the
+	// pets' rows, and re-reads the counts every tick. Nil: always leads.
+	IsLeader func() bool
 }
 
 // Sim runs LivePet: it records deaths as they come due, publishes the live
@@ -106,6 +112,7 @@ type Sim struct {
 	countsDirty bool
 	activeDirty bool
 	dirty       map[int64]struct{} // pets changed by an action since the last publish
+	seenDead    map[int64]struct{} // dead pets whose watchers were told, when not leading
 	lastActive  time.Time          // wall clock of the last active-list publish
 	lastCounts  time.Time
 	running     bool
@@ -190,11 +197,14 @@ func (s *Sim) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.counts = counts
 	s.mu.Unlock()
-	s.work.Lock()
-	died, err := s.sweep(ctx, s.now())
-	s.work.Unlock()
-	if err != nil {
-		return fmt.Errorf("catch up on deaths: %w", err)
+	died := 0
+	if s.leading() {
+		s.work.Lock()
+		died, err = s.sweep(ctx, s.now())
+		s.work.Unlock()
+		if err != nil {
+			return fmt.Errorf("catch up on deaths: %w", err)
+		}
 	}
 	s.log.Info("pets resumed", "alive", counts.Alive-died, "dead", counts.Dead+died, "died_while_down", died,
 		"tick", s.rules.Tick, "took", time.Since(started).Round(time.Millisecond))
@@ -275,9 +285,13 @@ func (s *Sim) Tick(ctx context.Context, now time.Time) (TickStats, error) {
 		s.watchers.Reconcile(s.cfg.Clients())
 	}
 	stats := TickStats{At: now}
-	died, err := s.sweep(ctx, now)
-	stats.Died = died
-	if err != nil {
+	if s.leading() {
+		died, err := s.sweep(ctx, now)
+		stats.Died = died
+		if err != nil {
+			return stats, err
+		}
+	} else if err := s.recount(ctx); err != nil {
 		return stats, err
 	}
 	// Every watched pet is published now, so pending changes are covered.
@@ -288,6 +302,7 @@ func (s *Sim) Tick(ctx context.Context, now time.Time) (TickStats, error) {
 		s.activeDirty = true
 	}
 	s.mu.Unlock()
+	var err error
 	stats.Rendered, err = s.publishLive(ctx, s.watchers.Watched(), now)
 	stats.Duration = time.Since(started)
 	s.lastTick.Store(&stats)
@@ -413,9 +428,13 @@ func (s *Sim) publishStates(ctx context.Context, ids []int64, now time.Time) (in
 		return 0, err
 	}
 	live := states[:0]
+	following := !s.leading()
 	for _, st := range states {
 		if st.Alive && st.Viewers > 0 {
 			live = append(live, st)
+		} else if following && st.Viewers > 0 && s.firstSeenDead(st.ID) {
+			// The leader's sweep tells only its own node's watchers.
+			s.pub.Died(st)
 		}
 	}
 	if len(live) > 0 {
@@ -516,6 +535,42 @@ func (s *Sim) flushErr(ctx context.Context, force bool) (time.Duration, error) {
 		}
 	}
 	return wait, err
+}
+
+// leading reports whether this node records deaths (Config.IsLeader).
+func (s *Sim) leading() bool { return s.cfg.IsLeader == nil || s.cfg.IsLeader() }
+
+// recount re-reads the alive and dead counts (a node that does not lead:
+// another node records the deaths, and adoptions happen on every node).
+func (s *Sim) recount(ctx context.Context) error {
+	c, err := s.store.CountPets(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if c != s.counts {
+		s.counts, s.countsDirty = c, true
+		// A death may take a pet off the active list.
+		s.activeDirty = true
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// firstSeenDead reports whether this is the first time a node that does
+// not lead sees pet id dead, so its watchers are told once. It remembers
+// the last few thousand ids, plenty for the pets watched at once.
+func (s *Sim) firstSeenDead(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, seen := s.seenDead[id]; seen {
+		return false
+	}
+	if s.seenDead == nil || len(s.seenDead) >= 4096 {
+		s.seenDead = map[int64]struct{}{}
+	}
+	s.seenDead[id] = struct{}{}
+	return true
 }
 
 // nopPublisher shows nothing, for a Sim without a Publisher.
