@@ -322,7 +322,9 @@ func (s *Sim) LastTick() TickStats {
 // sweep records every death due by now, in batches; call with s.work held.
 func (s *Sim) sweep(ctx context.Context, now time.Time) (int, error) {
 	total, listed, resync := 0, 0, false
-	for {
+	// Each batch is a step of leader-only work: a node that lost the lead
+	// mid-way stops before the next one.
+	for s.leading() {
 		var dead []store.Pet
 		err := s.store.InTx(ctx, func(tx *sqlx.Tx) error {
 			var err error

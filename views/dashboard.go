@@ -192,7 +192,7 @@ func dashNodesView(self string, n *stats.Nodes) *DashNodes {
 		v.Leader = "none right now (a node takes the lead within seconds)"
 	}
 	for _, node := range n.List {
-		v.Rows = append(v.Rows, DashNode{Name: node.Name, Age: Short(node.HeartbeatAge) + " ago",
+		v.Rows = append(v.Rows, DashNode{Name: node.Name, Age: Span(node.HeartbeatAge) + " ago",
 			Leader: node.Leader, Self: node.Name == self})
 	}
 	return v
