@@ -45,7 +45,8 @@ type Config struct {
 
 	// HeartbeatInterval is how often the node records that it is alive,
 	// rescues the jobs of dead nodes, and reloads queue settings changed
-	// by other nodes (15 s).
+	// by other nodes (15 s; on PostgreSQL a change reaches every engine at
+	// once by NOTIFY, and the heartbeat's reload is the fallback).
 	HeartbeatInterval time.Duration
 	// NodeTimeout is how old a node's heartbeat must be before its
 	// executing jobs may be rescued (1 min; at least two heartbeats).
