@@ -416,6 +416,7 @@ func (a *App) joinCluster(st *store.Store, logger *slog.Logger) (runner, func() 
 // the leader's); Stop resigns, so another node takes over at once.
 type leaseRunner struct{ *cluster.Lease }
 
+// Start campaigns once, then starts the lease's goroutine (see leaseRunner).
 func (r leaseRunner) Start(ctx context.Context) error {
 	if _, err := r.Campaign(ctx); err != nil {
 		return err
