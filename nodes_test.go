@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/internal/syncbuf"
+	"github.com/phonehome/phonehome/internal/testsse"
 	"github.com/phonehome/phonehome/store/storetest"
 )
 
@@ -164,4 +166,60 @@ func TestOneNodeOnSQLite(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// TestAFollowersWatchersSeeTheLeadersDeathOnPostgres: a pet watched on the
+// node that does not lead dies: the leader records the death (the follower
+// never sweeps), and the follower's watcher is still told, live, on its
+// own stream; the follower's page reads the pet dead and its counts follow.
+func TestAFollowersWatchersSeeTheLeadersDeathOnPostgres(t *testing.T) {
+	t.Parallel()
+	pg := storetest.Postgres(t)
+	db := storetest.NewDatabase(t, pg.Server)
+	const tick = 100 * time.Millisecond
+	a := startApp(t, Config{DB: db, Node: "node-a", PetTick: tick})
+	b := startApp(t, Config{DB: db, Node: "node-b", PetTick: tick})
+	if !a.IsLeader() || b.IsLeader() {
+		t.Fatalf("A leads %v, B leads %v; want A alone", a.IsLeader(), b.IsLeader())
+	}
+	p, err := b.pets.Adopt(t.Context(), "keeper-b", "Mortal", "cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its life ends in a second and a half.
+	conn := openTestDB(t, db)
+	bornAt := time.Now().Add(-b.pets.Rules().Lifespan() + 1500*time.Millisecond)
+	if _, err := conn.Exec("UPDATE pets SET born_at = $1, hunger_at = $1 WHERE id = $2", bornAt.UnixMilli(), p.ID); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	msgs := testsse.Messages(b.openStream(t, ctx, fmt.Sprintf("pet-%d", p.ID)).Body, 1<<10)
+	deadline := time.After(15 * time.Second)
+	for told := false; !told; {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatal("B's pet stream ended before the death was shown")
+			}
+			told = strings.Contains(m.Data, "pet-dead") && strings.Contains(m.Data, "It died on")
+		case <-deadline:
+			t.Fatal("B's watcher was not told of the death within 15 s")
+		}
+	}
+	waitUntil(t, 10*time.Second, "the leader to record the death", func() (bool, string) {
+		n := dbCount(t, conn, fmt.Sprintf("SELECT count(*) FROM pets WHERE id = %d AND died_at IS NOT NULL", p.ID))
+		return n == 1, ""
+	})
+	if b.IsLeader() {
+		t.Fatal("B leads: the death may be its own")
+	}
+	if page := getBody(t, fmt.Sprintf("%s/pets/%d", b.URL, p.ID)); !strings.Contains(page, "pet-dead") {
+		t.Errorf("B's page of the pet does not show it dead")
+	}
+	waitUntil(t, 10*time.Second, "B's counts to follow the leader's sweep", func() (bool, string) {
+		want := dbCount(t, conn, "SELECT count(*) FROM pets WHERE died_at IS NOT NULL")
+		got := b.pets.Counts().Dead
+		return got == want && want > 0, fmt.Sprintf("B counts %d dead, the database %d", got, want)
+	})
 }
