@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,4 +269,35 @@ func TestQueueSettingsReachEveryNodeWithinASecond(t *testing.T) {
 	if q := queueOf(t, c, "default"); !q.Paused || q.Limit != 9 {
 		t.Fatalf("a node started later: paused %v limit %d, want the stored true and 9", q.Paused, q.Limit)
 	}
+}
+
+// TestCountsFoldedOnlyByTheLeader: the count ledger (PostgreSQL) is folded
+// by the leader only: while the engine follows, the rows its inserts
+// appended stay; once it leads, they are folded into one.
+func TestCountsFoldedOnlyByTheLeader(t *testing.T) {
+	t.Parallel()
+	url := pgDatabase(t)
+	var leads atomic.Bool
+	st, e := pgNode(t, url, jobs.Config{Node: "node-a", Queues: map[string]int{"elsewhere": 1},
+		CompactInterval: 5 * time.Millisecond, IsLeader: leads.Load})
+	for range 5 {
+		if _, err := e.Insert(t.Context(), testArgs{}, jobs.InsertOpts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := func() int {
+		var n int
+		if err := st.Reader.Get(&n, "SELECT count(*) FROM job_counts WHERE queue = 'default' AND state = 'available'"); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// A window of twenty compaction intervals: a follower that folded
+	// would have by then.
+	time.Sleep(100 * time.Millisecond)
+	if n := rows(); n < 5 {
+		t.Fatalf("%d ledger rows while following, want the 5 the inserts appended", n)
+	}
+	leads.Store(true)
+	waitFor(t, waitTimeout, func() bool { return rows() == 1 })
 }
