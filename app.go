@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -64,6 +65,10 @@ type Config struct {
 	// refuse every action with 403 (-read-only). The rest of the app
 	// (Phone Home, LivePet) is not the jobs dashboard and works as usual.
 	ReadOnly bool
+	// Node names this process among the nodes serving one database (-node):
+	// in logs, /api/stats, /metrics and the jobs' attempts. Empty:
+	// cluster.NodeName() (host/pid/random).
+	Node string
 }
 
 // runner is everything of the App that runs: started in order by NewApp,
@@ -96,6 +101,14 @@ type App struct {
 	// unlock releases the SQLite file's lock (cluster.LockSQLite); nil on
 	// PostgreSQL, where several nodes share the database.
 	unlock func() error
+	// node is this process's name (Config.Node or cluster.NodeName()),
+	// the same in the logs, the job engine, the lease and the stats.
+	node string
+	// lease is the maintenance lease on PostgreSQL; nil on SQLite, where
+	// this process is alone (LockSQLite) and always leads.
+	lease *cluster.Lease
+	// registry lists the nodes serving the database, for the stats.
+	registry *cluster.Registry
 }
 
 // NewApp opens and migrates the database (seeding a new one), builds the
@@ -111,7 +124,12 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if cfg.PetTick <= 0 {
 		cfg.PetTick = pets.DefaultTick
 	}
-	a := &App{cfg: cfg, log: logger}
+	// Every log line names the node: with several behind a load balancer,
+	// which one said it is the first question.
+	a := &App{cfg: cfg, node: cmp.Or(cfg.Node, cluster.NodeName())}
+	baseLogger := logger
+	logger = logger.With("node", a.node)
+	a.log = logger
 	defer func() {
 		if err != nil {
 			a.close()
@@ -161,6 +179,11 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		logger.Info("new database seeded", "db", st.Path, "extraterrestrials", n, "pets", np)
 	}
 
+	leaseRunner, isLeader, err := a.joinCluster(st, baseLogger)
+	if err != nil {
+		return nil, err
+	}
+
 	watchers := pets.NewWatchers()
 	a.hub = events.New(events.Config{OnClients: watchers.Update})
 	live.Register(a.hub)
@@ -178,6 +201,8 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		PruneAfter:   cfg.PruneAfter,
 		// The cron page's entry: the database's hourly optimisation.
 		Periodic: []jobs.PeriodicJob{housekeeping.Periodic()},
+		Node:     a.node,
+		IsLeader: isLeader,
 	})
 	if err != nil {
 		return nil, err
@@ -204,8 +229,9 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		Publisher: live.NewPetFeed(v, pub, logger),
 		Logger:    logger,
 		Clients:   a.hub.Clients,
+		IsLeader:  isLeader,
 	}
-	petsPresence, err := livePetNodes(st, cluster.NodeName(), logger, &petsCfg)
+	petsPresence, err := livePetNodes(st, a.node, logger, &petsCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -220,12 +246,14 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	// render and publish.
 	a.stats = stats.New(stats.Config{
 		Version: Version(),
+		Node:    a.node,
 		Sources: stats.Sources{
 			Clients:    a.hub.Clients,
 			JobCounts:  a.jobCounts,
 			Throughput: a.throughput,
 			Pets:       a.petFigures,
 			DB:         live.DBSource(st),
+			Nodes:      a.nodes,
 		},
 		Logger: logger,
 	})
@@ -265,11 +293,15 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	// Open streams would hold Shutdown up: close them first.
 	a.server.RegisterOnShutdown(a.hub.Close)
 
-	// The feeds first, so that they hear of everything the others do (and
-	// the broker before them, so that it carries all they publish).
+	// The feeds first, so that they hear of everything the others do; the
+	// broker before them, so that it carries all they publish; the lease
+	// before them all, so that it is stopped (and resigned) last.
 	runners := []runner{etFeed, jobsFeed, statsFeed, a.engine}
 	if brk != nil {
 		runners = append([]runner{brk}, runners...)
+	}
+	if leaseRunner != nil {
+		runners = append([]runner{leaseRunner}, runners...)
 	}
 	if petsPresence != nil {
 		runners = append(runners, petsPresence) // before the sim, which feeds it
@@ -388,6 +420,68 @@ func (a *App) close() {
 		_ = a.unlock()
 		a.unlock = nil
 	}
+}
+
+// Node is this process's name among the nodes serving the database (the
+// same in the logs, the job engine's attempted_by, the lease and the stats).
+func (a *App) Node() string { return a.node }
+
+// IsLeader reports whether this node leads the maintenance now: always on
+// SQLite (one process per file); on PostgreSQL while it holds the lease.
+// Leader-only work checks it before each step.
+func (a *App) IsLeader() bool { return a.lease == nil || a.lease.IsLeader() }
+
+// joinCluster builds this node's side of the maintenance lease on
+// PostgreSQL (several nodes may serve the database; one at a time runs
+// cron, pruning, count compaction and the pets' deaths) and the node
+// registry for the stats. It returns the lease's runner (nil on SQLite)
+// and the IsLeader hook for the engine and the pets (nil on SQLite:
+// always). The lease logs its changes with the node's name.
+func (a *App) joinCluster(st *store.Store, logger *slog.Logger) (runner, func() bool, error) {
+	a.registry = cluster.NewRegistry(st.Reader, st.Dialect, cluster.RegistryOptions{Timeout: jobs.DefaultNodeTimeout})
+	if st.Dialect != store.Postgres {
+		return nil, nil, nil
+	}
+	l, err := cluster.NewLease(st.Writer, st.Dialect, "maintenance", a.node, 0, cluster.LeaseOptions{Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	a.lease = l
+	return leaseRunner{l}, l.IsLeader, nil
+}
+
+// leaseRunner runs the lease with the app's other runners: Start campaigns
+// once before returning, so a node that finds the lease free leads before
+// the engine and the pets start (the pets' catch-up on deaths at start is
+// the leader's); Stop resigns, so another node takes over at once.
+type leaseRunner struct{ *cluster.Lease }
+
+// Start campaigns once, then starts the lease's goroutine (see leaseRunner).
+func (r leaseRunner) Start(ctx context.Context) error {
+	if _, err := r.Campaign(ctx); err != nil {
+		return err
+	}
+	return r.Lease.Start(ctx)
+}
+
+// nodes lists the nodes serving the database for the stats, the leader
+// marked: this node on SQLite, the lease's holder on PostgreSQL.
+func (a *App) nodes(ctx context.Context) ([]stats.NodeInfo, error) {
+	list, err := a.registry.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	leader := a.node
+	if a.lease != nil {
+		if leader, err = a.lease.Holder(ctx); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]stats.NodeInfo, len(list))
+	for i, n := range list {
+		out[i] = stats.NodeInfo{Name: n.Name, HeartbeatAge: n.Age, Leader: n.Name == leader}
+	}
+	return out, nil
 }
 
 // lockSQLite makes this process the only server of a SQLite file: a

@@ -30,6 +30,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/jobs"
@@ -200,6 +202,7 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	fs.Var((*hostList)(&cfg.AllowHosts), "allow-host", "also answer to the host `name` (repeatable, or comma-separated); the bound address, localhost and loopback addresses always work")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to `file` (for go tool pprof), complete at shutdown")
 	fs.BoolVar(&cfg.ReadOnly, "read-only", false, "the jobs dashboard and its API show everything and refuse every action (403)")
+	fs.StringVar(&cfg.Node, "node", "", "this process's `name` among the nodes serving one database, in logs, /api/stats, /metrics and the jobs dashboard (default: host/pid/random)")
 	syncMode := fs.String("sync", string(store.SyncNormal), "SQLite durability: `normal` (a commit survives kill -9) or full (it also survives a power cut); PostgreSQL ignores it (its server's settings decide)")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
@@ -239,10 +242,28 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	if err := checkExposure(cfg.Addr, cfg.Token); err != nil {
 		return cfg, usageError{err.Error()}
 	}
+	if err := checkNodeName(cfg.Node); err != nil {
+		return cfg, usageError{"-node: " + err.Error()}
+	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return cfg, usageError{fmt.Sprintf("-log-level: %q is not one of debug, info, warn, error", *logLevel)}
 	}
 	return cfg, nil
+}
+
+// checkNodeName refuses a -node the tables and logs cannot carry: the
+// job engine's attempted_by and the lease allow 200 bytes, and a control
+// character would break a log line. Empty means the default name.
+func checkNodeName(name string) error {
+	if len(name) > 200 {
+		return fmt.Errorf("%d bytes; at most 200", len(name))
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return fmt.Errorf("%q has a control character or invalid UTF-8", name)
+		}
+	}
+	return nil
 }
 
 // hostList is the -allow-host flag: names given one per flag, or

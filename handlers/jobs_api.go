@@ -37,7 +37,7 @@ func jobJSON(j *jobs.Job) *jobs.Job {
 	}
 	out.Errors = make([]jobs.AttemptError, len(j.Errors))
 	for i, e := range j.Errors {
-		out.Errors[i] = jobs.AttemptError{Attempt: e.Attempt, At: e.At.UTC(), Error: e.Error}
+		out.Errors[i] = jobs.AttemptError{Attempt: e.Attempt, At: e.At.UTC(), Error: e.Error, Node: e.Node}
 	}
 	return &out
 }

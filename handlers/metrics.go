@@ -47,6 +47,27 @@ type StatsJSON struct {
 	JobsPerSecond *StatsRatesJSON `json:"jobs_per_second"`
 	Pets          *StatsPetsJSON  `json:"pets"`
 	DB            *StatsDBJSON    `json:"db"`
+	// Node is this node's name: with several nodes behind a load balancer,
+	// which one answered.
+	Node string `json:"node"`
+	// Nodes are every node serving the database, by name (null when they
+	// could not be read: NodesError says why); Leader is the one leading
+	// the maintenance ("" while none does).
+	Nodes      []StatsNodeJSON `json:"nodes"`
+	Leader     string          `json:"leader"`
+	NodesError string          `json:"nodes_error,omitempty"`
+}
+
+// StatsNodeJSON is one node in StatsJSON.
+type StatsNodeJSON struct {
+	Name string `json:"name"`
+	// HeartbeatAgeSeconds is how long ago its job engine last recorded it
+	// alive (every 15 s).
+	HeartbeatAgeSeconds float64 `json:"heartbeat_age_seconds"`
+	// Leader is whether it leads the maintenance; Self whether it is the
+	// node that answered.
+	Leader bool `json:"leader"`
+	Self   bool `json:"self"`
 }
 
 // StatsMemoryJSON is the memory split of StatsJSON, in bytes.
@@ -148,6 +169,17 @@ func statsJSON(s stats.Snapshot) StatsJSON {
 	}
 	if d := s.DB; d != nil {
 		j.DB = &StatsDBJSON{Path: d.Path, Bytes: d.Bytes, WALBytes: d.WALBytes, Error: d.Err}
+	}
+	j.Node = s.Node
+	if n := s.Nodes; n != nil {
+		j.Leader, j.NodesError = n.Leader, n.Err
+		if n.Err == "" {
+			j.Nodes = make([]StatsNodeJSON, len(n.List))
+			for i, node := range n.List {
+				j.Nodes[i] = StatsNodeJSON{Name: node.Name, HeartbeatAgeSeconds: node.HeartbeatAge.Seconds(),
+					Leader: node.Leader, Self: node.Name == s.Node}
+			}
+		}
 	}
 	return j
 }

@@ -164,7 +164,7 @@ func scanJobRows(rows *sql.Rows, err error) ([]jobRow, error) {
 		var r jobRow
 		if err := rows.Scan(&r.ID, &r.State, &r.Queue, &r.Kind, &r.Args, &r.Priority, &r.Attempt, &r.MaxAttempts,
 			&r.Rescues, &r.Errors, &r.Tags, &r.InsertedAt, &r.ScheduledAt, &r.AttemptedAt, &r.CompletedAt,
-			&r.CancelledAt, &r.DiscardedAt); err != nil {
+			&r.CancelledAt, &r.DiscardedAt, &r.AttemptedBy); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

@@ -94,6 +94,12 @@ func boolInt(b bool) int {
 	return 0
 }
 
+// cronCatchUp is how late a node that becomes the leader still inserts a
+// slot that came while it followed: longer than a takeover after the
+// leader dies (the lease's TTL plus a renewal period, 20 s by default), so
+// the slot the dead leader missed is inserted once, late, rather than lost.
+const cronCatchUp = time.Minute
+
 // startCron sets each periodic job's first slot: the next after now.
 func (e *Engine) startCron() {
 	now := e.now()
@@ -124,48 +130,88 @@ func (e *Engine) cronLoop() {
 // transaction, so another node or a restarted one cannot insert it again.
 // The slot of a paused entry (job_cron_entries, read in the same
 // transaction, so a pause stored by any node or before a restart counts) is
-// skipped: neither inserted nor claimed.
+// skipped: neither inserted nor claimed. Only the leader inserts
+// (Config.IsLeader, checked before each slot); the slot's claim keeps a
+// slot single even when two nodes believe they lead, or a new leader
+// comes back to a slot the old one inserted.
 func (e *Engine) insertDue(ctx context.Context, now time.Time) {
 	names := e.cronNames()
 	for i, p := range e.cron {
 		if now.Before(p.next) {
 			continue
 		}
-		name := names[i]
-		slot := p.next
-		p.next = p.sched.Next(now)
-		var id int64
-		paused := false
-		err := e.inTx(ctx, func(tx *sqlx.Tx) error {
-			if err := tx.GetContext(ctx, &paused, e.d.cronPaused, name); err != nil {
-				return err
+		if !e.leading() {
+			// Another node inserts the slot. Keep it as this node's next
+			// for cronCatchUp, though: if the leader died just before it,
+			// this node may take over in time to insert it (job_cron says
+			// whether it was), and no slot is lost to a change of leader.
+			if now.Sub(p.next) > cronCatchUp {
+				p.next = p.sched.Next(now.Add(-cronCatchUp))
 			}
-			if paused {
-				return nil
-			}
-			res, err := tx.ExecContext(ctx, e.d.cronClaim, p.key, slot.UnixMilli())
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				return nil // inserted already, by another node or before a restart
-			}
-			r, err := e.insertCronTx(ctx, tx, p, name, slot, false)
-			if !r.Duplicate {
-				id = r.ID
-			}
-			return err
-		})
-		if err != nil {
-			e.log.Error("insert periodic job", "cron", name, "spec", p.job.Spec, "slot", slot, "err", err)
 			continue
+		}
+		slots := dueSlots(p, now)
+		p.next = p.sched.Next(now)
+		for _, slot := range slots {
+			// Each slot is a step of its own: one that began just before
+			// the lead was lost is one short transaction.
+			if !e.leading() {
+				break
+			}
+			e.insertSlot(ctx, p, names[i], slot)
+		}
+	}
+}
+
+// dueSlots are the slots of p to insert at now, oldest first (the claim
+// refuses a slot older than one inserted): the latest slot that has come,
+// and before it those held back while this node followed (see insertDue),
+// as long as they are no older than cronCatchUp. Slots further back, missed
+// while no engine ran, are not made up for.
+func dueSlots(p *periodic, now time.Time) []time.Time {
+	var slots []time.Time
+	for s := p.next; !s.After(now); s = p.sched.Next(s) {
+		if n := len(slots); n > 0 && now.Sub(slots[n-1]) > cronCatchUp {
+			slots = slots[:n-1] // too old, and not the latest: dropped
+		}
+		slots = append(slots, s)
+	}
+	return slots
+}
+
+// insertSlot inserts p's job for slot, at most once (see insertDue).
+func (e *Engine) insertSlot(ctx context.Context, p *periodic, name string, slot time.Time) {
+	var id int64
+	paused := false
+	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
+		if err := tx.GetContext(ctx, &paused, e.d.cronPaused, name); err != nil {
+			return err
 		}
 		if paused {
-			e.log.Debug("periodic job paused: slot skipped", "cron", name, "slot", slot)
-			continue
+			return nil
 		}
-		e.cronInserted(p, name, id)
+		res, err := tx.ExecContext(ctx, e.d.cronClaim, p.key, slot.UnixMilli())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // inserted already, by another node or before a restart
+		}
+		r, err := e.insertCronTx(ctx, tx, p, name, slot, false)
+		if !r.Duplicate {
+			id = r.ID
+		}
+		return err
+	})
+	if err != nil {
+		e.log.Error("insert periodic job", "cron", name, "spec", p.job.Spec, "slot", slot, "err", err)
+		return
 	}
+	if paused {
+		e.log.Debug("periodic job paused: slot skipped", "cron", name, "slot", slot)
+		return
+	}
+	e.cronInserted(p, name, id)
 }
 
 // insertCronTx inserts p's job in tx and records it as p's run at at,

@@ -80,6 +80,13 @@ type dialect struct {
 // the queue's name (at most 100 bytes, far below NOTIFY's 8,000).
 const notifyChannel = "phonehome_jobs"
 
+// settingsChannel is the LISTEN/NOTIFY channel of queue settings: a pause,
+// resume or scale stored by any engine sends the queue's name on it in the
+// same statement, and every listening engine reloads the stored settings,
+// so the change reaches every node at its commit instead of at their next
+// heartbeat.
+const settingsChannel = "phonehome_job_queues"
+
 // driverPostgres is the database/sql driver name of a PostgreSQL store
 // (pgx's stdlib, as package store opens it).
 const driverPostgres = "pgx"
@@ -154,7 +161,8 @@ var sqliteDialect = &dialect{
 			scheduled_at = ?2,
 			errors       = json_insert(errors, '$[#]', json_object(
 				'attempt', attempt, 'at', ?3,
-				'error', 'interrupted: the process running this attempt (' || coalesce(attempted_by, '?') || ') stopped before it finished'))
+				'error', 'interrupted: the process running this attempt (' || coalesce(attempted_by, '?') || ') stopped before it finished',
+				'node', attempted_by))
 			WHERE state = 'executing' AND (?5 OR attempted_by IS NOT ?6) AND (
 				attempted_by IS NULL
 				OR attempted_by IN (SELECT value FROM json_each(?4))

@@ -97,7 +97,8 @@ var postgresDialect = &dialect{
 			scheduled_at = $2,
 			errors       = errors || jsonb_build_array(jsonb_build_object(
 				'attempt', attempt, 'at', $3::text,
-				'error', 'interrupted: the process running this attempt (' || coalesce(attempted_by, '?') || ') stopped before it finished'))
+				'error', 'interrupted: the process running this attempt (' || coalesce(attempted_by, '?') || ') stopped before it finished',
+				'node', attempted_by))
 			WHERE state = 'executing' AND ($5::boolean OR attempted_by IS DISTINCT FROM $6::text) AND (
 				attempted_by IS NULL
 				OR attempted_by = ANY($4::text[])
@@ -122,9 +123,9 @@ var postgresDialect = &dialect{
 	queueCounts: "SELECT queue, state, sum(n)::bigint AS n FROM job_counts GROUP BY queue, state HAVING sum(n) > 0",
 	stateCounts: "SELECT state, sum(n)::bigint AS n FROM job_counts GROUP BY state",
 	loadQueues:  loadQueuesSQL,
-	pauseQueue:  dollars(pauseQueueSQL),
-	resumeQueue: dollars(resumeQueueSQL),
-	scaleQueue:  dollars(scaleQueueSQL),
+	pauseQueue:  notifySettings(pauseQueueSQL),
+	resumeQueue: notifySettings(resumeQueueSQL),
+	scaleQueue:  notifySettings(scaleQueueSQL),
 
 	cronPaused:    dollars(cronPausedSQL),
 	cronClaim:     dollars(cronClaimSQL),
@@ -178,6 +179,14 @@ func statesText(v []State) []string {
 // updated rows the outer side of a nested loop that rescanned the whole
 // unnest for each of them, half the statement's time at 50 jobs.
 const pgOutcomeIndex = `array_position($1::bigint[], jobs.id)`
+
+// notifySettings is a queue setting's upsert that also notifies
+// settingsChannel with the queue's name, in the same statement and so the
+// same transaction: the other engines hear of it exactly when it commits.
+func notifySettings(upsert string) string {
+	return `WITH s AS (` + dollars(upsert) + ` RETURNING name)
+		SELECT pg_notify('` + settingsChannel + `', s.name) FROM s`
+}
 
 // pgOutcomeArgs are the outcome statement's arrays, one element a job.
 func pgOutcomeArgs(rows []outcomeRow, node string) ([]any, error) {

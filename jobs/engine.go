@@ -45,7 +45,8 @@ type Config struct {
 
 	// HeartbeatInterval is how often the node records that it is alive,
 	// rescues the jobs of dead nodes, and reloads queue settings changed
-	// by other nodes (15 s).
+	// by other nodes (15 s; on PostgreSQL a change reaches every engine at
+	// once by NOTIFY, and the heartbeat's reload is the fallback).
 	HeartbeatInterval time.Duration
 	// NodeTimeout is how old a node's heartbeat must be before its
 	// executing jobs may be rescued (1 min; at least two heartbeats).
@@ -60,6 +61,15 @@ type Config struct {
 	CompactInterval time.Duration
 	// Periodic are the cron jobs this engine inserts (see PeriodicJob).
 	Periodic []PeriodicJob
+	// IsLeader, when set, tells whether this node leads the maintenance
+	// that must run on one node at a time (cluster.Lease.IsLeader): cron
+	// inserts, pruning and, on PostgreSQL, count compaction run only while
+	// it returns true, checked before each step (one cron slot, one prune
+	// batch, one compaction), each far shorter than the lease's margin.
+	// Nil: this engine always leads (SQLite, where one process serves a
+	// file, and a single node). Rescue runs on every node either way: it
+	// judges each dead node by its heartbeat and is idempotent.
+	IsLeader func() bool
 
 	// OnEvent receives every job's telemetry (see Event). It is called
 	// synchronously by the engine's goroutines, several at once, and must
@@ -152,6 +162,9 @@ type Engine struct {
 	// settingsMu makes storing a queue setting and applying it, and
 	// reading the stored settings and applying them, one step each.
 	settingsMu sync.Mutex
+	// settingsWake tells settingsLoop to reload the stored queue settings
+	// (PostgreSQL: another engine changed one).
+	settingsWake chan struct{}
 
 	// pendingMu guards pending: ids inserted in callers' transactions,
 	// reported to OnChange at the next Wake.
@@ -249,6 +262,8 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 		stopping:   make(chan struct{}),
 		recorderGo: make(chan struct{}),
 		runs:       map[int64]*run{},
+
+		settingsWake: make(chan struct{}, 1),
 	}
 	if e.d.postgres {
 		e.st.Dialect = store.Postgres
@@ -290,6 +305,14 @@ func (e *Engine) Register(w Worker) error {
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
 
+// leading reports whether this node may run leader-only maintenance now
+// (see Config.IsLeader).
+func (e *Engine) leading() bool { return e.cfg.IsLeader == nil || e.cfg.IsLeader() }
+
+// Node is the name this engine runs under (Config.Node, or its default):
+// the name in attempted_by, in the attempts' errors and in job_nodes.
+func (e *Engine) Node() string { return e.cfg.Node }
+
 // Dialect is the kind of database the engine runs on, for callers that
 // write SQL of their own for it (InsertSelect's Select).
 func (e *Engine) Dialect() store.Dialect { return e.st.Dialect }
@@ -328,8 +351,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.loops.Add(1)
 	go e.maintain()
 	if e.d.postgres {
-		e.loops.Add(2)
+		e.loops.Add(3)
 		go e.listen()
+		go e.settingsLoop()
 		go e.compactLoop()
 	}
 	if e.cfg.PruneAfter >= 0 {

@@ -57,6 +57,9 @@ type AttemptError struct {
 	Attempt int       `json:"attempt"`
 	At      time.Time `json:"at"`
 	Error   string    `json:"error"`
+	// Node is the node that ran the attempt (its Config.Node); empty in
+	// errors recorded before nodes were named in them.
+	Node string `json:"node,omitempty"`
 }
 
 // Job is one row of the jobs table, as a worker and the API see it.
@@ -73,10 +76,13 @@ type Job struct {
 	InsertedAt  time.Time       `json:"inserted_at"`
 	ScheduledAt time.Time       `json:"scheduled_at"`
 	AttemptedAt *time.Time      `json:"attempted_at"`
-	CompletedAt *time.Time      `json:"completed_at"`
-	CancelledAt *time.Time      `json:"cancelled_at"`
-	DiscardedAt *time.Time      `json:"discarded_at"`
-	Errors      []AttemptError  `json:"errors"`
+	// AttemptedBy is the node that claimed the latest attempt; empty
+	// before the first.
+	AttemptedBy string         `json:"attempted_by,omitempty"`
+	CompletedAt *time.Time     `json:"completed_at"`
+	CancelledAt *time.Time     `json:"cancelled_at"`
+	DiscardedAt *time.Time     `json:"discarded_at"`
+	Errors      []AttemptError `json:"errors"`
 
 	rescues     int
 	recordTx    []func(ctx context.Context, tx *sqlx.Tx) error
@@ -115,26 +121,27 @@ func (j *Job) AfterRecord(fn func()) {
 
 // jobColumns are the columns scanned into a jobRow.
 const jobColumns = `id, state, queue, kind, args, priority, attempt, max_attempts, rescues, errors, tags,
-	inserted_at, scheduled_at, attempted_at, completed_at, cancelled_at, discarded_at`
+	inserted_at, scheduled_at, attempted_at, completed_at, cancelled_at, discarded_at, attempted_by`
 
 type jobRow struct {
-	ID          int64         `db:"id"`
-	State       string        `db:"state"`
-	Queue       string        `db:"queue"`
-	Kind        string        `db:"kind"`
-	Args        string        `db:"args"`
-	Priority    int           `db:"priority"`
-	Attempt     int           `db:"attempt"`
-	MaxAttempts int           `db:"max_attempts"`
-	Rescues     int           `db:"rescues"`
-	Errors      string        `db:"errors"`
-	Tags        string        `db:"tags"`
-	InsertedAt  int64         `db:"inserted_at"`
-	ScheduledAt int64         `db:"scheduled_at"`
-	AttemptedAt sql.NullInt64 `db:"attempted_at"`
-	CompletedAt sql.NullInt64 `db:"completed_at"`
-	CancelledAt sql.NullInt64 `db:"cancelled_at"`
-	DiscardedAt sql.NullInt64 `db:"discarded_at"`
+	ID          int64          `db:"id"`
+	State       string         `db:"state"`
+	Queue       string         `db:"queue"`
+	Kind        string         `db:"kind"`
+	Args        string         `db:"args"`
+	Priority    int            `db:"priority"`
+	Attempt     int            `db:"attempt"`
+	MaxAttempts int            `db:"max_attempts"`
+	Rescues     int            `db:"rescues"`
+	Errors      string         `db:"errors"`
+	Tags        string         `db:"tags"`
+	InsertedAt  int64          `db:"inserted_at"`
+	ScheduledAt int64          `db:"scheduled_at"`
+	AttemptedAt sql.NullInt64  `db:"attempted_at"`
+	CompletedAt sql.NullInt64  `db:"completed_at"`
+	CancelledAt sql.NullInt64  `db:"cancelled_at"`
+	DiscardedAt sql.NullInt64  `db:"discarded_at"`
+	AttemptedBy sql.NullString `db:"attempted_by"`
 }
 
 func (r *jobRow) job() (*Job, error) {
@@ -153,6 +160,7 @@ func (r *jobRow) job() (*Job, error) {
 		CompletedAt: nullTime(r.CompletedAt),
 		CancelledAt: nullTime(r.CancelledAt),
 		DiscardedAt: nullTime(r.DiscardedAt),
+		AttemptedBy: r.AttemptedBy.String,
 		rescues:     r.Rescues,
 	}
 	// "[]" (most jobs) decodes to the empty slice without a decoder.

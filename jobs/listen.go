@@ -63,14 +63,20 @@ func (e *Engine) listenOnce(ctx context.Context, connected func()) error {
 		defer cancel()
 		conn.Close(closeCtx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
+	// The jobs' channel last: tests see that a session listens by its last
+	// statement.
+	for _, ch := range []string{settingsChannel, notifyChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
 	}
 	connected()
-	// Jobs inserted while nobody listened were announced to no one.
+	// Jobs inserted and settings changed while nobody listened were
+	// announced to no one.
 	for _, q := range e.queues {
 		q.signal()
 	}
+	signal(e.settingsWake)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -79,9 +85,44 @@ func (e *Engine) listenOnce(ctx context.Context, connected func()) error {
 		if n == nil {
 			continue // pgx returns none when the wait ended without one
 		}
+		if n.Channel == settingsChannel {
+			if _, ok := e.queues[n.Payload]; ok {
+				signal(e.settingsWake)
+			}
+			continue
+		}
 		if q, ok := e.queues[n.Payload]; ok {
 			q.signal()
 		}
+	}
+}
+
+// settingsLoop reloads the queues' stored settings each time the listener
+// hears that one changed (PostgreSQL only), until Stop. It runs apart from
+// the listener so that a slow reload never delays the job wake-ups, and a
+// burst of changes costs one reload, not one each.
+func (e *Engine) settingsLoop() {
+	defer e.loops.Done()
+	ctx, cancel := e.stopContext()
+	defer cancel()
+	for {
+		select {
+		case <-e.stopping:
+			return
+		case <-e.settingsWake:
+			if err := e.loadQueueSettings(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error("reload queue settings", "err", err)
+			}
+		}
+	}
+}
+
+// signal wakes whoever waits on c (a channel of one slot), or leaves the
+// wake-up pending for it.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 

@@ -63,11 +63,23 @@ func (e *Engine) pruneLoop() {
 		step{"prune finished jobs", func(ctx context.Context) error { _, err := e.Prune(ctx); return err }})
 }
 
+// leaderOnly makes run a step that does nothing while this node does not
+// lead (Config.IsLeader).
+func (e *Engine) leaderOnly(run func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if !e.leading() {
+			return nil
+		}
+		return run(ctx)
+	}
+}
+
 // compactLoop folds the count ledgers every CompactInterval until Stop
 // (PostgreSQL only): the triggers append a row per statement, and every
 // count reads the sum of its rows, so left alone the dashboard's counts
-// would grow slower with every job. Several nodes may run it: the fold
-// takes an advisory lock and a node that does not get it skips its turn.
+// would grow slower with every job. Only the leader runs it (Config.IsLeader);
+// were two nodes to believe they lead at once, the fold's advisory lock
+// still lets one of them fold and the other skip its turn.
 func (e *Engine) compactLoop() {
-	e.every(e.cfg.CompactInterval, step{"compact job counts", e.st.CompactCounts})
+	e.every(e.cfg.CompactInterval, step{"compact job counts", e.leaderOnly(e.st.CompactCounts)})
 }

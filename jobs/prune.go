@@ -14,14 +14,16 @@ const pruneBatch = 1000
 // transactions of at most 1,000 rows, so workers' claims and outcomes
 // commit between them. Each batch's ids are reported to OnChange (the rows
 // are gone). It returns how many jobs it deleted; Prune runs every
-// Config.PruneInterval while the engine runs.
+// Config.PruneInterval while the engine runs. On a node that does not lead
+// (Config.IsLeader) it deletes nothing; leadership is checked before each
+// batch, so a node that loses it stops within one batch.
 func (e *Engine) Prune(ctx context.Context) (int, error) {
 	if e.cfg.PruneAfter < 0 {
 		return 0, nil
 	}
 	cutoff := e.now().Add(-e.cfg.PruneAfter).UnixMilli()
 	total := 0
-	for {
+	for e.leading() {
 		var ids []int64
 		// On SQLite through the finish-time index named (INDEXED BY),
 		// whatever the statistics say.

@@ -203,8 +203,11 @@ func (e *Engine) Counts(ctx context.Context) (map[State]int, error) {
 }
 
 // PauseQueue stops name from claiming new jobs (running ones finish). The
-// setting is stored: it survives a restart and reaches other nodes at their
-// next heartbeat.
+// setting is stored: it survives a restart. On PostgreSQL it reaches every
+// other engine on the database when it commits (a NOTIFY in the same
+// statement makes them reload the settings, within milliseconds); every
+// engine also reloads them at each heartbeat, which covers a listener that
+// was reconnecting.
 func (e *Engine) PauseQueue(ctx context.Context, name string) error {
 	return e.updateQueue(ctx, name, func(q *queue) { q.paused = true }, e.d.pauseQueue)
 }

@@ -439,7 +439,7 @@ func (e *Engine) outcome(j *Job, finishedAt time.Time, runErr error) outcomeRow 
 		r.Sched = &sched
 	}
 	if runErr != nil && snooze == nil {
-		ae := AttemptError{Attempt: j.Attempt + r.Snooze, At: finishedAt.UTC(), Error: runErr.Error()}
+		ae := AttemptError{Attempt: j.Attempt + r.Snooze, At: finishedAt.UTC(), Error: runErr.Error(), Node: e.cfg.Node}
 		j.Errors = append(j.Errors, ae)
 		r.Err = &ae
 	}

@@ -96,6 +96,13 @@ type Config struct {
 	PresenceTTL time.Duration
 	// PresenceEvery is how often the other nodes' viewers are read (1 s).
 	PresenceEvery time.Duration
+
+	// IsLeader, when set, tells whether this node leads the maintenance
+	// (cluster.Lease.IsLeader): only the leader records deaths (the sweep,
+	// and the catch-up at Start). A node that does not lead shows its own
+	// watchers the deaths the leader recorded, or that came due, from the
+	// pets' rows, and re-reads the counts every tick. Nil: always leads.
+	IsLeader func() bool
 }
 
 // Sim runs LivePet: it records deaths as they come due, publishes the live
@@ -238,11 +245,14 @@ func (s *Sim) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.counts = counts
 	s.mu.Unlock()
-	s.work.Lock()
-	died, err := s.sweep(ctx, s.now())
-	s.work.Unlock()
-	if err != nil {
-		return fmt.Errorf("catch up on deaths: %w", err)
+	died := 0
+	if s.leading() {
+		s.work.Lock()
+		died, err = s.sweep(ctx, s.now())
+		s.work.Unlock()
+		if err != nil {
+			return fmt.Errorf("catch up on deaths: %w", err)
+		}
 	}
 	s.log.Info("pets resumed", "alive", counts.Alive-died, "dead", counts.Dead+died, "died_while_down", died,
 		"tick", s.rules.Tick, "took", time.Since(started).Round(time.Millisecond))
@@ -346,9 +356,13 @@ func (s *Sim) Tick(ctx context.Context, now time.Time) (TickStats, error) {
 		s.watchers.Reconcile(s.cfg.Clients())
 	}
 	stats := TickStats{At: now}
-	died, err := s.sweep(ctx, now)
-	stats.Died = died
-	if err != nil {
+	if s.leading() {
+		died, err := s.sweep(ctx, now)
+		stats.Died = died
+		if err != nil {
+			return stats, err
+		}
+	} else if err := s.recount(ctx); err != nil {
 		return stats, err
 	}
 	// Every watched pet is published now, so pending changes are covered.
@@ -359,6 +373,7 @@ func (s *Sim) Tick(ctx context.Context, now time.Time) (TickStats, error) {
 		s.activeDirty = true
 	}
 	s.mu.Unlock()
+	var err error
 	stats.Rendered, err = s.publishLive(ctx, s.watchers.LocalWatched(), now)
 	s.forgetMourned()
 	stats.Duration = time.Since(started)
@@ -379,7 +394,9 @@ func (s *Sim) LastTick() TickStats {
 // sweep records every death due by now, in batches; call with s.work held.
 func (s *Sim) sweep(ctx context.Context, now time.Time) (int, error) {
 	total, listed, resync := 0, 0, false
-	for {
+	// Each batch is a step of leader-only work: a node that lost the lead
+	// mid-way stops before the next one.
+	for s.leading() {
 		var dead []store.Pet
 		err := s.store.InTx(ctx, func(tx *sqlx.Tx) error {
 			var err error
@@ -604,6 +621,26 @@ func (s *Sim) flushErr(ctx context.Context, force bool) (time.Duration, error) {
 		}
 	}
 	return wait, err
+}
+
+// leading reports whether this node records deaths (Config.IsLeader).
+func (s *Sim) leading() bool { return s.cfg.IsLeader == nil || s.cfg.IsLeader() }
+
+// recount re-reads the alive and dead counts (a node that does not lead:
+// another node records the deaths, and adoptions happen on every node).
+func (s *Sim) recount(ctx context.Context) error {
+	c, err := s.store.CountPets(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if c != s.counts {
+		s.counts, s.countsDirty = c, true
+		// A death may take a pet off the active list.
+		s.activeDirty = true
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // nopPublisher shows nothing, for a Sim without a Publisher.

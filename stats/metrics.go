@@ -24,6 +24,10 @@ const (
 	MetricDBBytes         = "phonehome_db_bytes"
 	MetricMemoryBytes     = "phonehome_memory_bytes"
 	MetricScrapeErrors    = "phonehome_stats_errors"
+	MetricNodeInfo        = "phonehome_node_info"
+	MetricLeader          = "phonehome_leader"
+	MetricNodes           = "phonehome_nodes"
+	MetricNodeHeartbeat   = "phonehome_node_heartbeat_age_seconds"
 	metricsScrapeDeadline = 10 * time.Second
 )
 
@@ -51,8 +55,16 @@ var (
 	descMemory = prometheus.NewDesc(MetricMemoryBytes,
 		"The process's memory split as the dashboard shows it (class: heap_in_use, heap_free, stacks, gc_metadata, other, outside_go, rss).",
 		[]string{"class"}, nil)
+	descNodeInfo = prometheus.NewDesc(MetricNodeInfo,
+		"Always 1; the label names this node (its -node), as every node serving one database has its own.", []string{"node"}, nil)
+	descLeader = prometheus.NewDesc(MetricLeader,
+		"1 while this node leads the maintenance (cron, pruning, the pets' deaths), else 0.", nil, nil)
+	descNodes = prometheus.NewDesc(MetricNodes,
+		"Nodes serving the database whose heartbeat is recent.", nil, nil)
+	descNodeHeartbeat = prometheus.NewDesc(MetricNodeHeartbeat,
+		"Age of each live node's last heartbeat, as this node reads it (label node: that node's name).", []string{"node"}, nil)
 	descErrors = prometheus.NewDesc(MetricScrapeErrors,
-		"1 when a source could not be read during this scrape (source: jobs or db).", []string{"source"}, nil)
+		"1 when a source could not be read during this scrape (source: jobs, db or nodes).", []string{"source"}, nil)
 )
 
 // Registry returns a new Prometheus registry holding the Go runtime and
@@ -80,7 +92,8 @@ type promCollector struct{ c *Collector }
 // Describe sends every description the collector may use.
 func (p promCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descSSEClients, descSSEStreams, descJobs, descJobsPerSecond,
-		descPets, descPetsWatched, descPetTick, descDBBytes, descMemory, descErrors} {
+		descPets, descPetsWatched, descPetTick, descDBBytes, descMemory, descErrors,
+		descNodeInfo, descLeader, descNodes, descNodeHeartbeat} {
 		ch <- d
 	}
 }
@@ -94,6 +107,24 @@ func (p promCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	gauge(descBuildInfo, 1, s.Version)
+	if s.Node != "" {
+		gauge(descNodeInfo, 1, s.Node)
+	}
+	if n := s.Nodes; n != nil {
+		if n.Err != "" {
+			gauge(descErrors, 1, "nodes")
+		} else {
+			leads := 0.0
+			if n.Leader != "" && n.Leader == s.Node {
+				leads = 1
+			}
+			gauge(descLeader, leads)
+			gauge(descNodes, float64(len(n.List)))
+			for _, node := range n.List {
+				gauge(descNodeHeartbeat, node.HeartbeatAge.Seconds(), node.Name)
+			}
+		}
+	}
 	m := s.Memory
 	for _, kv := range []struct {
 		class string

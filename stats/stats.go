@@ -75,6 +75,31 @@ type Sources struct {
 	Pets func() PetFigures
 	// DB names and measures the database; nil leaves it out.
 	DB *DBSource
+	// Nodes lists the nodes serving the database, each with the age of its
+	// heartbeat and whether it leads the maintenance (cluster.Registry and
+	// cluster.Lease.Holder). It queries the database, so it is called only
+	// while someone is looking.
+	Nodes func(ctx context.Context) ([]NodeInfo, error)
+}
+
+// NodeInfo is one node serving the database, as the dashboard lists it.
+type NodeInfo struct {
+	// Name is the node's name (its -node, or host/pid/random).
+	Name string
+	// HeartbeatAge is how long ago its job engine last recorded it alive.
+	HeartbeatAge time.Duration
+	// Leader is whether it holds the maintenance lease now.
+	Leader bool
+}
+
+// Nodes are the nodes of a full sample.
+type Nodes struct {
+	// List is every live node, by name.
+	List []NodeInfo
+	// Leader is the leading node's name ("" when none leads now).
+	Leader string
+	// Err is why the nodes could not be read.
+	Err string
 }
 
 // DBSource is the database the dashboard reports on.
@@ -97,6 +122,8 @@ type Config struct {
 	Sources
 	// Version is the program's version.
 	Version string
+	// Node is this node's name (logs, /api/stats, /metrics).
+	Node string
 	// Started is when the program started (the Collector's creation).
 	Started time.Time
 	// Interval is the time between samples (1 s).
@@ -116,9 +143,11 @@ type Snapshot struct {
 	// Full is true when every figure was read; a sample taken while nobody
 	// looks has only the runtime's, the memory's and the pets' (Streams,
 	// Jobs and DB are nil; GC.Recent, GC.P50, GC.Max and Memory.PeakRSS zero).
-	Full      bool
-	At        time.Time
-	Version   string
+	Full    bool
+	At      time.Time
+	Version string
+	// Node is this node's name (Config.Node).
+	Node      string
 	GoVersion string
 	OS, Arch  string
 	Started   time.Time
@@ -139,6 +168,8 @@ type Snapshot struct {
 	Pets *Pets
 	// DB is nil without a DB source, or when not Full.
 	DB *DB
+	// Nodes is nil without a Nodes source, or when not Full.
+	Nodes *Nodes
 }
 
 // Memory splits the process's memory, in bytes.
@@ -406,7 +437,7 @@ var runtimeMetrics = []string{
 func (c *Collector) read(ctx context.Context, full bool) Snapshot {
 	now := c.cfg.Now()
 	s := Snapshot{
-		Full: full, At: now, Version: c.cfg.Version, GoVersion: runtime.Version(),
+		Full: full, At: now, Version: c.cfg.Version, Node: c.cfg.Node, GoVersion: runtime.Version(),
 		OS: runtime.GOOS, Arch: runtime.GOARCH, Started: c.cfg.Started, Uptime: now.Sub(c.cfg.Started),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(),
 	}
@@ -434,7 +465,25 @@ func (c *Collector) read(ctx context.Context, full bool) Snapshot {
 	if c.cfg.DB != nil {
 		s.DB = c.readDB(ctx)
 	}
+	if c.cfg.Nodes != nil {
+		s.Nodes = c.readNodes(ctx)
+	}
 	return s
+}
+
+func (c *Collector) readNodes(ctx context.Context) *Nodes {
+	list, err := c.cfg.Nodes(ctx)
+	if err != nil {
+		c.log.Warn("stats: nodes", "err", err)
+		return &Nodes{Err: err.Error()}
+	}
+	n := &Nodes{List: list}
+	for _, node := range list {
+		if node.Leader {
+			n.Leader = node.Name
+		}
+	}
+	return n
 }
 
 func readRuntime() (int, Memory) {

@@ -44,7 +44,27 @@ type DashboardLive struct {
 	Jobs        *DashJobs
 	Pets        *DashPets
 	DB          *DashDB
-	Charts      []DashChart
+	// Nodes lists the nodes serving the database (nil without the source).
+	Nodes  *DashNodes
+	Charts []DashChart
+}
+
+// DashNodes shows the nodes serving the database.
+type DashNodes struct {
+	Rows []DashNode
+	// Leader is the leading node's name, or a sentence saying none leads.
+	Leader string
+	Err    string
+}
+
+// DashNode is one line of the nodes table.
+type DashNode struct {
+	Name string
+	// Age is its heartbeat's age ("4 s ago").
+	Age string
+	// Leader marks the node leading the maintenance; Self the node that
+	// drew the page.
+	Leader, Self bool
 }
 
 // DashFigure is one labelled value.
@@ -117,6 +137,7 @@ func NewDashboardLive(s stats.Snapshot, hist []stats.Point, keep time.Duration) 
 	l := DashboardLive{Seq: s.Seq, At: s.At}
 	l.Facts = []DashFigure{
 		{Label: "Version", Value: s.Version},
+		{Label: "Node", Value: s.Node},
 		{Label: "Go", Value: s.GoVersion},
 		{Label: "System", Value: s.OS + "/" + s.Arch},
 		{Label: "CPUs", Value: fmt.Sprintf("%d (GOMAXPROCS %d)", s.NumCPU, s.GOMAXPROCS)},
@@ -156,8 +177,25 @@ func NewDashboardLive(s stats.Snapshot, hist []stats.Point, keep time.Duration) 
 	l.Jobs = dashJobsView(s.Jobs)
 	l.Pets = dashPetsView(s.Pets)
 	l.DB = dashDBView(s.DB)
+	l.Nodes = dashNodesView(s.Node, s.Nodes)
 	l.Charts = dashCharts(s, hist, keep)
 	return l
+}
+
+// dashNodesView lists the nodes, this one (self) marked.
+func dashNodesView(self string, n *stats.Nodes) *DashNodes {
+	if n == nil {
+		return nil
+	}
+	v := &DashNodes{Err: n.Err, Leader: n.Leader}
+	if n.Leader == "" {
+		v.Leader = "none right now (a node takes the lead within seconds)"
+	}
+	for _, node := range n.List {
+		v.Rows = append(v.Rows, DashNode{Name: node.Name, Age: Span(node.HeartbeatAge) + " ago",
+			Leader: node.Leader, Self: node.Name == self})
+	}
+	return v
 }
 
 func dashPeakNote(peak uint64) string {

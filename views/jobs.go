@@ -152,8 +152,12 @@ func (v JobView) Timeline() []TimelineStep {
 	}
 	steps = append(steps, sched)
 	if v.AttemptedAt != nil {
-		steps = append(steps, TimelineStep{Label: "Attempted", At: *v.AttemptedAt, Done: true, Class: "done",
-			Note: fmt.Sprintf("attempt %d of %d", v.Attempt, v.MaxAttempts)})
+		note := fmt.Sprintf("attempt %d of %d", v.Attempt, v.MaxAttempts)
+		if v.AttemptedBy != "" {
+			// With several nodes, which one ran it is the first question.
+			note += " on " + v.AttemptedBy
+		}
+		steps = append(steps, TimelineStep{Label: "Attempted", At: *v.AttemptedAt, Done: true, Class: "done", Note: note})
 	}
 	if v.CompletedAt != nil {
 		steps = append(steps, TimelineStep{Label: "Completed", At: *v.CompletedAt, Done: true, Class: "ok"})
