@@ -552,6 +552,31 @@ func TestEventsTrimmedBeforeDeliveryResync(t *testing.T) {
 	}
 }
 
+// Events the database refused until the writer gave up are not lost
+// silently: the next batch stored starts with a resync on their stream,
+// which every node's clients receive.
+func TestEventsGivenUpOnMakeTheStreamResync(t *testing.T) {
+	pg := storetest.Postgres(t)
+	url := pg.Target(t)
+	a := startNode(t, url, "a", 0, broker.Config{WriteAttempts: 1})
+	b := startNode(t, url, "b", 0, broker.Config{})
+	c := b.connect(t, rows, "", "")
+	restore := storetest.Outage(t, pg.Server, url)
+	if _, err := a.br.Publish(rows, "", []byte("lost")); err != nil {
+		t.Fatal(err)
+	}
+	// The one attempt fails while the database is away; then it is back.
+	testwait.Until(t, failAfter, "the batch given up", func() bool { return a.br.Lost() == 1 })
+	restore()
+	if _, err := a.br.Publish(rows, "", []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	got := c.waitFor(t, "a resync, then the next event", 2)
+	if got[0].Event != events.ResyncEvent || got[1].Data != "after" {
+		t.Fatalf("got %+v, want resync then after", got)
+	}
+}
+
 // Without notifications (an insert that sent none), the poll delivers.
 func TestThePollDeliversWithoutNotifications(t *testing.T) {
 	url := database(t)
