@@ -190,7 +190,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	// What the feeds publish through (the hub, or the broker on PostgreSQL).
 	// Trimming the broker's table may be left to the maintenance leader:
 	// pass its IsLeader here once the lease is wired (nil: every node).
-	pub, brk := livePublisher(st, a.hub, nil, logger)
+	pub, brk := livePublisher(st, a.hub, isLeader, logger)
 
 	a.engine, err = jobs.New(st.Writer, jobs.Config{
 		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit, housekeeping.Queue: housekeeping.QueueLimit},
