@@ -188,8 +188,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	a.hub = events.New(events.Config{OnClients: watchers.Update})
 	live.Register(a.hub)
 	// What the feeds publish through (the hub, or the broker on PostgreSQL).
-	// Trimming the broker's table may be left to the maintenance leader:
-	// pass its IsLeader here once the lease is wired (nil: every node).
+	// The broker's table is trimmed by the maintenance leader.
 	pub, brk := livePublisher(st, a.hub, isLeader, logger)
 
 	a.engine, err = jobs.New(st.Writer, jobs.Config{
