@@ -138,10 +138,12 @@ type QueueJSON struct {
 	Running int            `json:"running"`
 	Paused  bool           `json:"paused"`
 	Counts  map[string]int `json:"counts"`
+	// Nodes is how many nodes run the queue, at Limit each.
+	Nodes int `json:"nodes"`
 }
 
 func queueJSON(q jobs.QueueInfo) QueueJSON {
-	out := QueueJSON{Name: q.Name, Limit: q.Limit, Running: q.Running, Paused: q.Paused, Counts: map[string]int{}}
+	out := QueueJSON{Name: q.Name, Limit: q.Limit, Running: q.Running, Nodes: q.Nodes, Paused: q.Paused, Counts: map[string]int{}}
 	for _, s := range jobs.States {
 		out.Counts[string(s)] = q.Counts[s]
 	}

@@ -320,7 +320,9 @@ func TestJobsAPIErrorsChangeNothing(t *testing.T) {
 		}
 	}
 	_, body := b.do(t, "GET", "/api/queues", "", nil)
-	if !strings.Contains(body, `"name":"default","limit":5,"running":0,"paused":false`) {
+	// running is this engine's on SQLite and the executing jobs' on
+	// PostgreSQL, where the test made one executing by hand.
+	if !regexp.MustCompile(`"name":"default","limit":5,"running":[01],"paused":false`).MatchString(body) {
 		t.Errorf("queues changed: %s", body)
 	}
 }

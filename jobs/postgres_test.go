@@ -315,3 +315,45 @@ func TestUniquePeriodAcrossPools(t *testing.T) {
 		t.Errorf("%d rows (%v), %d inserts reported; want 1 and 1", rows, err, inserted.Load())
 	}
 }
+
+// TestQueuesCountEveryNode: two engines on one database each run two jobs
+// of a queue limited to two; each engine's queue table says four running
+// of two nodes' slots, not its own two (every node's dashboard says the
+// same, whichever node draws it).
+func TestQueuesCountEveryNode(t *testing.T) {
+	t.Parallel()
+	url := pgDatabase(t)
+	release := make(chan struct{})
+	var started atomic.Int32
+	blocking := funcWorker{kind: "test", fn: func(ctx context.Context, _ *jobs.Job) error {
+		started.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}}
+	defer close(release)
+	node := func(name string) jobs.Config {
+		return jobs.Config{Node: name, Queues: map[string]int{"default": 2}, PollInterval: 5 * time.Millisecond}
+	}
+	_, a := pgNode(t, url, node("node-a"), blocking)
+	_, b := pgNode(t, url, node("node-b"), blocking)
+	params := make([]jobs.InsertParams, 6)
+	for i := range params {
+		params[i] = jobs.InsertParams{Args: testArgs{Name: fmt.Sprint(i)}}
+	}
+	if _, err := a.InsertMany(t.Context(), params); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, waitTimeout, func() bool { return started.Load() == 4 })
+	for _, eng := range []*jobs.Engine{a, b} {
+		qs, err := eng.Queues(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(qs) != 1 || qs[0].Running != 4 || qs[0].Nodes != 2 || qs[0].Limit != 2 {
+			t.Errorf("queues %+v: want default with 4 running, 2 nodes, limit 2 each", qs)
+		}
+	}
+}

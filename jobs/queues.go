@@ -72,10 +72,16 @@ type QueueInfo struct {
 	// Name is the queue's name.
 	Name string
 	// Limit is how many of its jobs this engine runs at once (0 for a
-	// queue that has jobs but that this engine does not run).
+	// queue that has jobs but that this engine does not run); each node
+	// runs as many.
 	Limit int
-	// Running is how many of its jobs this engine is running now.
+	// Running is how many of its jobs are running now: on this engine, or,
+	// on PostgreSQL, where several nodes may share the database, on every
+	// node (its executing jobs), so every node's dashboard says the same.
 	Running int
+	// Nodes is how many nodes run the queue at Limit each: the live nodes
+	// on PostgreSQL (heartbeat within Config.NodeTimeout), 1 on SQLite.
+	Nodes int
 	// Paused is true while the queue claims no new jobs.
 	Paused bool
 	// Counts are the queue's jobs per state (every state present).
@@ -168,6 +174,20 @@ func (e *Engine) Queues(ctx context.Context) ([]QueueInfo, error) {
 	for _, c := range counts {
 		info(c.Queue).Counts[State(c.State)] += c.N
 	}
+	nodes := 1
+	if e.d.postgres {
+		live, err := e.liveNodes(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("queues: %w", err)
+		}
+		nodes = max(live, 1)
+		for _, qi := range infos {
+			qi.Running = qi.Counts[StateExecuting]
+		}
+	}
+	for name := range e.queues {
+		infos[name].Nodes = nodes
+	}
 	out := make([]QueueInfo, 0, len(infos))
 	for _, qi := range infos {
 		out = append(out, *qi)
@@ -245,4 +265,12 @@ func (e *Engine) updateQueue(ctx context.Context, name string, apply func(*queue
 	q.claimMu.Unlock()
 	q.signal()
 	return nil
+}
+
+// liveNodes counts the nodes whose heartbeat is within NodeTimeout.
+func (e *Engine) liveNodes(ctx context.Context) (int, error) {
+	var n int
+	since := e.now().Add(-e.cfg.NodeTimeout).UnixMilli()
+	err := e.reader.GetContext(ctx, &n, e.d.rebind("SELECT count(*) FROM job_nodes WHERE heartbeat_at >= ?"), since)
+	return n, err
 }

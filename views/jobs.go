@@ -240,12 +240,16 @@ type QueueView struct {
 // Count is the queue's count of jobs in state s.
 func (q QueueView) Count(s string) int { return q.Counts[jobs.State(s)] }
 
-// Use is running/limit in thousandths, for the utilisation bar.
+// Slots is how many of the queue's jobs may run at once: its limit on
+// every node that runs it.
+func (q QueueView) Slots() int { return q.Limit * max(q.Nodes, 1) }
+
+// Use is running/slots in thousandths, for the utilisation bar.
 func (q QueueView) Use() int {
-	if q.Limit <= 0 {
+	if q.Slots() <= 0 {
 		return 0
 	}
-	return min(1000, q.Running*1000/q.Limit)
+	return min(1000, q.Running*1000/q.Slots())
 }
 
 // QueuesView is the data of the job_queues partial.
