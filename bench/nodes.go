@@ -677,7 +677,7 @@ func renderNodes(results []nodesResult, date, machine, rev, command string) stri
 		if kind == "fan-out" {
 			for _, r := range results {
 				if r.Kind == kind && r.Err == "" {
-					w("%d nodes, run %d: every event delivered and p99 < %s: **%s**.  \n", r.Nodes, r.Run, nodesTarget,
+					w("%d nodes, run %d: every event delivered and p99 < %s: %s.  \n", r.Nodes, r.Run, nodesTarget,
 						yesNo(r.Missing == 0 && r.Resyncs == 0 && r.Cut == 0 && r.Latency.P99 < nodesTarget))
 				}
 			}
