@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/phonehome/phonehome/broker"
 	"github.com/phonehome/phonehome/cluster"
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
@@ -163,6 +164,10 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	watchers := pets.NewWatchers()
 	a.hub = events.New(events.Config{OnClients: watchers.Update})
 	live.Register(a.hub)
+	// What the feeds publish through (the hub, or the broker on PostgreSQL).
+	// Trimming the broker's table may be left to the maintenance leader:
+	// pass its IsLeader here once the lease is wired (nil: every node).
+	pub, brk := livePublisher(st, a.hub, nil, logger)
 
 	a.engine, err = jobs.New(st.Writer, jobs.Config{
 		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit, housekeeping.Queue: housekeeping.QueueLimit},
@@ -177,9 +182,9 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if err != nil {
 		return nil, err
 	}
-	etFeed := live.NewExtraterrestrialFeed(st, v, a.hub, logger, cfg.CountsEvery)
+	etFeed := live.NewExtraterrestrialFeed(st, v, pub, logger, cfg.CountsEvery)
 	a.calls = etFeed
-	jobsFeed := live.NewJobsFeed(a.engine, st.Reader, v, a.hub, logger, live.JobsFeedConfig{})
+	jobsFeed := live.NewJobsFeed(a.engine, st.Reader, v, pub, logger, live.JobsFeedConfig{})
 	err = a.engine.Register(speakandspell.NewWorker(speakandspell.Config{
 		AnswerRate: cfg.AnswerRate,
 		Rand:       cfg.Rand,
@@ -196,7 +201,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		Store:     st,
 		Tick:      cfg.PetTick,
 		Watchers:  watchers,
-		Publisher: live.NewPetFeed(v, a.hub, logger),
+		Publisher: live.NewPetFeed(v, pub, logger),
 		Logger:    logger,
 		Clients:   a.hub.Clients,
 	})
@@ -233,7 +238,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 			MaxAttempts: speakandspell.MaxAttempts,
 			Version:     Version(),
 		},
-		&handlers.Jobs{Engine: a.engine, Reader: st.Reader, Views: v, Hub: a.hub, Feed: jobsFeed, Version: Version(), ReadOnly: cfg.ReadOnly},
+		&handlers.Jobs{Engine: a.engine, Reader: st.Reader, Views: v, Hub: a.hub, Publisher: pub, Feed: jobsFeed, Version: Version(), ReadOnly: cfg.ReadOnly},
 		petPages,
 		&handlers.Dashboard{Stats: a.stats, Views: v, Version: Version()},
 	)
@@ -255,14 +260,41 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	// Open streams would hold Shutdown up: close them first.
 	a.server.RegisterOnShutdown(a.hub.Close)
 
-	// The feeds first, so that they hear of everything the others do.
-	for _, r := range []runner{etFeed, jobsFeed, statsFeed, a.engine, a.pets, a.stats} {
+	// The feeds first, so that they hear of everything the others do (and
+	// the broker before them, so that it carries all they publish).
+	runners := []runner{etFeed, jobsFeed, statsFeed, a.engine, a.pets, a.stats}
+	if brk != nil {
+		runners = append([]runner{brk}, runners...)
+	}
+	for _, r := range runners {
 		if err := r.Start(ctx); err != nil {
 			return nil, err
 		}
 		a.started = append(a.started, r)
 	}
 	return a, nil
+}
+
+// The feeds read their counts and rows through the broker's Ordered.
+var _ live.Ordered = (*broker.Broker)(nil)
+
+// livePublisher is what the feeds publish through. On SQLite (one node)
+// it is the hub. On PostgreSQL, where several nodes may share the
+// database, it is a broker that carries the shared streams' events to
+// every node through the database, with the same ids everywhere (package
+// broker); it is also returned as the runner to start before the feeds.
+// isLeader, when set, keeps the table's trimming to one node.
+func livePublisher(st *store.Store, hub *events.Hub, isLeader func() bool, logger *slog.Logger) (live.Publisher, runner) {
+	if st.Dialect != store.Postgres {
+		return hub, nil
+	}
+	b := broker.New(st.Writer.DB, hub, broker.Config{
+		Streams:  live.SharedStreams(),
+		Volatile: live.NodeLocal,
+		IsLeader: isLeader,
+		Logger:   logger,
+	})
+	return b, b
 }
 
 // Addr is the address the server listens on (useful with port 0).

@@ -40,7 +40,6 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -108,6 +107,9 @@ type Hub struct {
 	streams map[string]*stream
 	lastID  int64
 	closed  bool
+	// horizon is the highest id known to exist on the shared streams
+	// (Advance, PublishAt).
+	horizon int64
 	// floor is the first id this process issued: a client asking to resume
 	// from before it was connected to an earlier process and must resync.
 	floor int64
@@ -188,14 +190,8 @@ func (h *Hub) Publish(streamName, eventName string, data []byte) (int64, error) 
 // it reaches the clients that subscribed to that key and those that want
 // the whole stream. Key 0 is Publish: every client gets the event.
 func (h *Hub) PublishKey(streamName, eventName string, key int64, data []byte) (int64, error) {
-	if len(data) == 0 {
-		return 0, errors.New("publish: empty data")
-	}
-	if strings.ContainsAny(eventName, "\r\n") {
-		return 0, errors.New("publish: event name contains a line break")
-	}
-	if key < 0 {
-		return 0, errors.New("publish: negative key")
+	if err := check(eventName, key, data); err != nil {
+		return 0, err
 	}
 	data = normalizeNewlines(data)
 	s := h.stream(streamName)
@@ -207,10 +203,22 @@ func (h *Hub) PublishKey(streamName, eventName string, key int64, data []byte) (
 		h.mu.Unlock()
 		return 0, errors.New("publish: hub closed")
 	}
+	if s.history != nil {
+		// A time-based id here would outrun the shared ids, and the
+		// other nodes would never see the event.
+		h.mu.Unlock()
+		return 0, errors.New("publish: " + streamName + " is shared: its events come through PublishAt")
+	}
 	id := h.nextID()
 	h.mu.Unlock()
-	ev := &wireEvent{id: id, key: key, wire: encode(id, eventName, data)}
+	h.keep(s, &wireEvent{id: id, key: key, wire: encode(id, eventName, data)})
+	return id, nil
+}
 
+// keep adds ev to its stream's window and queues it for the clients that
+// want it. Called with s.mu held.
+func (h *Hub) keep(s *stream, ev *wireEvent) {
+	s.last = ev.id
 	if len(s.window) >= s.size {
 		s.evicted = s.window[0].id
 		copy(s.window, s.window[1:])
@@ -218,19 +226,32 @@ func (h *Hub) PublishKey(streamName, eventName string, key int64, data []byte) (
 	} else {
 		s.window = append(s.window, ev)
 	}
-	if key == 0 {
+	h.fanOut(s, ev)
+}
+
+// fanOut queues ev for the stream's clients that want it. A client that
+// resumed from an id this hub had not reached yet (a shared stream's
+// client coming from a node that was ahead) is not sent what it had.
+// Called with s.mu held.
+func (h *Hub) fanOut(s *stream, ev *wireEvent) {
+	if ev.key == 0 {
 		for c := range s.clients {
-			h.enqueue(c, ev)
+			if ev.id == 0 || ev.id > c.after {
+				h.enqueue(c, ev)
+			}
 		}
-		return id, nil
+		return
 	}
 	for c := range s.everything {
-		h.enqueue(c, ev)
+		if ev.id > c.after {
+			h.enqueue(c, ev)
+		}
 	}
-	for _, c := range s.byKey[key] {
-		h.enqueue(c, ev)
+	for _, c := range s.byKey[ev.key] {
+		if ev.id > c.after {
+			h.enqueue(c, ev)
+		}
 	}
-	return id, nil
 }
 
 func normalizeNewlines(b []byte) []byte {
@@ -246,9 +267,11 @@ func normalizeNewlines(b []byte) []byte {
 func encode(id int64, name string, data []byte) []byte {
 	lines := bytes.Count(data, []byte("\n")) + 1
 	b := make([]byte, 0, len(data)+len(name)+lines*len("data: \n")+32)
-	b = append(b, "id: "...)
-	b = strconv.AppendInt(b, id, 10)
-	b = append(b, '\n')
+	if id != 0 { // 0: an event without an id (PublishVolatile)
+		b = append(b, "id: "...)
+		b = strconv.AppendInt(b, id, 10)
+		b = append(b, '\n')
+	}
 	if name != "" {
 		b = append(b, "event: "...)
 		b = append(b, name...)

@@ -20,12 +20,42 @@ func (h *Hub) catchUp(s *stream, c *client, last, floor int64) {
 	if after <= 0 {
 		return
 	}
+	if s.history != nil {
+		h.catchUpShared(s, c)
+		return
+	}
 	// Ids below floor-1 come from an earlier process; above last, from nowhere.
 	if after < floor-1 || after < s.evicted || after > last {
+		c.after = last
 		h.enqueue(c, resyncEvent(last))
 		return
 	}
 	if n := len(s.window); n > 0 && s.window[n-1].id > after {
+		c.mu.Lock()
+		c.paging = true
+		c.mu.Unlock()
+	}
+}
+
+// catchUpShared is catchUp on a shared stream, whose ids are the same on
+// every node: a client may resume here from an id another node gave it.
+// One from before the window pages its replay from the stream's history
+// (see page); one this hub has not reached yet, but which exists (below
+// the horizon: another node delivered it first), waits for what follows
+// it, fanOut skipping what it already has. Called with s.mu held.
+func (h *Hub) catchUpShared(s *stream, c *client) {
+	after := c.after
+	if after > s.last {
+		h.mu.Lock()
+		horizon := h.horizon
+		h.mu.Unlock()
+		if after > horizon {
+			c.after = s.last
+			h.enqueue(c, resyncEvent(s.last))
+		}
+		return
+	}
+	if n := len(s.window); after < s.evicted || n > 0 && s.window[n-1].id > after {
 		c.mu.Lock()
 		c.paging = true
 		c.mu.Unlock()
@@ -63,15 +93,24 @@ func (h *Hub) page(c *client, buf []*wireEvent, limit int) []*wireEvent {
 		return buf
 	}
 	done := false
-	if c.after < s.evicted {
+	switch {
+	case c.after < s.evicted && s.history != nil:
+		var ok bool
+		if buf, ok = h.pageHistory(s, c, buf, limit); !ok {
+			c.after = s.last
+			buf = append(buf, resyncEvent(s.last))
+			done = true
+		}
+	case c.after < s.evicted:
 		h.mu.Lock()
 		last := h.lastID
 		h.mu.Unlock()
 		// Every event of this stream up to last is in the window (Publish
 		// holds s.mu from id to window), so the resync covers them all.
+		c.after = last
 		buf = append(buf, resyncEvent(last))
 		done = true
-	} else {
+	default:
 		i := windowIndex(s.window, c.after+1)
 		for n := 0; i < len(s.window) && n < limit; i++ {
 			ev := s.window[i]

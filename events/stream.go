@@ -17,6 +17,13 @@ type stream struct {
 	size    int          // how many events the window keeps
 	window  []*wireEvent // the most recent events, oldest first
 	evicted int64        // the highest id dropped from the window
+	// last is the id of the stream's latest event (at creation, the hub's
+	// last id): what a page showing this stream resumes from.
+	last int64
+	// history, set by Share, makes the stream shared: its ids come from
+	// outside (PublishAt) and a resume from before its window is read
+	// from history.
+	history History
 	clients map[*client]struct{}
 	// everything holds the clients that want every event; byKey, those
 	// that subscribed to some keys, by key.
@@ -90,12 +97,14 @@ func (h *Hub) streamLocked(name string, like *stream) *stream {
 			name:       name,
 			size:       h.cfg.Window,
 			evicted:    h.lastID,
+			last:       h.lastID,
 			clients:    map[*client]struct{}{},
 			everything: map[*client]struct{}{},
 			byKey:      map[int64][]*client{},
 		}
 		if like != nil {
 			s.size, s.ephemeral = like.size, like.ephemeral
+			s.history = like.history
 		}
 		h.streams[name] = s
 	}

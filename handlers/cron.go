@@ -25,7 +25,7 @@ func (h *Jobs) CronPage(c echo.Context) error {
 
 func (h *Jobs) cronPage(c echo.Context, status int, flash *views.Flash) error {
 	// The event id first: anything published after it is resent on connect.
-	lastID := h.Hub.LastID()
+	lastID := h.Hub.StreamLastID(live.JobsStream)
 	table, err := live.CronTable(c.Request().Context(), h.Engine, h.Reader, time.Now())
 	if err != nil {
 		return err

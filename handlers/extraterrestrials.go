@@ -71,7 +71,7 @@ func (h *Extraterrestrials) Page(c echo.Context) error {
 
 // listed is the page the request's filter and cursor select.
 func (h *Extraterrestrials) listed(c echo.Context) (views.ExtraterrestrialsPage, error) {
-	lq, l, err := readListing(c, h.Hub, pageSize, parseListQuery, h.list)
+	lq, l, err := readListing(c, h.Hub, live.ExtraterrestrialsStream, pageSize, parseListQuery, h.list)
 	if err != nil {
 		return views.ExtraterrestrialsPage{}, err
 	}
@@ -140,7 +140,7 @@ func extraterrestrialJSON(et store.Extraterrestrial) ExtraterrestrialJSON {
 
 // List answers GET /api/extraterrestrials.
 func (h *Extraterrestrials) List(c echo.Context) error {
-	return listAPI(c, h.Hub, parseListQuery, h.list, extraterrestrialJSON)
+	return listAPI(c, h.Hub, live.ExtraterrestrialsStream, parseListQuery, h.list, extraterrestrialJSON)
 }
 
 // PhoneHomeAPI answers POST /api/phone-home with {"enqueued": N}.

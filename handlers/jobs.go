@@ -58,8 +58,12 @@ type Jobs struct {
 	Hub    hub
 	// Feed, when set, hears of queue settings changed here (the engine
 	// tells it of every job that changes).
-	Feed    *live.JobsFeed
-	Version string
+	Feed *live.JobsFeed
+	// Publisher, when set, is what a bulk action's progress is published
+	// through (the app's: the broker on PostgreSQL, so every node's pages
+	// see it); otherwise Hub, when it publishes.
+	Publisher live.Publisher
+	Version   string
 	// ReadOnly shows everything and refuses every action (job cancel,
 	// retry and delete, bulk, queue pause, resume and scale, cron run,
 	// pause and resume; pages and API alike) with 403. The pages hide the
@@ -273,7 +277,7 @@ func (h *Jobs) listed(c echo.Context) (views.JobsPage, error) {
 func (h *Jobs) page(ctx context.Context, q jobsQuery) (views.JobsPage, error) {
 	q.params.Limit = jobsPageSize
 	// Take the event id first: anything published after it is resent on connect.
-	lastID := h.Hub.LastID()
+	lastID := h.Hub.StreamLastID(live.JobsStream)
 	list, search, err := h.listOrSearch(ctx, q)
 	if err != nil {
 		return views.JobsPage{}, err
@@ -358,7 +362,7 @@ func (h *Jobs) Show(c echo.Context) error {
 
 // jobPage renders job id's page with a flash.
 func (h *Jobs) jobPage(c echo.Context, status int, id int64, flash *views.Flash) error {
-	lastID := h.Hub.LastID()
+	lastID := h.Hub.StreamLastID(live.JobsStream)
 	j, err := jobs.Get(c.Request().Context(), h.Reader, id)
 	if err != nil {
 		return err

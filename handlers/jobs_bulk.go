@@ -177,9 +177,12 @@ func (h *Jobs) startFilterRun(ctx context.Context, a jobs.FilterAction, spec fil
 // app and a mounted dashboard give is an *events.Hub, which publishes; a
 // hub that does not leaves pages to show the result when they reload.
 func (h *Jobs) publishBulk(v views.BulkProgress) {
-	pub, ok := h.Hub.(live.Publisher)
-	if !ok {
-		return
+	pub := h.Publisher
+	if pub == nil {
+		var ok bool
+		if pub, ok = h.Hub.(live.Publisher); !ok {
+			return
+		}
 	}
 	v.OOB = true
 	html, err := h.Views.Fragment(views.PartialJobBulkProgress, v)

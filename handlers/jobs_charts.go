@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/views"
 )
 
@@ -48,7 +49,7 @@ func (h *Jobs) ChartsPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	lastID := h.Hub.LastID()
+	lastID := h.Hub.StreamLastID(live.JobsStream)
 	return render(c, h.Views, http.StatusOK, views.PageJobsCharts, views.TimingsPage{
 		Layout:  views.Layout{Nav: "jobs", Version: h.Version},
 		Timings: h.timingsView(minutes),

@@ -77,22 +77,22 @@ type listing[R any] struct {
 
 // readListing parses the request's filter and paging (size rows unless it
 // says) and reads that page.
-func readListing[Q, R any](c echo.Context, events hub, size int, parse func(echo.Context, int) (Q, error),
+func readListing[Q, R any](c echo.Context, events hub, stream string, size int, parse func(echo.Context, int) (Q, error),
 	list func(context.Context, Q) ([]R, store.Cursor, error)) (Q, listing[R], error) {
 	q, err := parse(c, size)
 	if err != nil {
 		return q, listing[R]{}, err
 	}
-	l := listing[R]{lastID: events.LastID()}
+	l := listing[R]{lastID: events.StreamLastID(stream)}
 	l.rows, l.next, err = list(c.Request().Context(), q)
 	return q, l, err
 }
 
 // listAPI answers an API listing of the store: the page readListing reads,
 // each row turned into its JSON by item.
-func listAPI[Q, R, J any](c echo.Context, events hub, parse func(echo.Context, int) (Q, error),
+func listAPI[Q, R, J any](c echo.Context, events hub, stream string, parse func(echo.Context, int) (Q, error),
 	list func(context.Context, Q) ([]R, store.Cursor, error), item func(R) J) error {
-	_, l, err := readListing(c, events, apiPageSize, parse, list)
+	_, l, err := readListing(c, events, stream, apiPageSize, parse, list)
 	if err != nil {
 		return err
 	}

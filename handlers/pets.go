@@ -157,7 +157,7 @@ func (h *Pets) List(c echo.Context) error {
 
 // listPage is the page the request's filter and cursor select.
 func (h *Pets) listPage(c echo.Context) (views.PetsPage, error) {
-	lq, l, err := readListing(c, h.Hub, pageSize, parsePetListQuery, h.list)
+	lq, l, err := readListing(c, h.Hub, live.PetsStream, pageSize, parsePetListQuery, h.list)
 	if err != nil {
 		return views.PetsPage{}, err
 	}
@@ -264,7 +264,7 @@ func (h *Pets) Show(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	lastID := h.Hub.LastID()
+	lastID := h.Hub.StreamLastID(live.PetStream(id))
 	st, err := h.Sim.Get(ctx, id)
 	if err != nil {
 		return petError(id, err)
@@ -386,7 +386,7 @@ func petJSON(s pets.State) PetJSON {
 
 // APIList answers GET /api/pets?alive=&q=&limit=&cursor=.
 func (h *Pets) APIList(c echo.Context) error {
-	return listAPI(c, h.Hub, parsePetListQuery, h.list, func(p store.Pet) PetJSON { return petJSON(h.Sim.State(p)) })
+	return listAPI(c, h.Hub, live.PetsStream, parsePetListQuery, h.list, func(p store.Pet) PetJSON { return petJSON(h.Sim.State(p)) })
 }
 
 // list reads one page of the listing.

@@ -134,7 +134,11 @@ type hub interface {
 	Serve(w http.ResponseWriter, r *http.Request, stream string, after int64) error
 	// ServeKeys serves only the events about keys (and those about no key).
 	ServeKeys(w http.ResponseWriter, r *http.Request, stream string, after int64, keys []int64) error
-	LastID() int64
+	// StreamLastID is the id of the stream's last event: a page of that
+	// stream passes it back to resume. Per stream, because a shared
+	// stream's ids are the same on every node (package broker) and are
+	// not the hub's time-based ones.
+	StreamLastID(stream string) int64
 	Has(stream string) bool
 }
 

@@ -103,20 +103,26 @@ func (f *ExtraterrestrialFeed) Start(ctx context.Context) error {
 // Stop stops the counts loop and waits for it.
 func (f *ExtraterrestrialFeed) Stop(ctx context.Context) error { return f.loop.Stop(ctx) }
 
+// publishCounts reads the counts and publishes them, in order with the
+// other nodes' events (see Ordered): several nodes each send counts as
+// their own changes commit, and the last one sent must be the latest.
 func (f *ExtraterrestrialFeed) publishCounts() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	counts, err := f.counter.CountByStatus(ctx)
+	err := publishOrdered(ctx, f.hub, func(ctx context.Context, publish PublishFunc) {
+		counts, err := f.counter.CountByStatus(ctx)
+		if err != nil {
+			f.log.Error("count extraterrestrials", "err", err)
+			return
+		}
+		html, err := f.views.Fragment(views.PartialETCounts, views.Counts{C: StatusCountsView(counts), OOB: true})
+		if err != nil {
+			f.log.Error("render counts", "err", err)
+			return
+		}
+		publish(ExtraterrestrialsStream, CountsEvent, 0, html)
+	})
 	if err != nil {
-		f.log.Error("count extraterrestrials", "err", err)
-		return
-	}
-	html, err := f.views.Fragment(views.PartialETCounts, views.Counts{C: StatusCountsView(counts), OOB: true})
-	if err != nil {
-		f.log.Error("render counts", "err", err)
-		return
-	}
-	if _, err := f.hub.Publish(ExtraterrestrialsStream, CountsEvent, html); err != nil {
 		f.log.Debug("publish counts", "err", err)
 	}
 }

@@ -68,8 +68,15 @@ type JobsFeed struct {
 	statsDirty, chartDirty            bool
 	refreshDue                        bool
 	// The fragments last sent: one that has not changed is not sent again,
-	// so pages do not swap (and forms are not replaced) for nothing.
+	// so pages do not swap (and forms are not replaced) for nothing. Not on
+	// a shared stream (shared: the hub is the broker), where another node
+	// may have sent something else since (but the chart, which stays on
+	// its node).
 	sentCounts, sentQueues, sentChart, sentCron []byte
+	shared                                      bool
+	// out, while set, is where the feed publishes: the ordered read's
+	// publish (see flush).
+	out PublishFunc
 
 	wake        chan struct{}
 	loop        loop.Loop
@@ -94,8 +101,9 @@ func NewJobsFeed(engine JobSource, reader sqlx.QueryerContext, v *views.Views, h
 	if cfg.ThroughputEvery <= 0 {
 		cfg.ThroughputEvery = 2 * time.Second
 	}
+	_, shared := h.(Ordered)
 	return &JobsFeed{
-		reader: reader, engine: engine, views: v, hub: h, log: logger, cfg: cfg,
+		reader: reader, engine: engine, views: v, hub: h, log: logger, cfg: cfg, shared: shared,
 		pending: map[int64]struct{}{},
 		wake:    make(chan struct{}, 1),
 	}
@@ -208,11 +216,26 @@ func (f *JobsFeed) flush(now time.Time) bool {
 		f.publish(RefreshEvent, 0, []byte(RefreshEvent))
 		f.refreshDue, f.lastRefresh, ids = false, now, nil
 	}
-	if len(ids) > 0 {
-		f.publishRows(ctx, ids)
+	statsDue := f.statsDirty && now.Sub(f.lastStats) >= f.cfg.StatsEvery
+	if len(ids) > 0 || statsDue {
+		// Rows and counts are read from the database: read in order with
+		// the other nodes' events (see Ordered), so the last word on each
+		// row and on the counts is the latest, whichever node sent it.
+		err := publishOrdered(ctx, f.hub, func(ctx context.Context, publish PublishFunc) {
+			f.out = publish
+			defer func() { f.out = nil }()
+			if len(ids) > 0 {
+				f.publishRows(ctx, ids)
+			}
+			if statsDue {
+				f.publishStats(ctx)
+			}
+		})
+		if err != nil {
+			f.log.Debug("publish job events", "err", err)
+		}
 	}
-	if f.statsDirty && now.Sub(f.lastStats) >= f.cfg.StatsEvery {
-		f.publishStats(ctx)
+	if statsDue {
 		f.statsDirty, f.lastStats = false, now
 	}
 	if f.chartDirty && now.Sub(f.lastChart) >= f.cfg.ThroughputEvery {
@@ -225,6 +248,10 @@ func (f *JobsFeed) flush(now time.Time) bool {
 }
 
 func (f *JobsFeed) publish(event string, key int64, data []byte) {
+	if f.out != nil {
+		f.out(JobsStream, event, key, data)
+		return
+	}
 	if _, err := f.hub.PublishKey(JobsStream, event, key, data); err != nil {
 		f.log.Debug("publish job event", "event", event, "key", key, "err", err)
 	}
@@ -298,7 +325,7 @@ func (f *JobsFeed) publishChanged(event string, partial views.Partial, data any,
 		f.log.Error("render "+what, "err", err)
 		return
 	}
-	if bytes.Equal(html, *sent) {
+	if bytes.Equal(html, *sent) && (!f.shared || NodeLocal(JobsStream, event)) {
 		return
 	}
 	*sent = html

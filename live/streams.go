@@ -6,6 +6,7 @@
 package live
 
 import (
+	"context"
 	"strconv"
 
 	"github.com/phonehome/phonehome/events"
@@ -132,3 +133,47 @@ type Publisher interface {
 }
 
 var _ Publisher = (*events.Hub)(nil)
+
+// SharedStreams are the streams whose events every node sends to its
+// clients, whichever node published them, with the same ids (package
+// broker, on PostgreSQL): the lists of extraterrestrials, jobs and pets.
+// The others stay on their node: a pet's own stream (its watchers' node
+// renders its state) and the runtime dashboard's (each node's own figures).
+func SharedStreams() []string {
+	return []string{ExtraterrestrialsStream, JobsStream, PetsStream}
+}
+
+// NodeLocal reports whether an event of a shared stream stays on the node
+// that published it, sent without an id: the jobs dashboard's throughput
+// chart, drawn from this node's engine (engine.Throughput counts the
+// attempts it ran). Shared, the nodes' charts would alternate on every
+// page; sent without an id, it never mixes with the shared ids, and the
+// next one replaces it anyway.
+func NodeLocal(stream, event string) bool {
+	return stream == JobsStream && event == ThroughputEvent
+}
+
+// PublishFunc publishes one event (stream, name, key, data), as
+// Publisher.PublishKey does.
+type PublishFunc = func(stream, event string, key int64, data []byte)
+
+// Ordered is a Publisher whose events from every node form one order (the
+// broker): Ordered runs read where its events take their place in it, so
+// what read reads from the database (counts, rows) is published after
+// every event whose change it may not have seen, and the last event of a
+// stream shows the latest state, whichever node sent it.
+type Ordered interface {
+	Ordered(ctx context.Context, read func(ctx context.Context, publish PublishFunc)) error
+}
+
+// publishOrdered runs read through p's Ordered when it has one, else
+// directly, publishing on p (one node: its own order is the order).
+func publishOrdered(ctx context.Context, p Publisher, read func(ctx context.Context, publish PublishFunc)) error {
+	if o, ok := p.(Ordered); ok {
+		return o.Ordered(ctx, read)
+	}
+	read(ctx, func(stream, event string, key int64, data []byte) {
+		_, _ = p.PublishKey(stream, event, key, data)
+	})
+	return nil
+}

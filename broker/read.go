@@ -1,0 +1,269 @@
+// read.go holds the reader: woken by a notification (or the poll), it
+// hands the rows after the last it delivered, in id order, to the hub
+// with their ids, and waits for the holes it finds. Also the LISTEN
+// connection that wakes it.
+
+package broker
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/phonehome/phonehome/internal/loop"
+)
+
+// holeRetry is how soon the reader looks again at a hole.
+const holeRetry = 3 * time.Millisecond
+
+// Bounds of the listener's reconnection backoff.
+const (
+	listenRetryMin = 50 * time.Millisecond
+	listenRetryMax = 5 * time.Second
+)
+
+// lockHeldSQL reports whether a transaction holds the insert lock: one
+// that may be inserting a missing id.
+const lockHeldSQL = `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
+	AND classid = 0 AND objid = $1 AND objsubid = 1 AND granted)`
+
+// read is the reader's loop.
+func (b *Broker) read(done <-chan struct{}) {
+	r := reader{b: b, last: b.start}
+	poll := time.NewTicker(b.cfg.Poll)
+	defer poll.Stop()
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-done:
+			return
+		case <-b.notified:
+		case <-poll.C:
+		case <-retry:
+		}
+		retry = nil
+		if again := r.catchUp(); again > 0 {
+			retry = time.After(again)
+		}
+	}
+}
+
+// reader is the read loop's state.
+type reader struct {
+	b    *Broker
+	last int64 // the last id delivered or skipped
+	// holeSince is when the reader first found last+1 missing below a
+	// visible id (zero: no hole).
+	holeSince time.Time
+}
+
+// catchUp delivers what follows last, and reports how soon to look again
+// (0: when notified or at the next poll).
+func (r *reader) catchUp() time.Duration {
+	for {
+		rows, err := r.rows()
+		if err != nil {
+			r.b.log.Warn("read live events", "err", err)
+			return r.b.cfg.Poll
+		}
+		again := false
+		for _, ev := range rows {
+			if ev.ID > r.last+1 {
+				next, err := r.hole(ev.ID)
+				if err != nil {
+					r.b.log.Warn("read live events", "err", err)
+					return holeRetry
+				}
+				if next == wait {
+					return holeRetry
+				}
+				if next == reread {
+					again = true
+					break
+				}
+			}
+			r.deliver(ev)
+		}
+		if !again && len(rows) < readPage {
+			return 0
+		}
+	}
+}
+
+// What the reader does about a hole.
+const (
+	wait   = iota // look again shortly
+	reread        // the missing rows committed meanwhile: read from them
+	skip          // they are gone: go on
+)
+
+// hole decides about the ids between last and next (a visible id): wait
+// while someone holds the insert lock (an insert may hold them) and for
+// HoleWait at most; skip them once nobody does and they are still
+// missing (they were rolled back), or HoleWait has passed.
+func (r *reader) hole(next int64) (int, error) {
+	now := time.Now()
+	if r.holeSince.IsZero() {
+		r.holeSince = now
+	}
+	if now.Sub(r.holeSince) >= r.b.cfg.HoleWait {
+		r.b.log.Warn("live events skipped: ids missing for too long", "from", r.last+1, "to", next-1)
+		r.skip(next)
+		return skip, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var held bool
+	if err := r.b.db.QueryRowContext(ctx, lockHeldSQL, int64(lockKey)).Scan(&held); err != nil {
+		return wait, err
+	}
+	if held {
+		return wait, nil
+	}
+	// Nobody is inserting: an insert that had the missing ids has ended
+	// (a lock is released after its commit is visible), and if it
+	// committed, a new read sees them.
+	var n int
+	err := r.b.db.QueryRowContext(ctx, "SELECT count(*) FROM live_events WHERE id > $1 AND id < $2", r.last, next).Scan(&n)
+	if err != nil {
+		return wait, err
+	}
+	if n > 0 {
+		return reread, nil
+	}
+	r.skip(next)
+	return skip, nil
+}
+
+func (r *reader) skip(next int64) {
+	r.last = next - 1
+	r.holeSince = time.Time{}
+}
+
+// deliver hands one row to the hub.
+func (r *reader) deliver(ev row) {
+	r.last, r.holeSince = ev.ID, time.Time{}
+	if !r.b.shared[ev.Stream] {
+		return // a stream this node does not share
+	}
+	if err := r.b.hub.PublishAt(ev.Stream, ev.Event, ev.Key, ev.ID, ev.Data); err != nil {
+		r.b.log.Debug("deliver live event", "id", ev.ID, "stream", ev.Stream, "err", err)
+	}
+}
+
+// rows reads the next page after last.
+func (r *reader) rows() ([]row, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := r.b.db.QueryContext(ctx, `SELECT id, stream, event, key, data FROM live_events
+		WHERE id > $1 ORDER BY id LIMIT $2`, r.last, readPage)
+	if err != nil {
+		return nil, err
+	}
+	defer q.Close()
+	var out []row
+	for q.Next() {
+		var ev row
+		if err := q.Scan(&ev.ID, &ev.Stream, &ev.Event, &ev.Key, &ev.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, q.Err()
+}
+
+// listen keeps the LISTEN connection until ctx ends, reconnecting with a
+// growing delay when it is lost.
+func (b *Broker) listen(ctx context.Context) {
+	delay := listenRetryMin
+	for {
+		err := b.listenOnce(ctx, func() { delay = listenRetryMin })
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("live event notifications lost; polling until they are back", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, listenRetryMax)
+	}
+}
+
+// listenOnce connects, LISTENs and wakes the reader at each notification,
+// until the connection fails or ctx ends.
+func (b *Broker) listenOnce(ctx context.Context, connected func()) error {
+	cfg, err := b.listenCfg.get(ctx, b)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn.Close(closeCtx)
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	connected()
+	loop.Signal(b.notified) // what was inserted while nobody listened
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if n == nil {
+			continue
+		}
+		if id, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
+			b.hub.Advance(id)
+		}
+		loop.Signal(b.notified)
+	}
+}
+
+// cfgCache holds the listener's connection settings, copied once from a
+// pooled connection (the broker is not given the URL).
+type cfgCache struct {
+	mu  sync.Mutex
+	cfg *pgx.ConnConfig
+}
+
+func (c *cfgCache) get(ctx context.Context, b *Broker) (*pgx.ConnConfig, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg != nil {
+		return c.cfg.Copy(), nil
+	}
+	conn, err := b.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		pc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("the database is not a pgx connection (%T)", dc)
+		}
+		c.cfg = pc.Conn().Config().Copy()
+		// The copy came with the pooled connection's notification hook:
+		// without this, pgx would hand every notification to that other
+		// connection's buffer.
+		c.cfg.OnNotification = nil
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.cfg.Copy(), nil
+}

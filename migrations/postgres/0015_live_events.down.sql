@@ -1,0 +1,2 @@
+DROP TABLE live_event_trims;
+DROP TABLE live_events;
