@@ -99,11 +99,16 @@ func (c *nodeCluster) PID(i int) int { return c.nodes[i].cmd.Process.Pid }
 // kill sends SIGKILL to node i and waits until its process is gone.
 func (c *nodeCluster) kill(i int) { c.nodes[i].kill() }
 
-// stopAll stops every node with SIGTERM, each expected to exit cleanly.
+// stopAll stops every running node with SIGTERM, each expected to exit
+// cleanly (a node killed and not started again is left as it is).
 func (c *nodeCluster) stopAll() {
 	c.t.Helper()
 	for _, s := range c.nodes {
-		s.stop()
+		select {
+		case <-s.exited:
+		default:
+			s.stop()
+		}
 	}
 }
 
