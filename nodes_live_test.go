@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/live"
 )
 
 // TestNodesStreamEveryChange starts a campaign on node A of three and reads
@@ -34,13 +36,14 @@ func TestNodesStreamEveryChange(t *testing.T) {
 	// after its last attempt), in a goroutine of its own so that the three
 	// drain their streams at once.
 	seen := make([]map[int64][]call, 3)
+	counts := make([][4]int, 3)
 	problems := make([]string, 3)
 	var wg sync.WaitGroup
 	for i := range streams {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			seen[i], problems[i] = readCampaign(streams[i], total, time.Minute)
+			seen[i], counts[i], problems[i] = readCampaign(streams[i], total, time.Minute)
 		}()
 	}
 	wg.Wait()
@@ -84,6 +87,26 @@ func TestNodesStreamEveryChange(t *testing.T) {
 			t.Errorf("node %c's stream: %d rows wrong in all", nodeNames[i], bad)
 		}
 	}
+	// The campaign header: each stream's counts end as the database's
+	// (they may come after the last row, at most 4 a second).
+	var want [4]int
+	for _, r := range rows {
+		switch r.Status {
+		case "space_taxi_on_the_way":
+			want[1]++
+		case "no_answer":
+			want[2]++
+		case "phoning_home":
+			want[0]++
+		default:
+			want[3]++
+		}
+	}
+	for i := range streams {
+		if got := untilCounts(streams[i], counts[i], want, 15*time.Second); got != want {
+			t.Errorf("node %c's stream: the last counts (phoning, home, no answer, never tried) %v, the database's %v", nodeNames[i], got, want)
+		}
+	}
 	if t.Failed() {
 		return
 	}
@@ -95,7 +118,7 @@ func TestNodesStreamEveryChange(t *testing.T) {
 	for _, cs := range seen[0] {
 		calls += len(cs)
 	}
-	t.Logf("each of 3 streams saw all %d calls of %d rows, in order; the last attempts ran on %d nodes", calls, total, by)
+	t.Logf("each of 3 streams saw all %d calls of %d rows, in order, and the final counts; the last attempts ran on %d nodes", calls, total, by)
 	c.stopAll()
 }
 
@@ -103,25 +126,29 @@ func TestNodesStreamEveryChange(t *testing.T) {
 // total rows have ended (home, or no answer), and returns each row's calls
 // in the order they came, or what went wrong: the stream ended, an event it
 // cannot read, or the deadline passed first.
-func readCampaign(msgs <-chan events.Message, total int, within time.Duration) (map[int64][]call, string) {
-	seen := map[int64][]call{}
+func readCampaign(msgs <-chan events.Message, total int, within time.Duration) (seen map[int64][]call, counts [4]int, problem string) {
+	seen = map[int64][]call{}
 	ended := 0
 	deadline := time.After(within)
 	for ended < total {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
-				return seen, fmt.Sprintf("ended after %d of %d rows ended", ended, total)
+				return seen, counts, fmt.Sprintf("ended after %d of %d rows ended", ended, total)
 			}
-			if m.Event != "" {
-				if m.Event == events.ResyncEvent {
-					return seen, "resync: the node could not keep up and dropped events"
-				}
-				continue // counts
+			switch m.Event {
+			case "":
+			case events.ResyncEvent:
+				return seen, counts, "resync: the node could not keep up and dropped events"
+			case live.CountsEvent:
+				counts = countsOf(m.Data)
+				continue
+			default:
+				continue
 			}
 			sub := rowEvent.FindStringSubmatch(m.Data)
 			if sub == nil {
-				return seen, fmt.Sprintf("unexpected event %q", m.Data)
+				return seen, counts, fmt.Sprintf("unexpected event %q", m.Data)
 			}
 			id, _ := strconv.ParseInt(sub[1], 10, 64)
 			attempt, _ := strconv.Atoi(sub[2])
@@ -131,10 +158,47 @@ func readCampaign(msgs <-chan events.Message, total int, within time.Duration) (
 				ended++
 			}
 		case <-deadline:
-			return seen, fmt.Sprintf("only %d of %d rows ended within %s (%d rows seen at all)", ended, total, within, len(seen))
+			return seen, counts, fmt.Sprintf("only %d of %d rows ended within %s (%d rows seen at all)", ended, total, within, len(seen))
 		}
 	}
-	return seen, ""
+	return seen, counts, ""
+}
+
+var countN = regexp.MustCompile(`class="count-n">([^<]*)<`)
+
+// countsOf reads a campaign header: phoning home, home, no answer, never
+// tried.
+func countsOf(html string) (c [4]int) {
+	for i, m := range countN.FindAllStringSubmatch(html, 4) {
+		c[i], _ = strconv.Atoi(strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return r
+			}
+			return -1
+		}, m[1]))
+	}
+	return c
+}
+
+// untilCounts reads msgs until a campaign header says want, and returns
+// the last one read (last when none came) at the deadline or at the end of
+// the stream.
+func untilCounts(msgs <-chan events.Message, last, want [4]int, within time.Duration) [4]int {
+	deadline := time.After(within)
+	for last != want {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return last
+			}
+			if m.Event == live.CountsEvent {
+				last = countsOf(m.Data)
+			}
+		case <-deadline:
+			return last
+		}
+	}
+	return last
 }
 
 // checkCalls says what is wrong with one row's calls as a stream showed
