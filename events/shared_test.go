@@ -55,9 +55,15 @@ func publishAt(t *testing.T, hub *events.Hub, hist *sliceHistory, id int64, data
 // A shared stream takes the ids it is given, in order: a replayed one is
 // refused, its own time-based ids are refused, its last id is the last
 // given (another stream keeps the hub's), and an event without an id
-// reaches the clients connected without moving their Last-Event-ID.
+// reaches the clients connected without moving their Last-Event-ID. Over
+// both transports.
 func TestASharedStreamKeepsTheIDsItIsGiven(t *testing.T) {
-	b := setup(t, events.Config{}, "s", "local")
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { sharedStreamKeepsIDs(t, tr.setup(t, events.Config{}, "s", "local")) })
+	}
+}
+
+func sharedStreamKeepsIDs(t *testing.T, b *bench) {
 	hist := &sliceHistory{}
 	b.hub.Share("s", 100, hist)
 	if got := b.hub.StreamLastID("s"); got != 100 {
