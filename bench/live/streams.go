@@ -15,9 +15,10 @@ type StreamClients struct {
 }
 
 // RowEvent is one row event a client received: which client (its number,
-// from 0), the row's id and attempt, and when it arrived.
+// from 0), the event's id, the row's id and attempt, and when it arrived.
 type RowEvent struct {
 	Client  int
+	ID      int64
 	Row     int64
 	Attempt int
 	At      time.Time
@@ -33,7 +34,7 @@ func DialStreams(ports []int, clients int, path string, onRow func(RowEvent)) (*
 	}
 	p, err := newPoller(func(ev *event) {
 		if ev.name == "" {
-			onRow(RowEvent{Client: ev.c.index, Row: ev.row, Attempt: ev.try, At: ev.at})
+			onRow(RowEvent{Client: ev.c.index, ID: ev.id, Row: ev.row, Attempt: ev.try, At: ev.at})
 		}
 	})
 	if err != nil {
