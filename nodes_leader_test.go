@@ -88,9 +88,10 @@ func TestNodesLeaderKilled(t *testing.T) {
 		t.Errorf("node %c took the lease %d ms before the dead leader's expired: two leaders at once", nodeNames[leader], old.ExpiresAt-now.AcquiredAt)
 	}
 	// Everyone campaigns every renewal period: the takeover comes within
-	// one of the expiry (and a second for the statements themselves).
-	if late := time.Duration(now.AcquiredAt-old.ExpiresAt) * time.Millisecond; late > renew+time.Second {
-		t.Errorf("node %c took the lease %s after the dead leader's expired, want within %s", nodeNames[leader], late, renew+time.Second)
+	// one of the expiry (and 3 s for the statements themselves on a loaded
+	// machine: a bound, not a figure).
+	if late := time.Duration(now.AcquiredAt-old.ExpiresAt) * time.Millisecond; late > renew+3*time.Second {
+		t.Errorf("node %c took the lease %s after the dead leader's expired, want within %s", nodeNames[leader], late, renew+3*time.Second)
 	}
 	t.Logf("node %c took over %d ms after the kill (term %d), %d ms after the dead leader's lease expired",
 		nodeNames[leader], now.AcquiredAt-killedAt, now.Term, now.AcquiredAt-old.ExpiresAt)
