@@ -18,8 +18,10 @@ import (
 // petKeeper is one person with a cookie jar of their own: the same keeper
 // on every node (cookies go to a host, whatever its port).
 type petKeeper struct {
-	t      *testing.T
-	client *http.Client
+	t *testing.T
+	// client makes the API calls (bounded); streams has no time limit
+	// (http.Client.Timeout would cut a stream); they share the cookies.
+	client, streams *http.Client
 }
 
 func newPetKeeper(t *testing.T) *petKeeper {
@@ -28,7 +30,7 @@ func newPetKeeper(t *testing.T) *petKeeper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &petKeeper{t: t, client: &http.Client{Jar: jar, Timeout: 30 * time.Second}}
+	return &petKeeper{t: t, client: &http.Client{Jar: jar, Timeout: 30 * time.Second}, streams: &http.Client{Jar: jar}}
 }
 
 // call makes a JSON API request and decodes a 2xx answer into out.
@@ -65,17 +67,30 @@ func (k *petKeeper) pet(base string, id int64) handlers.PetJSON {
 // is called.
 func (k *petKeeper) watch(base string, id int64) (msgs <-chan events.Message, stop func()) {
 	k.t.Helper()
+	return openStream(k.t, k.streams, fmt.Sprintf("%s/events?stream=pet-%d", base, id), "")
+}
+
+// openStream opens the event stream at url with client, resuming after
+// lastID when it is not empty (the Last-Event-ID header, as EventSource
+// sends it), and delivers its events until stop is called or the test
+// ends.
+func openStream(t *testing.T, client *http.Client, url, lastID string) (msgs <-chan events.Message, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	k.t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/events?stream=pet-%d", base, id), nil)
-	resp, err := k.client.Do(req)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		k.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if resp.StatusCode != 200 {
-		k.t.Fatalf("pet %d's stream on %s: %d", id, base, resp.StatusCode)
+		resp.Body.Close()
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
 	}
-	return testsse.Messages(resp.Body, 1024), cancel
+	return testsse.Messages(resp.Body, 1<<16), cancel
 }
 
 // untilEvent reads msgs until an event's data contains want, failing after
