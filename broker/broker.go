@@ -78,6 +78,7 @@ type Hub interface {
 	PublishVolatile(stream, event string, data []byte) error
 	Share(stream string, start int64, history events.History)
 	Advance(id int64)
+	Resync(stream string)
 	Clients() map[string]int
 }
 
@@ -108,6 +109,11 @@ type Config struct {
 	Keep      int
 	KeepFor   time.Duration
 	TrimEvery time.Duration
+	// WriteAttempts is how many times a batch is tried while the database
+	// refuses it (8, over about 5 s) before its events are given up; the
+	// streams they were on then get a resync event with the next batch
+	// that is stored, so no page misses them silently.
+	WriteAttempts int
 	// IsLeader, when set, makes only the node for which it reports true
 	// trim the table (trimming is idempotent: nil trims on every node).
 	IsLeader func() bool
@@ -128,8 +134,12 @@ type Broker struct {
 	mu      sync.Mutex
 	pending []item
 	dropped int
-	stopped bool
-	wake    chan struct{} // the writer's
+	lost    int // events given up on after WriteAttempts
+	// resyncDue are the shared streams that lost events (given up on, or
+	// dropped): the next batch stored starts with a resync event for each.
+	resyncDue map[string]bool
+	stopped   bool
+	wake      chan struct{} // the writer's
 
 	notified chan struct{} // the reader's
 	start    int64         // the id the reader starts after
@@ -168,14 +178,18 @@ func New(db *sql.DB, hub Hub, cfg Config) *Broker {
 	if cfg.Keep <= 0 {
 		cfg.Keep = DefaultKeep
 	}
+	if cfg.WriteAttempts <= 0 {
+		cfg.WriteAttempts = writeAttempts
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	b := &Broker{
 		db: db, hub: hub, cfg: cfg, log: cfg.Logger,
-		shared:   map[string]bool{},
-		wake:     make(chan struct{}, 1),
-		notified: make(chan struct{}, 1),
+		shared:    map[string]bool{},
+		resyncDue: map[string]bool{},
+		wake:      make(chan struct{}, 1),
+		notified:  make(chan struct{}, 1),
 	}
 	for _, s := range cfg.Streams {
 		b.shared[s] = true
@@ -252,6 +266,15 @@ func (b *Broker) PublishKey(stream, event string, key int64, data []byte) (int64
 	return 0, b.enqueue(item{ev: row{Stream: stream, Event: event, Key: key, Data: data}})
 }
 
+// Lost counts the events this node gave up on: the database refused them
+// WriteAttempts times, or too many were waiting for it. Their streams'
+// pages were told to resync.
+func (b *Broker) Lost() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lost + b.dropped
+}
+
 // Clients counts this node's clients of every stream.
 func (b *Broker) Clients() map[string]int { return b.hub.Clients() }
 
@@ -280,6 +303,13 @@ func (b *Broker) enqueue(it item) error {
 	}
 	if len(b.pending) >= maxPending {
 		b.dropped++
+		if it.read == nil {
+			b.resyncDue[it.ev.Stream] = true
+		} else { // it may have published on any of them
+			for s := range b.shared {
+				b.resyncDue[s] = true
+			}
+		}
 		n := b.dropped
 		b.mu.Unlock()
 		if n == 1 || n%1000 == 0 {

@@ -422,7 +422,7 @@ func rawInsert(t *testing.T, q interface {
 	t.Helper()
 	var id int64
 	err := q.QueryRow(`INSERT INTO live_events (stream, event, key, data, created_at)
-		VALUES ('rows', '', 0, $1, 0) RETURNING id`, data).Scan(&id)
+		VALUES ('rows', '', 0, $1, $2) RETURNING id`, data, time.Now().UnixMilli()).Scan(&id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,7 +503,78 @@ func TestAHoleIsSkippedOnceItCannotFill(t *testing.T) {
 		if got[0].Data != "after the stuck one" {
 			t.Fatalf("got %+v", got)
 		}
+		// The stuck insert commits after all: too late to be sent in
+		// order, so the clients resync rather than miss it silently.
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		got = c.waitFor(t, "a resync", 2)
+		if got[1].Event != events.ResyncEvent {
+			t.Fatalf("after the late commit: %+v, want resync", got[1])
+		}
 	})
+}
+
+// A node whose reader lags behind the trim (here: held at a hole while the
+// rows after it are trimmed) does not skip the trimmed events silently:
+// the stream's clients resync.
+func TestEventsTrimmedBeforeDeliveryResync(t *testing.T) {
+	url := database(t)
+	a := startNode(t, url, "a", 0, broker.Config{Poll: 20 * time.Millisecond, HoleWait: time.Hour, Keep: 2, KeepFor: time.Hour, TrimEvery: time.Hour})
+	c := a.connect(t, rows, "", "")
+	tx, err := a.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("SELECT pg_advisory_xact_lock($1)", int64(0x6c766576)); err != nil {
+		t.Fatal(err)
+	}
+	rawInsert(t, tx, "held")
+	for i := range 5 {
+		rawInsert(t, a.db, "e"+strconv.Itoa(i))
+	}
+	if err := a.br.Trim(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	// The reader may have read the rows before the trim (then it sends
+	// them all after the resync) or not (then only e3 and e4): either way
+	// the resync comes before anything that follows the gap.
+	testwait.Until(t, failAfter, "e4", func() bool {
+		got := c.got()
+		return len(got) > 0 && got[len(got)-1].Data == "e4"
+	})
+	if got := c.got(); got[0].Event != events.ResyncEvent {
+		t.Fatalf("got %+v, want a resync first", got)
+	}
+}
+
+// Events the database refused until the writer gave up are not lost
+// silently: the next batch stored starts with a resync on their stream,
+// which every node's clients receive.
+func TestEventsGivenUpOnMakeTheStreamResync(t *testing.T) {
+	pg := storetest.Postgres(t)
+	url := pg.Target(t)
+	a := startNode(t, url, "a", 0, broker.Config{WriteAttempts: 1})
+	b := startNode(t, url, "b", 0, broker.Config{})
+	c := b.connect(t, rows, "", "")
+	restore := storetest.Outage(t, pg.Server, url)
+	if _, err := a.br.Publish(rows, "", []byte("lost")); err != nil {
+		t.Fatal(err)
+	}
+	// The one attempt fails while the database is away; then it is back.
+	testwait.Until(t, failAfter, "the batch given up", func() bool { return a.br.Lost() == 1 })
+	restore()
+	if _, err := a.br.Publish(rows, "", []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	got := c.waitFor(t, "a resync, then the next event", 2)
+	if got[0].Event != events.ResyncEvent || got[1].Data != "after" {
+		t.Fatalf("got %+v, want resync then after", got)
+	}
 }
 
 // Without notifications (an insert that sent none), the poll delivers.

@@ -60,7 +60,20 @@ type reader struct {
 	// holeSince is when the reader first found last+1 missing below a
 	// visible id (zero: no hole).
 	holeSince time.Time
+	// late are the ids skipped after HoleWait while an insert was still
+	// under way: should they commit after all, their streams' clients
+	// missed them and must resync.
+	late []skipped
 }
+
+// skipped is a range of ids skipped after HoleWait, and when.
+type skipped struct {
+	from, to int64
+	at       time.Time
+}
+
+// lateWatch is how long skipped ids are watched for a late commit.
+const lateWatch = time.Minute
 
 // catchUp delivers what follows last, and reports how soon to look again
 // (0: when notified or at the next poll).
@@ -90,6 +103,7 @@ func (r *reader) catchUp() time.Duration {
 			r.deliver(ev)
 		}
 		if !again && len(rows) < readPage {
+			r.checkLate()
 			return 0
 		}
 	}
@@ -113,6 +127,8 @@ func (r *reader) hole(next int64) (int, error) {
 	}
 	if now.Sub(r.holeSince) >= r.b.cfg.HoleWait {
 		r.b.log.Warn("live events skipped: ids missing for too long", "from", r.last+1, "to", next-1)
+		r.late = append(r.late, skipped{from: r.last + 1, to: next - 1, at: now})
+		r.resyncTrimmed(r.last + 1)
 		r.skip(next)
 		return skip, nil
 	}
@@ -136,8 +152,65 @@ func (r *reader) hole(next int64) (int, error) {
 	if n > 0 {
 		return reread, nil
 	}
+	r.resyncTrimmed(r.last + 1)
 	r.skip(next)
 	return skip, nil
+}
+
+// resyncTrimmed makes the streams trimmed past from resync: the missing
+// ids may be events this reader had not delivered when they were trimmed
+// (it lagged behind the window), not a rolled-back insert.
+func (r *reader) resyncTrimmed(from int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := r.b.db.QueryContext(ctx, "SELECT stream FROM live_event_trims WHERE stream <> '*' AND before >= $1", from)
+	if err != nil {
+		r.b.log.Warn("read live event trims", "err", err)
+		return
+	}
+	defer q.Close()
+	for q.Next() {
+		var stream string
+		if q.Scan(&stream) == nil && r.b.shared[stream] {
+			r.b.log.Warn("live events trimmed before this node delivered them: the stream's pages resync", "stream", stream, "from", from)
+			r.b.hub.Resync(stream)
+		}
+	}
+}
+
+// checkLate looks for ids skipped after HoleWait that were committed
+// after all, and makes their streams' clients resync (they can no longer
+// be sent in order).
+func (r *reader) checkLate() {
+	if len(r.late) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	now := time.Now()
+	kept := r.late[:0]
+	for _, s := range r.late {
+		q, err := r.b.db.QueryContext(ctx, "SELECT DISTINCT stream FROM live_events WHERE id BETWEEN $1 AND $2", s.from, s.to)
+		if err != nil {
+			r.b.log.Warn("read live events", "err", err)
+			kept = append(kept, s)
+			continue
+		}
+		found := false
+		for q.Next() {
+			var stream string
+			if q.Scan(&stream) == nil && r.b.shared[stream] {
+				r.b.log.Warn("live events committed after they were skipped: the stream's pages resync", "stream", stream, "from", s.from, "to", s.to)
+				r.b.hub.Resync(stream)
+			}
+			found = true
+		}
+		q.Close()
+		if !found && now.Sub(s.at) < lateWatch {
+			kept = append(kept, s)
+		}
+	}
+	r.late = kept
 }
 
 func (r *reader) skip(next int64) {

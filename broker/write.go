@@ -8,6 +8,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/phonehome/phonehome/events"
 )
 
 // insertSQL inserts a batch in the order given (WITH ORDINALITY … ORDER
@@ -58,7 +60,7 @@ func (b *Broker) flush(items []item) {
 	var err error
 	delay := writeRetryMin
 	for attempt := 1; ; attempt++ {
-		if err = b.insert(items); err == nil || attempt == writeAttempts {
+		if err = b.insert(items); err == nil || attempt >= b.cfg.WriteAttempts {
 			break
 		}
 		b.log.Warn("live events not stored yet; retrying", "events", len(items), "attempt", attempt, "err", err)
@@ -66,7 +68,19 @@ func (b *Broker) flush(items []item) {
 		delay = min(delay*2, writeRetryMax)
 	}
 	if err != nil {
-		b.log.Error("live events lost: the database refused them", "events", len(items), "err", err)
+		b.log.Error("live events lost: the database refused them; their streams' pages will resync", "events", len(items), "err", err)
+		b.mu.Lock()
+		b.lost += len(items)
+		for _, it := range items {
+			if it.read != nil { // it may have published on any of them
+				for s := range b.shared {
+					b.resyncDue[s] = true
+				}
+				break
+			}
+			b.resyncDue[it.ev.Stream] = true
+		}
+		b.mu.Unlock()
 	}
 	for _, it := range items {
 		if it.done != nil {
@@ -93,6 +107,17 @@ func (b *Broker) insert(items []item) error {
 	add := func(stream, event string, key int64, d []byte) {
 		streams, names, keys, data = append(streams, stream), append(names, event), append(keys, key), append(data, string(d))
 	}
+	// Streams that lost events first: their pages reload, and then see
+	// this batch's events on top.
+	b.mu.Lock()
+	var resync []string
+	for _, s := range b.Streams() {
+		if b.resyncDue[s] {
+			resync = append(resync, s)
+			add(s, events.ResyncEvent, 0, []byte(events.ResyncEvent))
+		}
+	}
+	b.mu.Unlock()
 	for _, it := range items {
 		if it.read == nil {
 			add(it.ev.Stream, it.ev.Event, it.ev.Key, it.ev.Data)
@@ -114,5 +139,13 @@ func (b *Broker) insert(items []item) error {
 			return fmt.Errorf("insert: %w", err)
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	for _, s := range resync {
+		delete(b.resyncDue, s)
+	}
+	b.mu.Unlock()
+	return nil
 }

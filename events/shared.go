@@ -144,6 +144,22 @@ func (h *Hub) StreamLastID(name string) int64 {
 	return last
 }
 
+// Resync tells every client of a stream to reload (a resync event at the
+// stream's last id) and makes every resume from before now resync too:
+// the stream missed an event that cannot be sent in its place any more
+// (the broker skipped an id that was committed after all).
+func (h *Hub) Resync(name string) {
+	s := h.stream(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.evicted = s.last
+	s.window = s.window[:0]
+	ev := resyncEvent(s.last)
+	for c := range s.clients {
+		h.enqueue(c, ev)
+	}
+}
+
 // check refuses what cannot be sent as an event.
 func check(eventName string, key int64, data []byte) error {
 	if len(data) == 0 {
