@@ -458,7 +458,9 @@ func (c *benchCluster) waitCompleted(ctx context.Context, want int, within time.
 	}
 }
 
-// schedule inserts one call per row, the first due in two seconds and
+// schedule inserts one call per row, the first due once the inserts are
+// surely done (2 s, plus 1 s for every 4,000 calls: they must not overlap
+// the changes they make room for) and
 // each 1/rate after the one before, and returns when the first is due.
 func (c *benchCluster) schedule(ctx context.Context, total, rate int) (time.Time, error) {
 	st, err := store.Open(ctx, c.db)
@@ -470,7 +472,8 @@ func (c *benchCluster) schedule(ctx context.Context, total, rate int) (time.Time
 	if err != nil {
 		return time.Time{}, err
 	}
-	first := time.Now().Add(2 * time.Second)
+	lead := 2*time.Second + time.Duration(total)*time.Second/4000
+	first := time.Now().Add(lead)
 	params := make([]jobs.InsertParams, total)
 	for i := range total {
 		args := speakandspell.Args{ExtraterrestrialID: c.rows[i]}
@@ -483,7 +486,7 @@ func (c *benchCluster) schedule(ctx context.Context, total, rate int) (time.Time
 		return time.Time{}, err
 	}
 	if time.Now().After(first) {
-		return time.Time{}, errors.New("inserting the calls took longer than the 2 s before the first is due")
+		return time.Time{}, fmt.Errorf("inserting the calls took longer than the %s before the first is due", lead)
 	}
 	return first, nil
 }
