@@ -458,10 +458,10 @@ func (c *benchCluster) waitCompleted(ctx context.Context, want int, within time.
 	}
 }
 
-// schedule inserts one call per row, the first due once the inserts are
-// surely done (2 s, plus 1 s for every 4,000 calls: they must not overlap
-// the changes they make room for) and
-// each 1/rate after the one before, and returns when the first is due.
+// schedule inserts one call for each of the first total rows, each due
+// 1/rate after the one before, the first once the inserts are surely done
+// (2 s, plus 1 s for every 4,000 calls: they must not overlap the changes
+// they are for), and returns the time the first is due.
 func (c *benchCluster) schedule(ctx context.Context, total, rate int) (time.Time, error) {
 	st, err := store.Open(ctx, c.db)
 	if err != nil {
