@@ -30,6 +30,12 @@
 // follow the replay with no gap and no duplicate. A client that reads its
 // replay so slowly that the window moves past it gets a resync event.
 //
+// A stream may be shared between several processes (Share, shared.go):
+// its events then come with ids given from outside (PublishAt; the broker
+// reads them from a table every node writes to), so every node sends the
+// same events with the same ids, a client may resume on any node, and a
+// resume from before the window is read from the stream's History.
+//
 // A client may ask for a subset of a stream: events published with a key
 // (an extraterrestrial's id, say) reach only the clients that subscribed to
 // that key, and clients that asked for everything; events without a key

@@ -68,8 +68,8 @@ func (h *Hub) catchUpShared(s *stream, c *client) {
 // paging, under the stream's lock, so what is published next is queued for
 // it: nothing falls between replay and live events, and nothing is sent
 // twice. When the window has moved past the client's position, the piece
-// is a resync event instead. A client that is not paging (or was cut off
-// or is gone) gets nothing.
+// comes from the stream's History (a shared stream), or is a resync event.
+// A client that is not paging (or was cut off or is gone) gets nothing.
 func (h *Hub) page(c *client, buf []*wireEvent, limit int) []*wireEvent {
 	// paging is set only at join, before a writer runs, so once it is off
 	// it stays off: the common case costs no stream lock (which every
