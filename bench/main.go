@@ -24,6 +24,7 @@ func main() {
 	log.SetPrefix("bench: ")
 	runs := flag.Int("runs", 3, "runs of each scenario (the table shows their median and spread)")
 	only := flag.String("only", strings.Join(scenarios, ","), "comma-separated scenarios to run: "+strings.Join(scenarios, ", ")+
+		`; or "nodes" alone, with -pg: 1–3 phonehome binaries on one database (its own section, nodes.go)`+
 		` ("none" re-renders the section from the numbers it holds, e.g. after editing analysis.md)`)
 	nJobs := flag.Int("jobs", 100_000, "W1 jobs (W2 uses a tenth, raw SQLite the same number)")
 	dashJobs := flag.Int("dash-jobs", 1_000_000, "jobs in the table for the dashboard scenario")
@@ -50,6 +51,15 @@ func main() {
 		if !flagSet("analysis") {
 			*analysisPath = "analysis-pg.md"
 		}
+	}
+	// The many-node scenario (nodes.go) writes a section of its own.
+	if *only == nodesScenario {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		if err := runNodesBench(ctx, *runs, *appRoot, *out); err != nil {
+			log.Fatal(err)
+		}
+		return
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
