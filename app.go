@@ -209,11 +209,12 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	etFeed := live.NewExtraterrestrialFeed(st, v, pub, logger, cfg.CountsEvery)
 	a.calls = etFeed
 	jobsFeed := live.NewJobsFeed(a.engine, st.Reader, v, pub, logger, live.JobsFeedConfig{})
-	err = a.engine.Register(speakandspell.NewWorker(speakandspell.Config{
-		AnswerRate: cfg.AnswerRate,
-		Rand:       cfg.Rand,
-		OnCall:     etFeed.Changed,
-	}))
+	calls := speakandspell.Config{AnswerRate: cfg.AnswerRate, Rand: cfg.Rand, OnCall: etFeed.Changed}
+	if etFeed.PublishesInTransaction() {
+		// Several nodes: a call's event commits with it (see ChangedTx).
+		calls.OnCall, calls.OnCallTx = etFeed.CountsChanged, etFeed.ChangedTx
+	}
+	err = a.engine.Register(speakandspell.NewWorker(calls))
 	if err != nil {
 		return nil, err
 	}

@@ -52,8 +52,9 @@ import (
 // transaction inserted.
 const Channel = "live_events"
 
-// lockKey is the transaction-level advisory lock every insert takes first
-// (pg_advisory_xact_lock): "lvev" in ASCII.
+// lockKey is the transaction-level advisory lock every insert takes first:
+// exclusive for the writer's batches (pg_advisory_xact_lock), shared for
+// PublishTx's events: "lvev" in ASCII.
 const lockKey = 0x6c766576
 
 // The defaults of Config.

@@ -2,9 +2,11 @@ package live
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/phonehome/phonehome/internal/loop"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
@@ -78,6 +80,44 @@ func (f *ExtraterrestrialFeed) Changed(et store.Extraterrestrial) {
 	}
 	loop.Signal(f.dirty)
 }
+
+// TxPublisher publishes an event in the transaction of the change it
+// shows; *broker.Broker is one.
+type TxPublisher interface {
+	PublishTx(ctx context.Context, tx *sqlx.Tx, stream, event string, key int64, data []byte) error
+}
+
+// PublishesInTransaction reports whether the feed's publisher can write
+// a row's event in the change's own transaction (the broker, on
+// PostgreSQL): the campaign worker should then call ChangedTx as its
+// OnCallTx and CountsChanged as its OnCall, instead of Changed.
+func (f *ExtraterrestrialFeed) PublishesInTransaction() bool {
+	_, ok := f.hub.(TxPublisher)
+	return ok
+}
+
+// ChangedTx is Changed in the call's own transaction (the campaign
+// worker's OnCallTx), for several nodes: the row's event commits with its
+// change, before another node can take the next attempt, so every page
+// sees each row's changes in order. A row that cannot be rendered is
+// logged and left out; an error is the database's, and fails the
+// transaction.
+func (f *ExtraterrestrialFeed) ChangedTx(ctx context.Context, tx *sqlx.Tx, et store.Extraterrestrial) error {
+	pub, ok := f.hub.(TxPublisher)
+	if !ok {
+		return errors.New("the extraterrestrials feed's publisher cannot publish in a transaction")
+	}
+	html, err := f.views.Fragment(views.PartialETRow, views.Row{ET: ExtraterrestrialView(et), OOB: true})
+	if err != nil {
+		f.log.Error("render extraterrestrial row", "id", et.ID, "err", err)
+		return nil
+	}
+	return pub.PublishTx(ctx, tx, ExtraterrestrialsStream, "", et.ID, html)
+}
+
+// CountsChanged tells the feed that the campaign counts changed: they
+// follow at the bounded rate. (Changed does it itself.)
+func (f *ExtraterrestrialFeed) CountsChanged(store.Extraterrestrial) { loop.Signal(f.dirty) }
 
 // Start starts the counts loop.
 func (f *ExtraterrestrialFeed) Start(ctx context.Context) error {

@@ -54,6 +54,12 @@ type Config struct {
 	// OnCall runs after each call's outcome has committed, in commit order,
 	// with the updated row: the place to broadcast it.
 	OnCall func(store.Extraterrestrial)
+	// OnCallTx, when set, runs in the call's transaction, after its row is
+	// written: the place to record its broadcast when that must commit
+	// with the change (several nodes, where the next attempt may run on
+	// another node as soon as this one commits). An error fails the
+	// transaction, which the engine tries again.
+	OnCallTx func(ctx context.Context, tx *sqlx.Tx, et store.Extraterrestrial) error
 }
 
 // Worker is the Speak & Spell: each attempt phones home once.
@@ -99,7 +105,10 @@ func (w *Worker) Work(ctx context.Context, job *jobs.Job) error {
 	job.RecordTx(func(ctx context.Context, tx *sqlx.Tx) error {
 		var err error
 		updated, err = store.RecordCallTx(ctx, tx, args.ExtraterrestrialID, status, job.Attempt, at)
-		return err
+		if err != nil || w.cfg.OnCallTx == nil {
+			return err
+		}
+		return w.cfg.OnCallTx(ctx, tx, updated)
 	})
 	if w.cfg.OnCall != nil {
 		job.AfterRecord(func() { w.cfg.OnCall(updated) })

@@ -1,0 +1,50 @@
+// tx.go holds PublishTx: an event written by the transaction that makes
+// the change it shows, for changes whose next step may be taken by
+// another node as soon as they commit.
+
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// publishTxSQL takes the insert lock in shared mode (so that the reader
+// waits for this transaction's id while it is open, without making
+// inserting transactions wait for each other), then inserts the event and
+// notifies its id at commit. The lock is taken before the id is drawn.
+const publishTxSQL = `WITH ins AS (
+	INSERT INTO live_events (stream, event, key, data, created_at)
+	SELECT $1, $2, $3, $4, $5 FROM (SELECT pg_advisory_xact_lock_shared($6)) AS l
+	RETURNING id)
+SELECT pg_notify('` + Channel + `', id::text) FROM ins`
+
+// PublishTx writes an event about the row key of a shared stream in tx,
+// the transaction that makes the change the event shows: it is delivered
+// to every node once tx commits, and never if it rolls back.
+//
+// Publish writes an event after its change has committed, in a batch of
+// its own. That is enough for the order of one node's changes, but not
+// when another node may change the same row as soon as this change
+// commits: a call that fails here is retried at once by another node, and
+// that node's event could reach the table before this one. Written in the
+// change's transaction, this event's id is drawn before the change
+// commits, so before any later change's event exists: every row's events
+// reach every page in the order of its changes.
+func (b *Broker) PublishTx(ctx context.Context, tx *sqlx.Tx, stream, event string, key int64, data []byte) error {
+	if !b.shared[stream] {
+		return fmt.Errorf("publish in a transaction: %q is not a shared stream", stream)
+	}
+	if len(data) == 0 {
+		return errors.New("publish: empty data")
+	}
+	_, err := tx.ExecContext(ctx, publishTxSQL, stream, event, key, string(data), time.Now().UnixMilli(), int64(lockKey))
+	if err != nil {
+		return fmt.Errorf("publish in a transaction: %w", err)
+	}
+	return nil
+}
