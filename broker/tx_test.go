@@ -33,6 +33,11 @@ func TestPublishTxCommitsWithItsTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	rawInsert(t, b.db, "committed first") // the next id, committed while tx is open
+	// An absence can only be checked over some time: several polls.
+	time.Sleep(300 * time.Millisecond)
+	if got := onB.got(); len(got) != 0 {
+		t.Fatalf("delivered %+v past an event whose transaction is still open", got)
+	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
