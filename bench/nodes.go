@@ -599,19 +599,24 @@ func (a *arrivals) readPublished(conn *sqlx.DB) error {
 	}
 }
 
-// readNew reads the events of live_events above the last one read.
+// readNew reads the events of live_events above the last one read, and
+// those of the last few seconds again: an id is drawn when its row is
+// inserted, not when it commits, so a row written in a longer transaction
+// (a call's event, written with the call) may become visible after rows
+// with higher ids.
 func (a *arrivals) readNew(ctx context.Context, conn *sqlx.DB) error {
 	var rows []struct {
 		ID        int64 `db:"id"`
 		CreatedAt int64 `db:"created_at"`
 	}
+	recent := time.Now().Add(-5 * time.Second).UnixMilli()
 	if err := conn.SelectContext(ctx, &rows, `SELECT id, created_at FROM live_events
-			WHERE stream = 'extraterrestrials' AND id > $1 ORDER BY id`, a.lastRead); err != nil {
+			WHERE stream = 'extraterrestrials' AND (id > $1 OR created_at >= $2) ORDER BY id`, a.lastRead, recent); err != nil {
 		return fmt.Errorf("read live_events: %w", err)
 	}
 	for _, r := range rows {
 		a.published[r.ID] = r.CreatedAt
-		a.lastRead = r.ID
+		a.lastRead = max(a.lastRead, r.ID)
 	}
 	return nil
 }
