@@ -17,14 +17,16 @@
 // The reader also polls (every second) in case a notification was lost or
 // the LISTEN connection is reconnecting.
 //
-// Ids are assigned at insert, not at commit. Every insert takes one
-// transaction-level advisory lock first, so inserts from all nodes follow
+// Ids are assigned at insert, not at commit. Every batch takes one
+// transaction-level advisory lock first, so batches from all nodes follow
 // one another and commit in id order: a state read under the lock (see
 // Ordered) is published after every event whose change it may not have
-// seen. A hole in the ids (an id missing below one that is visible) is then
-// an insert still running, or one rolled back (a permanent hole): the
-// reader waits for it while someone holds the lock, and skips it once
-// nobody does and it is still missing, or after HoleWait at most.
+// seen. An event written in its change's own transaction (PublishTx) takes
+// the lock in shared mode. A hole in the ids (an id missing below one that
+// is visible) is then an insert still running, or one rolled back (a
+// permanent hole): the reader waits until every transaction that was
+// running when it found the hole has ended, then reads again or skips it,
+// and waits HoleWait at most.
 //
 // Events of the other streams (a pet's own stream, the runtime dashboard)
 // go straight to the local hub, as do the events Config.Volatile names (a
@@ -61,7 +63,7 @@ const lockKey = 0x6c766576
 const (
 	DefaultBatch     = 2 * time.Millisecond
 	DefaultPoll      = time.Second
-	DefaultHoleWait  = time.Second
+	DefaultHoleWait  = 10 * time.Second
 	DefaultKeep      = 10000
 	DefaultKeepFor   = 10 * time.Minute
 	DefaultTrimEvery = 10 * time.Second
@@ -101,7 +103,8 @@ type Config struct {
 	// (DefaultPoll).
 	Poll time.Duration
 	// HoleWait is the longest the reader waits for a missing id
-	// (DefaultHoleWait); it stops waiting sooner once nobody is inserting.
+	// (DefaultHoleWait); it stops waiting as soon as every transaction
+	// that could still write it has ended.
 	HoleWait time.Duration
 	// Keep is how many events of each stream the table keeps at most
 	// (DefaultKeep: more than the hub's longest window), KeepFor for how

@@ -27,11 +27,6 @@ const (
 	listenRetryMax = 5 * time.Second
 )
 
-// lockHeldSQL reports whether a transaction holds the insert lock: one
-// that may be inserting a missing id.
-const lockHeldSQL = `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
-	AND classid = 0 AND objid = $1 AND objsubid = 1 AND granted)`
-
 // read is the reader's loop.
 func (b *Broker) read(done <-chan struct{}) {
 	r := reader{b: b, last: b.start}
@@ -58,8 +53,10 @@ type reader struct {
 	b    *Broker
 	last int64 // the last id delivered or skipped
 	// holeSince is when the reader first found last+1 missing below a
-	// visible id (zero: no hole).
+	// visible id (zero: no hole), and holeXmax the snapshot's xmax then:
+	// the transactions that may still write the missing ids are older.
 	holeSince time.Time
+	holeXmax  int64
 	// late are the ids skipped after HoleWait while an insert was still
 	// under way: should they commit after all, their streams' clients
 	// missed them and must resync.
@@ -116,13 +113,25 @@ const (
 	skip          // they are gone: go on
 )
 
-// hole decides about the ids between last and next (a visible id): wait
-// while someone holds the insert lock (an insert may hold them) and for
-// HoleWait at most; skip them once nobody does and they are still
-// missing (they were rolled back), or HoleWait has passed.
+// hole decides about the ids between last and next (a visible id). An id
+// is drawn when its row is inserted, so whoever drew a missing one was in
+// a transaction when the reader first saw the hole, and that transaction
+// had a transaction id (a batch holds the insert lock from before it draws
+// ids, so no later id can commit before it writes; PublishTx writes in a
+// transaction that has changed rows already). So the reader notes the
+// snapshot's xmax when it finds the hole, and waits until every
+// transaction older than that has ended (the current snapshot's xmin has
+// passed it): then the missing rows either committed (read again) or
+// never will (skip them). Transactions that began later never prolong the
+// wait, however busy the database. HoleWait bounds it all the same.
 func (r *reader) hole(next int64) (int, error) {
 	now := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	if r.holeSince.IsZero() {
+		if err := r.b.db.QueryRowContext(ctx, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").Scan(&r.holeXmax); err != nil {
+			return wait, err
+		}
 		r.holeSince = now
 	}
 	if now.Sub(r.holeSince) >= r.b.cfg.HoleWait {
@@ -132,18 +141,13 @@ func (r *reader) hole(next int64) (int, error) {
 		r.skip(next)
 		return skip, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var held bool
-	if err := r.b.db.QueryRowContext(ctx, lockHeldSQL, int64(lockKey)).Scan(&held); err != nil {
+	var ended bool
+	if err := r.b.db.QueryRowContext(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint >= $1", r.holeXmax).Scan(&ended); err != nil {
 		return wait, err
 	}
-	if held {
+	if !ended {
 		return wait, nil
 	}
-	// Nobody is inserting: an insert that had the missing ids has ended
-	// (a lock is released after its commit is visible), and if it
-	// committed, a new read sees them.
 	var n int
 	err := r.b.db.QueryRowContext(ctx, "SELECT count(*) FROM live_events WHERE id > $1 AND id < $2", r.last, next).Scan(&n)
 	if err != nil {
