@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,10 +54,11 @@ type reader struct {
 	b    *Broker
 	last int64 // the last id delivered or skipped
 	// holeSince is when the reader first found last+1 missing below a
-	// visible id (zero: no hole), and holeXmax the snapshot's xmax then:
-	// the transactions that may still write the missing ids are older.
-	holeSince time.Time
-	holeXmax  int64
+	// visible id (zero: no hole), and holeHolders the transactions that
+	// held the insert lock then: those that may still write the missing
+	// ids.
+	holeSince   time.Time
+	holeHolders []string
 	// late are the ids skipped after HoleWait while an insert was still
 	// under way: should they commit after all, their streams' clients
 	// missed them and must resync.
@@ -113,24 +115,39 @@ const (
 	skip          // they are gone: go on
 )
 
-// hole decides about the ids between last and next (a visible id). An id
-// is drawn when its row is inserted, so whoever drew a missing one was in
-// a transaction when the reader first saw the hole, and that transaction
-// had a transaction id (a batch holds the insert lock from before it draws
-// ids, so no later id can commit before it writes; PublishTx writes in a
-// transaction that has changed rows already). So the reader notes the
-// snapshot's xmax when it finds the hole, and waits until every
-// transaction older than that has ended (the current snapshot's xmin has
-// passed it): then the missing rows either committed (read again) or
-// never will (skip them). Transactions that began later never prolong the
-// wait, however busy the database. HoleWait bounds it all the same.
+// holdersSQL lists the transactions of this database that hold the insert
+// lock now (virtualtransaction identifies one transaction of one session).
+const holdersSQL = `SELECT coalesce(string_agg(virtualtransaction, ','), '') FROM pg_locks
+	WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 AND objsubid = 1 AND granted
+	  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
+
+// stillHoldingSQL reports whether any of the transactions $2 still holds
+// the insert lock.
+const stillHoldingSQL = `SELECT EXISTS (SELECT 1 FROM pg_locks
+	WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 AND objsubid = 1 AND granted
+	  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	  AND virtualtransaction = ANY($2::text[]))`
+
+// hole decides about the ids between last and next (a visible id). Every
+// insert holds the insert lock from before it draws its ids until it
+// commits, so a missing id that is still to commit belongs to one of the
+// transactions that held the lock when the reader found the hole. The
+// reader notes them, and waits until none of them holds it any more: then
+// the missing rows either committed (read again) or never will (skip
+// them). Transactions that take the lock later never prolong the wait,
+// however busy the database. HoleWait bounds it all the same.
 func (r *reader) hole(next int64) (int, error) {
 	now := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if r.holeSince.IsZero() {
-		if err := r.b.db.QueryRowContext(ctx, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").Scan(&r.holeXmax); err != nil {
+		var holders string
+		if err := r.b.db.QueryRowContext(ctx, holdersSQL, int64(lockKey)).Scan(&holders); err != nil {
 			return wait, err
+		}
+		r.holeHolders = nil
+		if holders != "" {
+			r.holeHolders = strings.Split(holders, ",")
 		}
 		r.holeSince = now
 	}
@@ -141,12 +158,14 @@ func (r *reader) hole(next int64) (int, error) {
 		r.skip(next)
 		return skip, nil
 	}
-	var ended bool
-	if err := r.b.db.QueryRowContext(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint >= $1", r.holeXmax).Scan(&ended); err != nil {
-		return wait, err
-	}
-	if !ended {
-		return wait, nil
+	if len(r.holeHolders) > 0 {
+		var holding bool
+		if err := r.b.db.QueryRowContext(ctx, stillHoldingSQL, int64(lockKey), r.holeHolders).Scan(&holding); err != nil {
+			return wait, err
+		}
+		if holding {
+			return wait, nil
+		}
 	}
 	var n int
 	err := r.b.db.QueryRowContext(ctx, "SELECT count(*) FROM live_events WHERE id > $1 AND id < $2", r.last, next).Scan(&n)

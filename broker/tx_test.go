@@ -77,3 +77,45 @@ func TestPublishTxCommitsWithItsTransaction(t *testing.T) {
 		t.Errorf("PublishTx on a local stream: %v, want refused", err)
 	}
 }
+
+// A hole is waited for only as long as the transactions that held the
+// insert lock when it was found: one that takes the lock afterwards (and
+// keeps it) does not hold back the events after a rolled-back insert.
+func TestALaterLockHolderDoesNotProlongAHole(t *testing.T) {
+	url := database(t)
+	a := startNode(t, url, "a", 0, broker.Config{Poll: 20 * time.Millisecond, HoleWait: time.Hour})
+	c := a.connect(t, rows, "", "")
+	db := sqlx.NewDb(a.db, "pgx")
+	ctx := context.Background()
+
+	rolledBack, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rolledBack.Rollback()
+	if err := a.br.PublishTx(ctx, rolledBack, rows, "", 1, []byte("never")); err != nil {
+		t.Fatal(err)
+	}
+	rawInsert(t, a.db, "after the hole")
+	// An absence can only be checked over some time: several polls, long
+	// enough for the reader to have found the hole and its lock holder.
+	time.Sleep(300 * time.Millisecond)
+	if got := c.got(); len(got) != 0 {
+		t.Fatalf("delivered %+v past an open transaction's id", got)
+	}
+	later, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer later.Rollback()
+	if err := a.br.PublishTx(ctx, later, rows, "", 2, []byte("later, still open")); err != nil {
+		t.Fatal(err)
+	}
+	if err := rolledBack.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	got := c.waitFor(t, "the event after the rolled-back one", 1)
+	if got[0].Data != "after the hole" {
+		t.Fatalf("got %+v, want the event after the hole", got)
+	}
+}
