@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
 
 	"github.com/phonehome/phonehome/broker"
@@ -191,6 +192,15 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	// The broker's table is trimmed by the maintenance leader.
 	pub, brk := livePublisher(st, a.hub, isLeader, logger)
 
+	etFeed := live.NewExtraterrestrialFeed(st, v, pub, logger, cfg.CountsEvery)
+	a.calls = etFeed
+	// Several nodes: the calls' row events commit with the calls (see
+	// RecordedTx), and the worker only tells the counts.
+	var recordedTx func(context.Context, *sqlx.Tx, []*jobs.Job) error
+	onCall := etFeed.Changed
+	if etFeed.PublishesInTransaction() {
+		recordedTx, onCall = etFeed.RecordedTx, etFeed.CountsChanged
+	}
 	a.engine, err = jobs.New(st.Writer, jobs.Config{
 		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit, housekeeping.Queue: housekeeping.QueueLimit},
 		PollInterval: cfg.Poll,
@@ -199,22 +209,20 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		Reader:       st.Reader,
 		PruneAfter:   cfg.PruneAfter,
 		// The cron page's entry: the database's hourly optimisation.
-		Periodic: []jobs.PeriodicJob{housekeeping.Periodic()},
-		Node:     a.node,
-		IsLeader: isLeader,
+		Periodic:   []jobs.PeriodicJob{housekeeping.Periodic()},
+		Node:       a.node,
+		IsLeader:   isLeader,
+		RecordedTx: recordedTx,
 	})
 	if err != nil {
 		return nil, err
 	}
-	etFeed := live.NewExtraterrestrialFeed(st, v, pub, logger, cfg.CountsEvery)
-	a.calls = etFeed
 	jobsFeed := live.NewJobsFeed(a.engine, st.Reader, v, pub, logger, live.JobsFeedConfig{})
-	calls := speakandspell.Config{AnswerRate: cfg.AnswerRate, Rand: cfg.Rand, OnCall: etFeed.Changed}
-	if etFeed.PublishesInTransaction() {
-		// Several nodes: a call's event commits with it (see ChangedTx).
-		calls.OnCall, calls.OnCallTx = etFeed.CountsChanged, etFeed.ChangedTx
-	}
-	err = a.engine.Register(speakandspell.NewWorker(calls))
+	err = a.engine.Register(speakandspell.NewWorker(speakandspell.Config{
+		AnswerRate: cfg.AnswerRate,
+		Rand:       cfg.Rand,
+		OnCall:     onCall,
+	}))
 	if err != nil {
 		return nil, err
 	}

@@ -14,14 +14,18 @@ import (
 )
 
 // publishTxSQL takes the insert lock in shared mode (so that the reader
-// waits for this transaction's id while it is open, without making
-// inserting transactions wait for each other), then inserts the event and
-// notifies its id at commit. The lock is taken before the id is drawn.
-const publishTxSQL = `WITH ins AS (
+// waits for this transaction's ids while it is open, without making
+// inserting transactions wait for each other), then inserts the events in
+// the order given and notifies the highest id at commit. The lock is taken
+// before the ids are drawn.
+const publishTxSQL = `WITH l AS (SELECT pg_advisory_xact_lock_shared($6)),
+ins AS (
 	INSERT INTO live_events (stream, event, key, data, created_at)
-	SELECT $1, $2, $3, $4, $5 FROM (SELECT pg_advisory_xact_lock_shared($6)) AS l
+	SELECT $1, $2, u.k, u.d, $5
+	FROM l, unnest($3::bigint[], $4::text[]) WITH ORDINALITY AS u(k, d, o)
+	ORDER BY u.o
 	RETURNING id)
-SELECT pg_notify('` + Channel + `', id::text) FROM ins`
+SELECT pg_notify('` + Channel + `', max(id)::text) FROM ins`
 
 // PublishTx writes an event about the row key of a shared stream in tx,
 // the transaction that makes the change the event shows: it is delivered
@@ -36,15 +40,31 @@ SELECT pg_notify('` + Channel + `', id::text) FROM ins`
 // commits, so before any later change's event exists: every row's events
 // reach every page in the order of its changes.
 func (b *Broker) PublishTx(ctx context.Context, tx *sqlx.Tx, stream, event string, key int64, data []byte) error {
+	return b.PublishKeysTx(ctx, tx, stream, event, []int64{key}, [][]byte{data})
+}
+
+// PublishKeysTx is PublishTx for several rows' events at once (keys[i]'s
+// is data[i]), written in one statement in that order.
+func (b *Broker) PublishKeysTx(ctx context.Context, tx *sqlx.Tx, stream, event string, keys []int64, data [][]byte) error {
 	if !b.shared[stream] {
 		return fmt.Errorf("publish in a transaction: %q is not a shared stream", stream)
 	}
-	if len(data) == 0 {
-		return errors.New("publish: empty data")
+	if len(keys) != len(data) {
+		return fmt.Errorf("publish in a transaction: %d keys for %d events", len(keys), len(data))
 	}
-	_, err := tx.ExecContext(ctx, publishTxSQL, stream, event, key, string(data), time.Now().UnixMilli(), int64(lockKey))
+	if len(keys) == 0 {
+		return nil
+	}
+	texts := make([]string, len(data))
+	for i, d := range data {
+		if len(d) == 0 {
+			return errors.New("publish: empty data")
+		}
+		texts[i] = string(d)
+	}
+	_, err := tx.ExecContext(ctx, publishTxSQL, stream, event, keys, texts, time.Now().UnixMilli(), int64(lockKey))
 	if err != nil {
-		return fmt.Errorf("publish in a transaction: %w", err)
+		return fmt.Errorf("publish %d events in a transaction: %w", len(keys), err)
 	}
 	return nil
 }

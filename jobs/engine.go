@@ -71,6 +71,15 @@ type Config struct {
 	// judges each dead node by its heartbeat and is idempotent.
 	IsLeader func() bool
 
+	// RecordedTx, when set, runs in each outcome transaction just before
+	// it commits, after the workers' RecordTx callbacks and the claims,
+	// with the jobs whose outcomes it writes (as they will be once it
+	// commits): the place to write, once per batch, what must commit with
+	// a batch of outcomes (several nodes' live events: see
+	// live.ExtraterrestrialFeed.RecordedTx). An error fails the
+	// transaction, which is tried again, as when the database refuses it.
+	RecordedTx func(ctx context.Context, tx *sqlx.Tx, recorded []*Job) error
+
 	// OnEvent receives every job's telemetry (see Event). It is called
 	// synchronously by the engine's goroutines, several at once, and must
 	// return quickly.

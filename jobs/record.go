@@ -387,6 +387,18 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 		tx.Rollback()
 		return err
 	}
+	if e.cfg.RecordedTx != nil {
+		var recorded []*Job
+		for i := range batch {
+			if written[i] {
+				recorded = append(recorded, &updated[i])
+			}
+		}
+		if err := e.cfg.RecordedTx(ctx, tx, recorded); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("record %d outcomes: RecordedTx: %w", len(recorded), err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return &commitError{err: err}
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/phonehome/phonehome/internal/loop"
+	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
 )
@@ -81,38 +83,49 @@ func (f *ExtraterrestrialFeed) Changed(et store.Extraterrestrial) {
 	loop.Signal(f.dirty)
 }
 
-// TxPublisher publishes an event in the transaction of the change it
-// shows; *broker.Broker is one.
+// TxPublisher publishes events in the transaction of the changes they
+// show; *broker.Broker is one.
 type TxPublisher interface {
-	PublishTx(ctx context.Context, tx *sqlx.Tx, stream, event string, key int64, data []byte) error
+	PublishKeysTx(ctx context.Context, tx *sqlx.Tx, stream, event string, keys []int64, data [][]byte) error
 }
 
 // PublishesInTransaction reports whether the feed's publisher can write
-// a row's event in the change's own transaction (the broker, on
-// PostgreSQL): the campaign worker should then call ChangedTx as its
-// OnCallTx and CountsChanged as its OnCall, instead of Changed.
+// rows' events in their changes' own transaction (the broker, on
+// PostgreSQL): the engine should then call RecordedTx as its
+// Config.RecordedTx, and the campaign worker CountsChanged as its OnCall,
+// instead of Changed.
 func (f *ExtraterrestrialFeed) PublishesInTransaction() bool {
 	_, ok := f.hub.(TxPublisher)
 	return ok
 }
 
-// ChangedTx is Changed in the call's own transaction (the campaign
-// worker's OnCallTx), for several nodes: the row's event commits with its
-// change, before another node can take the next attempt, so every page
-// sees each row's changes in order. A row that cannot be rendered is
-// logged and left out; an error is the database's, and fails the
-// transaction.
-func (f *ExtraterrestrialFeed) ChangedTx(ctx context.Context, tx *sqlx.Tx, et store.Extraterrestrial) error {
+// RecordedTx is Changed for a batch of outcomes, in their own transaction
+// (the engine's Config.RecordedTx), for several nodes: the calls' row
+// events commit with them, before another node can take a next attempt,
+// so every page sees each row's changes in order. It reads the calls'
+// rows as the transaction wrote them and writes their events in one
+// statement. A row that cannot be rendered is logged and left out; an
+// error is the database's, and fails the transaction.
+func (f *ExtraterrestrialFeed) RecordedTx(ctx context.Context, tx *sqlx.Tx, recorded []*jobs.Job) error {
 	pub, ok := f.hub.(TxPublisher)
 	if !ok {
 		return errors.New("the extraterrestrials feed's publisher cannot publish in a transaction")
 	}
-	html, err := f.views.Fragment(views.PartialETRow, views.Row{ET: ExtraterrestrialView(et), OOB: true})
-	if err != nil {
-		f.log.Error("render extraterrestrial row", "id", et.ID, "err", err)
-		return nil
+	ets, err := store.ExtraterrestrialsTx(ctx, tx, speakandspell.Calls(recorded))
+	if err != nil || len(ets) == 0 {
+		return err
 	}
-	return pub.PublishTx(ctx, tx, ExtraterrestrialsStream, "", et.ID, html)
+	keys := make([]int64, 0, len(ets))
+	data := make([][]byte, 0, len(ets))
+	for _, et := range ets {
+		html, err := f.views.Fragment(views.PartialETRow, views.Row{ET: ExtraterrestrialView(et), OOB: true})
+		if err != nil {
+			f.log.Error("render extraterrestrial row", "id", et.ID, "err", err)
+			continue
+		}
+		keys, data = append(keys, et.ID), append(data, html)
+	}
+	return pub.PublishKeysTx(ctx, tx, ExtraterrestrialsStream, "", keys, data)
 }
 
 // CountsChanged tells the feed that the campaign counts changed: they

@@ -54,12 +54,6 @@ type Config struct {
 	// OnCall runs after each call's outcome has committed, in commit order,
 	// with the updated row: the place to broadcast it.
 	OnCall func(store.Extraterrestrial)
-	// OnCallTx, when set, runs in the call's transaction, after its row is
-	// written: the place to record its broadcast when that must commit
-	// with the change (several nodes, where the next attempt may run on
-	// another node as soon as this one commits). An error fails the
-	// transaction, which the engine tries again.
-	OnCallTx func(ctx context.Context, tx *sqlx.Tx, et store.Extraterrestrial) error
 }
 
 // Worker is the Speak & Spell: each attempt phones home once.
@@ -105,10 +99,7 @@ func (w *Worker) Work(ctx context.Context, job *jobs.Job) error {
 	job.RecordTx(func(ctx context.Context, tx *sqlx.Tx) error {
 		var err error
 		updated, err = store.RecordCallTx(ctx, tx, args.ExtraterrestrialID, status, job.Attempt, at)
-		if err != nil || w.cfg.OnCallTx == nil {
-			return err
-		}
-		return w.cfg.OnCallTx(ctx, tx, updated)
+		return err
 	})
 	if w.cfg.OnCall != nil {
 		job.AfterRecord(func() { w.cfg.OnCall(updated) })
@@ -150,4 +141,20 @@ func PhoneHome(ctx context.Context, engine *jobs.Engine) (int, error) {
 		return 0, fmt.Errorf("phone home: %w", err)
 	}
 	return n, nil
+}
+
+// Calls are the extraterrestrials whose calls are among js (the jobs of
+// this worker's kind), in the order of js: for an engine's
+// Config.RecordedTx, which learns of a batch's jobs but not of the rows
+// their workers wrote.
+func Calls(js []*jobs.Job) []int64 {
+	var ids []int64
+	for _, j := range js {
+		var a Args
+		if j.Kind != Kind || j.UnmarshalArgs(&a) != nil {
+			continue
+		}
+		ids = append(ids, a.ExtraterrestrialID)
+	}
+	return ids
 }
