@@ -27,6 +27,8 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/phonehome/phonehome/internal/appenv"
+	"github.com/phonehome/phonehome/internal/testwait"
+	"github.com/phonehome/phonehome/store"
 )
 
 // builtBinary is one build of the binary under test.
@@ -150,6 +152,7 @@ func (l *lockedBuffer) String() string {
 type faultServer struct {
 	t       *testing.T
 	cmd     *exec.Cmd
+	db      string // the -db it serves
 	URL     string
 	stderr  *lockedBuffer
 	exited  chan struct{}
@@ -174,7 +177,7 @@ func startFaultServer(t *testing.T, bin, db string, args ...string) *faultServer
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &faultServer{t: t, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	s := &faultServer{t: t, cmd: cmd, db: db, stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	urls := make(chan string, 1)
 	go func() {
 		// Every byte is kept, however long its line: a data race report
@@ -238,6 +241,28 @@ func (s *faultServer) kill() {
 	}
 	<-s.exited
 	s.checkRaces()
+	s.waitSessionsGone()
+}
+
+// waitSessionsGone waits, on PostgreSQL, until the server notices that the
+// killed process's sessions are gone. Until then a COMMIT the process sent
+// just before it died may still be applied: the state read at once could
+// miss it (say, jobs claimed by that commit, executing, to be rescued).
+func (s *faultServer) waitSessionsGone() {
+	s.t.Helper()
+	if !store.IsPostgresURL(s.db) {
+		return
+	}
+	db, err := sqlx.Open("pgx", s.db)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer db.Close()
+	name := store.ApplicationName(s.cmd.Process.Pid)
+	testwait.Until(s.t, time.Minute, "the killed process's database sessions gone", func() bool {
+		var n int
+		return db.Get(&n, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name) == nil && n == 0
+	})
 }
 
 // stop sends SIGTERM and expects a clean exit within the deadline.

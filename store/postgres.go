@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +57,12 @@ const pgPoolSize = 16
 // hanging.
 const pgConnectTimeout = 10 * time.Second
 
+// ApplicationName is the application_name a phonehome process's
+// connections give PostgreSQL when the URL sets none ("phonehome/1234"):
+// pg_stat_activity then says which process each session belongs to, and
+// whether a process's sessions are gone.
+func ApplicationName(pid int) string { return "phonehome/" + strconv.Itoa(pid) }
+
 // openPostgres opens a pool on the database the URL names and checks that
 // it answers. Every failure is one line that says what to do.
 func openPostgres(ctx context.Context, target string) (*Store, error) {
@@ -66,6 +74,9 @@ func openPostgres(ctx context.Context, target string) (*Store, error) {
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = pgConnectTimeout
+	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = ApplicationName(os.Getpid())
 	}
 	db := sqlx.NewDb(stdlib.OpenDB(*cfg), "pgx")
 	db.SetMaxOpenConns(pgPoolSize)

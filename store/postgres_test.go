@@ -161,3 +161,22 @@ func TestDropThenMigrate(t *testing.T) {
 		}
 	})
 }
+
+// A process's sessions are named after it in pg_stat_activity
+// (application_name "phonehome/PID"), unless the URL names them.
+func TestSessionsAreNamedAfterTheProcess(t *testing.T) {
+	url := storetest.Postgres(t).Target(t)
+	for _, tt := range []struct{ url, want string }{
+		{url, store.ApplicationName(os.Getpid())},
+		{url + "&application_name=mine", "mine"},
+	} {
+		st := storetest.Open(t, tt.url)
+		var got string
+		if err := st.Reader.Get(&got, "SELECT current_setting('application_name')"); err != nil {
+			t.Fatal(err)
+		}
+		if got != tt.want {
+			t.Errorf("application_name %q, want %q", got, tt.want)
+		}
+	}
+}
