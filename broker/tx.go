@@ -17,11 +17,7 @@ import (
 // waits for this transaction's id while it is open, without making
 // inserting transactions wait for each other), then inserts the event and
 // notifies its id at commit. The lock is taken before the id is drawn.
-const publishTxSQL = `WITH ins AS (
-	INSERT INTO live_events (stream, event, key, data, created_at)
-	SELECT $1, $2, $3, $4, $5 FROM (SELECT pg_advisory_xact_lock_shared($6)) AS l
-	RETURNING id)
-SELECT pg_notify('` + Channel + `', id::text) FROM ins`
+var publishTxSQL = insertNotifySQL(`SELECT $1, $2, $3, $4, $5 FROM (SELECT pg_advisory_xact_lock_shared($6)) AS l`, "id")
 
 // PublishTx writes an event about the row key of a shared stream in tx,
 // the transaction that makes the change the event shows: it is delivered
