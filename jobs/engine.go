@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/internal/setting"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -208,9 +209,7 @@ type attempt struct {
 // any number of engines, in this process or others, may share the
 // database). Register workers, then Start it.
 func New(db *sqlx.DB, cfg Config) (*Engine, error) {
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
+	setting.Default(&cfg.PollInterval, DefaultPollInterval)
 	if cfg.Backoff == nil {
 		cfg.Backoff = ObanBackoff(nil)
 	}
@@ -220,24 +219,16 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.HeartbeatInterval <= 0 {
-		cfg.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if cfg.NodeTimeout <= 0 {
-		cfg.NodeTimeout = DefaultNodeTimeout
-	}
+	setting.Default(&cfg.HeartbeatInterval, DefaultHeartbeatInterval)
+	setting.Default(&cfg.NodeTimeout, DefaultNodeTimeout)
 	if cfg.NodeTimeout < 2*cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("node timeout %s must be at least two heartbeat intervals (%s)", cfg.NodeTimeout, cfg.HeartbeatInterval)
 	}
 	if cfg.PruneAfter == 0 {
 		cfg.PruneAfter = DefaultPruneAfter
 	}
-	if cfg.PruneInterval <= 0 {
-		cfg.PruneInterval = DefaultPruneInterval
-	}
-	if cfg.CompactInterval <= 0 {
-		cfg.CompactInterval = DefaultCompactInterval
-	}
+	setting.Default(&cfg.PruneInterval, DefaultPruneInterval)
+	setting.Default(&cfg.CompactInterval, DefaultCompactInterval)
 	host, _ := os.Hostname()
 	if cfg.Node == "" {
 		cfg.Node = fmt.Sprintf("%s/%d", host, os.Getpid())
