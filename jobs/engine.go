@@ -571,13 +571,9 @@ func (e *Engine) forget(batch []*attempt) {
 // repeatable, as every caller's is (it decides from what it reads in tx).
 func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	for try := 1; ; try++ {
-		err := e.inTxOnce(ctx, fn)
+		err := e.st.InTx(ctx, fn)
 		if err == nil || try == 3 || !retryable(err) {
 			return err
 		}
 	}
-}
-
-func (e *Engine) inTxOnce(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	return e.st.InTx(ctx, fn)
 }
