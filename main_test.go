@@ -19,6 +19,7 @@ import (
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/internal/testsse"
+	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
@@ -102,13 +103,9 @@ func (a *testApp) subscribe(t *testing.T) <-chan events.Message {
 	t.Helper()
 	before := a.hub.Clients()[live.ExtraterrestrialsStream]
 	msgs := subscribe(t, a.URL)
-	deadline := time.Now().Add(10 * time.Second)
-	for a.hub.Clients()[live.ExtraterrestrialsStream] <= before {
-		if time.Now().After(deadline) {
-			t.Fatal("stream client not registered within 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "stream client registered", func() bool {
+		return a.hub.Clients()[live.ExtraterrestrialsStream] > before
+	})
 	return msgs
 }
 

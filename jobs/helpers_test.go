@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/store/storetest"
@@ -195,17 +196,11 @@ func newEngine(t *testing.T, st *store.Store, clock *fakeClock, opts options, wo
 	return eng
 }
 
-// waitFor polls cond every few milliseconds and fails the test when it is
-// still false after timeout.
+// waitFor is testwait.Until for the many waits of these tests that the
+// failing line names well enough.
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition still false after %s", timeout)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testwait.Until(t, timeout, "condition", cond)
 }
 
 func (b *bundle) insert(t *testing.T, args jobs.Args, opts jobs.InsertOpts) int64 {
