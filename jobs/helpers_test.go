@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
@@ -172,11 +173,24 @@ func newEngine(t *testing.T, st *store.Store, clock *fakeClock, opts options, wo
 	if opts.configure != nil {
 		opts.configure(&cfg)
 	}
-	eng, err := jobs.New(st.Writer, cfg)
+	eng := buildEngine(t, st.Writer, cfg, append([]jobs.Worker{probeWorker{}}, workers...)...)
+	if !opts.noStart {
+		if err := eng.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return eng
+}
+
+// buildEngine makes an engine over db with cfg, registers workers, and
+// stops it when the test ends (failing the test if it cannot within 5 s).
+func buildEngine(t *testing.T, db *sqlx.DB, cfg jobs.Config, workers ...jobs.Worker) *jobs.Engine {
+	t.Helper()
+	eng, err := jobs.New(db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range append([]jobs.Worker{probeWorker{}}, workers...) {
+	for _, w := range workers {
 		if err := eng.Register(w); err != nil {
 			t.Fatal(err)
 		}
@@ -185,14 +199,9 @@ func newEngine(t *testing.T, st *store.Store, clock *fakeClock, opts options, wo
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := eng.Stop(ctx); err != nil {
-			t.Errorf("stop engine: %v", err)
+			t.Errorf("stop engine %s: %v", cfg.Node, err)
 		}
 	})
-	if !opts.noStart {
-		if err := eng.Start(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-	}
 	return eng
 }
 
