@@ -147,6 +147,22 @@ type call struct {
 	status  string
 }
 
+// ended reports whether the call was the row's last: answered, or out of
+// attempts.
+func (c call) ended() bool { return c.status == "space_taxi_on_the_way" || c.status == "no_answer" }
+
+// rowCall is the row and the call a row event shows; ok is false for any
+// other event.
+func rowCall(data string) (id int64, c call, ok bool) {
+	sub := rowEvent.FindStringSubmatch(data)
+	if sub == nil {
+		return 0, call{}, false
+	}
+	id, _ = strconv.ParseInt(sub[1], 10, 64)
+	attempt, _ := strconv.Atoi(sub[2])
+	return id, call{attempt: attempt, status: statusOf(data)}, true
+}
+
 func statusOf(html string) string {
 	switch {
 	case strings.Contains(html, "Space taxi on the way"):
@@ -187,15 +203,12 @@ func TestCampaignEndToEnd(t *testing.T) {
 			if m.Event != "" {
 				continue // counts
 			}
-			sub := rowEvent.FindStringSubmatch(m.Data)
-			if sub == nil {
+			id, c, ok := rowCall(m.Data)
+			if !ok {
 				t.Fatalf("unexpected event %q", m.Data)
 			}
-			id, _ := strconv.ParseInt(sub[1], 10, 64)
-			attempt, _ := strconv.Atoi(sub[2])
-			c := call{attempt: attempt, status: statusOf(m.Data)}
 			seen[id] = append(seen[id], c)
-			if c.status == "space_taxi_on_the_way" || c.status == "no_answer" {
+			if c.ended() {
 				finished++
 			}
 		case <-deadline:
