@@ -147,9 +147,12 @@ type call struct {
 	status  string
 }
 
-// ended reports whether the call was the row's last: answered, or out of
-// attempts.
-func (c call) ended() bool { return c.status == "space_taxi_on_the_way" || c.status == "no_answer" }
+// ended reports whether the call was the row's last.
+func (c call) ended() bool { return finalStatus(c.status) }
+
+// finalStatus reports whether a row with status s has ended: answered, or
+// out of attempts.
+func finalStatus(s string) bool { return s == "space_taxi_on_the_way" || s == "no_answer" }
 
 // rowCall is the row and the call a row event shows; ok is false for any
 // other event.

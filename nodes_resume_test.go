@@ -106,7 +106,7 @@ func idsUntil(t *testing.T, msgs <-chan events.Message, total int, within time.D
 				ids = append(ids, m.ID)
 			}
 			if m.Event == "" {
-				if (call{status: statusOf(m.Data)}).ended() {
+				if finalStatus(statusOf(m.Data)) {
 					ended++
 				}
 			}
