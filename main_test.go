@@ -19,6 +19,7 @@ import (
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/internal/testsse"
+	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
@@ -102,13 +103,9 @@ func (a *testApp) subscribe(t *testing.T) <-chan events.Message {
 	t.Helper()
 	before := a.hub.Clients()[live.ExtraterrestrialsStream]
 	msgs := subscribe(t, a.URL)
-	deadline := time.Now().Add(10 * time.Second)
-	for a.hub.Clients()[live.ExtraterrestrialsStream] <= before {
-		if time.Now().After(deadline) {
-			t.Fatal("stream client not registered within 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "stream client registered", func() bool {
+		return a.hub.Clients()[live.ExtraterrestrialsStream] > before
+	})
 	return msgs
 }
 
@@ -148,6 +145,25 @@ var rowEvent = regexp.MustCompile(`(?s)^<tr id="extraterrestrial-(\d+)".*?<td cl
 type call struct {
 	attempt int
 	status  string
+}
+
+// ended reports whether the call was the row's last.
+func (c call) ended() bool { return finalStatus(c.status) }
+
+// finalStatus reports whether a row with status s has ended: answered, or
+// out of attempts.
+func finalStatus(s string) bool { return s == "space_taxi_on_the_way" || s == "no_answer" }
+
+// rowCall is the row and the call a row event shows; ok is false for any
+// other event.
+func rowCall(data string) (id int64, c call, ok bool) {
+	sub := rowEvent.FindStringSubmatch(data)
+	if sub == nil {
+		return 0, call{}, false
+	}
+	id, _ = strconv.ParseInt(sub[1], 10, 64)
+	attempt, _ := strconv.Atoi(sub[2])
+	return id, call{attempt: attempt, status: statusOf(data)}, true
 }
 
 func statusOf(html string) string {
@@ -190,15 +206,12 @@ func TestCampaignEndToEnd(t *testing.T) {
 			if m.Event != "" {
 				continue // counts
 			}
-			sub := rowEvent.FindStringSubmatch(m.Data)
-			if sub == nil {
+			id, c, ok := rowCall(m.Data)
+			if !ok {
 				t.Fatalf("unexpected event %q", m.Data)
 			}
-			id, _ := strconv.ParseInt(sub[1], 10, 64)
-			attempt, _ := strconv.Atoi(sub[2])
-			c := call{attempt: attempt, status: statusOf(m.Data)}
 			seen[id] = append(seen[id], c)
-			if c.status == "space_taxi_on_the_way" || c.status == "no_answer" {
+			if c.ended() {
 				finished++
 			}
 		case <-deadline:

@@ -146,15 +146,12 @@ func readCampaign(msgs <-chan events.Message, total int, within time.Duration) (
 			default:
 				continue
 			}
-			sub := rowEvent.FindStringSubmatch(m.Data)
-			if sub == nil {
+			id, c, ok := rowCall(m.Data)
+			if !ok {
 				return seen, counts, fmt.Sprintf("unexpected event %q", m.Data)
 			}
-			id, _ := strconv.ParseInt(sub[1], 10, 64)
-			attempt, _ := strconv.Atoi(sub[2])
-			c := call{attempt: attempt, status: statusOf(m.Data)}
 			seen[id] = append(seen[id], c)
-			if c.status == "space_taxi_on_the_way" || c.status == "no_answer" {
+			if c.ended() {
 				ended++
 			}
 		case <-deadline:

@@ -106,7 +106,7 @@ func idsUntil(t *testing.T, msgs <-chan events.Message, total int, within time.D
 				ids = append(ids, m.ID)
 			}
 			if m.Event == "" {
-				if s := statusOf(m.Data); s == "space_taxi_on_the_way" || s == "no_answer" {
+				if finalStatus(statusOf(m.Data)) {
 					ended++
 				}
 			}

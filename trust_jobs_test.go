@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 )
 
@@ -30,13 +32,7 @@ func TestBulkRetryOfTwoFinishedCopiesOfOneCall(t *testing.T) {
 	}
 	waitDiscarded := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for discarded() < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d calls discarded after 30 s, want %d", discarded(), n)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testwait.Until(t, 30*time.Second, fmt.Sprintf("%d calls discarded", n), func() bool { return discarded() >= n })
 	}
 	first := post(t, app.URL+"/api/phone-home")
 	if first != `{"enqueued":10}` {

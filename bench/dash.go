@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/bench/internal/benchdb"
+	"github.com/phonehome/phonehome/internal/jobfill"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
 )
@@ -34,71 +35,6 @@ type dashPage struct {
 // what it built.
 type dashTarget func(ctx context.Context, st *store.Store, rows int) (pages []dashPage, how string, close func(), err error)
 
-// fillJobs writes rows jobs into phonehome's jobs table in one statement, a
-// mix like a busy queue's history: 90 % completed, 4 % discarded (with an
-// error), 2 % available, 1.5 % retryable, 1.5 % scheduled, 0.9 % cancelled,
-// 0.1 % executing; three queues; six kinds, one of them rare (0.1 %).
-func fillJobs(ctx context.Context, st *store.Store, rows int) error {
-	now := time.Now().UnixMilli()
-	// One statement on both databases; only the row source and the JSON
-	// builders differ.
-	sqlite := strings.NewReplacer(
-		"{rows}", `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1),
-g AS (SELECT x, x % 1000 AS b, ?2 - (?1 - x) * 10 AS t FROM c)`,
-		"{object}", "json_object", "{array}", "json_array", "{empty}", "'[]'")
-	postgres := strings.NewReplacer(
-		"{rows}", `WITH g AS (SELECT x, x % 1000 AS b, $2::bigint - ($1::bigint - x) * 10 AS t FROM generate_series(1, $1::bigint) AS x)`,
-		"{object}", "jsonb_build_object", "{array}", "jsonb_build_array", "{empty}", "'[]'::jsonb")
-	fill := sqlite
-	if st.Dialect == store.Postgres {
-		fill = postgres
-	}
-	if _, err := st.Writer.ExecContext(ctx, fill.Replace(fillJobsSQL), rows, now); err != nil {
-		return fmt.Errorf("fill %d jobs: %w", rows, err)
-	}
-	if st.Dialect == store.Postgres {
-		// The ids were given: move the identity past them, and fold the
-		// counts ledger the insert's trigger wrote.
-		if _, err := st.Writer.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('jobs', 'id'), $1::bigint)`, rows); err != nil {
-			return err
-		}
-		if err := st.CompactCounts(ctx); err != nil {
-			return err
-		}
-	}
-	_, err := st.Writer.ExecContext(ctx, "ANALYZE")
-	return err
-}
-
-// fillJobsSQL is fillJobs' statement, with {rows} (the source of x, b and
-// t) and the JSON builders to fill in per database.
-const fillJobsSQL = `{rows}
-INSERT INTO jobs (id, state, queue, kind, args, priority, attempt, max_attempts, errors, tags,
-                  inserted_at, scheduled_at, attempted_at, attempted_by, completed_at, cancelled_at, discarded_at)
-SELECT x,
-  CASE WHEN b < 900 THEN 'completed' WHEN b < 940 THEN 'discarded' WHEN b < 960 THEN 'available'
-       WHEN b < 975 THEN 'retryable' WHEN b < 990 THEN 'scheduled' WHEN b < 999 THEN 'cancelled'
-       ELSE 'executing' END,
-  CASE x % 3 WHEN 0 THEN 'default' WHEN 1 THEN 'phone_calls' ELSE 'mailers' END,
-  CASE WHEN b = 500 THEN 'rare_report'
-       ELSE CASE x % 5 WHEN 0 THEN 'speak_and_spell' WHEN 1 THEN 'send_email' WHEN 2 THEN 'resize_image'
-            WHEN 3 THEN 'sync_account' ELSE 'bench' END END,
-  {object}('n', x, 'to', 'user' || (x % 9973) || '@example.com'),
-  x % 10,
-  CASE WHEN b < 900 THEN 1 WHEN b < 940 THEN 5 WHEN b < 960 THEN 0 ELSE 2 END,
-  5,
-  CASE WHEN b >= 900 AND b < 940 THEN {array}({object}('attempt', 5, 'at', '2026-11-22T10:00:00Z',
-       'error', 'no answer')) ELSE {empty} END,
-  {empty},
-  t,
-  CASE WHEN b >= 975 AND b < 990 THEN t + 3600000 ELSE t END,
-  CASE WHEN b >= 940 AND b < 960 THEN NULL ELSE t + 5 END,
-  CASE WHEN b >= 940 AND b < 960 THEN NULL ELSE 'bench/1' END,
-  CASE WHEN b < 900 THEN t + 7 END,
-  CASE WHEN b >= 990 AND b < 999 THEN t + 7 END,
-  CASE WHEN b >= 900 AND b < 940 THEN t + 7 END
-FROM g`
-
 // runDash fills a fresh database with rows jobs and times each dashboard
 // page, reporting the p50 in ms per page name.
 func runDash(ctx context.Context, dir string, rows int, pages dashTarget) (map[string]float64, string, error) {
@@ -112,7 +48,7 @@ func runDash(ctx context.Context, dir string, rows int, pages dashTarget) (map[s
 	}
 	defer st.Close()
 	t0 := time.Now()
-	if err := fillJobs(ctx, st, rows); err != nil {
+	if err := jobfill.Fill(ctx, st, rows, jobfill.Dashboard); err != nil {
 		return nil, "", err
 	}
 	fill := time.Since(t0)

@@ -45,6 +45,20 @@ type queueSystem struct {
 	Open func(ctx context.Context, path string, maxAttempts int, h handler) (queueImpl, error)
 }
 
+// openFresh opens the system's queue for the workload name on a database
+// of its own (dbTarget), as Open does.
+func (s queueSystem) openFresh(ctx context.Context, dir, name string, maxAttempts int, h handler) (queueImpl, error) {
+	target, err := dbTarget(ctx, dir, name)
+	if err != nil {
+		return nil, err
+	}
+	q, err := s.Open(ctx, target, maxAttempts, h)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	return q, nil
+}
+
 // workers is the concurrency every system gets.
 const workers = 50
 

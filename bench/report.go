@@ -301,6 +301,19 @@ func medianOf(sd *scenarioData, key string) (float64, bool) {
 	return median(v), true
 }
 
+// mediansOf is medianOf of each key, and whether every one was measured.
+func mediansOf(sd *scenarioData, keys ...string) ([]float64, bool) {
+	out := make([]float64, len(keys))
+	for i, k := range keys {
+		v, ok := medianOf(sd, k)
+		if !ok {
+			return nil, false
+		}
+		out[i] = v
+	}
+	return out, true
+}
+
 func yesNo(ok bool) string {
 	if ok {
 		return "yes"
@@ -372,14 +385,10 @@ func renderTargets(b *strings.Builder, d *benchData) {
 func renderSpeedTargets(b *strings.Builder, d *benchData) {
 	var lines []string
 	add := func(format string, a ...any) { lines = append(lines, fmt.Sprintf(format, a...)) }
-	if sd := d.Scenarios["campaign"]; sd != nil {
-		ph, okP := medianOf(sd, "rows_rate|phonehome")
-		rv, okR := medianOf(sd, "drain_rate|River")
-		ratio, okQ := medianOf(sd, "ratio|phonehome")
-		if okP && okR && okQ {
-			add("| Phone Home campaign ≥ 2× River's drain of as many no-op jobs (stretch 30,000 rows/s) | %s rows/s vs River %s jobs/s: **%.2f×** (median of the runs' ratios) | %s |",
-				thousands(ph), thousands(rv), ratio, yesNo(ratio >= 2))
-		}
+	if m, ok := mediansOf(d.Scenarios["campaign"], "rows_rate|phonehome", "drain_rate|River", "ratio|phonehome"); ok {
+		ph, rv, ratio := m[0], m[1], m[2]
+		add("| Phone Home campaign ≥ 2× River's drain of as many no-op jobs (stretch 30,000 rows/s) | %s rows/s vs River %s jobs/s: **%.2f×** (median of the runs' ratios) | %s |",
+			thousands(ph), thousands(rv), ratio, yesNo(ratio >= 2))
 	}
 	if ph, ok := medianOf(d.Scenarios["w1"], "drain_rate|phonehome"); ok {
 		add("| W1 drain ≥ 40,000 jobs/s (stretch 80,000) | %s jobs/s | %s |", thousands(ph), yesNo(ph >= 40_000))
@@ -387,21 +396,14 @@ func renderSpeedTargets(b *strings.Builder, d *benchData) {
 	if ph, ok := medianOf(d.Scenarios["w2"], "attempt_rate|phonehome"); ok {
 		add("| W2 ≥ 35,000 attempts/s | %s attempts/s | %s |", thousands(ph), yesNo(ph >= 35_000))
 	}
-	if sd := d.Scenarios["w1"]; sd != nil {
-		ph, okP := medianOf(sd, "insert_s|phonehome")
-		bl, okB := medianOf(sd, "insert_s|backlite")
-		if okP && okB {
-			add("| Bulk insert of %s jobs faster than backlite | %s vs %s | %s |", thousands(float64(sd.Size)), secs(ph), secs(bl), yesNo(ph < bl))
-		}
+	if m, ok := mediansOf(d.Scenarios["w1"], "insert_s|phonehome", "insert_s|backlite"); ok {
+		ph, bl := m[0], m[1]
+		add("| Bulk insert of %s jobs faster than backlite | %s vs %s | %s |", thousands(float64(d.Scenarios["w1"].Size)), secs(ph), secs(bl), yesNo(ph < bl))
 	}
-	if sd := d.Scenarios["w3"]; sd != nil {
-		p50, ok50 := medianOf(sd, "p50_ms|phonehome")
-		p99, ok99 := medianOf(sd, "p99_ms|phonehome")
-		bl99, okB := medianOf(sd, "p99_ms|backlite")
-		if ok50 && ok99 && okB {
-			add("| W3 insert-to-start p50 < 0.4 ms and p99 below backlite's | p50 %s ms; p99 %s ms vs backlite %s ms | %s |",
-				millis(p50), millis(p99), millis(bl99), yesNo(p50 < 0.4 && p99 < bl99))
-		}
+	if m, ok := mediansOf(d.Scenarios["w3"], "p50_ms|phonehome", "p99_ms|phonehome", "p99_ms|backlite"); ok {
+		p50, p99, bl99 := m[0], m[1], m[2]
+		add("| W3 insert-to-start p50 < 0.4 ms and p99 below backlite's | p50 %s ms; p99 %s ms vs backlite %s ms | %s |",
+			millis(p50), millis(p99), millis(bl99), yesNo(p50 < 0.4 && p99 < bl99))
 	}
 	if len(lines) == 0 {
 		return

@@ -73,13 +73,9 @@ func runW1(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 		}
 		return nil
 	}
-	target, err := dbTarget(ctx, dir, "w1")
+	q, err := sys.openFresh(ctx, dir, "w1", 5, h)
 	if err != nil {
 		return nil, err
-	}
-	q, err := sys.Open(ctx, target, 5, h)
-	if err != nil {
-		return nil, fmt.Errorf("open: %w", err)
 	}
 	defer q.Close()
 	t0 := time.Now()
@@ -149,13 +145,9 @@ func runW2(ctx context.Context, sys queueSystem, dir string, n int) (map[string]
 		}
 		return errNoAnswer
 	}
-	target, err := dbTarget(ctx, dir, "w2")
+	q, err := sys.openFresh(ctx, dir, "w2", maxAttempts, h)
 	if err != nil {
 		return nil, err
-	}
-	q, err := sys.Open(ctx, target, maxAttempts, h)
-	if err != nil {
-		return nil, fmt.Errorf("open: %w", err)
 	}
 	defer q.Close()
 	if err := q.InsertMany(ctx, seq(n)); err != nil {
@@ -222,13 +214,9 @@ func runW3(ctx context.Context, sys queueSystem, dir string, count int, seed uin
 		}
 		return nil
 	}
-	target, err := dbTarget(ctx, dir, "w3")
+	q, err := sys.openFresh(ctx, dir, "w3", 5, h)
 	if err != nil {
 		return nil, err
-	}
-	q, err := sys.Open(ctx, target, 5, h)
-	if err != nil {
-		return nil, fmt.Errorf("open: %w", err)
 	}
 	defer q.Close()
 	if err := q.Start(ctx); err != nil {

@@ -48,6 +48,7 @@ import (
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/internal/loop"
+	"github.com/phonehome/phonehome/internal/setting"
 )
 
 // Channel is the notification channel: its payload is the highest id a
@@ -179,12 +180,8 @@ func New(db *sql.DB, hub Hub, cfg Config) *Broker {
 	cfg.HoleWait = orDefault(cfg.HoleWait, DefaultHoleWait)
 	cfg.KeepFor = orDefault(cfg.KeepFor, DefaultKeepFor)
 	cfg.TrimEvery = orDefault(cfg.TrimEvery, DefaultTrimEvery)
-	if cfg.Keep <= 0 {
-		cfg.Keep = DefaultKeep
-	}
-	if cfg.WriteAttempts <= 0 {
-		cfg.WriteAttempts = writeAttempts
-	}
+	setting.Default(&cfg.Keep, DefaultKeep)
+	setting.Default(&cfg.WriteAttempts, writeAttempts)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

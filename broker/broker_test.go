@@ -414,6 +414,22 @@ func TestResumeBeforeTheTrimPointResyncs(t *testing.T) {
 	}
 }
 
+// beginHole begins a transaction holding the insert lock, as the writer's
+// do: a row inserted in it is a hole in the ids until it commits or rolls
+// back.
+func beginHole(t *testing.T, db *sql.DB) *sql.Tx {
+	t.Helper()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("SELECT pg_advisory_xact_lock($1)", int64(0x6c766576)); err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	return tx
+}
+
 // rawInsert inserts an event the way the broker does, in tx (nil: on its
 // own), and returns its id.
 func rawInsert(t *testing.T, q interface {
@@ -435,14 +451,8 @@ func TestAHoleIsWaitedFor(t *testing.T) {
 	url := database(t)
 	a := startNode(t, url, "a", 0, broker.Config{Poll: 20 * time.Millisecond, HoleWait: time.Minute})
 	c := a.connect(t, rows, "", "")
-	tx, err := a.db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := beginHole(t, a.db)
 	defer tx.Rollback()
-	if _, err := tx.Exec("SELECT pg_advisory_xact_lock($1)", int64(0x6c766576)); err != nil {
-		t.Fatal(err)
-	}
 	early := rawInsert(t, tx, "early")
 	late := rawInsert(t, a.db, "late") // committed first, with the next id
 	if late != early+1 {
@@ -469,13 +479,7 @@ func TestAHoleIsSkippedOnceItCannotFill(t *testing.T) {
 	t.Run("rolled back", func(t *testing.T) {
 		a := startNode(t, url, "a", 0, broker.Config{Poll: 20 * time.Millisecond, HoleWait: time.Hour})
 		c := a.connect(t, rows, "", "")
-		tx, err := a.db.Begin()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec("SELECT pg_advisory_xact_lock($1)", int64(0x6c766576)); err != nil {
-			t.Fatal(err)
-		}
+		tx := beginHole(t, a.db)
 		rawInsert(t, tx, "rolled back")
 		rawInsert(t, a.db, "after")
 		if err := tx.Rollback(); err != nil {
@@ -489,14 +493,8 @@ func TestAHoleIsSkippedOnceItCannotFill(t *testing.T) {
 	t.Run("held too long", func(t *testing.T) {
 		a := startNode(t, url, "b", 0, broker.Config{Poll: 20 * time.Millisecond, HoleWait: 200 * time.Millisecond})
 		c := a.connect(t, rows, "", "")
-		tx, err := a.db.Begin()
-		if err != nil {
-			t.Fatal(err)
-		}
+		tx := beginHole(t, a.db)
 		defer tx.Rollback()
-		if _, err := tx.Exec("SELECT pg_advisory_xact_lock($1)", int64(0x6c766576)); err != nil {
-			t.Fatal(err)
-		}
 		rawInsert(t, tx, "stuck")
 		rawInsert(t, a.db, "after the stuck one")
 		got := c.waitFor(t, "the event after the stuck hole", 1)
@@ -522,14 +520,8 @@ func TestEventsTrimmedBeforeDeliveryResync(t *testing.T) {
 	url := database(t)
 	a := startNode(t, url, "a", 0, broker.Config{Poll: 20 * time.Millisecond, HoleWait: time.Hour, Keep: 2, KeepFor: time.Hour, TrimEvery: time.Hour})
 	c := a.connect(t, rows, "", "")
-	tx, err := a.db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := beginHole(t, a.db)
 	defer tx.Rollback()
-	if _, err := tx.Exec("SELECT pg_advisory_xact_lock($1)", int64(0x6c766576)); err != nil {
-		t.Fatal(err)
-	}
 	rawInsert(t, tx, "held")
 	for i := range 5 {
 		rawInsert(t, a.db, "e"+strconv.Itoa(i))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/internal/loop"
 )
 
 var _ events.History = (*Broker)(nil)
@@ -51,21 +52,14 @@ func (b *Broker) trimPoint(ctx context.Context, stream string) (int64, error) {
 
 // trim is the trimmer's loop.
 func (b *Broker) trim(done <-chan struct{}) {
-	t := time.NewTicker(b.cfg.TrimEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
+	loop.Every(done, b.cfg.TrimEvery, func(time.Time) {
 		if b.cfg.IsLeader != nil && !b.cfg.IsLeader() {
-			continue
+			return
 		}
 		if err := b.Trim(context.Background(), time.Now()); err != nil {
 			b.log.Warn("trim live events", "err", err)
 		}
-	}
+	})
 }
 
 // Trim deletes each shared stream's events beyond the window as of now:

@@ -17,15 +17,10 @@ import (
 // waits for this transaction's ids while it is open, without making
 // inserting transactions wait for each other), then inserts the events in
 // the order given and notifies the highest id at commit. The lock is taken
-// before the ids are drawn.
-const publishTxSQL = `WITH l AS (SELECT pg_advisory_xact_lock_shared($6)),
-ins AS (
-	INSERT INTO live_events (stream, event, key, data, created_at)
-	SELECT $1, $2, u.k, u.d, $5
-	FROM l, unnest($3::bigint[], $4::text[]) WITH ORDINALITY AS u(k, d, o)
-	ORDER BY u.o
-	RETURNING id)
-SELECT pg_notify('` + Channel + `', max(id)::text) FROM ins`
+// before the ids are drawn (the join needs its row first).
+var publishTxSQL = insertNotifySQL(`SELECT $1, $2, u.k, u.d, $5
+	FROM (SELECT pg_advisory_xact_lock_shared($6)) AS l, unnest($3::bigint[], $4::text[]) WITH ORDINALITY AS u(k, d, o)
+	ORDER BY u.o`, "max(id)")
 
 // PublishTx writes an event about the row key of a shared stream in tx,
 // the transaction that makes the change the event shows: it is delivered

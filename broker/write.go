@@ -16,13 +16,21 @@ import (
 // BY: the identity is drawn row by row in that order, so a node's events
 // keep their publish order) and notifies the highest id, delivered to
 // every listener at commit.
-const insertSQL = `WITH ins AS (
-	INSERT INTO live_events (stream, event, key, data, created_at)
-	SELECT u.s, u.e, u.k, u.d, $5
+var insertSQL = insertNotifySQL(`SELECT u.s, u.e, u.k, u.d, $5
 	FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS u(s, e, k, d, o)
-	ORDER BY u.o
+	ORDER BY u.o`, "max(id)")
+
+// insertNotifySQL is every write into live_events: it inserts the rows of
+// source (stream, event, key, data, created_at), then notifies on Channel
+// the value of notified, an expression over the inserted ids, delivered to
+// every listener at commit.
+func insertNotifySQL(source, notified string) string {
+	return `WITH ins AS (
+	INSERT INTO live_events (stream, event, key, data, created_at)
+	` + source + `
 	RETURNING id)
-SELECT pg_notify('` + Channel + `', max(id)::text) FROM ins`
+SELECT pg_notify('` + Channel + `', ` + notified + `::text) FROM ins`
+}
 
 // Bounds of the writer's retries while the database refuses a batch.
 const (

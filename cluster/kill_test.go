@@ -58,10 +58,7 @@ func TestLeaseLeaderKilledIsReplacedAfterExpiry(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ctx := context.Background()
 		target := b.Target(t)
-		st := second(t, target)
-		if err := st.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
+		st := storetest.Open(t, target)
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), envLeaseHelper+"="+target)
 		stdout, err := cmd.StdoutPipe()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/internal/setting"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -55,9 +56,7 @@ type Registry struct {
 // NewRegistry is the registry of the nodes on db (the store's Reader will
 // do).
 func NewRegistry(db *sqlx.DB, dialect store.Dialect, opts RegistryOptions) *Registry {
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultNodeTimeout
-	}
+	setting.Default(&opts.Timeout, DefaultNodeTimeout)
 	return &Registry{q: queries{db: db, dialect: dialect, now: opts.Now}, timeout: opts.Timeout}
 }
 

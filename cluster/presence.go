@@ -10,6 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/phonehome/phonehome/internal/loop"
+	"github.com/phonehome/phonehome/internal/setting"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -68,15 +69,9 @@ func NewPresence(db *sqlx.DB, dialect store.Dialect, node string, opts PresenceO
 	if node == "" || len(node) > 200 {
 		return nil, fmt.Errorf("presence node %q: 1 to 200 bytes", node)
 	}
-	if opts.Flush <= 0 {
-		opts.Flush = DefaultPresenceFlush
-	}
-	if opts.Refresh <= 0 {
-		opts.Refresh = DefaultPresenceRefresh
-	}
-	if opts.TTL <= 0 {
-		opts.TTL = 3 * opts.Refresh
-	}
+	setting.Default(&opts.Flush, DefaultPresenceFlush)
+	setting.Default(&opts.Refresh, DefaultPresenceRefresh)
+	setting.Default(&opts.TTL, 3*opts.Refresh)
 	if opts.TTL <= opts.Refresh {
 		return nil, fmt.Errorf("presence TTL %s must be longer than its refresh (%s)", opts.TTL, opts.Refresh)
 	}

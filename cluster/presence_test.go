@@ -109,10 +109,7 @@ func TestPresenceRunsOnItsOwn(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ctx := context.Background()
 		target := b.Target(t)
-		st := second(t, target)
-		if err := st.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
+		st := storetest.Open(t, target)
 		dying := second(t, target)
 		opts := cluster.PresenceOptions{Flush: 10 * time.Millisecond, Refresh: 200 * time.Millisecond}
 		a := newPresence(t, st, "a", opts)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/phonehome/phonehome/internal/jobfill"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -45,36 +46,13 @@ func fillJobsFile(t *testing.T, path string, rows int) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	now := time.Now().UnixMilli()
-	_, err = st.Writer.ExecContext(ctx, `
-WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1),
-g AS (SELECT x, x % 1000 AS b, ?2 - (?1 - x) * 10 AS t FROM c)
-INSERT INTO jobs (state, queue, kind, args, priority, attempt, max_attempts, errors, tags,
-                  inserted_at, scheduled_at, attempted_at, attempted_by, completed_at, cancelled_at, discarded_at)
-SELECT
-  CASE WHEN b < 900 THEN 'completed' WHEN b < 940 THEN 'discarded' WHEN b < 960 THEN 'available'
-       WHEN b < 975 THEN 'retryable' WHEN b < 990 THEN 'scheduled' ELSE 'cancelled' END,
-  CASE x % 3 WHEN 0 THEN 'default' WHEN 1 THEN 'mailers' ELSE 'reports' END,
-  CASE x % 4 WHEN 0 THEN 'send_email' WHEN 1 THEN 'resize_image' WHEN 2 THEN 'sync_account' ELSE 'nightly_report' END,
-  json_object('name', CASE WHEN x % 7 = 0 THEN 'Korben' ELSE 'user' || (x % 9973) END, 'n', x),
-  x % 10,
-  CASE WHEN b < 900 THEN 1 WHEN b < 940 THEN 5 WHEN b < 960 THEN 0 ELSE 2 END,
-  5,
-  CASE WHEN b >= 900 AND b < 940 THEN json_array(json_object('attempt', 5, 'at', '2026-11-22T10:00:00Z',
-       'error', 'no answer')) ELSE '[]' END,
-  CASE WHEN x % 11 = 0 THEN '["campaign"]' ELSE '[]' END,
-  t,
-  CASE WHEN b >= 975 AND b < 990 THEN t + 3600000 ELSE t END,
-  CASE WHEN b >= 940 AND b < 960 THEN NULL ELSE t + 5 END,
-  CASE WHEN b >= 940 AND b < 960 THEN NULL ELSE 'filled/1' END,
-  CASE WHEN b < 900 THEN t + 7 END,
-  CASE WHEN b >= 990 THEN t + 7 END,
-  CASE WHEN b >= 900 AND b < 940 THEN t + 7 END
-FROM g`, rows, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Writer.ExecContext(ctx, "ANALYZE"); err != nil {
+	if err := jobfill.Fill(ctx, st, rows, jobfill.Mix{
+		Queues:   []string{"default", "mailers", "reports"},
+		Kinds:    []string{"send_email", "resize_image", "sync_account", "nightly_report"},
+		Args:     `{object}('name', CASE WHEN x % 7 = 0 THEN 'Korben' ELSE 'user' || (x % 9973) END, 'n', x)`,
+		TagEvery: 11,
+		Node:     "filled/1",
+	}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -48,6 +48,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/phonehome/phonehome/internal/setting"
 )
 
 // ResyncEvent is the name of the event that tells a page its table may have
@@ -135,24 +137,12 @@ type wireEvent struct {
 
 // New makes a hub and starts its heartbeat.
 func New(cfg Config) *Hub {
-	if cfg.Window <= 0 {
-		cfg.Window = DefaultWindow
-	}
-	if cfg.ClientBuffer <= 0 {
-		cfg.ClientBuffer = DefaultClientBuffer
-	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 15 * time.Second
-	}
-	if cfg.FlushEvery <= 0 {
-		cfg.FlushEvery = 25 * time.Millisecond
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 30 * time.Second
-	}
-	if cfg.IdleStreamTTL <= 0 {
-		cfg.IdleStreamTTL = time.Minute
-	}
+	setting.Default(&cfg.Window, DefaultWindow)
+	setting.Default(&cfg.ClientBuffer, DefaultClientBuffer)
+	setting.Default(&cfg.Heartbeat, 15*time.Second)
+	setting.Default(&cfg.FlushEvery, 25*time.Millisecond)
+	setting.Default(&cfg.WriteTimeout, 30*time.Second)
+	setting.Default(&cfg.IdleStreamTTL, time.Minute)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

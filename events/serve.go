@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/phonehome/phonehome/internal/loop"
 )
 
 // ErrUnknownStream is returned by Serve for a stream nobody registered.
@@ -125,21 +127,14 @@ func (h *Hub) watch(c *client) {
 
 func (h *Hub) heartbeat() {
 	defer h.wg.Done()
-	t := time.NewTicker(h.cfg.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.quit:
-			return
-		case now := <-t.C:
-			h.sweep(now)
-			for _, s := range h.allStreams() {
-				s.mu.Lock()
-				for c := range s.clients {
-					h.enqueue(c, h.heartbeatWire)
-				}
-				s.mu.Unlock()
+	loop.Every(h.quit, h.cfg.Heartbeat, func(now time.Time) {
+		h.sweep(now)
+		for _, s := range h.allStreams() {
+			s.mu.Lock()
+			for c := range s.clients {
+				h.enqueue(c, h.heartbeatWire)
 			}
+			s.mu.Unlock()
 		}
-	}
+	})
 }

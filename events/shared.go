@@ -80,16 +80,11 @@ func (h *Hub) PublishAt(streamName, eventName string, key, id int64, data []byte
 		return errors.New("publish: id must be positive")
 	}
 	data = normalizeNewlines(data)
-	s := h.stream(streamName)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h.mu.Lock()
-	closed := h.closed
-	h.horizon = max(h.horizon, id)
-	h.mu.Unlock()
-	if closed {
-		return errors.New("publish: hub closed")
+	s, err := h.lockShared(streamName, id)
+	if err != nil {
+		return err
 	}
+	defer s.mu.Unlock()
 	if id <= s.last {
 		return ErrReplayed
 	}
@@ -107,17 +102,31 @@ func (h *Hub) PublishVolatile(streamName, eventName string, data []byte) error {
 		return err
 	}
 	data = normalizeNewlines(data)
-	s := h.stream(streamName)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h.mu.Lock()
-	closed := h.closed
-	h.mu.Unlock()
-	if closed {
-		return errors.New("publish: hub closed")
+	s, err := h.lockShared(streamName, 0)
+	if err != nil {
+		return err
 	}
+	defer s.mu.Unlock()
 	h.fanOut(s, &wireEvent{wire: encode(0, eventName, data)})
 	return nil
+}
+
+// lockShared is the stream a publish on a shared stream writes to, locked:
+// the caller unlocks s.mu. It first raises the hub's horizon to id (0 for
+// an event without one), the highest id the other nodes have given, and
+// fails once the hub is closed.
+func (h *Hub) lockShared(streamName string, id int64) (*stream, error) {
+	s := h.stream(streamName)
+	s.mu.Lock()
+	h.mu.Lock()
+	closed := h.closed
+	h.horizon = max(h.horizon, id)
+	h.mu.Unlock()
+	if closed {
+		s.mu.Unlock()
+		return nil, errors.New("publish: hub closed")
+	}
+	return s, nil
 }
 
 // StreamLastID is the id of the stream's latest event: the point a page

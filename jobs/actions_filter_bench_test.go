@@ -11,51 +11,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/internal/jobfill"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
 )
 
-// fillMillion writes rows jobs in one statement, the mix of bench/dash.go's
-// fillJobs: 90 % completed, 4 % discarded (with an error), 2 % available,
-// 1.5 % retryable, 1.5 % scheduled, 0.9 % cancelled, 0.1 % executing; three
-// queues; five kinds.
+// fillMillion writes rows jobs in one statement, the mix of the jobs
+// dashboard's benchmark without its rare kind, and one job in seven tagged
+// campaign.
 func fillMillion(tb testing.TB, st *store.Store, rows int) {
 	tb.Helper()
-	now := time.Now().UnixMilli()
-	_, err := st.Writer.Exec(`
-WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1),
-g AS (SELECT x, x % 1000 AS b, ?2 - (?1 - x) * 10 AS t FROM c)
-INSERT INTO jobs (id, state, queue, kind, args, priority, attempt, max_attempts, errors, tags,
-                  inserted_at, scheduled_at, attempted_at, attempted_by, completed_at, cancelled_at, discarded_at)
-SELECT x,
-  CASE WHEN b < 900 THEN 'completed' WHEN b < 940 THEN 'discarded' WHEN b < 960 THEN 'available'
-       WHEN b < 975 THEN 'retryable' WHEN b < 990 THEN 'scheduled' WHEN b < 999 THEN 'cancelled'
-       ELSE 'executing' END,
-  CASE x % 3 WHEN 0 THEN 'default' WHEN 1 THEN 'phone_calls' ELSE 'mailers' END,
-  CASE x % 5 WHEN 0 THEN 'speak_and_spell' WHEN 1 THEN 'send_email' WHEN 2 THEN 'resize_image'
-       WHEN 3 THEN 'sync_account' ELSE 'bench' END,
-  json_object('n', x, 'to', 'user' || (x % 9973) || '@example.com'),
-  x % 10,
-  CASE WHEN b < 900 THEN 1 WHEN b < 940 THEN 5 WHEN b < 960 THEN 0 ELSE 2 END,
-  5,
-  CASE WHEN b >= 900 AND b < 940 THEN json_array(json_object('attempt', 5, 'at', '2026-11-22T10:00:00Z',
-       'error', 'no answer')) ELSE '[]' END,
-  CASE WHEN x % 7 = 0 THEN '["campaign"]' ELSE '[]' END,
-  t,
-  CASE WHEN b >= 975 AND b < 990 THEN t + 3600000 ELSE t END,
-  CASE WHEN b >= 940 AND b < 960 THEN NULL ELSE t + 5 END,
-  CASE WHEN b >= 940 AND b < 960 THEN NULL ELSE 'bench/1' END,
-  CASE WHEN b < 900 THEN t + 7 END,
-  CASE WHEN b >= 990 AND b < 999 THEN t + 7 END,
-  CASE WHEN b >= 900 AND b < 940 THEN t + 7 END
-FROM g`, rows, now)
-	if err != nil {
+	mix := jobfill.Dashboard
+	mix.RareKind, mix.TagEvery = "", 7
+	if err := jobfill.Fill(context.Background(), st, rows, mix); err != nil {
 		tb.Fatal(err)
 	}
 	if err := jobs.Recount(context.Background(), st.Writer); err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := st.Writer.Exec("ANALYZE"); err != nil {
 		tb.Fatal(err)
 	}
 }

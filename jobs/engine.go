@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/internal/setting"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -217,9 +218,7 @@ type attempt struct {
 // any number of engines, in this process or others, may share the
 // database). Register workers, then Start it.
 func New(db *sqlx.DB, cfg Config) (*Engine, error) {
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
+	setting.Default(&cfg.PollInterval, DefaultPollInterval)
 	if cfg.Backoff == nil {
 		cfg.Backoff = ObanBackoff(nil)
 	}
@@ -229,24 +228,16 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.HeartbeatInterval <= 0 {
-		cfg.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if cfg.NodeTimeout <= 0 {
-		cfg.NodeTimeout = DefaultNodeTimeout
-	}
+	setting.Default(&cfg.HeartbeatInterval, DefaultHeartbeatInterval)
+	setting.Default(&cfg.NodeTimeout, DefaultNodeTimeout)
 	if cfg.NodeTimeout < 2*cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("node timeout %s must be at least two heartbeat intervals (%s)", cfg.NodeTimeout, cfg.HeartbeatInterval)
 	}
 	if cfg.PruneAfter == 0 {
 		cfg.PruneAfter = DefaultPruneAfter
 	}
-	if cfg.PruneInterval <= 0 {
-		cfg.PruneInterval = DefaultPruneInterval
-	}
-	if cfg.CompactInterval <= 0 {
-		cfg.CompactInterval = DefaultCompactInterval
-	}
+	setting.Default(&cfg.PruneInterval, DefaultPruneInterval)
+	setting.Default(&cfg.CompactInterval, DefaultCompactInterval)
 	host, _ := os.Hostname()
 	if cfg.Node == "" {
 		cfg.Node = fmt.Sprintf("%s/%d", host, os.Getpid())
@@ -589,13 +580,9 @@ func (e *Engine) forget(batch []*attempt) {
 // repeatable, as every caller's is (it decides from what it reads in tx).
 func (e *Engine) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	for try := 1; ; try++ {
-		err := e.inTxOnce(ctx, fn)
+		err := e.st.InTx(ctx, fn)
 		if err == nil || try == 3 || !retryable(err) {
 			return err
 		}
 	}
-}
-
-func (e *Engine) inTxOnce(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	return e.st.InTx(ctx, fn)
 }

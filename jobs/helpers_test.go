@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/store/storetest"
@@ -171,22 +173,7 @@ func newEngine(t *testing.T, st *store.Store, clock *fakeClock, opts options, wo
 	if opts.configure != nil {
 		opts.configure(&cfg)
 	}
-	eng, err := jobs.New(st.Writer, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range append([]jobs.Worker{probeWorker{}}, workers...) {
-		if err := eng.Register(w); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := eng.Stop(ctx); err != nil {
-			t.Errorf("stop engine: %v", err)
-		}
-	})
+	eng := buildEngine(t, st.Writer, cfg, append([]jobs.Worker{probeWorker{}}, workers...)...)
 	if !opts.noStart {
 		if err := eng.Start(t.Context()); err != nil {
 			t.Fatal(err)
@@ -195,17 +182,34 @@ func newEngine(t *testing.T, st *store.Store, clock *fakeClock, opts options, wo
 	return eng
 }
 
-// waitFor polls cond every few milliseconds and fails the test when it is
-// still false after timeout.
+// buildEngine makes an engine over db with cfg, registers workers, and
+// stops it when the test ends (failing the test if it cannot within 5 s).
+func buildEngine(t *testing.T, db *sqlx.DB, cfg jobs.Config, workers ...jobs.Worker) *jobs.Engine {
+	t.Helper()
+	eng, err := jobs.New(db, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range workers {
+		if err := eng.Register(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := eng.Stop(ctx); err != nil {
+			t.Errorf("stop engine %s: %v", cfg.Node, err)
+		}
+	})
+	return eng
+}
+
+// waitFor is testwait.Until for the many waits of these tests that the
+// failing line names well enough.
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition still false after %s", timeout)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testwait.Until(t, timeout, "condition", cond)
 }
 
 func (b *bundle) insert(t *testing.T, args jobs.Args, opts jobs.InsertOpts) int64 {

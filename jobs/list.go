@@ -122,34 +122,11 @@ func listQuery(d *dialect, p ListParams) (query string, args []any, limit int, e
 	// A filter on queue or kind alone is one backward range of (queue, id)
 	// or (kind, id) (migration 0011); states are each one backward range
 	// of (state, id), merged.
-	conds, condArgs := queueKindConds(d.postgres, p.Queue, p.Kind)
-	if before > 0 {
-		conds = append(conds, "id < ?")
-		condArgs = append(condArgs, before)
-	}
+	f := scanFilter{queue: p.Queue, kind: p.Kind, pg: d.postgres}
 	// One more than the page tells whether there is a next page.
 	fetch := limit + 1
 	part := func(state *State) (string, []any) {
-		c, a := conds, condArgs
-		if state != nil {
-			c = append([]string{"state = ?"}, conds...)
-			a = append([]any{string(*state)}, condArgs...)
-		}
-		q := "SELECT " + jobColumns + " FROM jobs"
-		// Without a state, the filter's own index, whatever the
-		// statistics say: a backward walk of the table stops after a page
-		// only when the filter is common. (SQLite only: PostgreSQL has no
-		// such hint, and its planner weighs the filter's frequency.)
-		switch {
-		case state != nil, d.postgres:
-		case p.Kind != "":
-			q += " INDEXED BY jobs_list_kind"
-		case p.Queue != "":
-			q += " INDEXED BY jobs_list_queue"
-		}
-		if len(c) > 0 {
-			q += " WHERE " + strings.Join(c, " AND ")
-		}
+		q, a := f.backwardRange(jobColumns, before, state)
 		return q + " ORDER BY id DESC LIMIT ?", append(a, fetch)
 	}
 

@@ -3,6 +3,8 @@ package jobs
 import (
 	"context"
 	"time"
+
+	"github.com/phonehome/phonehome/internal/loop"
 )
 
 // stopContext is a context that ends when the engine stops.
@@ -23,22 +25,15 @@ func (e *Engine) stopContext() (context.Context, context.CancelFunc) {
 // error is logged under its name; the next step and tick go on.
 func (e *Engine) every(interval time.Duration, steps ...step) {
 	defer e.loops.Done()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
 	ctx, cancel := e.stopContext()
 	defer cancel()
-	for {
-		select {
-		case <-e.stopping:
-			return
-		case <-tick.C:
-			for _, s := range steps {
-				if err := s.run(ctx); err != nil && ctx.Err() == nil {
-					e.log.Error(s.name, "err", err)
-				}
+	loop.Every(e.stopping, interval, func(time.Time) {
+		for _, s := range steps {
+			if err := s.run(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error(s.name, "err", err)
 			}
 		}
-	}
+	})
 }
 
 // step is one named piece of periodic maintenance.

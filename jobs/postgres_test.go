@@ -40,22 +40,7 @@ func pgNode(t *testing.T, url string, cfg jobs.Config, workers ...jobs.Worker) (
 	if cfg.CompactInterval == 0 {
 		cfg.CompactInterval = 50 * time.Millisecond
 	}
-	eng, err := jobs.New(st.Writer, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range workers {
-		if err := eng.Register(w); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := eng.Stop(ctx); err != nil {
-			t.Errorf("stop %s: %v", cfg.Node, err)
-		}
-	})
+	eng := buildEngine(t, st.Writer, cfg, workers...)
 	if len(cfg.Queues) > 0 {
 		if err := eng.Start(t.Context()); err != nil {
 			t.Fatal(err)

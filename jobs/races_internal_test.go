@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/store/storetest"
 )
@@ -66,13 +67,7 @@ func startedRaceEngine(t *testing.T, be storetest.Backend) (*store.Store, *Engin
 
 func waitInternal(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still not %s after 10 s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, what, cond)
 }
 
 // TestCancelThenRetryRightAfterTheClaim: an operator cancels a job and

@@ -388,35 +388,12 @@ type scanFilter struct {
 // indexes as List does (one backward range per state, merged); n < 0 reads
 // every such row, unordered (for counts, with one state at most).
 func (f scanFilter) scan(cols string, before int64, n int) (string, []any) {
-	conds, args := queueKindConds(f.pg, f.queue, f.kind)
-	if before > 0 {
-		conds = append(conds, "id < ?")
-		args = append(args, before)
-	}
 	part := func(state *State) (string, []any) {
-		c, a := conds, args
-		if state != nil {
-			c = append([]string{"state = ?"}, conds...)
-			a = append([]any{string(*state)}, args...)
-		}
-		q := "SELECT " + cols + " FROM jobs"
-		if !f.pg {
-			// As List: the filter's own index whatever the statistics say.
-			switch {
-			case state != nil:
-			case f.kind != "":
-				q += " INDEXED BY jobs_list_kind"
-			case f.queue != "":
-				q += " INDEXED BY jobs_list_queue"
-			}
-		}
-		if len(c) > 0 {
-			q += " WHERE " + strings.Join(c, " AND ")
-		}
+		q, a := f.backwardRange(cols, before, state)
 		if n < 0 {
-			return q, slicesClone(a)
+			return q, a
 		}
-		return q + " ORDER BY id DESC LIMIT ?", append(slicesClone(a), n)
+		return q + " ORDER BY id DESC LIMIT ?", append(a, n)
 	}
 	if len(f.states) == 0 {
 		return part(nil)
@@ -432,6 +409,41 @@ func (f scanFilter) scan(cols string, before int64, n int) (string, []any) {
 		all = append(all, a...)
 	}
 	return "SELECT * FROM (" + strings.Join(parts, " UNION ALL ") + ") AS u ORDER BY id DESC LIMIT ?", append(all, n)
+}
+
+// backwardRange is the SELECT of cols over one backward index range, the one
+// List and every scan walk: the rows of state (nil: of any state) below id
+// before (0: from the top) that pass the queue and kind filter, without an
+// order or a limit. Its arguments are a new slice, the caller's to extend.
+//
+// Without a state it names the filter's own index, whatever the statistics
+// say: a backward walk of the table stops after a page only when the filter
+// is common. (SQLite only: PostgreSQL has no such hint, and its planner
+// weighs the filter's frequency.)
+func (f scanFilter) backwardRange(cols string, before int64, state *State) (string, []any) {
+	var conds []string
+	var args []any
+	if state != nil {
+		conds, args = []string{"state = ?"}, []any{string(*state)}
+	}
+	c, a := queueKindConds(f.pg, f.queue, f.kind)
+	conds, args = append(conds, c...), append(args, a...)
+	if before > 0 {
+		conds = append(conds, "id < ?")
+		args = append(args, before)
+	}
+	q := "SELECT " + cols + " FROM jobs"
+	switch {
+	case state != nil, f.pg:
+	case f.kind != "":
+		q += " INDEXED BY jobs_list_kind"
+	case f.queue != "":
+		q += " INDEXED BY jobs_list_queue"
+	}
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	return q, args
 }
 
 func slicesClone(a []any) []any { return append([]any(nil), a...) }

@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/phonehome/phonehome/internal/loop"
+	"github.com/phonehome/phonehome/internal/setting"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/views"
 )
@@ -86,21 +87,11 @@ type JobsFeed struct {
 // NewJobsFeed makes the feed; Start subscribes it to the engine. reader is
 // the read-only pool the changed rows are loaded from.
 func NewJobsFeed(engine JobSource, reader sqlx.QueryerContext, v *views.Views, h Publisher, logger *slog.Logger, cfg JobsFeedConfig) *JobsFeed {
-	if cfg.Every <= 0 {
-		cfg.Every = 250 * time.Millisecond
-	}
-	if cfg.MaxRows <= 0 {
-		cfg.MaxRows = 200
-	}
-	if cfg.RefreshEvery <= 0 {
-		cfg.RefreshEvery = time.Second
-	}
-	if cfg.StatsEvery <= 0 {
-		cfg.StatsEvery = 500 * time.Millisecond
-	}
-	if cfg.ThroughputEvery <= 0 {
-		cfg.ThroughputEvery = 2 * time.Second
-	}
+	setting.Default(&cfg.Every, 250*time.Millisecond)
+	setting.Default(&cfg.MaxRows, 200)
+	setting.Default(&cfg.RefreshEvery, time.Second)
+	setting.Default(&cfg.StatsEvery, 500*time.Millisecond)
+	setting.Default(&cfg.ThroughputEvery, 2*time.Second)
 	_, shared := h.(Ordered)
 	return &JobsFeed{
 		reader: reader, engine: engine, views: v, hub: h, log: logger, cfg: cfg, shared: shared,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/internal/setting"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -164,9 +165,7 @@ func New(cfg Config) (*Sim, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("pets: Config.Store is required")
 	}
-	if cfg.Tick <= 0 {
-		cfg.Tick = DefaultTick
-	}
+	setting.Default(&cfg.Tick, DefaultTick)
 	if cfg.Watchers == nil {
 		cfg.Watchers = NewWatchers()
 	}
@@ -179,28 +178,16 @@ func New(cfg Config) (*Sim, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if cfg.ActiveEvery <= 0 {
-		cfg.ActiveEvery = 500 * time.Millisecond
-	}
-	if cfg.CountsEvery <= 0 {
-		cfg.CountsEvery = time.Second
-	}
-	if cfg.SweepBatch <= 0 {
-		cfg.SweepBatch = 1000
-	}
-	if cfg.ListedDeaths <= 0 {
-		cfg.ListedDeaths = 100
-	}
+	setting.Default(&cfg.ActiveEvery, 500*time.Millisecond)
+	setting.Default(&cfg.CountsEvery, time.Second)
+	setting.Default(&cfg.SweepBatch, 1000)
+	setting.Default(&cfg.ListedDeaths, 100)
 	if cfg.Presence != nil {
 		if cfg.Node == "" {
 			return nil, errors.New("pets: Config.Node is required with Presence")
 		}
-		if cfg.PresenceTTL <= 0 {
-			cfg.PresenceTTL = DefaultPresenceTTL
-		}
-		if cfg.PresenceEvery <= 0 {
-			cfg.PresenceEvery = DefaultPresenceEvery
-		}
+		setting.Default(&cfg.PresenceTTL, DefaultPresenceTTL)
+		setting.Default(&cfg.PresenceEvery, DefaultPresenceEvery)
 		cfg.Watchers.SetMirror(cfg.Presence)
 	}
 	return &Sim{

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/internal/loop"
+	"github.com/phonehome/phonehome/internal/setting"
 )
 
 // ThroughputPoint is how many jobs finished in one interval of the jobs
@@ -138,12 +139,8 @@ type Collector struct {
 // New makes a Collector; Start starts its sampling loop. Sample, Current and
 // History work without it.
 func New(cfg Config) *Collector {
-	if cfg.Interval <= 0 {
-		cfg.Interval = time.Second
-	}
-	if cfg.Keep <= 0 {
-		cfg.Keep = 15 * time.Minute
-	}
+	setting.Default(&cfg.Interval, time.Second)
+	setting.Default(&cfg.Keep, 15*time.Minute)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

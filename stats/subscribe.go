@@ -3,6 +3,8 @@ package stats
 import (
 	"context"
 	"time"
+
+	"github.com/phonehome/phonehome/internal/loop"
 )
 
 // subscriber is one receiver of samples.
@@ -52,18 +54,11 @@ func (c *Collector) watching() []subscriber {
 // Start after Stop, does nothing.
 func (c *Collector) Start(ctx context.Context) error {
 	c.loop.Start(func(done <-chan struct{}) {
-		t := time.NewTicker(c.cfg.Interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Interval*5)
-				c.Sample(ctx)
-				cancel()
-			}
-		}
+		loop.Every(done, c.cfg.Interval, func(time.Time) {
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Interval*5)
+			c.Sample(ctx)
+			cancel()
+		})
 	})
 	return nil
 }

@@ -1,11 +1,13 @@
 // Package loop is the one goroutine of a part that runs in the background
 // (a feed, the stats collector), with the lifecycle every such part shares:
-// Start runs it once; Stop ends it and waits, at most until ctx ends.
+// Start runs it once; Stop ends it and waits, at most until ctx ends. Every
+// is the periodic loop such a goroutine runs.
 package loop
 
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Loop runs one goroutine. The zero Loop is ready to Start.
@@ -60,5 +62,21 @@ func Signal(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
 	default:
+	}
+}
+
+// Every calls tick with the time of each tick, every interval, until done
+// closes: the periodic loop of a background part. A tick that runs long
+// delays the next one rather than queueing ticks behind it (time.Ticker).
+func Every(done <-chan struct{}, interval time.Duration, tick func(now time.Time)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			tick(now)
+		}
 	}
 }

@@ -49,3 +49,31 @@ func TestStopGivesUpWhenCtxEnds(t *testing.T) {
 		t.Errorf("Stop of a stuck loop = %v, want the deadline", err)
 	}
 }
+
+func TestEveryTicksUntilDone(t *testing.T) {
+	done := make(chan struct{})
+	ticks := make(chan time.Time)
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		Every(done, time.Millisecond, func(now time.Time) { ticks <- now })
+	}()
+	deadline := time.After(10 * time.Second)
+	for range 3 {
+		select {
+		case <-ticks:
+		case <-deadline:
+			t.Fatal("Every did not tick three times")
+		}
+	}
+	close(done)
+	for {
+		select {
+		case <-ticks: // a tick already under way
+		case <-returned:
+			return
+		case <-deadline:
+			t.Fatal("Every did not return once done closed")
+		}
+	}
+}
