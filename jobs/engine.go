@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/internal/pglisten"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -70,6 +70,13 @@ type Config struct {
 	// file, and a single node). Rescue runs on every node either way: it
 	// judges each dead node by its heartbeat and is idempotent.
 	IsLeader func() bool
+
+	// Listener is the process's LISTEN connection on PostgreSQL, shared
+	// with its other parts; the engine subscribes at Start and leaves at
+	// Stop, and whoever made it starts it before and stops it after. Nil:
+	// the engine makes one of its own (one more connection). Unused on
+	// SQLite.
+	Listener *pglisten.Listener
 
 	// OnEvent receives every job's telemetry (see Event). It is called
 	// synchronously by the engine's goroutines, several at once, and must
@@ -176,9 +183,12 @@ type Engine struct {
 
 	// stmts are the hot statements (see claim.go).
 	stmts hotStmts
-	// listenCfg is how the listener connects (PostgreSQL; see listen.go),
-	// used by its goroutine only.
-	listenCfg *pgx.ConnConfig
+	// listener is Config.Listener, or the engine's own (ownListener) when
+	// that is nil (PostgreSQL; see listen.go); unlisten ends the
+	// subscription.
+	listener    *pglisten.Listener
+	ownListener bool
+	unlisten    func()
 }
 
 // run is one attempt running in this engine.
@@ -267,6 +277,10 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 	}
 	if e.d.postgres {
 		e.st.Dialect = store.Postgres
+		e.listener = cfg.Listener
+		if e.listener == nil {
+			e.listener, e.ownListener = pglisten.New(db.DB, pglisten.Options{Logger: e.log}), true
+		}
 	}
 	if ticks, ok := procStart(e.pid); ok {
 		e.procStart = sql.NullInt64{Int64: ticks, Valid: true}
@@ -341,6 +355,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.loadQueueSettings(ctx); err != nil {
 		return err
 	}
+	if e.d.postgres {
+		if err := e.startListening(ctx); err != nil {
+			return err
+		}
+	}
 	e.started = true
 	e.recorderWG.Add(1)
 	go e.recordLoop()
@@ -351,8 +370,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.loops.Add(1)
 	go e.maintain()
 	if e.d.postgres {
-		e.loops.Add(3)
-		go e.listen()
+		e.loops.Add(2)
 		go e.settingsLoop()
 		go e.compactLoop()
 	}
@@ -394,6 +412,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.stopOnce.Do(func() {
 		close(e.stopping)
 		e.loops.Wait()
+		e.stopListening(ctx)
 		// The recorder claims too (piggyback.go), checking stopping under
 		// claimGate: once this barrier is passed, no claim starts a job.
 		e.claimGate.Lock()
