@@ -152,11 +152,8 @@ type Broker struct {
 	start    int64         // the id the reader starts after
 
 	writer, reader, trimmer loop.Loop
-	// listener is Config.Listener, or the broker's own (ownListener) when
-	// that is nil; unlisten ends the subscription (set by Start).
-	listener    *pglisten.Listener
-	ownListener bool
-	unlisten    func()
+	// listen is the broker's use of Config.Listener.
+	listen *pglisten.Part
 }
 
 // item is what the writer takes in order: an event, or an ordered read.
@@ -202,10 +199,7 @@ func New(db *sql.DB, hub Hub, cfg Config) *Broker {
 	for _, s := range cfg.Streams {
 		b.shared[s] = true
 	}
-	b.listener = cfg.Listener
-	if b.listener == nil {
-		b.listener, b.ownListener = pglisten.New(db, pglisten.Options{Logger: cfg.Logger}), true
-	}
+	b.listen = pglisten.For(cfg.Listener, db, pglisten.Options{Logger: cfg.Logger})
 	return b
 }
 
@@ -229,7 +223,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		b.hub.Share(s, b.start, b)
 	}
 	b.writer.Start(b.write)
-	if err := b.listen(ctx); err != nil {
+	if err := b.listen.Start(ctx, b.subscription()); err != nil {
 		return err
 	}
 	b.reader.Start(b.read)
@@ -244,13 +238,7 @@ func (b *Broker) Stop(ctx context.Context) error {
 	b.stopped = true
 	b.mu.Unlock()
 	err := b.writer.Stop(ctx)
-	if b.unlisten != nil {
-		b.unlisten()
-	}
-	if b.ownListener {
-		err = errors.Join(err, b.listener.Stop(ctx))
-	}
-	return errors.Join(err, b.reader.Stop(ctx), b.trimmer.Stop(ctx))
+	return errors.Join(err, b.listen.Stop(ctx), b.reader.Stop(ctx), b.trimmer.Stop(ctx))
 }
 
 // Publish publishes an event for every client of the stream.

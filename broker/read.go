@@ -240,16 +240,12 @@ func (r *reader) rows() ([]row, error) {
 	return out, q.Err()
 }
 
-// listen subscribes to Channel (once): each notification carries the
+// subscription is what the reader hears: each notification carries the
 // highest id inserted, which the hub may count as its last (Advance), and
 // wakes the reader; so does each (re)connection of the listener, since
-// what was inserted while nobody listened was announced to no one. It
-// starts the broker's own listener, if it has one.
-func (b *Broker) listen(ctx context.Context) error {
-	if b.unlisten != nil {
-		return nil
-	}
-	unsubscribe, err := b.listener.Subscribe(pglisten.Subscription{
+// what was inserted while nobody listened was announced to no one.
+func (b *Broker) subscription() pglisten.Subscription {
+	return pglisten.Subscription{
 		Channels: []string{Channel},
 		Notify: func(_, payload string) {
 			if id, err := strconv.ParseInt(payload, 10, 64); err == nil {
@@ -258,13 +254,5 @@ func (b *Broker) listen(ctx context.Context) error {
 			loop.Signal(b.notified)
 		},
 		Reconnected: func() { loop.Signal(b.notified) },
-	})
-	if err != nil {
-		return err
 	}
-	b.unlisten = unsubscribe
-	if b.ownListener {
-		return b.listener.Start(ctx)
-	}
-	return nil
 }

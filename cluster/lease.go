@@ -85,12 +85,9 @@ type Lease struct {
 	wake     chan struct{}
 	reportMu sync.Mutex
 	reported bool
-	// listener is opts.Listener, or the lease's own (ownListener) when
-	// that is nil, on PostgreSQL; nil on SQLite. unlisten ends the
-	// subscription.
-	listener    *pglisten.Listener
-	ownListener bool
-	unlisten    func()
+	// listen is the lease's use of opts.Listener on PostgreSQL; nil on
+	// SQLite.
+	listen *pglisten.Part
 
 	mu    sync.Mutex
 	until time.Time // the belief's end on q.clock; zero when not leading
@@ -133,10 +130,7 @@ func NewLease(db *sqlx.DB, dialect store.Dialect, name, node string, ttl time.Du
 		wake: make(chan struct{}, 1),
 	}
 	if dialect == store.Postgres {
-		l.listener = opts.Listener
-		if l.listener == nil {
-			l.listener, l.ownListener = pglisten.New(db.DB, pglisten.Options{Logger: l.log}), true
-		}
+		l.listen = pglisten.For(opts.Listener, db.DB, pglisten.Options{Logger: l.log})
 	}
 	return l, nil
 }
@@ -249,7 +243,19 @@ func (l *Lease) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := l.listen(ctx); err != nil {
+	// A resignation of this lease's holder wakes the campaign, and so
+	// does each (re)connection of the listener: a resignation while it
+	// was down went unheard.
+	err := l.listen.Start(ctx, pglisten.Subscription{
+		Channels: []string{LeaseChannel},
+		Notify: func(_, payload string) {
+			if payload == l.name {
+				loop.Signal(l.wake)
+			}
+		},
+		Reconnected: func() { loop.Signal(l.wake) },
+	})
+	if err != nil {
 		return err
 	}
 	l.loop.Start(l.run)
@@ -259,14 +265,7 @@ func (l *Lease) Start(ctx context.Context) error {
 // Stop ends the goroutine, then resigns (see Resign), at most until ctx
 // ends. Safe to call more than once, and without Start.
 func (l *Lease) Stop(ctx context.Context) error {
-	err := l.loop.Stop(ctx)
-	if l.unlisten != nil {
-		l.unlisten()
-	}
-	if l.ownListener {
-		err = errors.Join(err, l.listener.Stop(ctx))
-	}
-	if err != nil {
+	if err := errors.Join(l.loop.Stop(ctx), l.listen.Stop(ctx)); err != nil {
 		return err
 	}
 	return l.Resign(ctx)
@@ -332,31 +331,4 @@ func (l *Lease) run(done <-chan struct{}) {
 		}
 		t.Stop()
 	}
-}
-
-// listen subscribes to LeaseChannel (PostgreSQL; once): a resignation of
-// this lease's holder wakes the campaign, and so does each (re)connection
-// of the listener, since a resignation while it was down went unheard. It
-// starts the lease's own listener, if it has one.
-func (l *Lease) listen(ctx context.Context) error {
-	if l.listener == nil || l.unlisten != nil {
-		return nil
-	}
-	unsubscribe, err := l.listener.Subscribe(pglisten.Subscription{
-		Channels: []string{LeaseChannel},
-		Notify: func(_, payload string) {
-			if payload == l.name {
-				loop.Signal(l.wake)
-			}
-		},
-		Reconnected: func() { loop.Signal(l.wake) },
-	})
-	if err != nil {
-		return err
-	}
-	l.unlisten = unsubscribe
-	if l.ownListener {
-		return l.listener.Start(ctx)
-	}
-	return nil
 }

@@ -183,12 +183,9 @@ type Engine struct {
 
 	// stmts are the hot statements (see claim.go).
 	stmts hotStmts
-	// listener is Config.Listener, or the engine's own (ownListener) when
-	// that is nil (PostgreSQL; see listen.go); unlisten ends the
-	// subscription.
-	listener    *pglisten.Listener
-	ownListener bool
-	unlisten    func()
+	// listen is the engine's use of Config.Listener (PostgreSQL; nil on
+	// SQLite; see listen.go).
+	listen *pglisten.Part
 }
 
 // run is one attempt running in this engine.
@@ -277,10 +274,7 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 	}
 	if e.d.postgres {
 		e.st.Dialect = store.Postgres
-		e.listener = cfg.Listener
-		if e.listener == nil {
-			e.listener, e.ownListener = pglisten.New(db.DB, pglisten.Options{Logger: e.log}), true
-		}
+		e.listen = pglisten.For(cfg.Listener, db.DB, pglisten.Options{Logger: e.log})
 	}
 	if ticks, ok := procStart(e.pid); ok {
 		e.procStart = sql.NullInt64{Int64: ticks, Valid: true}
@@ -356,7 +350,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	}
 	if e.d.postgres {
-		if err := e.startListening(ctx); err != nil {
+		if err := e.listen.Start(ctx, e.subscription()); err != nil {
 			return err
 		}
 	}
@@ -412,7 +406,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.stopOnce.Do(func() {
 		close(e.stopping)
 		e.loops.Wait()
-		e.stopListening(ctx)
+		_ = e.listen.Stop(ctx)
 		// The recorder claims too (piggyback.go), checking stopping under
 		// claimGate: once this barrier is passed, no claim starts a job.
 		e.claimGate.Lock()

@@ -1,10 +1,6 @@
 package jobs
 
-import (
-	"context"
-
-	"github.com/phonehome/phonehome/internal/pglisten"
-)
+import "github.com/phonehome/phonehome/internal/pglisten"
 
 // On PostgreSQL every insert sends pg_notify(notifyChannel, queue) in its
 // transaction (see dialect_postgres.go), delivered at commit to every
@@ -15,36 +11,14 @@ import (
 // stays: it finds jobs that come due (scheduled, retryable), and covers
 // the time the listener is reconnecting.
 
-// startListening subscribes the engine's channels with its listener
-// (Config.Listener, or one of its own when that is nil, started here and
-// stopped by stopListening). On PostgreSQL only.
-func (e *Engine) startListening(ctx context.Context) error {
-	if e.ownListener {
-		if err := e.listener.Start(ctx); err != nil {
-			return err
-		}
-	}
-	unsubscribe, err := e.listener.Subscribe(pglisten.Subscription{
+// subscription is what the engine hears (PostgreSQL).
+func (e *Engine) subscription() pglisten.Subscription {
+	return pglisten.Subscription{
 		// The jobs' channel last: tests see that a session listens by its
 		// last statement.
 		Channels:    []string{settingsChannel, notifyChannel},
 		Notify:      e.heard,
 		Reconnected: e.relisten,
-	})
-	if err != nil {
-		return err
-	}
-	e.unlisten = unsubscribe
-	return nil
-}
-
-// stopListening undoes startListening.
-func (e *Engine) stopListening(ctx context.Context) {
-	if e.unlisten != nil {
-		e.unlisten()
-	}
-	if e.ownListener {
-		_ = e.listener.Stop(ctx)
 	}
 }
 

@@ -127,13 +127,12 @@ func (s *Sim) heard(payload string) {
 	}
 }
 
-// listen subscribes to store.PetChannel: each notification is heard
-// (see heard); after each (re)connection of the listener, every pet this
-// node's pages watch is shown again, since changes made while nobody
-// listened were announced to no one. It starts the sim's own listener, if
-// it has one.
-func (s *Sim) listen(ctx context.Context) error {
-	unsubscribe, err := s.listener.Subscribe(pglisten.Subscription{
+// subscription is what the sim hears with Presence on PostgreSQL: each
+// notification (see heard), and each (re)connection of the listener,
+// after which every pet this node's pages watch is shown again, since
+// changes made while nobody listened were announced to no one.
+func (s *Sim) subscription() pglisten.Subscription {
+	return pglisten.Subscription{
 		Channels: []string{store.PetChannel},
 		Notify:   func(_, payload string) { s.heard(payload) },
 		Reconnected: func() {
@@ -141,13 +140,5 @@ func (s *Sim) listen(ctx context.Context) error {
 				s.changed(id)
 			}
 		},
-	})
-	if err != nil {
-		return err
 	}
-	s.unlisten = unsubscribe
-	if s.ownListener {
-		return s.listener.Start(ctx)
-	}
-	return nil
 }

@@ -153,12 +153,10 @@ type Sim struct {
 	// sweep, by the first publish that finds the pet dead.
 	mourned map[int64]struct{}
 	// notify is whether actions NOTIFY the other nodes (Presence on
-	// PostgreSQL); the sim then hears theirs through listener
-	// (Config.Listener, or its own: ownListener), and unlisten ends that.
-	notify      bool
-	listener    *pglisten.Listener
-	ownListener bool
-	unlisten    func()
+	// PostgreSQL); the sim then hears theirs through listen, its use of
+	// Config.Listener (nil otherwise).
+	notify bool
+	listen *pglisten.Part
 	// activeDeath is when the first pet of the last active list dies:
 	// the list is sent again then, whichever node records the death.
 	activeDeath time.Time
@@ -224,10 +222,7 @@ func New(cfg Config) (*Sim, error) {
 		done:    make(chan struct{}),
 	}
 	if s.notify {
-		s.listener = cfg.Listener
-		if s.listener == nil {
-			s.listener, s.ownListener = pglisten.New(cfg.Store.Writer.DB, pglisten.Options{Logger: cfg.Logger}), true
-		}
+		s.listen = pglisten.For(cfg.Listener, cfg.Store.Writer.DB, pglisten.Options{Logger: cfg.Logger})
 	}
 	return s, nil
 }
@@ -280,11 +275,9 @@ func (s *Sim) Start(ctx context.Context) error {
 		// The other nodes' viewers count from the first page served.
 		s.readPresence(ctx)
 	}
-	if s.notify {
-		if err := s.listen(ctx); err != nil {
-			cancel()
-			return err
-		}
+	if err := s.listen.Start(ctx, s.subscription()); err != nil {
+		cancel()
+		return err
 	}
 	go s.loop(loopCtx)
 	return nil
@@ -303,13 +296,7 @@ func (s *Sim) Stop(ctx context.Context) error {
 	}
 	close(s.stop)
 	s.cancel()
-	if s.unlisten != nil {
-		s.unlisten()
-	}
-	var err error
-	if s.ownListener {
-		err = s.listener.Stop(ctx)
-	}
+	err := s.listen.Stop(ctx)
 	select {
 	case <-s.done:
 		return err

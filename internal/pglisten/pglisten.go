@@ -77,6 +77,7 @@ type Listener struct {
 	cfg *pgx.ConnConfig
 
 	mu     sync.Mutex
+	stop   context.CancelFunc // ends the goroutine's context (set by Start)
 	subs   []*sub
 	heard  map[string]bool // channels LISTENed on the current connection
 	conn   uint64          // the current connection's number (0: none yet)
@@ -153,28 +154,35 @@ func (l *Listener) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	l.loop.Start(l.run)
+	// The goroutine outlives ctx: Stop ends it, through its own context
+	// (which also ends a wait or a connection attempt under way).
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l.mu.Lock()
+	if l.stop != nil {
+		l.mu.Unlock()
+		cancel()
+		return nil
+	}
+	l.stop = cancel
+	l.mu.Unlock()
+	l.loop.Start(func(<-chan struct{}) { l.run(runCtx) })
 	return nil
 }
 
 // Stop closes the connection and waits for the goroutine, at most until
 // ctx ends. Safe more than once, and without Start.
 func (l *Listener) Stop(ctx context.Context) error {
+	l.mu.Lock()
+	if l.stop != nil {
+		l.stop()
+	}
+	l.mu.Unlock()
 	return l.loop.Stop(ctx)
 }
 
-// run keeps a connection until done, connecting again after a growing
+// run keeps a connection until ctx ends, connecting again after a growing
 // delay when it is lost (the delay starts over once one LISTENs).
-func (l *Listener) run(done <-chan struct{}) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+func (l *Listener) run(ctx context.Context) {
 	delay := l.opts.RetryMin
 	for {
 		err := l.session(ctx, func() { delay = l.opts.RetryMin })
@@ -354,4 +362,57 @@ func (l *Listener) config(ctx context.Context) (*pgx.ConnConfig, error) {
 		return nil, err
 	}
 	return l.cfg.Copy(), nil
+}
+
+// Part is one part of the process (the engine, the lease, the broker,
+// LivePet) listening: on the process's shared Listener, or, when it was
+// given none (a program or test that builds the part alone), on one of its
+// own that it starts and stops with itself. Its methods do nothing on a
+// nil *Part, which is what a part has on SQLite.
+type Part struct {
+	l           *Listener
+	own         bool
+	unsubscribe func()
+}
+
+// For is the Part of a part given shared: shared itself, or, when nil, a
+// Listener of the part's own on db with opts.
+func For(shared *Listener, db *sql.DB, opts Options) *Part {
+	if shared != nil {
+		return &Part{l: shared}
+	}
+	return &Part{l: New(db, opts), own: true}
+}
+
+// Start subscribes s, and starts the part's own listener if it has one.
+// Call it from the part's Start; a second call does nothing.
+func (p *Part) Start(ctx context.Context, s Subscription) error {
+	if p == nil || p.unsubscribe != nil {
+		return nil
+	}
+	unsubscribe, err := p.l.Subscribe(s)
+	if err != nil {
+		return err
+	}
+	p.unsubscribe = unsubscribe
+	if p.own {
+		return p.l.Start(ctx)
+	}
+	return nil
+}
+
+// Stop ends the subscription, and stops the part's own listener if it has
+// one, at most until ctx ends. Call it from the part's Stop; safe more
+// than once, and without Start.
+func (p *Part) Stop(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	if p.unsubscribe != nil {
+		p.unsubscribe()
+	}
+	if p.own {
+		return p.l.Stop(ctx)
+	}
+	return nil
 }

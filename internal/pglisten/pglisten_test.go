@@ -85,17 +85,26 @@ func listening(t *testing.T, st *store.Store) []int {
 	return pids
 }
 
+// twoSubscribers starts a listener on a new database with a subscriber to
+// pgl_a and one to pgl_b (and more channels), and waits until both are
+// told that it listens.
+func twoSubscribers(t *testing.T, more ...string) (st *store.Store, a, b *recorder) {
+	t.Helper()
+	st = storetest.Postgres(t).Open(t)
+	l := pglisten.New(st.Writer.DB, pglisten.Options{})
+	a, b = &recorder{}, &recorder{}
+	a.subscribe(t, l, "pgl_a")
+	b.subscribe(t, l, append([]string{"pgl_b"}, more...)...)
+	start(t, l)
+	testwait.Until(t, within, "both told", func() bool { return a.reconnected.Load() == 1 && b.reconnected.Load() == 1 })
+	return st, a, b
+}
+
 // Two subscriptions on one connection: each hears its own channel only,
 // in the order sent, after being told the connection listens.
 func TestDispatchesEachChannelToItsSubscriber(t *testing.T) {
 	t.Parallel()
-	st := storetest.Postgres(t).Open(t)
-	l := pglisten.New(st.Writer.DB, pglisten.Options{})
-	var a, b recorder
-	a.subscribe(t, l, "pgl_a")
-	b.subscribe(t, l, "pgl_b", "pgl_c")
-	start(t, l)
-	testwait.Until(t, within, "both told", func() bool { return a.reconnected.Load() == 1 && b.reconnected.Load() == 1 })
+	st, a, b := twoSubscribers(t, "pgl_c")
 	if pids := listening(t, st); len(pids) != 1 {
 		t.Fatalf("%d sessions listen, want one for both subscribers", len(pids))
 	}
@@ -117,13 +126,7 @@ func TestDispatchesEachChannelToItsSubscriber(t *testing.T) {
 // subscriber is told, and notifications flow as before.
 func TestReconnectsAndTellsEverySubscriber(t *testing.T) {
 	t.Parallel()
-	st := storetest.Postgres(t).Open(t)
-	l := pglisten.New(st.Writer.DB, pglisten.Options{})
-	var a, b recorder
-	a.subscribe(t, l, "pgl_a")
-	b.subscribe(t, l, "pgl_b")
-	start(t, l)
-	testwait.Until(t, within, "both told", func() bool { return a.reconnected.Load() == 1 && b.reconnected.Load() == 1 })
+	st, a, b := twoSubscribers(t)
 	first := listening(t, st)
 	if len(first) != 1 {
 		t.Fatalf("%d sessions listen, want 1", len(first))
