@@ -9,8 +9,9 @@
 // live_events table in one statement, with pg_notify of the highest id in
 // the same transaction (the notification carries only that id, never the
 // data). Every node LISTENs (on the process's one LISTEN connection,
-// pglisten); a notification wakes its reader, which selects the rows after the last it delivered, in id order,
-// and hands each to its hub with the row's id (events.Hub.PublishAt). So
+// pglisten); a notification wakes its reader, which selects the rows
+// after the last it delivered, in id order, and hands each to its hub
+// with the row's id (events.Hub.PublishAt). So
 // every client on every node gets the same events with the same ids, in
 // the same order, and may resume on any node: from the hub's window, else
 // from the table (the broker is the hub's events.History), else resync.
