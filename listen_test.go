@@ -28,9 +28,32 @@ func TestOneListenConnectionPerNodeOnPostgres(t *testing.T) {
 		}
 		return n
 	}
-	waitUntil(t, 10*time.Second, "one session LISTENs, last on the pets' channel", func() (bool, string) {
-		all, pets := count(" AND query LIKE 'LISTEN %'"), count(" AND query = 'LISTEN "+store.PetChannel+"'")
-		return all == 1 && pets == 1, fmt.Sprintf("%d sessions LISTEN, %d last on %s", all, pets, store.PetChannel)
-	})
+	oneListens := func(what string) (pid int) {
+		waitUntil(t, 10*time.Second, what, func() (bool, string) {
+			var pids []int
+			if err := obs.Writer.Select(&pids, `SELECT pid FROM pg_stat_activity
+				WHERE datname = current_database() AND query LIKE 'LISTEN %'`); err != nil {
+				t.Fatal(err)
+			}
+			pets := count(" AND query = 'LISTEN " + store.PetChannel + "'")
+			if len(pids) == 1 {
+				pid = pids[0]
+			}
+			return len(pids) == 1 && pets == 1, fmt.Sprintf("sessions %v LISTEN, %d last on %s", pids, pets, store.PetChannel)
+		})
+		return pid
+	}
+	first := oneListens("one session LISTENs, last on the pets' channel")
 	t.Logf("the node holds %d connections (its pool of at most 16, idle ones included, and one LISTEN connection)", count(""))
+
+	// Killed, it comes back as one session again, LISTENing on every
+	// part's channel.
+	if _, err := obs.Writer.Exec("SELECT pg_terminate_backend($1)", first); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the killed session gone", func() (bool, string) {
+		n := count(fmt.Sprintf(" AND pid = %d", first))
+		return n == 0, fmt.Sprintf("%d", n)
+	})
+	oneListens("one session LISTENs again")
 }
