@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/phonehome/phonehome/internal/loop"
@@ -232,8 +234,8 @@ func (l *Listener) session(ctx context.Context, connected func()) error {
 			connected()
 		}
 		// The wait ends at a notification, or when Subscribe cancels it
-		// to have new channels LISTENed (pgx's wait leaves the connection
-		// usable when its context ends: it only sets a read deadline).
+		// to have new channels LISTENed (the connection stays usable: see
+		// config).
 		waitCtx, cancel := context.WithCancel(ctx)
 		l.mu.Lock()
 		if l.dirty {
@@ -355,6 +357,13 @@ func (l *Listener) config(ctx context.Context) (*pgx.ConnConfig, error) {
 		// without this, pgx would hand every notification to that other
 		// connection's buffer.
 		cfg.OnNotification = nil
+		// A wait whose context ends only meets a read deadline, which
+		// leaves the connection usable (Subscribe interrupts waits),
+		// whatever the pool chose (a cancel request would be sent to
+		// the server for nothing).
+		cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+			return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
+		}
 		l.cfg = cfg
 		return nil
 	})
