@@ -19,6 +19,7 @@ import (
 	"github.com/phonehome/phonehome/cluster"
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
+	"github.com/phonehome/phonehome/internal/pglisten"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/housekeeping"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
@@ -105,6 +106,10 @@ type App struct {
 	// node is this process's name (Config.Node or cluster.NodeName()),
 	// the same in the logs, the job engine, the lease and the stats.
 	node string
+	// listener is this process's one LISTEN connection on PostgreSQL,
+	// shared by the engine, the lease, the broker and LivePet; nil on
+	// SQLite.
+	listener *pglisten.Listener
 	// lease is the maintenance lease on PostgreSQL; nil on SQLite, where
 	// this process is alone (LockSQLite) and always leads.
 	lease *cluster.Lease
@@ -180,6 +185,9 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		logger.Info("new database seeded", "db", st.Path, "extraterrestrials", n, "pets", np)
 	}
 
+	if st.Dialect == store.Postgres {
+		a.listener = pglisten.New(st.Writer.DB, pglisten.Options{Logger: logger})
+	}
 	leaseRunner, isLeader, err := a.joinCluster(st, baseLogger)
 	if err != nil {
 		return nil, err
@@ -190,7 +198,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	live.Register(a.hub)
 	// What the feeds publish through (the hub, or the broker on PostgreSQL).
 	// The broker's table is trimmed by the maintenance leader.
-	pub, brk := livePublisher(st, a.hub, isLeader, logger)
+	pub, brk := livePublisher(st, a.hub, isLeader, a.listener, logger)
 
 	etFeed := live.NewExtraterrestrialFeed(st, v, pub, logger, cfg.CountsEvery)
 	a.calls = etFeed
@@ -213,6 +221,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		Node:       a.node,
 		IsLeader:   isLeader,
 		RecordedTx: recordedTx,
+		Listener:   a.listener,
 	})
 	if err != nil {
 		return nil, err
@@ -238,6 +247,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		Logger:    logger,
 		Clients:   a.hub.Clients,
 		IsLeader:  isLeader,
+		Listener:  a.listener,
 	}
 	petsPresence, err := livePetNodes(st, a.node, logger, &petsCfg)
 	if err != nil {
@@ -311,6 +321,10 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if leaseRunner != nil {
 		runners = append([]runner{leaseRunner}, runners...)
 	}
+	if a.listener != nil {
+		// Started first and stopped last: every part above listens on it.
+		runners = append([]runner{a.listener}, runners...)
+	}
 	if petsPresence != nil {
 		runners = append(runners, petsPresence) // before the sim, which feeds it
 	}
@@ -333,7 +347,7 @@ var _ live.Ordered = (*broker.Broker)(nil)
 // every node through the database, with the same ids everywhere (package
 // broker); it is also returned as the runner to start before the feeds.
 // isLeader, when set, keeps the table's trimming to one node.
-func livePublisher(st *store.Store, hub *events.Hub, isLeader func() bool, logger *slog.Logger) (live.Publisher, runner) {
+func livePublisher(st *store.Store, hub *events.Hub, isLeader func() bool, ln *pglisten.Listener, logger *slog.Logger) (live.Publisher, runner) {
 	if st.Dialect != store.Postgres {
 		return hub, nil
 	}
@@ -342,6 +356,7 @@ func livePublisher(st *store.Store, hub *events.Hub, isLeader func() bool, logge
 		Volatile: live.NodeLocal,
 		IsLeader: isLeader,
 		Logger:   logger,
+		Listener: ln,
 	})
 	return b, b
 }
@@ -450,7 +465,7 @@ func (a *App) joinCluster(st *store.Store, logger *slog.Logger) (runner, func() 
 	if st.Dialect != store.Postgres {
 		return nil, nil, nil
 	}
-	l, err := cluster.NewLease(st.Writer, st.Dialect, "maintenance", a.node, 0, cluster.LeaseOptions{Logger: logger})
+	l, err := cluster.NewLease(st.Writer, st.Dialect, "maintenance", a.node, 0, cluster.LeaseOptions{Logger: logger, Listener: a.listener})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,9 +8,10 @@
 // writer inserts what is queued every few milliseconds into the
 // live_events table in one statement, with pg_notify of the highest id in
 // the same transaction (the notification carries only that id, never the
-// data). Every node keeps one LISTEN connection; a notification wakes its
-// reader, which selects the rows after the last it delivered, in id order,
-// and hands each to its hub with the row's id (events.Hub.PublishAt). So
+// data). Every node LISTENs (on the process's one LISTEN connection,
+// pglisten); a notification wakes its reader, which selects the rows
+// after the last it delivered, in id order, and hands each to its hub
+// with the row's id (events.Hub.PublishAt). So
 // every client on every node gets the same events with the same ids, in
 // the same order, and may resume on any node: from the hub's window, else
 // from the table (the broker is the hub's events.History), else resync.
@@ -48,6 +49,7 @@ import (
 
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/internal/loop"
+	"github.com/phonehome/phonehome/internal/pglisten"
 	"github.com/phonehome/phonehome/internal/setting"
 )
 
@@ -124,6 +126,11 @@ type Config struct {
 	IsLeader func() bool
 	// Logger (slog.Default()).
 	Logger *slog.Logger
+	// Listener is the process's LISTEN connection, shared with its other
+	// parts: the broker subscribes to Channel at Start and leaves at Stop,
+	// and whoever made it starts it before and stops it after. Nil: the
+	// broker makes one of its own (one more connection).
+	Listener *pglisten.Listener
 }
 
 // Broker is a live.Publisher that carries the shared streams' events
@@ -150,10 +157,8 @@ type Broker struct {
 	start    int64         // the id the reader starts after
 
 	writer, reader, trimmer loop.Loop
-	listenStop              context.CancelFunc
-	listenDone              chan struct{}
-
-	listenCfg cfgCache
+	// listen is the broker's use of Config.Listener.
+	listen *pglisten.Part
 }
 
 // item is what the writer takes in order: an event, or an ordered read.
@@ -195,6 +200,7 @@ func New(db *sql.DB, hub Hub, cfg Config) *Broker {
 	for _, s := range cfg.Streams {
 		b.shared[s] = true
 	}
+	b.listen = pglisten.For(cfg.Listener, db, pglisten.Options{Logger: cfg.Logger})
 	return b
 }
 
@@ -206,8 +212,8 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 // Start reads where the table is, shares the streams with the hub from
-// there, and starts the writer, the LISTEN connection, the reader and the
-// trimmer.
+// there, and starts the writer, the subscription to Channel, the reader
+// and the trimmer.
 func (b *Broker) Start(ctx context.Context) error {
 	err := b.db.QueryRowContext(ctx, `SELECT coalesce((SELECT max(id) FROM live_events),
 		(SELECT before FROM live_event_trims WHERE stream = '*'), 0)`).Scan(&b.start)
@@ -218,12 +224,9 @@ func (b *Broker) Start(ctx context.Context) error {
 		b.hub.Share(s, b.start, b)
 	}
 	b.writer.Start(b.write)
-	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	b.listenStop, b.listenDone = cancel, make(chan struct{})
-	go func() {
-		defer close(b.listenDone)
-		b.listen(lctx)
-	}()
+	if err := b.listen.Start(ctx, b.subscription()); err != nil {
+		return err
+	}
 	b.reader.Start(b.read)
 	b.trimmer.Start(b.trim)
 	return nil
@@ -236,14 +239,7 @@ func (b *Broker) Stop(ctx context.Context) error {
 	b.stopped = true
 	b.mu.Unlock()
 	err := b.writer.Stop(ctx)
-	if b.listenStop != nil {
-		b.listenStop()
-		select {
-		case <-b.listenDone:
-		case <-ctx.Done():
-		}
-	}
-	return errors.Join(err, b.reader.Stop(ctx), b.trimmer.Stop(ctx))
+	return errors.Join(err, b.listen.Stop(ctx), b.reader.Stop(ctx), b.trimmer.Stop(ctx))
 }
 
 // Publish publishes an event for every client of the stream.

@@ -1,32 +1,22 @@
 // read.go holds the reader: woken by a notification (or the poll), it
 // hands the rows after the last it delivered, in id order, to the hub
-// with their ids, and waits for the holes it finds. Also the LISTEN
-// connection that wakes it.
+// with their ids, and waits for the holes it finds. Also the subscription
+// to the process's LISTEN connection that wakes it.
 
 package broker
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-
 	"github.com/phonehome/phonehome/internal/loop"
+	"github.com/phonehome/phonehome/internal/pglisten"
 )
 
 // holeRetry is how soon the reader looks again at a hole.
 const holeRetry = 3 * time.Millisecond
-
-// Bounds of the listener's reconnection backoff.
-const (
-	listenRetryMin = 50 * time.Millisecond
-	listenRetryMax = 5 * time.Second
-)
 
 // read is the reader's loop.
 func (b *Broker) read(done <-chan struct{}) {
@@ -273,93 +263,19 @@ func (r *reader) rows() ([]row, error) {
 	return out, q.Err()
 }
 
-// listen keeps the LISTEN connection until ctx ends, reconnecting with a
-// growing delay when it is lost.
-func (b *Broker) listen(ctx context.Context) {
-	delay := listenRetryMin
-	for {
-		err := b.listenOnce(ctx, func() { delay = listenRetryMin })
-		if ctx.Err() != nil {
-			return
-		}
-		b.log.Warn("live event notifications lost; polling until they are back", "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, listenRetryMax)
+// subscription is what the reader hears: each notification carries the
+// highest id inserted, which the hub may count as its last (Advance), and
+// wakes the reader; so does each (re)connection of the listener, since
+// what was inserted while nobody listened was announced to no one.
+func (b *Broker) subscription() pglisten.Subscription {
+	return pglisten.Subscription{
+		Channels: []string{Channel},
+		Notify: func(_, payload string) {
+			if id, err := strconv.ParseInt(payload, 10, 64); err == nil {
+				b.hub.Advance(id)
+			}
+			loop.Signal(b.notified)
+		},
+		Reconnected: func() { loop.Signal(b.notified) },
 	}
-}
-
-// listenOnce connects, LISTENs and wakes the reader at each notification,
-// until the connection fails or ctx ends.
-func (b *Broker) listenOnce(ctx context.Context, connected func()) error {
-	cfg, err := b.listenCfg.get(ctx, b)
-	if err != nil {
-		return err
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		conn.Close(closeCtx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	connected()
-	loop.Signal(b.notified) // what was inserted while nobody listened
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return err
-		}
-		if n == nil {
-			continue
-		}
-		if id, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
-			b.hub.Advance(id)
-		}
-		loop.Signal(b.notified)
-	}
-}
-
-// cfgCache holds the listener's connection settings, copied once from a
-// pooled connection (the broker is not given the URL).
-type cfgCache struct {
-	mu  sync.Mutex
-	cfg *pgx.ConnConfig
-}
-
-func (c *cfgCache) get(ctx context.Context, b *Broker) (*pgx.ConnConfig, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cfg != nil {
-		return c.cfg.Copy(), nil
-	}
-	conn, err := b.db.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	err = conn.Raw(func(dc any) error {
-		pc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("the database is not a pgx connection (%T)", dc)
-		}
-		c.cfg = pc.Conn().Config().Copy()
-		// The copy came with the pooled connection's notification hook:
-		// without this, pgx would hand every notification to that other
-		// connection's buffer.
-		c.cfg.OnNotification = nil
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c.cfg.Copy(), nil
 }

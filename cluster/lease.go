@@ -9,11 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/phonehome/phonehome/internal/loop"
+	"github.com/phonehome/phonehome/internal/pglisten"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -47,6 +46,12 @@ type LeaseOptions struct {
 	OnChange func(leading bool)
 	// Logger receives the failures to renew (slog.Default()).
 	Logger *slog.Logger
+	// Listener is the process's LISTEN connection on PostgreSQL, shared
+	// with its other parts: the lease subscribes to LeaseChannel at Start
+	// and leaves at Stop, and whoever made it starts it before and stops
+	// it after. Nil: the lease makes one of its own (one more
+	// connection). Unused on SQLite.
+	Listener *pglisten.Listener
 }
 
 // Lease is one node's side of a named lease that one node at a time
@@ -80,6 +85,9 @@ type Lease struct {
 	wake     chan struct{}
 	reportMu sync.Mutex
 	reported bool
+	// listen is the lease's use of opts.Listener on PostgreSQL; nil on
+	// SQLite.
+	listen *pglisten.Part
 
 	mu    sync.Mutex
 	until time.Time // the belief's end on q.clock; zero when not leading
@@ -115,12 +123,16 @@ func NewLease(db *sqlx.DB, dialect store.Dialect, name, node string, ttl time.Du
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Lease{
+	l := &Lease{
 		q:    queries{db: db, dialect: dialect, now: opts.Now},
 		name: name, node: node, ttl: ttl, opts: opts,
 		log:  log.With("lease", name, "node", node),
 		wake: make(chan struct{}, 1),
-	}, nil
+	}
+	if dialect == store.Postgres {
+		l.listen = pglisten.For(opts.Listener, db.DB, pglisten.Options{Logger: l.log})
+	}
+	return l, nil
 }
 
 // Name is the lease's name.
@@ -224,11 +236,26 @@ func (l *Lease) Holder(ctx context.Context) (string, error) {
 }
 
 // Start campaigns at once and then every RenewEvery in a goroutine of its
-// own, until Stop; on PostgreSQL a connection of its own LISTENs on
-// LeaseChannel meanwhile, so a resignation elsewhere wakes it. A second
-// Start does nothing.
+// own, until Stop; on PostgreSQL the listener (LeaseOptions.Listener)
+// hears LeaseChannel meanwhile, so a resignation elsewhere wakes it. A
+// second Start does nothing.
 func (l *Lease) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// A resignation of this lease's holder wakes the campaign, and so
+	// does each (re)connection of the listener: a resignation while it
+	// was down went unheard.
+	err := l.listen.Start(ctx, pglisten.Subscription{
+		Channels: []string{LeaseChannel},
+		Notify: func(_, payload string) {
+			if payload == l.name {
+				loop.Signal(l.wake)
+			}
+		},
+		Reconnected: func() { loop.Signal(l.wake) },
+	})
+	if err != nil {
 		return err
 	}
 	l.loop.Start(l.run)
@@ -238,7 +265,7 @@ func (l *Lease) Start(ctx context.Context) error {
 // Stop ends the goroutine, then resigns (see Resign), at most until ctx
 // ends. Safe to call more than once, and without Start.
 func (l *Lease) Stop(ctx context.Context) error {
-	if err := l.loop.Stop(ctx); err != nil {
+	if err := errors.Join(l.loop.Stop(ctx), l.listen.Stop(ctx)); err != nil {
 		return err
 	}
 	return l.Resign(ctx)
@@ -263,10 +290,8 @@ func (l *Lease) report() {
 
 func (l *Lease) run(done <-chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	defer cancel()
-	// Stop also cancels a campaign in flight and the listener's wait.
+	// Stop also cancels a campaign in flight.
 	go func() {
 		select {
 		case <-done:
@@ -274,13 +299,6 @@ func (l *Lease) run(done <-chan struct{}) {
 		case <-ctx.Done():
 		}
 	}()
-	if l.q.dialect == store.Postgres {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.listen(ctx, done)
-		}()
-	}
 	failing := false
 	for {
 		_, err := l.Campaign(ctx)
@@ -312,81 +330,5 @@ func (l *Lease) run(done <-chan struct{}) {
 		case <-t.C:
 		}
 		t.Stop()
-	}
-}
-
-// listen LISTENs on LeaseChannel on a connection of its own beside the
-// pool (so the pool keeps all its connections for the app), and wakes the
-// campaign when this lease's holder resigns; it reconnects after a lost
-// connection until done.
-func (l *Lease) listen(ctx context.Context, done <-chan struct{}) {
-	for {
-		err := l.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		l.log.Warn("lease listener lost its connection; retrying", "err", err)
-		t := time.NewTimer(time.Second)
-		select {
-		case <-done:
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// listenConfig is the settings of the pool's connections, copied: the
-// pool knows the URL (password included), which this package is not
-// given.
-func (l *Lease) listenConfig(ctx context.Context) (*pgx.ConnConfig, error) {
-	conn, err := l.q.db.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	var cfg *pgx.ConnConfig
-	err = conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("not a pgx connection (%T)", dc)
-		}
-		cfg = sc.Conn().Config().Copy()
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	// The copy would deliver notifications into the pooled connection's
-	// buffer (pgx sets OnNotification to it): the new connection must
-	// keep its own.
-	cfg.OnNotification = nil
-	return cfg, nil
-}
-
-func (l *Lease) listenOnce(ctx context.Context) error {
-	cfg, err := l.listenConfig(ctx)
-	if err != nil {
-		return fmt.Errorf("lease listener: %w", err)
-	}
-	pc, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("lease listener: connect: %w", err)
-	}
-	defer pc.Close(context.WithoutCancel(ctx))
-	if _, err := pc.Exec(ctx, "LISTEN "+LeaseChannel); err != nil {
-		return fmt.Errorf("lease listener: listen: %w", err)
-	}
-	// A resignation while the connection was down went unheard: campaign
-	// once now that the channel is heard again.
-	loop.Signal(l.wake)
-	for {
-		n, err := pc.WaitForNotification(ctx)
-		if err != nil {
-			return fmt.Errorf("lease listener: %w", err)
-		}
-		if n != nil && n.Payload == l.name {
-			loop.Signal(l.wake)
-		}
 	}
 }

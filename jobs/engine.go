@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/internal/pglisten"
 	"github.com/phonehome/phonehome/internal/setting"
 	"github.com/phonehome/phonehome/store"
 )
@@ -80,6 +80,12 @@ type Config struct {
 	// live.ExtraterrestrialFeed.RecordedTx). An error fails the
 	// transaction, which is tried again, as when the database refuses it.
 	RecordedTx func(ctx context.Context, tx *sqlx.Tx, recorded []*Job) error
+	// Listener is the process's LISTEN connection on PostgreSQL, shared
+	// with its other parts; the engine subscribes at Start and leaves at
+	// Stop, and whoever made it starts it before and stops it after. Nil:
+	// the engine makes one of its own (one more connection). Unused on
+	// SQLite.
+	Listener *pglisten.Listener
 
 	// OnEvent receives every job's telemetry (see Event). It is called
 	// synchronously by the engine's goroutines, several at once, and must
@@ -186,9 +192,9 @@ type Engine struct {
 
 	// stmts are the hot statements (see claim.go).
 	stmts hotStmts
-	// listenCfg is how the listener connects (PostgreSQL; see listen.go),
-	// used by its goroutine only.
-	listenCfg *pgx.ConnConfig
+	// listen is the engine's use of Config.Listener (PostgreSQL; nil on
+	// SQLite; see listen.go).
+	listen *pglisten.Part
 }
 
 // run is one attempt running in this engine.
@@ -267,6 +273,7 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 	}
 	if e.d.postgres {
 		e.st.Dialect = store.Postgres
+		e.listen = pglisten.For(cfg.Listener, db.DB, pglisten.Options{Logger: e.log})
 	}
 	if ticks, ok := procStart(e.pid); ok {
 		e.procStart = sql.NullInt64{Int64: ticks, Valid: true}
@@ -341,6 +348,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.loadQueueSettings(ctx); err != nil {
 		return err
 	}
+	if e.d.postgres {
+		if err := e.listen.Start(ctx, e.subscription()); err != nil {
+			return err
+		}
+	}
 	e.started = true
 	e.recorderWG.Add(1)
 	go e.recordLoop()
@@ -351,8 +363,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.loops.Add(1)
 	go e.maintain()
 	if e.d.postgres {
-		e.loops.Add(3)
-		go e.listen()
+		e.loops.Add(2)
 		go e.settingsLoop()
 		go e.compactLoop()
 	}
@@ -394,6 +405,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.stopOnce.Do(func() {
 		close(e.stopping)
 		e.loops.Wait()
+		_ = e.listen.Stop(ctx)
 		// The recorder claims too (piggyback.go), checking stopping under
 		// claimGate: once this barrier is passed, no claim starts a job.
 		e.claimGate.Lock()

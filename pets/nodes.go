@@ -9,14 +9,11 @@ package pets
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-
+	"github.com/phonehome/phonehome/internal/pglisten"
 	"github.com/phonehome/phonehome/store"
 )
 
@@ -28,8 +25,6 @@ const (
 	// DefaultPresenceEvery is how often the other nodes' viewers are read:
 	// one query a second per node, whatever the number of pets or pages.
 	DefaultPresenceEvery = time.Second
-	// listenRetry is how long the listener waits before connecting again.
-	listenRetry = time.Second
 )
 
 // sweeper deletes the presence rows of nodes that died (cluster.Presence's
@@ -132,79 +127,18 @@ func (s *Sim) heard(payload string) {
 	}
 }
 
-// listen LISTENs on store.PetChannel on a connection of its own beside the
-// pool (LISTEN belongs to a session, and a pooled connection goes back to
-// the pool between statements) until ctx ends, connecting again after a
-// second when the connection is lost.
-func (s *Sim) listen(ctx context.Context) {
-	defer s.listening.Done()
-	for {
-		err := s.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("pet notifications lost; other nodes' feeds show at the next tick until they are back", "err", err, "retry_in", listenRetry)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(listenRetry):
-		}
+// subscription is what the sim hears with Presence on PostgreSQL: each
+// notification (see heard), and each (re)connection of the listener,
+// after which every pet this node's pages watch is shown again, since
+// changes made while nobody listened were announced to no one.
+func (s *Sim) subscription() pglisten.Subscription {
+	return pglisten.Subscription{
+		Channels: []string{store.PetChannel},
+		Notify:   func(_, payload string) { s.heard(payload) },
+		Reconnected: func() {
+			for _, id := range s.watchers.LocalWatched() {
+				s.changed(id)
+			}
+		},
 	}
-}
-
-func (s *Sim) listenOnce(ctx context.Context) error {
-	cfg, err := s.listenConfig(ctx)
-	if err != nil {
-		return err
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		conn.Close(closeCtx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+store.PetChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	// Changes made while nobody listened were announced to no one: show
-	// every pet this node's pages watch again.
-	for _, id := range s.watchers.LocalWatched() {
-		s.changed(id)
-	}
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return err
-		}
-		if n != nil {
-			s.heard(n.Payload)
-		}
-	}
-}
-
-// listenConfig is the settings of the pool's connections (host, user,
-// password, TLS…), copied from a pooled pgx connection, so the listener
-// connects as the pool does without the store handing out its URL.
-func (s *Sim) listenConfig(ctx context.Context) (*pgx.ConnConfig, error) {
-	c, err := s.store.Writer.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	var cfg *pgx.ConnConfig
-	err = c.Raw(func(dc any) error {
-		pc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("the writer is not a pgx connection (%T)", dc)
-		}
-		cfg = pc.Conn().Config().Copy()
-		// The copy carries the pooled connection's notification hook,
-		// which would hand every notification to that connection's buffer.
-		cfg.OnNotification = nil
-		return nil
-	})
-	return cfg, err
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/internal/pglisten"
 	"github.com/phonehome/phonehome/internal/setting"
 	"github.com/phonehome/phonehome/store"
 )
@@ -97,6 +98,12 @@ type Config struct {
 	PresenceTTL time.Duration
 	// PresenceEvery is how often the other nodes' viewers are read (1 s).
 	PresenceEvery time.Duration
+	// Listener is the process's LISTEN connection on PostgreSQL, shared
+	// with its other parts: with Presence, the sim subscribes to
+	// store.PetChannel at Start and leaves at Stop, and whoever made the
+	// listener starts it before and stops it after. Nil: the sim makes one
+	// of its own (one more connection).
+	Listener *pglisten.Listener
 
 	// IsLeader, when set, tells whether this node leads the maintenance
 	// (cluster.Lease.IsLeader): only the leader records deaths (the sweep,
@@ -147,9 +154,10 @@ type Sim struct {
 	// sweep, by the first publish that finds the pet dead.
 	mourned map[int64]struct{}
 	// notify is whether actions NOTIFY the other nodes (Presence on
-	// PostgreSQL); listening is their listener's goroutine.
-	notify    bool
-	listening sync.WaitGroup
+	// PostgreSQL); the sim then hears theirs through listen, its use of
+	// Config.Listener (nil otherwise).
+	notify bool
+	listen *pglisten.Part
 	// activeDeath is when the first pet of the last active list dies:
 	// the list is sent again then, whichever node records the death.
 	activeDeath time.Time
@@ -190,7 +198,7 @@ func New(cfg Config) (*Sim, error) {
 		setting.Default(&cfg.PresenceEvery, DefaultPresenceEvery)
 		cfg.Watchers.SetMirror(cfg.Presence)
 	}
-	return &Sim{
+	s := &Sim{
 		cfg: cfg, rules: Rules{Tick: cfg.Tick}, store: cfg.Store, watchers: cfg.Watchers,
 		pub: cfg.Publisher, log: cfg.Logger, now: cfg.Now,
 		dirty:   map[int64]struct{}{},
@@ -199,7 +207,11 @@ func New(cfg Config) (*Sim, error) {
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
-	}, nil
+	}
+	if s.notify {
+		s.listen = pglisten.For(cfg.Listener, cfg.Store.Writer.DB, pglisten.Options{Logger: cfg.Logger})
+	}
+	return s, nil
 }
 
 // Rules are the sim's rules (its tick length).
@@ -250,9 +262,9 @@ func (s *Sim) Start(ctx context.Context) error {
 		// The other nodes' viewers count from the first page served.
 		s.readPresence(ctx)
 	}
-	if s.notify {
-		s.listening.Add(1)
-		go s.listen(loopCtx)
+	if err := s.listen.Start(ctx, s.subscription()); err != nil {
+		cancel()
+		return err
 	}
 	go s.loop(loopCtx)
 	return nil
@@ -271,16 +283,10 @@ func (s *Sim) Stop(ctx context.Context) error {
 	}
 	close(s.stop)
 	s.cancel()
+	err := s.listen.Stop(ctx)
 	select {
 	case <-s.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	stopped := make(chan struct{})
-	go func() { s.listening.Wait(); close(stopped) }()
-	select {
-	case <-stopped:
-		return nil
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
