@@ -341,26 +341,6 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 // The feeds read their counts and rows through the broker's Ordered.
 var _ live.Ordered = (*broker.Broker)(nil)
 
-// livePublisher is what the feeds publish through. On SQLite (one node)
-// it is the hub. On PostgreSQL, where several nodes may share the
-// database, it is a broker that carries the shared streams' events to
-// every node through the database, with the same ids everywhere (package
-// broker); it is also returned as the runner to start before the feeds.
-// isLeader, when set, keeps the table's trimming to one node.
-func livePublisher(st *store.Store, hub *events.Hub, isLeader func() bool, ln *pglisten.Listener, logger *slog.Logger) (live.Publisher, runner) {
-	if st.Dialect != store.Postgres {
-		return hub, nil
-	}
-	b := broker.New(st.Writer.DB, hub, broker.Config{
-		Streams:  live.SharedStreams(),
-		Volatile: live.NodeLocal,
-		IsLeader: isLeader,
-		Logger:   logger,
-		Listener: ln,
-	})
-	return b, b
-}
-
 // Addr is the address the server listens on (useful with port 0).
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
@@ -443,110 +423,6 @@ func (a *App) close() {
 		_ = a.unlock()
 		a.unlock = nil
 	}
-}
-
-// Node is this process's name among the nodes serving the database (the
-// same in the logs, the job engine's attempted_by, the lease and the stats).
-func (a *App) Node() string { return a.node }
-
-// IsLeader reports whether this node leads the maintenance now: always on
-// SQLite (one process per file); on PostgreSQL while it holds the lease.
-// Leader-only work checks it before each step.
-func (a *App) IsLeader() bool { return a.lease == nil || a.lease.IsLeader() }
-
-// joinCluster builds this node's side of the maintenance lease on
-// PostgreSQL (several nodes may serve the database; one at a time runs
-// cron, pruning, count compaction and the pets' deaths) and the node
-// registry for the stats. It returns the lease's runner (nil on SQLite)
-// and the IsLeader hook for the engine and the pets (nil on SQLite:
-// always). The lease logs its changes with the node's name.
-func (a *App) joinCluster(st *store.Store, logger *slog.Logger) (runner, func() bool, error) {
-	a.registry = cluster.NewRegistry(st.Reader, st.Dialect, cluster.RegistryOptions{Timeout: jobs.DefaultNodeTimeout})
-	if st.Dialect != store.Postgres {
-		return nil, nil, nil
-	}
-	l, err := cluster.NewLease(st.Writer, st.Dialect, "maintenance", a.node, 0, cluster.LeaseOptions{Logger: logger, Listener: a.listener})
-	if err != nil {
-		return nil, nil, err
-	}
-	a.lease = l
-	return leaseRunner{l}, l.IsLeader, nil
-}
-
-// leaseRunner runs the lease with the app's other runners: Start campaigns
-// once before returning, so a node that finds the lease free leads before
-// the engine and the pets start (the pets' catch-up on deaths at start is
-// the leader's); Stop resigns, so another node takes over at once.
-type leaseRunner struct{ *cluster.Lease }
-
-// Start campaigns once, then starts the lease's goroutine (see leaseRunner).
-func (r leaseRunner) Start(ctx context.Context) error {
-	if _, err := r.Campaign(ctx); err != nil {
-		return err
-	}
-	return r.Lease.Start(ctx)
-}
-
-// nodes lists the nodes serving the database for the stats, the leader
-// marked: this node on SQLite, the lease's holder on PostgreSQL.
-func (a *App) nodes(ctx context.Context) ([]stats.NodeInfo, error) {
-	list, err := a.registry.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	leader := a.node
-	if a.lease != nil {
-		if leader, err = a.lease.Holder(ctx); err != nil {
-			return nil, err
-		}
-	}
-	out := make([]stats.NodeInfo, len(list))
-	for i, n := range list {
-		out[i] = stats.NodeInfo{Name: n.Name, HeartbeatAge: n.Age, Leader: n.Name == leader}
-	}
-	return out, nil
-}
-
-// lockSQLite makes this process the only server of a SQLite file: a
-// second one would see only its own changes live and run the maintenance
-// twice (cluster.LockSQLite). It is refused in one line naming the other
-// process. A lock file that cannot be made (a read-only folder) is no
-// refusal: opening the store then says what is wrong. PostgreSQL takes
-// no lock: several nodes may serve one database.
-func lockSQLite(db string, logger *slog.Logger) (unlock func() error, err error) {
-	if store.IsPostgresURL(db) {
-		return nil, nil
-	}
-	unlock, err = cluster.LockSQLite(db)
-	switch {
-	case errors.Is(err, cluster.ErrLocked):
-		return nil, err
-	case err != nil:
-		logger.Debug("no lock beside the SQLite file", "err", err)
-		return nil, nil
-	}
-	return unlock, nil
-}
-
-// livePetNodes makes LivePet one over every node of a PostgreSQL database
-// (see pets.Config.Presence): this node's viewers go to a cluster.Presence,
-// returned to be started before the sim and stopped after it (its Stop
-// deletes this node's rows, so the others stop counting them at once; a
-// node that dies stops counting within the TTL). On SQLite it does
-// nothing and returns nil: one process serves a file (LockSQLite), so its
-// own streams are every viewer there is, and presence would only add a
-// write every 250 ms to the one writer.
-func livePetNodes(st *store.Store, node string, logger *slog.Logger, cfg *pets.Config) (*cluster.Presence, error) {
-	if st.Dialect != store.Postgres {
-		return nil, nil
-	}
-	ttl := 3 * cluster.DefaultPresenceRefresh
-	p, err := cluster.NewPresence(st.Writer, st.Dialect, node, cluster.PresenceOptions{TTL: ttl, Logger: logger})
-	if err != nil {
-		return nil, err
-	}
-	cfg.Presence, cfg.Node, cfg.PresenceTTL = p, node, ttl
-	return p, nil
 }
 
 // jobCounts counts the jobs per state, for the dashboard.
