@@ -22,25 +22,20 @@ var publishTxSQL = insertNotifySQL(`SELECT $1, $2, u.k, u.d, $5
 	FROM (SELECT pg_advisory_xact_lock_shared($6)) AS l, unnest($3::bigint[], $4::text[]) WITH ORDINALITY AS u(k, d, o)
 	ORDER BY u.o`, "max(id)")
 
-// PublishTx writes an event about the row key of a shared stream in tx,
-// the transaction that makes the change the event shows: it is delivered
-// to every node once tx commits, and never if it rolls back.
+// PublishTx writes events about rows of a shared stream in tx, the
+// transaction that makes the changes they show (keys[i]'s event is
+// data[i]), in one statement and in that order: they are delivered to
+// every node once tx commits, and never if it rolls back.
 //
 // Publish writes an event after its change has committed, in a batch of
 // its own. That is enough for the order of one node's changes, but not
 // when another node may change the same row as soon as this change
 // commits: a call that fails here is retried at once by another node, and
 // that node's event could reach the table before this one. Written in the
-// change's transaction, this event's id is drawn before the change
-// commits, so before any later change's event exists: every row's events
-// reach every page in the order of its changes.
-func (b *Broker) PublishTx(ctx context.Context, tx *sqlx.Tx, stream, event string, key int64, data []byte) error {
-	return b.PublishKeysTx(ctx, tx, stream, event, []int64{key}, [][]byte{data})
-}
-
-// PublishKeysTx is PublishTx for several rows' events at once (keys[i]'s
-// is data[i]), written in one statement in that order.
-func (b *Broker) PublishKeysTx(ctx context.Context, tx *sqlx.Tx, stream, event string, keys []int64, data [][]byte) error {
+// change's transaction, an event's id is drawn before the change commits,
+// so before any later change's event exists: every row's events reach
+// every page in the order of its changes.
+func (b *Broker) PublishTx(ctx context.Context, tx *sqlx.Tx, stream, event string, keys []int64, data [][]byte) error {
 	if !b.shared[stream] {
 		return fmt.Errorf("publish in a transaction: %q is not a shared stream", stream)
 	}

@@ -29,7 +29,7 @@ func TestPublishTxCommitsWithItsTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.br.PublishTx(ctx, tx, rows, "", 7, []byte("attempt 3")); err != nil {
+	if err := a.br.PublishTx(ctx, tx, rows, "", []int64{7}, [][]byte{[]byte("attempt 3")}); err != nil {
 		t.Fatal(err)
 	}
 	rawInsert(t, b.db, "committed first") // the next id, committed while tx is open
@@ -52,7 +52,7 @@ func TestPublishTxCommitsWithItsTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.br.PublishTx(ctx, rolledBack, rows, "", 7, []byte("never")); err != nil {
+	if err := a.br.PublishTx(ctx, rolledBack, rows, "", []int64{7}, [][]byte{[]byte("never")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := rolledBack.Rollback(); err != nil {
@@ -73,7 +73,7 @@ func TestPublishTxCommitsWithItsTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Rollback()
-	if err := a.br.PublishTx(ctx, other, local, "", 1, []byte("x")); err == nil || !strings.Contains(err.Error(), "not a shared stream") {
+	if err := a.br.PublishTx(ctx, other, local, "", []int64{1}, [][]byte{[]byte("x")}); err == nil || !strings.Contains(err.Error(), "not a shared stream") {
 		t.Errorf("PublishTx on a local stream: %v, want refused", err)
 	}
 }
@@ -93,7 +93,7 @@ func TestALaterLockHolderDoesNotProlongAHole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rolledBack.Rollback()
-	if err := a.br.PublishTx(ctx, rolledBack, rows, "", 1, []byte("never")); err != nil {
+	if err := a.br.PublishTx(ctx, rolledBack, rows, "", []int64{1}, [][]byte{[]byte("never")}); err != nil {
 		t.Fatal(err)
 	}
 	rawInsert(t, a.db, "after the hole")
@@ -108,7 +108,7 @@ func TestALaterLockHolderDoesNotProlongAHole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer later.Rollback()
-	if err := a.br.PublishTx(ctx, later, rows, "", 2, []byte("later, still open")); err != nil {
+	if err := a.br.PublishTx(ctx, later, rows, "", []int64{2}, [][]byte{[]byte("later, still open")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := rolledBack.Rollback(); err != nil {

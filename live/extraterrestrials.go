@@ -72,12 +72,11 @@ func NewExtraterrestrialFeed(counter CampaignCounter, v *views.Views, h Publishe
 // counts follow at the bounded rate; they are read from the counts table,
 // which costs the same at any table size.
 func (f *ExtraterrestrialFeed) Changed(et store.Extraterrestrial) {
-	html, err := f.views.Fragment(views.PartialETRow, views.Row{ET: ExtraterrestrialView(et), OOB: true})
-	if err != nil {
-		f.log.Error("render extraterrestrial row", "id", et.ID, "err", err)
+	html, ok := f.row(et)
+	if !ok {
 		return
 	}
-	if _, err = f.hub.PublishKey(ExtraterrestrialsStream, "", et.ID, html); err != nil {
+	if _, err := f.hub.PublishKey(ExtraterrestrialsStream, "", et.ID, html); err != nil {
 		f.log.Debug("publish extraterrestrial row", "id", et.ID, "err", err)
 	}
 	loop.Signal(f.dirty)
@@ -86,7 +85,7 @@ func (f *ExtraterrestrialFeed) Changed(et store.Extraterrestrial) {
 // TxPublisher publishes events in the transaction of the changes they
 // show; *broker.Broker is one.
 type TxPublisher interface {
-	PublishKeysTx(ctx context.Context, tx *sqlx.Tx, stream, event string, keys []int64, data [][]byte) error
+	PublishTx(ctx context.Context, tx *sqlx.Tx, stream, event string, keys []int64, data [][]byte) error
 }
 
 // PublishesInTransaction reports whether the feed's publisher can write
@@ -118,14 +117,22 @@ func (f *ExtraterrestrialFeed) RecordedTx(ctx context.Context, tx *sqlx.Tx, reco
 	keys := make([]int64, 0, len(ets))
 	data := make([][]byte, 0, len(ets))
 	for _, et := range ets {
-		html, err := f.views.Fragment(views.PartialETRow, views.Row{ET: ExtraterrestrialView(et), OOB: true})
-		if err != nil {
-			f.log.Error("render extraterrestrial row", "id", et.ID, "err", err)
-			continue
+		if html, ok := f.row(et); ok {
+			keys, data = append(keys, et.ID), append(data, html)
 		}
-		keys, data = append(keys, et.ID), append(data, html)
 	}
-	return pub.PublishKeysTx(ctx, tx, ExtraterrestrialsStream, "", keys, data)
+	return pub.PublishTx(ctx, tx, ExtraterrestrialsStream, "", keys, data)
+}
+
+// row renders a row's event: the page's own partial, for an out-of-band
+// swap. A row that cannot be rendered is logged, and false.
+func (f *ExtraterrestrialFeed) row(et store.Extraterrestrial) ([]byte, bool) {
+	html, err := f.views.Fragment(views.PartialETRow, views.Row{ET: ExtraterrestrialView(et), OOB: true})
+	if err != nil {
+		f.log.Error("render extraterrestrial row", "id", et.ID, "err", err)
+		return nil, false
+	}
+	return html, true
 }
 
 // CountsChanged tells the feed that the campaign counts changed: they
