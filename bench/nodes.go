@@ -46,11 +46,12 @@ const nodesScenario = "nodes"
 const nodesHeading = "## Many nodes (issue 14)"
 
 var (
-	nodesCounts   = flag.String("nodes", "1,2,3", "nodes scenario: the numbers of nodes to measure")
-	nodesRows     = flag.Int("nodes-rows", 20_000, "nodes scenario: extraterrestrials of each campaign")
-	nodesClients  = flag.Int("nodes-clients", 1000, "nodes scenario: whole-stream clients of the fan-out, spread over the nodes")
-	nodesRate     = flag.Int("nodes-rate", 1000, "nodes scenario: changes a second of the fan-out")
-	nodesDuration = flag.Duration("nodes-duration", 15*time.Second, "nodes scenario: how long the fan-out's changes last")
+	nodesCounts     = flag.String("nodes", "1,2,3", "nodes scenario: the numbers of nodes to measure")
+	nodesRows       = flag.Int("nodes-rows", 20_000, "nodes scenario: extraterrestrials of each campaign")
+	nodesClients    = flag.Int("nodes-clients", 1000, "nodes scenario: whole-stream clients of the fan-out, spread over the nodes")
+	nodesRate       = flag.Int("nodes-rate", 1000, "nodes scenario: changes a second of the fan-out")
+	nodesDuration   = flag.Duration("nodes-duration", 15*time.Second, "nodes scenario: how long the fan-out's changes last")
+	nodesCPUProfile = flag.String("nodes-cpuprofile", "", "nodes scenario: write each node's CPU profile (its serve -cpuprofile) into this directory, as N-nodes-nodeI.prof (the fan-out's overwrites the campaign's)")
 )
 
 // nodesTarget is the issue's bound on the fan-out's publish-to-client p99.

@@ -12,7 +12,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,8 +163,12 @@ func startCluster(ctx context.Context, bin, dir string, n, rows int, args ...str
 	for i, id := range c.rows {
 		c.rowIndex[id] = int32(i)
 	}
-	for range n {
-		nd, err := startBenchNode(bin, db, args...)
+	for i := range n {
+		a := args
+		if *nodesCPUProfile != "" { // each node's own file; the later scenario of a run overwrites the earlier's
+			a = append(slices.Clip(args), "-cpuprofile", filepath.Join(*nodesCPUProfile, fmt.Sprintf("%d-nodes-node%d.prof", n, i+1)))
+		}
+		nd, err := startBenchNode(bin, db, a...)
 		if err != nil {
 			c.stop()
 			return nil, err

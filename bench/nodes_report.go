@@ -23,7 +23,10 @@ func renderNodes(results []nodesResult, date, machine, rev, command string) stri
 		"process, same cores). Publish-to-client is from the event's row in `live_events` (its `created_at`, in " +
 		"milliseconds: when the node that made the change gave it to the broker) to its arrival at a client, " +
 		"whichever node sent it; change-to-client is from the job's `completed_at` (recorded just before the commit " +
-		"that also wrote the row), so it adds the commit and the wait for the broker.\n\n")
+		"that also wrote the row), so it adds the commit and the wait for the broker. A client whose node cuts its " +
+		"stream (a client too slow for its queue) reconnects at once to the same node with `Last-Event-ID`, as a " +
+		"browser's EventSource does: \"cut\" counts those resumptions, and the events it then receives count as " +
+		"delivered, with their late arrival in the latencies.\n\n")
 	table := func(kind, title string) {
 		w("%s\n\n", title)
 		w("| nodes | run | changes | time | changes/s | clients | delivered | missing | resyncs | cut | publish→client p50 | p99 | change→client p50 | p99 | max | CPU per node | clients' CPU |\n")
@@ -46,7 +49,7 @@ func renderNodes(results []nodesResult, date, machine, rev, command string) stri
 			for _, r := range results {
 				if r.Kind == kind && r.Err == "" {
 					w("%d nodes, run %d: every event delivered and publish-to-client p99 < %s: %s.  \n", r.Nodes, r.Run, nodesTarget,
-						yesNo(r.Missing == 0 && r.Resyncs == 0 && r.Cut == 0 && r.Publish.P99 < nodesTarget))
+						yesNo(r.Missing == 0 && r.Resyncs == 0 && r.Publish.P99 < nodesTarget))
 				}
 			}
 		}

@@ -20,10 +20,14 @@ import (
 // server's.
 type conn struct {
 	fd     int
-	index  int          // the client's number in its scenario
-	carry  []byte       // an event split across reads
-	head   bool         // the response head has been read
-	ended  atomic.Bool  // the server closed the stream
+	index  int         // the client's number in its scenario
+	carry  []byte      // an event split across reads
+	head   bool        // the response head has been read
+	ended  atomic.Bool // the server closed the stream
+	port   int         // where it was dialled, to resume
+	path   string
+	lastID int64        // the last event id received (poller's thread)
+	cuts   atomic.Int64 // streams the server ended that were resumed
 	rows   atomic.Int64 // row events received
 	named  atomic.Int64 // named events (counts, resync) received
 	resync atomic.Int64
@@ -52,6 +56,9 @@ type poller struct {
 	cpu     time.Duration // the poller thread's CPU time, when stopped
 	readBuf []byte
 	once    sync.Once
+	// resume makes a client whose stream the server ends reconnect at
+	// once with Last-Event-ID, as a browser's EventSource does.
+	resume bool
 }
 
 func newPoller(handle func(*event)) (*poller, error) {
@@ -68,33 +75,46 @@ func newPoller(handle func(*event)) (*poller, error) {
 // dial connects to 127.0.0.1:port, sends GET path and adds the socket to
 // the poller.
 func (p *poller) dial(port int, path string, index int) (*conn, error) {
+	c := &conn{index: index, port: port, path: path}
+	if err := p.connect(c, ""); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// connect opens c's socket, sends its request (with a Last-Event-ID header
+// when lastID is not empty) and adds the socket to the poller.
+func (p *poller) connect(c *conn, lastID string) error {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("socket: %w", err)
+		return fmt.Errorf("socket: %w", err)
 	}
-	if err := syscall.Connect(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+	if err := syscall.Connect(fd, &syscall.SockaddrInet4{Port: c.port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		syscall.Close(fd)
-		return nil, fmt.Errorf("connect: %w", err)
+		return fmt.Errorf("connect: %w", err)
 	}
-	req := "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
-	if _, err := syscall.Write(fd, []byte(req)); err != nil {
+	req := "GET " + c.path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+	if lastID != "" {
+		req += "Last-Event-ID: " + lastID + "\r\n"
+	}
+	if _, err := syscall.Write(fd, []byte(req+"\r\n")); err != nil {
 		syscall.Close(fd)
-		return nil, fmt.Errorf("write request: %w", err)
+		return fmt.Errorf("write request: %w", err)
 	}
 	if err := syscall.SetNonblock(fd, true); err != nil {
 		syscall.Close(fd)
-		return nil, err
+		return err
 	}
-	c := &conn{fd: fd, index: index}
+	c.fd, c.head, c.carry = fd, false, nil
 	p.mu.Lock()
 	p.conns[fd] = c
 	p.mu.Unlock()
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
 	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		syscall.Close(fd)
-		return nil, fmt.Errorf("epoll add: %w", err)
+		return fmt.Errorf("epoll add: %w", err)
 	}
-	return c, nil
+	return nil
 }
 
 // close stops the poller and closes every socket.
@@ -163,11 +183,34 @@ func (p *poller) read(c *conn, now time.Time) {
 			return
 		}
 		if n == 0 || err != nil {
-			c.ended.Store(true)
 			_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+			if p.resume && c.lastID > 0 && p.redial(c) {
+				return
+			}
+			c.ended.Store(true)
 			return
 		}
 	}
+}
+
+// redial resumes c's stream after the server ended it: a new connection
+// from the last id received, as EventSource does (at once: the benchmark
+// wants the events, not a pause).
+func (p *poller) redial(c *conn) bool {
+	select {
+	case <-p.stop:
+		return false
+	default:
+	}
+	p.mu.Lock()
+	delete(p.conns, c.fd)
+	p.mu.Unlock()
+	syscall.Close(c.fd)
+	if err := p.connect(c, strconv.FormatInt(c.lastID, 10)); err != nil {
+		return false
+	}
+	c.cuts.Add(1)
+	return true
 }
 
 var (
@@ -230,6 +273,7 @@ func (p *poller) event(c *conn, block []byte, now time.Time) {
 	if ev.id == 0 {
 		return // a comment (heartbeat)
 	}
+	c.lastID = ev.id
 	if ev.name != "" {
 		c.named.Add(1)
 		if ev.name == "resync" {

@@ -26,7 +26,9 @@ type RowEvent struct {
 
 // DialStreams connects clients clients to path on the servers listening on
 // 127.0.0.1 at ports, spread over them in turn (client i on ports[i mod
-// len(ports)]), and calls onRow for every row event each receives. onRow
+// len(ports)]), and calls onRow for every row event each receives. A
+// client whose stream the server ends (a slow client is cut) reconnects at
+// once to the same server with Last-Event-ID, as a browser does. onRow
 // runs on the poller's one thread and must be quick.
 func DialStreams(ports []int, clients int, path string, onRow func(RowEvent)) (*StreamClients, error) {
 	if _, err := raiseFiles(uint64(clients + 1024)); err != nil {
@@ -40,6 +42,7 @@ func DialStreams(ports []int, clients int, path string, onRow func(RowEvent)) (*
 	if err != nil {
 		return nil, err
 	}
+	p.resume = true
 	s := &StreamClients{p: p}
 	for i := range clients {
 		c, err := p.dial(ports[i%len(ports)], path, i)
@@ -53,16 +56,19 @@ func DialStreams(ports []int, clients int, path string, onRow func(RowEvent)) (*
 }
 
 // Stats are what the clients received: row events, named events that
-// were "resync", and clients whose stream ended.
-func (s *StreamClients) Stats() (rows, resyncs int64, ended int) {
+// were "resync", and how many times a stream was cut by the server (each
+// client resumes at once from its last id, as EventSource does; a stream
+// that could not be resumed counts too).
+func (s *StreamClients) Stats() (rows, resyncs int64, cut int) {
 	for _, c := range s.conns {
 		rows += c.rows.Load()
 		resyncs += c.resync.Load()
+		cut += int(c.cuts.Load())
 		if c.ended.Load() {
-			ended++
+			cut++
 		}
 	}
-	return rows, resyncs, ended
+	return rows, resyncs, cut
 }
 
 // CPU is the poller thread's CPU time, once closed: the clients' share of
