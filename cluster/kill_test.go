@@ -57,8 +57,7 @@ func TestLeaseLeaderKilledIsReplacedAfterExpiry(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ctx := context.Background()
-		target := b.Target(t)
-		st := storetest.Open(t, target)
+		target, st := openTarget(t, b)
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), envLeaseHelper+"="+target)
 		stdout, err := cmd.StdoutPipe()

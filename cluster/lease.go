@@ -299,17 +299,10 @@ func (l *Lease) run(done <-chan struct{}) {
 		case <-ctx.Done():
 		}
 	}()
-	failing := false
+	outage := loop.Outage{Log: l.log, Failed: "cannot reach the database to campaign", Recovered: "campaigning again"}
 	for {
 		_, err := l.Campaign(ctx)
-		switch {
-		case err != nil && !failing && ctx.Err() == nil:
-			failing = true
-			l.log.Warn("cannot reach the database to campaign", "err", err)
-		case err == nil && failing:
-			failing = false
-			l.log.Info("campaigning again")
-		}
+		outage.Record(ctx, err)
 		l.report()
 		wait := l.opts.RenewEvery
 		// Wake at the belief's end too, so OnChange(false) comes on time

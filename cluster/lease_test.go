@@ -30,6 +30,28 @@ func second(t *testing.T, target string) *store.Store {
 	return st
 }
 
+// openTarget makes a new database of b and opens it migrated (closed when
+// t ends); the target names it, for a second pool or another process.
+func openTarget(t *testing.T, b storetest.Backend) (string, *store.Store) {
+	t.Helper()
+	target := b.Target(t)
+	return target, storetest.Open(t, target)
+}
+
+// startInTurn starts a and waits until it leads, then starts other
+// (stopped when t ends).
+func startInTurn(t *testing.T, ctx context.Context, a, other *cluster.Lease) {
+	t.Helper()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 5*time.Second, "a leads", a.IsLeader)
+	if err := other.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Stop(ctx) })
+}
+
 func newLease(t *testing.T, st *store.Store, node string, ttl time.Duration, opts cluster.LeaseOptions) *cluster.Lease {
 	t.Helper()
 	l, err := cluster.NewLease(st.Writer, st.Dialect, "maintenance", node, ttl, opts)
@@ -245,14 +267,7 @@ func TestLeaseOnRealClocksHandsOverWithoutOverlap(t *testing.T) {
 				aLeadsWhenBWon.CompareAndSwap(0, v)
 			}
 		}})
-		if err := a.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		testwait.Until(t, 5*time.Second, "a leads", a.IsLeader)
-		if err := other.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		defer other.Stop(ctx)
+		startInTurn(t, ctx, a, other)
 		lost.Close()
 		testwait.Until(t, 10*time.Second, "b reports leading", func() bool { return aLeadsWhenBWon.Load() != 0 })
 		if aLeadsWhenBWon.Load() != 1 {
@@ -280,14 +295,7 @@ func TestLeaseStopResignsAndAnotherTakesOverAtOnce(t *testing.T) {
 		var ca changes
 		a := newLease(t, st, "a", time.Minute, cluster.LeaseOptions{OnChange: ca.record})
 		other := newLease(t, st, "b", time.Minute, cluster.LeaseOptions{}) // campaigns every 20 s
-		if err := a.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		testwait.Until(t, 5*time.Second, "a leads", a.IsLeader)
-		if err := other.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		defer other.Stop(ctx)
+		startInTurn(t, ctx, a, other)
 		if st.Dialect == store.Postgres {
 			// b's listener is up once it holds a LISTENing connection.
 			testwait.Until(t, 5*time.Second, "b listens", func() bool { return listeners(t, st) == 2 })

@@ -276,7 +276,7 @@ func (p *Presence) run(done <-chan struct{}) {
 	}()
 	refresh := time.NewTicker(p.opts.Refresh)
 	defer refresh.Stop()
-	failing := false
+	outage := loop.Outage{Log: p.log, Failed: "cannot write presence", Recovered: "writing presence again"}
 	for {
 		var err error
 		select {
@@ -296,14 +296,7 @@ func (p *Presence) run(done <-chan struct{}) {
 			case <-t.C:
 			}
 		}
-		switch {
-		case err != nil && !failing && ctx.Err() == nil:
-			failing = true
-			p.log.Warn("cannot write presence", "err", err)
-		case err == nil && failing:
-			failing = false
-			p.log.Info("writing presence again")
-		}
+		outage.Record(ctx, err)
 	}
 }
 

@@ -108,8 +108,7 @@ func TestPresenceRunsOnItsOwn(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ctx := context.Background()
-		target := b.Target(t)
-		st := storetest.Open(t, target)
+		target, st := openTarget(t, b)
 		dying := second(t, target)
 		opts := cluster.PresenceOptions{Flush: 10 * time.Millisecond, Refresh: 200 * time.Millisecond}
 		a := newPresence(t, st, "a", opts)

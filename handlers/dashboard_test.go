@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/stats"
 	"github.com/phonehome/phonehome/store"
@@ -183,58 +184,38 @@ func TestStatsAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	var got struct {
-		Version    string         `json:"version"`
-		GoVersion  string         `json:"go_version"`
-		Goroutines int            `json:"goroutines"`
-		HeapBytes  uint64         `json:"heap_bytes"`
-		RSSBytes   uint64         `json:"rss_bytes"`
-		SSEClients map[string]int `json:"sse_clients"`
-		Total      int            `json:"sse_clients_total"`
-		Jobs       map[string]int `json:"jobs"`
-		Rates      *struct {
-			Completed float64 `json:"completed"`
-		} `json:"jobs_per_second"`
-		Memory map[string]uint64 `json:"memory"`
-		GC     struct {
-			Cycles int64     `json:"cycles"`
-			Recent []float64 `json:"recent_pauses_seconds"`
-		} `json:"gc"`
-		Pets struct {
-			Alive       int     `json:"alive"`
-			Dead        int     `json:"dead"`
-			Watched     int     `json:"watched"`
-			TickSeconds float64 `json:"tick_seconds"`
-		} `json:"pets"`
-		DB struct {
-			Path     string `json:"path"`
-			Bytes    int64  `json:"bytes"`
-			WALBytes int64  `json:"wal_bytes"`
-		} `json:"db"`
-	}
+	// The figures are read into the answer's own type; the names on the
+	// wire that a client reads are checked apart from it.
+	var got handlers.StatsJSON
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatalf("%v: %s", err, body)
+	}
+	if missing := missingKeys(t, body, "version", "go_version", "goroutines", "heap_bytes", "rss_bytes",
+		"memory.peak_rss_bytes", "memory.heap_in_use_bytes", "memory.stacks_bytes", "sse_clients", "sse_clients_total",
+		"jobs", "jobs_per_second.completed", "gc.cycles", "gc.recent_pauses_seconds", "pets.alive", "pets.dead",
+		"pets.watched", "pets.tick_seconds", "db.path", "db.bytes", "db.wal_bytes"); len(missing) > 0 {
+		t.Errorf("the answer lacks %v: %s", missing, body)
 	}
 	if got.Version != "test" || got.GoVersion != runtime.Version() || got.Goroutines < 1 || got.HeapBytes == 0 {
 		t.Errorf("runtime figures: %+v", got)
 	}
-	if runtime.GOOS == "linux" && (got.RSSBytes == 0 || got.Memory["peak_rss_bytes"] < got.RSSBytes) {
-		t.Errorf("rss %d peak %d", got.RSSBytes, got.Memory["peak_rss_bytes"])
+	if runtime.GOOS == "linux" && (got.RSSBytes == 0 || got.Memory.PeakRSS < got.RSSBytes) {
+		t.Errorf("rss %d peak %d", got.RSSBytes, got.Memory.PeakRSS)
 	}
-	if got.Memory["heap_in_use_bytes"] != got.HeapBytes || got.Memory["stacks_bytes"] == 0 {
-		t.Errorf("memory split: %v", got.Memory)
+	if got.Memory.HeapInUse != got.HeapBytes || got.Memory.Stacks == 0 {
+		t.Errorf("memory split: %+v", got.Memory)
 	}
-	if got.SSEClients["stats-2s"] != 1 || got.SSEClients["stats"] != 0 || got.Total != 1 {
-		t.Errorf("sse clients %v total %d, want stats-2s: 1", got.SSEClients, got.Total)
+	if got.SSEClients["stats-2s"] != 1 || got.SSEClients["stats"] != 0 || got.SSEClientsTotal != 1 {
+		t.Errorf("sse clients %v total %d, want stats-2s: 1", got.SSEClients, got.SSEClientsTotal)
 	}
 	if got.Jobs["available"] != 10 || got.Jobs["completed"] != 0 {
 		t.Errorf("jobs %v, want 10 available", got.Jobs)
 	}
-	if got.Rates == nil || got.Rates.Completed != 0 {
-		t.Errorf("jobs_per_second = %+v", got.Rates)
+	if got.JobsPerSecond == nil || got.JobsPerSecond.Completed != 0 {
+		t.Errorf("jobs_per_second = %+v", got.JobsPerSecond)
 	}
-	if got.Pets.Alive != 1234 || got.Pets.Dead != 56 || got.Pets.Watched != 7 || got.Pets.TickSeconds != 0.012 {
-		t.Errorf("pets %+v", got.Pets)
+	if p := got.Pets; p == nil || p.Alive != 1234 || p.Dead != 56 || p.Watched != 7 || p.TickSeconds != 0.012 {
+		t.Errorf("pets %+v", p)
 	}
 	if strings.Contains(body, "persist") {
 		t.Errorf("pets are never persisted periodically, yet the answer names a persist: %s", body)
@@ -243,12 +224,33 @@ func TestStatsAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.DB.Path != b.path || got.DB.Bytes != fi.Size() || got.DB.WALBytes == 0 {
-		t.Errorf("db %+v, want %d bytes and a WAL", got.DB, fi.Size())
+	if d := got.DB; d == nil || d.Path != b.path || d.Bytes != fi.Size() || d.WALBytes == 0 {
+		t.Errorf("db %+v, want %d bytes and a WAL", d, fi.Size())
 	}
-	if got.GC.Recent == nil {
+	if got.GC.RecentPausesSeconds == nil {
 		t.Errorf("recent_pauses_seconds is null, want a list")
 	}
+}
+
+// missingKeys lists the keys of the JSON object body that are not there: a
+// key is a name, or a path of names joined by dots into nested objects.
+func missingKeys(t *testing.T, body string, keys ...string) []string {
+	t.Helper()
+	var root map[string]any
+	if err := json.Unmarshal([]byte(body), &root); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	var missing []string
+	for _, key := range keys {
+		obj, names := root, strings.Split(key, ".")
+		for _, name := range names[:len(names)-1] {
+			obj, _ = obj[name].(map[string]any)
+		}
+		if _, ok := obj[names[len(names)-1]]; !ok {
+			missing = append(missing, key)
+		}
+	}
+	return missing
 }
 
 func TestMetricsEndpoint(t *testing.T) {

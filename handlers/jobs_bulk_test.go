@@ -43,11 +43,7 @@ func TestBulkFilterFormConfirmsThenRunsWithLiveProgress(t *testing.T) {
 	b := jobsSetup(t, live.JobsFeedConfig{})
 	var discarded []int64
 	for i := range 30 {
-		p := job(fmt.Sprint("n", i))
-		if i%3 == 0 {
-			p.Opts.Queue = "mailers"
-		}
-		id := b.insert(t, p)[0]
+		id := b.insert(t, mixedJob("n", i))[0]
 		if i%2 == 0 {
 			if _, err := b.st.Writer.Exec("UPDATE jobs SET state = 'discarded' WHERE id = ?", id); err != nil {
 				t.Fatal(err)

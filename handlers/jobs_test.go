@@ -113,6 +113,16 @@ func (b *jobsBundle) state(t testing.TB, id int64) jobs.State {
 
 func job(name string) jobs.InsertParams { return jobs.InsertParams{Args: dashArgs{Name: name}} }
 
+// mixedJob is the i-th job of a mix over two queues: job(prefix+i), every
+// third in the mailers queue.
+func mixedJob(prefix string, i int) jobs.InsertParams {
+	p := job(fmt.Sprint(prefix, i))
+	if i%3 == 0 {
+		p.Opts.Queue = "mailers"
+	}
+	return p
+}
+
 // apiJob is a job as the API answers it, every field the contract names.
 type apiJob struct {
 	ID          *int64            `json:"id"`
@@ -188,10 +198,7 @@ func TestJobsAPIListFiltersAndPages(t *testing.T) {
 	b := jobsSetup(t, live.JobsFeedConfig{})
 	var ids []int64
 	for i := range 9 {
-		p := job(fmt.Sprint("et", i))
-		if i%3 == 0 {
-			p.Opts.Queue = "mailers"
-		}
+		p := mixedJob("et", i)
 		if i%4 == 0 {
 			p = jobs.InsertParams{Args: otherArgs{N: i}}
 		}

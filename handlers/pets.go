@@ -55,18 +55,20 @@ type Pets struct {
 
 // Routes registers the pages, the forms and the JSON API.
 func (h *Pets) Routes(e *echo.Echo) {
-	e.GET("/pets", h.List)
-	e.GET("/pets/rows", h.Rows)
-	e.GET("/pets/new", h.NewForm)
-	e.POST("/pets", h.Create)
-	e.GET("/pets/:id", h.Show)
-	e.POST("/pets/:id/feed", h.FeedForm)
-	e.POST("/pets/:id/treat", h.TreatForm)
-	e.GET("/api/pets", h.APIList)
-	e.POST("/api/pets", h.APICreate)
-	e.GET("/api/pets/:id", h.APIGet)
-	e.POST("/api/pets/:id/feed", h.APIFeed)
-	e.POST("/api/pets/:id/treat", h.APITreat)
+	pages := e.Group("/pets")
+	pages.GET("", h.List)
+	pages.GET("/rows", h.Rows)
+	pages.GET("/new", h.NewForm)
+	pages.POST("", h.Create)
+	pages.GET("/:id", h.Show)
+	pages.POST("/:id/feed", h.FeedForm)
+	pages.POST("/:id/treat", h.TreatForm)
+	api := e.Group("/api/pets")
+	api.GET("", h.APIList)
+	api.POST("", h.APICreate)
+	api.GET("/:id", h.APIGet)
+	api.POST("/:id/feed", h.APIFeed)
+	api.POST("/:id/treat", h.APITreat)
 }
 
 // ResolveStream is the Events resolver for the pet streams: "pets", and

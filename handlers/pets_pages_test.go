@@ -163,9 +163,7 @@ func TestPetStreamsResolve(t *testing.T) {
 
 func TestTreatsThroughTheAPIAndTheForms(t *testing.T) {
 	t.Parallel()
-	b := petSetup(t)
-	alice, mochi := b.withMochi(t)
-	bob := b.keeper(t)
+	b, alice, mochi, bob := mochiAndAnother(t)
 	rex := bob.adopt(t, "Rex", "dog")
 	treat := func(k *keeper, id int64) (int, string) {
 		resp, body := k.do(t, "POST", fmt.Sprintf("/api/pets/%d/treat", id), "", nil)
@@ -228,9 +226,7 @@ func TestTreatsThroughTheAPIAndTheForms(t *testing.T) {
 
 func TestFeedForm(t *testing.T) {
 	t.Parallel()
-	b := petSetup(t)
-	owner, p := b.withMochi(t)
-	stranger := b.keeper(t)
+	_, owner, p, stranger := mochiAndAnother(t)
 	path := fmt.Sprintf("/pets/%d/feed", p.ID)
 	resp, body := owner.do(t, "POST", path, "", map[string]string{"HX-Request": "true"})
 	if resp.StatusCode != 200 || !strings.Contains(body, "You fed Mochi. Hunger is now 150 of 500.") ||
@@ -276,9 +272,7 @@ func TestPetPostsRefuseCrossSiteRequests(t *testing.T) {
 
 func TestActivePetsListOtherWatchedPets(t *testing.T) {
 	t.Parallel()
-	b := petSetup(t)
-	alice, mochi := b.withMochi(t)
-	bob := b.keeper(t)
+	_, alice, mochi, bob := mochiAndAnother(t)
 	rex := bob.adopt(t, "Rex", "dog")
 	hoot := bob.adopt(t, "Hoot", "owl")
 	onMochi := alice.watch(t, pets.Stream(mochi.ID))

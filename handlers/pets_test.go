@@ -43,6 +43,15 @@ func (b *petBundle) keeper(t *testing.T) *keeper {
 	return &keeper{b: b, client: c}
 }
 
+// mochiAndAnother is petSetup with two keepers: one who has adopted
+// Mochi the cat, then another who has no pet yet.
+func mochiAndAnother(t *testing.T) (b *petBundle, owner *keeper, mochi petJSON, other *keeper) {
+	t.Helper()
+	b = petSetup(t)
+	owner, mochi = b.withMochi(t)
+	return b, owner, mochi, b.keeper(t)
+}
+
 // withMochi is a new keeper who has adopted Mochi the cat: how most pet
 // tests begin.
 func (b *petBundle) withMochi(t *testing.T) (*keeper, petJSON) {
@@ -227,9 +236,7 @@ func TestPetAPIListPagesAndFilters(t *testing.T) {
 
 func TestPetAPIErrors(t *testing.T) {
 	t.Parallel()
-	b := petSetup(t)
-	_, p := b.withMochi(t)
-	k := b.keeper(t)
+	b, _, p, k := mochiAndAnother(t)
 	checkAnswers(t, func(t *testing.T, method, path, body string, header map[string]string) (*http.Response, string) {
 		return k.do(t, method, path, body, header)
 	}, []answerCase{
@@ -265,9 +272,7 @@ func TestPetAPIErrors(t *testing.T) {
 
 func TestFeedOnlyOwnLivingPetDownToZero(t *testing.T) {
 	t.Parallel()
-	b := petSetup(t)
-	owner, p := b.withMochi(t)
-	stranger := b.keeper(t)
+	b, owner, p, stranger := mochiAndAnother(t)
 	path := fmt.Sprintf("/api/pets/%d/feed", p.ID)
 	for _, want := range []int{150, 50, 0, 0} {
 		resp, body := owner.do(t, "POST", path, "", nil)

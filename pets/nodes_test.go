@@ -41,16 +41,24 @@ type node struct {
 	pub  *recorder
 }
 
-// nodes starts n nodes on one new PostgreSQL database; the sims run on
-// clock and read the other nodes' viewers every presenceEvery.
-func nodes(t *testing.T, n int, clock *testclock.Clock, presenceEvery time.Duration) []*node {
+// twoNodes starts nodes A and B on one new PostgreSQL database; the sims
+// run on a new clock at epoch and read the other node's viewers every
+// presenceEvery.
+func twoNodes(t *testing.T, presenceEvery time.Duration) (clock *testclock.Clock, a, b *node) {
 	t.Helper()
+	clock = testclock.New(epoch)
 	url := storetest.NewDatabase(t, storetest.Postgres(t).Server)
-	out := make([]*node, n)
-	for i := range out {
-		out[i] = startNode(t, url, string(rune('A'+i)), clock, presenceEvery)
+	return clock, startNode(t, url, "A", clock, presenceEvery), startNode(t, url, "B", clock, presenceEvery)
+}
+
+// adopt has the keeper adopt a pet on this node.
+func (nd *node) adopt(t *testing.T, keeper, name, species string) pets.State {
+	t.Helper()
+	p, err := nd.sim.Adopt(context.Background(), keeper, name, species)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return p
 }
 
 func startNode(t *testing.T, url, name string, clock *testclock.Clock, presenceEvery time.Duration) *node {
@@ -124,22 +132,14 @@ func (nd *node) died(id int64) int {
 // stops counting within the presence TTL.
 func TestViewersAreCountedOnEveryNode(t *testing.T) {
 	t.Parallel()
-	clock := testclock.New(epoch)
-	ns := nodes(t, 2, clock, 20*time.Millisecond)
-	a, b := ns[0], ns[1]
+	_, a, b := twoNodes(t, 20*time.Millisecond)
 	ctx := context.Background()
-	p, err := a.sim.Adopt(ctx, "k1", "Pip", "cat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := b.sim.Adopt(ctx, "k2", "Quill", "owl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := a.adopt(t, "k1", "Pip", "cat")
+	q := b.adopt(t, "k2", "Quill", "owl")
 
 	a.watch(p.ID, 1)
 	b.watch(p.ID, 1)
-	for _, nd := range ns {
+	for _, nd := range []*node{a, b} {
 		testwait.Until(t, 10*time.Second, nd.name+" counts 2 watching", func() bool { return nd.viewers(t, p.ID) == 2 })
 		testwait.Until(t, 10*time.Second, nd.name+"'s page is sent 2 watching", func() bool {
 			st, ok := nd.published(p.ID)
@@ -198,19 +198,17 @@ func TestViewersAreCountedOnEveryNode(t *testing.T) {
 // rule reads them again when its own counts say nobody watches.
 func TestATreatIsAllowedWhenAnotherNodeWatches(t *testing.T) {
 	t.Parallel()
-	clock := testclock.New(epoch)
-	ns := nodes(t, 2, clock, time.Minute)
-	a, b := ns[0], ns[1]
+	_, a, b := twoNodes(t, time.Minute)
 	ctx := context.Background()
-	p, err := a.sim.Adopt(ctx, "k1", "Pip", "cat")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := a.adopt(t, "k1", "Pip", "cat")
 	if _, _, err := b.sim.Treat(ctx, "k2", p.ID); !errors.Is(err, pets.ErrNotWatched) {
 		t.Fatalf("treat of a pet nobody watches: %v, want ErrNotWatched", err)
 	}
 	a.watch(p.ID, 1)
-	var st pets.State
+	var (
+		st  pets.State
+		err error
+	)
 	testwait.Until(t, 10*time.Second, "a treat on B of the pet watched on A", func() bool {
 		st, _, err = b.sim.Treat(ctx, "k2", p.ID)
 		if err != nil && !errors.Is(err, pets.ErrNotWatched) {
@@ -233,14 +231,9 @@ func TestATreatIsAllowedWhenAnotherNodeWatches(t *testing.T) {
 // A's next tick (never, here) nor its next read of presence (a minute).
 func TestAFeedOnOneNodeReachesAnotherNodesPage(t *testing.T) {
 	t.Parallel()
-	clock := testclock.New(epoch)
-	ns := nodes(t, 2, clock, time.Minute)
-	a, b := ns[0], ns[1]
+	_, a, b := twoNodes(t, time.Minute)
 	ctx := context.Background()
-	p, err := b.sim.Adopt(ctx, "k1", "Pip", "cat")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := b.adopt(t, "k1", "Pip", "cat")
 	a.watch(p.ID, 1)
 	testwait.Until(t, 10*time.Second, "A's page gets the pet's state", func() bool {
 		_, ok := a.published(p.ID)
@@ -269,22 +262,14 @@ func TestAFeedOnOneNodeReachesAnotherNodesPage(t *testing.T) {
 // still shows its pages the death, once, at its next tick.
 func TestADeathRecordedByAnotherNodeReachesThisNodesPage(t *testing.T) {
 	t.Parallel()
-	clock := testclock.New(epoch)
-	ns := nodes(t, 2, clock, 20*time.Millisecond)
-	a, b := ns[0], ns[1]
+	clock, a, b := twoNodes(t, 20*time.Millisecond)
 	ctx := context.Background()
-	p, err := a.sim.Adopt(ctx, "k1", "Pip", "cat")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := a.adopt(t, "k1", "Pip", "cat")
 	a.watch(p.ID, 1)
 	// Quill, born three ticks later, is watched on B only: on A's active
 	// list.
 	clock.Add(3 * T)
-	q, err := b.sim.Adopt(ctx, "k2", "Quill", "owl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := b.adopt(t, "k2", "Quill", "owl")
 	b.watch(q.ID, 1)
 	testwait.Until(t, 10*time.Second, "A's pages list Quill", func() bool {
 		act, ok := a.pub.lastActive()

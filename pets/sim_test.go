@@ -71,6 +71,7 @@ func (r *recorder) lastActive() (pets.Active, bool) {
 }
 
 type bundle struct {
+	ctx   context.Context
 	sim   *pets.Sim
 	st    *store.Store
 	path  string
@@ -86,7 +87,7 @@ func openStore(t testing.TB, path string) *store.Store { return storetest.Open(t
 func setup(t *testing.T, tune func(*pets.Config)) *bundle {
 	t.Helper()
 	path := databaseFor(t)
-	b := &bundle{st: openStore(t, path), path: path, clock: testclock.New(epoch), pub: &recorder{}}
+	b := &bundle{ctx: context.Background(), st: openStore(t, path), path: path, clock: testclock.New(epoch), pub: &recorder{}}
 	cfg := pets.Config{Store: b.st, Tick: T, Publisher: b.pub, Now: b.clock.Now, ManualTicks: true}
 	if tune != nil {
 		tune(&cfg)
@@ -98,6 +99,15 @@ func setup(t *testing.T, tune func(*pets.Config)) *bundle {
 	t.Cleanup(func() { _ = sim.Stop(context.Background()) })
 	b.sim = sim
 	return b
+}
+
+// adoptedApart has keeper k adopt First now (the clock at epoch) and Second
+// apart later, leaving the clock there.
+func (b *bundle) adoptedApart(t *testing.T, apart time.Duration) (first, second pets.State) {
+	t.Helper()
+	first = b.adopt(t, "k", "First")
+	b.clock.Set(epoch.Add(apart))
+	return first, b.adopt(t, "k", "Second")
 }
 
 func (b *bundle) adopt(t *testing.T, keeper, name string) pets.State {
@@ -152,9 +162,7 @@ func TestTicksAgeAndHungerUpToTheCap(t *testing.T) {
 func TestEachPetTicksOnItsOwnPhase(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	first := b.adopt(t, "k", "First")
-	b.clock.Set(epoch.Add(T / 2))
-	second := b.adopt(t, "k", "Second")
+	first, second := b.adoptedApart(t, T/2)
 	b.clock.Set(at(1, T/4))
 	if a, b := b.get(t, first.ID), b.get(t, second.ID); a.Age != 1 || a.Hunger != 255 || b.Age != 0 || b.Hunger != 250 {
 		t.Errorf("first %d/%d, second %d/%d", a.Age, a.Hunger, b.Age, b.Hunger)
@@ -164,11 +172,10 @@ func TestEachPetTicksOnItsOwnPhase(t *testing.T) {
 func TestFeedTakes100OffDownToZeroForTheKeeperOnly(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	ctx := context.Background()
 	p := b.adopt(t, "keeper", "Mochi")
 	b.clock.Set(at(10, 4*time.Second)) // hunger 300
 	for _, want := range []int{200, 100, 0, 0} {
-		s, err := b.sim.Feed(ctx, "keeper", p.ID)
+		s, err := b.sim.Feed(b.ctx, "keeper", p.ID)
 		if err != nil || s.Hunger != want {
 			t.Fatalf("feed: hunger %d, %v; want %d", s.Hunger, err, want)
 		}
@@ -179,14 +186,14 @@ func TestFeedTakes100OffDownToZeroForTheKeeperOnly(t *testing.T) {
 		t.Errorf("a tick after the last feed: hunger %d, want 5", s.Hunger)
 	}
 
-	_, err := b.sim.Feed(ctx, "stranger", p.ID)
+	_, err := b.sim.Feed(b.ctx, "stranger", p.ID)
 	if !errors.Is(err, pets.ErrNotYours) || !strings.Contains(err.Error(), "Mochi is not your pet") {
 		t.Errorf("stranger's feed: %v", err)
 	}
 	if s := b.get(t, p.ID); s.Hunger != 5 {
 		t.Errorf("refused feed changed hunger to %d", s.Hunger)
 	}
-	if _, err := b.sim.Feed(ctx, "keeper", 999); !errors.Is(err, store.ErrNotFound) {
+	if _, err := b.sim.Feed(b.ctx, "keeper", 999); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown pet: %v", err)
 	}
 }
@@ -210,7 +217,6 @@ func TestFeedIsCommittedBeforeItReturns(t *testing.T) {
 func TestDeathWhenAgePasses10000(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	ctx := context.Background()
 	p := b.adopt(t, "keeper", "Methuselah")
 	other := b.adopt(t, "keeper", "Youngster")
 	b.sim.Watchers().Update(pets.Stream(p.ID), 1)
@@ -230,7 +236,7 @@ func TestDeathWhenAgePasses10000(t *testing.T) {
 	if s.Alive || s.Age != pets.LifeTicks+1 || !s.DiedAt.Equal(deathAt) {
 		t.Errorf("after death: alive %v age %d died %v, want died at %v", s.Alive, s.Age, s.DiedAt, deathAt)
 	}
-	if row, _ := b.st.GetPet(ctx, p.ID); !row.DiedAt.Equal(deathAt) {
+	if row, _ := b.st.GetPet(b.ctx, p.ID); !row.DiedAt.Equal(deathAt) {
 		t.Errorf("stored died_at %v, want %v (the instant, not when noticed)", row.DiedAt, deathAt)
 	}
 	b.pub.mu.Lock()
@@ -251,7 +257,7 @@ func TestDeathWhenAgePasses10000(t *testing.T) {
 	if live := b.pub.takeLive(); len(live) != 0 {
 		t.Errorf("dead pet rendered: %+v", live)
 	}
-	if _, err := b.sim.Feed(ctx, "keeper", p.ID); !errors.Is(err, pets.ErrDead) {
+	if _, err := b.sim.Feed(b.ctx, "keeper", p.ID); !errors.Is(err, pets.ErrDead) {
 		t.Errorf("feeding the dead: %v", err)
 	}
 	if s := b.get(t, other.ID); s.Alive {
@@ -275,11 +281,8 @@ func TestADuePetIsDeadBeforeTheSweep(t *testing.T) {
 func TestRestartCatchesUpOnDeaths(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	ctx := context.Background()
-	first := b.adopt(t, "k", "First")
-	b.clock.Set(epoch.Add(time.Hour))
-	second := b.adopt(t, "k", "Second")
-	if err := b.sim.Start(ctx); err != nil {
+	first, second := b.adoptedApart(t, time.Hour)
+	if err := b.sim.Start(b.ctx); err != nil {
 		t.Fatal(err)
 	}
 	_ = b.sim.Stop(context.Background())
@@ -292,21 +295,21 @@ func TestRestartCatchesUpOnDeaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sim.Start(ctx); err != nil {
+	if err := sim.Start(b.ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer sim.Stop(context.Background())
-	row, _ := b.st.GetPet(ctx, first.ID)
+	row, _ := b.st.GetPet(b.ctx, first.ID)
 	if !row.DiedAt.Equal(epoch.Add(lifespan)) {
 		t.Errorf("first pet's died_at %v, want %v", row.DiedAt, epoch.Add(lifespan))
 	}
-	if row, _ := b.st.GetPet(ctx, second.ID); !row.DiedAt.IsZero() {
+	if row, _ := b.st.GetPet(b.ctx, second.ID); !row.DiedAt.IsZero() {
 		t.Errorf("second pet died early: %v", row.DiedAt)
 	}
 	if c := sim.Counts(); c != (store.PetCounts{Alive: 1, Dead: 1}) {
 		t.Errorf("counts %+v", c)
 	}
-	s, _ := sim.Get(ctx, first.ID)
+	s, _ := sim.Get(b.ctx, first.ID)
 	if s.Age != pets.LifeTicks+1 || s.Alive {
 		t.Errorf("first pet %+v", s)
 	}
@@ -315,29 +318,28 @@ func TestRestartCatchesUpOnDeaths(t *testing.T) {
 func TestTreats(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	ctx := context.Background()
 	mine := b.adopt(t, "giver", "Mine")
 	theirs := b.adopt(t, "owner", "Theirs")
 	b.clock.Set(at(2, 0)) // hunger 260
 
-	_, _, err := b.sim.Treat(ctx, "giver", theirs.ID)
+	_, _, err := b.sim.Treat(b.ctx, "giver", theirs.ID)
 	if !errors.Is(err, pets.ErrNotWatched) || !strings.Contains(err.Error(), "nobody is watching Theirs") {
 		t.Fatalf("unwatched: %v", err)
 	}
 	b.sim.Watchers().Update(pets.Stream(theirs.ID), 1)
 	b.sim.Watchers().Update(pets.Stream(mine.ID), 1)
-	if _, _, err := b.sim.Treat(ctx, "giver", mine.ID); !errors.Is(err, pets.ErrOwnPet) {
+	if _, _, err := b.sim.Treat(b.ctx, "giver", mine.ID); !errors.Is(err, pets.ErrOwnPet) {
 		t.Errorf("own pet: %v", err)
 	}
-	if _, _, err := b.sim.Treat(ctx, "giver", 999); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := b.sim.Treat(b.ctx, "giver", 999); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown pet: %v", err)
 	}
-	if tr, _ := b.sim.Treats(ctx, "giver"); tr.Left != 5 {
+	if tr, _ := b.sim.Treats(b.ctx, "giver"); tr.Left != 5 {
 		t.Errorf("refused treats cost %d", 5-tr.Left)
 	}
 
 	for i := 1; i <= 5; i++ {
-		s, tr, err := b.sim.Treat(ctx, "giver", theirs.ID)
+		s, tr, err := b.sim.Treat(b.ctx, "giver", theirs.ID)
 		if err != nil {
 			t.Fatalf("treat %d: %v", i, err)
 		}
@@ -345,7 +347,7 @@ func TestTreats(t *testing.T) {
 			t.Errorf("treat %d: hunger %d, treats %+v", i, s.Hunger, tr)
 		}
 	}
-	_, _, err = b.sim.Treat(ctx, "giver", theirs.ID)
+	_, _, err = b.sim.Treat(b.ctx, "giver", theirs.ID)
 	if !errors.Is(err, pets.ErrNoTreats) || !strings.Contains(err.Error(), "5 more at") {
 		t.Fatalf("sixth treat: %v", err)
 	}
@@ -353,38 +355,38 @@ func TestTreats(t *testing.T) {
 		t.Errorf("refused treat changed hunger to %d", s.Hunger)
 	}
 	// Another keeper has a budget of their own.
-	if _, tr, err := b.sim.Treat(ctx, "owner", mine.ID); err != nil || tr.Left != 4 {
+	if _, tr, err := b.sim.Treat(b.ctx, "owner", mine.ID); err != nil || tr.Left != 4 {
 		t.Errorf("owner's treat: %+v, %v", tr, err)
 	}
 
 	// Refilled 30 minutes after the window's first treat (hunger has capped by then).
 	b.clock.Set(at(2, 30*time.Minute-time.Millisecond))
-	if tr, _ := b.sim.Treats(ctx, "giver"); tr.Left != 0 {
+	if tr, _ := b.sim.Treats(b.ctx, "giver"); tr.Left != 0 {
 		t.Errorf("a millisecond before the refill: %+v", tr)
 	}
 	b.clock.Set(at(2, 30*time.Minute))
-	if tr, _ := b.sim.Treats(ctx, "giver"); tr.Left != 5 {
+	if tr, _ := b.sim.Treats(b.ctx, "giver"); tr.Left != 5 {
 		t.Errorf("refill: %+v", tr)
 	}
-	s, tr, err := b.sim.Treat(ctx, "giver", theirs.ID)
+	s, tr, err := b.sim.Treat(b.ctx, "giver", theirs.ID)
 	if err != nil || tr.Left != 4 || !tr.RefillAt.Equal(at(2, time.Hour)) || s.Hunger != 480 {
 		t.Errorf("after the refill: %+v %+v %v", s, tr, err)
 	}
 
 	// Down to 0, never below.
 	for range 3 {
-		if _, err := b.sim.Feed(ctx, "owner", theirs.ID); err != nil {
+		if _, err := b.sim.Feed(b.ctx, "owner", theirs.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
-	b.sim.Feed(ctx, "owner", theirs.ID)
-	b.sim.Feed(ctx, "owner", theirs.ID) // hunger 0 now
-	if s, _, err := b.sim.Treat(ctx, "giver", theirs.ID); err != nil || s.Hunger != 0 {
+	b.sim.Feed(b.ctx, "owner", theirs.ID)
+	b.sim.Feed(b.ctx, "owner", theirs.ID) // hunger 0 now
+	if s, _, err := b.sim.Treat(b.ctx, "giver", theirs.ID); err != nil || s.Hunger != 0 {
 		t.Errorf("treat at hunger 0: %d, %v", s.Hunger, err)
 	}
 
 	b.clock.Set(epoch.Add(b.sim.Rules().Lifespan()))
-	if _, _, err := b.sim.Treat(ctx, "giver", theirs.ID); !errors.Is(err, pets.ErrDead) {
+	if _, _, err := b.sim.Treat(b.ctx, "giver", theirs.ID); !errors.Is(err, pets.ErrDead) {
 		t.Errorf("treat to the dead: %v", err)
 	}
 }

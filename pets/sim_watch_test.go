@@ -84,9 +84,7 @@ func TestWatchedPetsAndTheActiveList(t *testing.T) {
 func TestActiveListLeavesOutDeadPets(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	old := b.adopt(t, "k", "Old")
-	b.clock.Set(epoch.Add(time.Hour))
-	young := b.adopt(t, "k", "Young")
+	old, young := b.adoptedApart(t, time.Hour)
 	b.sim.Watchers().Update(pets.Stream(old.ID), 1)
 	b.sim.Watchers().Update(pets.Stream(young.ID), 1)
 	b.tick(t, epoch.Add(b.sim.Rules().Lifespan()+time.Second))

@@ -6,6 +6,7 @@ package loop
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -78,5 +79,33 @@ func Every(done <-chan struct{}, interval time.Duration, tick func(now time.Time
 		case now := <-t.C:
 			tick(now)
 		}
+	}
+}
+
+// Outage logs the outages of a background part's repeated step: the first
+// failure of an outage as a warning with its error, and the first success
+// after it as information. The failures in between, and a failure while
+// ctx is cancelled (the part stopping), are not logged. The zero Outage
+// (with Log, Failed and Recovered set) starts with no outage; it is used by
+// the one goroutine that runs the step.
+type Outage struct {
+	// Log receives the two messages.
+	Log *slog.Logger
+	// Failed is the warning at an outage's start; Recovered the
+	// information at its end.
+	Failed, Recovered string
+
+	failing bool
+}
+
+// Record notes the result of one run of the step.
+func (o *Outage) Record(ctx context.Context, err error) {
+	switch {
+	case err != nil && !o.failing && ctx.Err() == nil:
+		o.failing = true
+		o.Log.Warn(o.Failed, "err", err)
+	case err == nil && o.failing:
+		o.failing = false
+		o.Log.Info(o.Recovered)
 	}
 }

@@ -1,7 +1,10 @@
 package loop
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -76,4 +79,38 @@ func TestEveryTicksUntilDone(t *testing.T) {
 			t.Fatal("Every did not return once done closed")
 		}
 	}
+}
+
+func TestOutageLogsItsStartAndEndOnce(t *testing.T) {
+	var buf bytes.Buffer
+	o := Outage{
+		Log:       slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: dropTime})),
+		Failed:    "down",
+		Recovered: "up",
+	}
+	live, stopped := context.Background(), cancelled()
+	down := errors.New("no answer")
+	o.Record(live, nil)     // no outage: nothing
+	o.Record(stopped, down) // stopping: not an outage
+	o.Record(live, down)    // the outage starts
+	o.Record(live, down)    // still the same outage
+	o.Record(live, nil)     // it ends
+	o.Record(live, nil)
+	want := "level=WARN msg=down err=\"no answer\"\nlevel=INFO msg=up\n"
+	if buf.String() != want {
+		t.Errorf("logged\n%s\nwant\n%s", buf.String(), want)
+	}
+}
+
+func cancelled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+func dropTime(_ []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
 }
