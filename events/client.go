@@ -12,10 +12,6 @@ import (
 	"time"
 )
 
-// closeGrace is how long a client cut off by Close has to take the end of
-// its response; one cut for being slow gets no grace.
-const closeGrace = time.Second
-
 type client struct {
 	stream *stream
 	keys   []int64 // sorted; nil wants every event
@@ -154,7 +150,8 @@ func (h *Hub) write(c *client) {
 
 // cut ends a client's connection. A slow client gets no grace: its
 // connection is closed now, releasing a blocked write. One cut by Close
-// gets closeGrace to receive what is queued and then a clean end of stream.
+// gets Config.CloseGrace to receive what is queued and then a clean end of
+// stream.
 func (h *Hub) cut(c *client, grace time.Duration) {
 	c.mu.Lock()
 	if c.cut || c.dead {

@@ -81,7 +81,7 @@ func TestCloseEndsStreams(t *testing.T) {
 // terminating chunk is written), so clients see a clean end of stream, not
 // a truncated transfer (curl: "transfer closed with outstanding read data").
 func TestCloseEndsStreamsCleanly(t *testing.T) {
-	b := setup(t, events.Config{}, "a", "b")
+	b := setup(t, events.Config{CloseGrace: failAfter}, "a", "b")
 	feeds := connectAll(t, b, "a", "a", "b")
 	closeHub(t, b.hub)
 	for i, feed := range feeds {

@@ -322,7 +322,9 @@ func TestHTTP2StalledClientIsCutOff(t *testing.T) {
 // ends each stream cleanly: r3labs' client sees the end of the stream, not
 // a reset.
 func TestHTTP2CloseEndsStreamsCleanly(t *testing.T) {
-	b := setupH2(t, events.Config{}, "s")
+	// Grace enough for 200 events on a loaded machine (the default 1 s
+	// was not, once in a hundred runs).
+	b := setupH2(t, events.Config{CloseGrace: failAfter}, "s")
 	got, proto := b.subscribeR3(t, "s", 0)
 	connected(t, got, proto, 2)
 	waitFor(t, "the client joined", func() bool { return b.hub.Clients()["s"] == 1 })

@@ -95,6 +95,10 @@ type Config struct {
 	// r3labs (HTTP/2), when events have waited that long for the client
 	// and it has taken none.
 	WriteTimeout time.Duration
+	// CloseGrace is how long a client cut off by Close has to take what is
+	// queued for it and the end of its response (1 s); one cut for being
+	// slow gets no grace.
+	CloseGrace time.Duration
 	// IdleStreamTTL is how long a stream declared with RegisterEphemeral
 	// lives on without clients (1 min); streams are swept at each
 	// heartbeat.
@@ -142,6 +146,7 @@ func New(cfg Config) *Hub {
 	setting.Default(&cfg.Heartbeat, 15*time.Second)
 	setting.Default(&cfg.FlushEvery, 25*time.Millisecond)
 	setting.Default(&cfg.WriteTimeout, 30*time.Second)
+	setting.Default(&cfg.CloseGrace, time.Second)
 	setting.Default(&cfg.IdleStreamTTL, time.Minute)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -322,7 +327,7 @@ func (h *Hub) Close() {
 	for _, s := range h.allStreams() {
 		s.mu.Lock()
 		for c := range s.clients {
-			h.cut(c, closeGrace)
+			h.cut(c, h.cfg.CloseGrace)
 		}
 		s.mu.Unlock()
 	}

@@ -237,7 +237,7 @@ func (f *inlineFeed) publish(batch []*wireEvent) bool {
 }
 
 // drain hands over what was queued for a client the hub is closing on and
-// waits, up to closeGrace, until r3labs has written it: the stream then
+// waits, up to Config.CloseGrace, until r3labs has written it: the stream then
 // ends cleanly after its last event.
 func (f *inlineFeed) drain(served <-chan struct{}) {
 	c := f.c
@@ -246,7 +246,7 @@ func (f *inlineFeed) drain(served <-chan struct{}) {
 	c.queue = nil
 	c.mu.Unlock()
 	f.publish(batch)
-	deadline := time.NewTimer(closeGrace)
+	deadline := time.NewTimer(f.h.cfg.CloseGrace)
 	defer deadline.Stop()
 	for f.inFlight() > 0 {
 		select {
