@@ -272,6 +272,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 			Pets:       a.petFigures,
 			DB:         live.DBSource(st),
 			Nodes:      a.nodes,
+			LiveEvents: liveEventLosses(brk),
 		},
 		Logger: logger,
 	})

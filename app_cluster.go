@@ -25,9 +25,10 @@ import (
 // it is the hub. On PostgreSQL, where several nodes may share the
 // database, it is a broker that carries the shared streams' events to
 // every node through the database, with the same ids everywhere (package
-// broker); it is also returned as the runner to start before the feeds.
-// isLeader, when set, keeps the table's trimming to one node.
-func livePublisher(st *store.Store, hub *events.Hub, isLeader func() bool, ln *pglisten.Listener, logger *slog.Logger) (live.Publisher, runner) {
+// broker); it is also returned (nil on SQLite), to be started before the
+// feeds and to report its losses. isLeader, when set, keeps the table's
+// trimming to one node.
+func livePublisher(st *store.Store, hub *events.Hub, isLeader func() bool, ln *pglisten.Listener, logger *slog.Logger) (live.Publisher, *broker.Broker) {
 	if st.Dialect != store.Postgres {
 		return hub, nil
 	}
@@ -39,6 +40,15 @@ func livePublisher(st *store.Store, hub *events.Hub, isLeader func() bool, ln *p
 		Listener: ln,
 	})
 	return b, b
+}
+
+// liveEventLosses is the stats' LiveEvents source over the broker (nil
+// without one: SQLite).
+func liveEventLosses(b *broker.Broker) func() stats.LiveEvents {
+	if b == nil {
+		return nil
+	}
+	return func() stats.LiveEvents { return stats.LiveEvents{Lost: int64(b.Lost()), Skipped: b.Skipped()} }
 }
 
 // Node is this process's name among the nodes serving the database (the

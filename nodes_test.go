@@ -27,6 +27,11 @@ type nodeStats struct {
 		Self   bool    `json:"self"`
 	} `json:"nodes"`
 	NodesError string `json:"nodes_error"`
+	// LiveEvents is null on SQLite (no broker).
+	LiveEvents *struct {
+		Lost    *int64 `json:"lost"`
+		Skipped *int64 `json:"skipped"`
+	} `json:"live_events"`
 }
 
 // getBody GETs url and fails t unless it answers 200; the body.
@@ -108,10 +113,14 @@ func TestTwoNodesOneLeaderOnPostgres(t *testing.T) {
 			t.Errorf("%s's /api/stats: node %q, leader %q, nodes %q (%s); want %s, node-a, %q",
 				c.app.Node(), s.Node, s.Leader, nodesLine(s), s.NodesError, c.app.Node(), c.want)
 		}
+		if le := s.LiveEvents; le == nil || le.Lost == nil || *le.Lost != 0 || le.Skipped == nil || *le.Skipped != 0 {
+			t.Errorf("%s's /api/stats: live_events %+v, want lost 0 and skipped 0", c.app.Node(), le)
+		}
 	}
 	metricsB := getBody(t, b.URL+"/metrics")
 	for _, want := range []string{`phonehome_node_info{node="node-b"} 1`, "phonehome_leader 0", "phonehome_nodes 2",
-		`phonehome_node_heartbeat_age_seconds{node="node-a"}`} {
+		`phonehome_node_heartbeat_age_seconds{node="node-a"}`, "phonehome_live_events_lost_total 0",
+		"phonehome_live_events_skipped_total 0"} {
 		if !strings.Contains(metricsB, want) {
 			t.Errorf("B's /metrics lacks %s", want)
 		}
@@ -157,14 +166,17 @@ func TestOneNodeOnSQLite(t *testing.T) {
 	if !app.IsLeader() {
 		t.Fatal("a SQLite server does not lead")
 	}
-	if s := readNodeStats(t, app); s.Node != "solo" || s.Leader != "solo" || nodesLine(s) != "solo(leader,self)" {
-		t.Errorf("/api/stats: node %q, leader %q, nodes %q", s.Node, s.Leader, nodesLine(s))
+	if s := readNodeStats(t, app); s.Node != "solo" || s.Leader != "solo" || nodesLine(s) != "solo(leader,self)" || s.LiveEvents != nil {
+		t.Errorf("/api/stats: node %q, leader %q, nodes %q, live_events %+v (want null: no broker)", s.Node, s.Leader, nodesLine(s), s.LiveEvents)
 	}
 	m := getBody(t, app.URL+"/metrics")
 	for _, want := range []string{`phonehome_node_info{node="solo"} 1`, "phonehome_leader 1", "phonehome_nodes 1"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	if strings.Contains(m, "phonehome_live_events") {
+		t.Errorf("/metrics on SQLite has live-event figures, but there is no broker")
 	}
 }
 

@@ -147,6 +147,9 @@ type Broker struct {
 	pending []item
 	dropped int
 	lost    int // events given up on after WriteAttempts
+	// skipped counts the ids the reader skipped after HoleWait while an
+	// insert was still under way (reader's goroutine; read under mu).
+	skipped int64
 	// resyncDue are the shared streams that lost events (given up on, or
 	// dropped): the next batch stored starts with a resync event for each.
 	resyncDue map[string]bool
@@ -270,6 +273,15 @@ func (b *Broker) Lost() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.lost + b.dropped
+}
+
+// Skipped counts the event ids this node's reader gave up waiting for
+// (HoleWait) while their insert was still under way: if they committed
+// after all, their streams' pages were told to resync.
+func (b *Broker) Skipped() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.skipped
 }
 
 // Clients counts this node's clients of every stream.

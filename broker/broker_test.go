@@ -489,6 +489,9 @@ func TestAHoleIsSkippedOnceItCannotFill(t *testing.T) {
 		if got[0].Data != "after" {
 			t.Fatalf("got %+v", got)
 		}
+		if n := a.br.Skipped(); n != 0 {
+			t.Errorf("Skipped() = %d after a rolled-back insert, want 0 (nothing was given up on)", n)
+		}
 	})
 	t.Run("held too long", func(t *testing.T) {
 		a := startNode(t, url, "b", 0, broker.Config{Poll: 20 * time.Millisecond, HoleWait: 200 * time.Millisecond})
@@ -509,6 +512,9 @@ func TestAHoleIsSkippedOnceItCannotFill(t *testing.T) {
 		got = c.waitFor(t, "a resync", 2)
 		if got[1].Event != events.ResyncEvent {
 			t.Fatalf("after the late commit: %+v, want resync", got[1])
+		}
+		if n := a.br.Skipped(); n != 1 {
+			t.Errorf("Skipped() = %d, want the one id given up on", n)
 		}
 	})
 }

@@ -144,6 +144,9 @@ func (r *reader) hole(next int64) (int, error) {
 	if now.Sub(r.holeSince) >= r.b.cfg.HoleWait {
 		r.b.log.Warn("live events skipped: ids missing for too long", "from", r.last+1, "to", next-1)
 		r.late = append(r.late, skipped{from: r.last + 1, to: next - 1, at: now})
+		r.b.mu.Lock()
+		r.b.skipped += next - 1 - r.last
+		r.b.mu.Unlock()
 		r.resyncTrimmed(r.last + 1)
 		r.skip(next)
 		return skip, nil

@@ -56,6 +56,16 @@ type StatsJSON struct {
 	Nodes      []StatsNodeJSON `json:"nodes"`
 	Leader     string          `json:"leader"`
 	NodesError string          `json:"nodes_error,omitempty"`
+	// LiveEvents is what this node's broker lost of the events it carries
+	// between nodes (null on SQLite, where there is no broker).
+	LiveEvents *StatsLiveEventsJSON `json:"live_events"`
+}
+
+// StatsLiveEventsJSON is StatsJSON's live_events: counts since the
+// process started, both 0 on a healthy cluster (stats.LiveEvents).
+type StatsLiveEventsJSON struct {
+	Lost    int64 `json:"lost"`
+	Skipped int64 `json:"skipped"`
 }
 
 // StatsNodeJSON is one node in StatsJSON.
@@ -180,6 +190,9 @@ func statsJSON(s stats.Snapshot) StatsJSON {
 					Leader: node.Leader, Self: node.Name == s.Node}
 			}
 		}
+	}
+	if le := s.LiveEvents; le != nil {
+		j.LiveEvents = &StatsLiveEventsJSON{Lost: le.Lost, Skipped: le.Skipped}
 	}
 	return j
 }

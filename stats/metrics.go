@@ -13,22 +13,24 @@ import (
 // Metric names of phonehome's own figures on /metrics; the Go and process
 // collectors add their usual go_* and process_* metrics.
 const (
-	MetricBuildInfo       = "phonehome_build_info"
-	MetricSSEClients      = "phonehome_sse_clients"
-	MetricSSEStreams      = "phonehome_sse_streams"
-	MetricJobs            = "phonehome_jobs"
-	MetricJobsPerSecond   = "phonehome_jobs_per_second"
-	MetricPets            = "phonehome_pets"
-	MetricPetsWatched     = "phonehome_pets_watched"
-	MetricPetTickSeconds  = "phonehome_pet_tick_seconds"
-	MetricDBBytes         = "phonehome_db_bytes"
-	MetricMemoryBytes     = "phonehome_memory_bytes"
-	MetricScrapeErrors    = "phonehome_stats_errors"
-	MetricNodeInfo        = "phonehome_node_info"
-	MetricLeader          = "phonehome_leader"
-	MetricNodes           = "phonehome_nodes"
-	MetricNodeHeartbeat   = "phonehome_node_heartbeat_age_seconds"
-	metricsScrapeDeadline = 10 * time.Second
+	MetricBuildInfo         = "phonehome_build_info"
+	MetricSSEClients        = "phonehome_sse_clients"
+	MetricSSEStreams        = "phonehome_sse_streams"
+	MetricJobs              = "phonehome_jobs"
+	MetricJobsPerSecond     = "phonehome_jobs_per_second"
+	MetricPets              = "phonehome_pets"
+	MetricPetsWatched       = "phonehome_pets_watched"
+	MetricPetTickSeconds    = "phonehome_pet_tick_seconds"
+	MetricDBBytes           = "phonehome_db_bytes"
+	MetricMemoryBytes       = "phonehome_memory_bytes"
+	MetricScrapeErrors      = "phonehome_stats_errors"
+	MetricNodeInfo          = "phonehome_node_info"
+	MetricLeader            = "phonehome_leader"
+	MetricNodes             = "phonehome_nodes"
+	MetricNodeHeartbeat     = "phonehome_node_heartbeat_age_seconds"
+	MetricLiveEventsLost    = "phonehome_live_events_lost_total"
+	MetricLiveEventsSkipped = "phonehome_live_events_skipped_total"
+	metricsScrapeDeadline   = 10 * time.Second
 )
 
 var (
@@ -63,6 +65,10 @@ var (
 		"Nodes serving the database whose heartbeat is recent.", nil, nil)
 	descNodeHeartbeat = prometheus.NewDesc(MetricNodeHeartbeat,
 		"Age of each live node's last heartbeat, as this node reads it (label node: that node's name).", []string{"node"}, nil)
+	descLiveLost = prometheus.NewDesc(MetricLiveEventsLost,
+		"Live events of the shared streams this node published and the database never took, since it started (several nodes on PostgreSQL; each made its stream's pages resync).", nil, nil)
+	descLiveSkipped = prometheus.NewDesc(MetricLiveEventsSkipped,
+		"Live event ids this node's reader stopped waiting for while their insert was still under way, since it started (several nodes on PostgreSQL).", nil, nil)
 	descErrors = prometheus.NewDesc(MetricScrapeErrors,
 		"1 when a source could not be read during this scrape (source: jobs, db or nodes).", []string{"source"}, nil)
 )
@@ -93,7 +99,7 @@ type promCollector struct{ c *Collector }
 func (p promCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descSSEClients, descSSEStreams, descJobs, descJobsPerSecond,
 		descPets, descPetsWatched, descPetTick, descDBBytes, descMemory, descErrors,
-		descNodeInfo, descLeader, descNodes, descNodeHeartbeat} {
+		descNodeInfo, descLeader, descNodes, descNodeHeartbeat, descLiveLost, descLiveSkipped} {
 		ch <- d
 	}
 }
@@ -124,6 +130,10 @@ func (p promCollector) Collect(ch chan<- prometheus.Metric) {
 				gauge(descNodeHeartbeat, node.HeartbeatAge.Seconds(), node.Name)
 			}
 		}
+	}
+	if le := s.LiveEvents; le != nil {
+		ch <- prometheus.MustNewConstMetric(descLiveLost, prometheus.CounterValue, float64(le.Lost))
+		ch <- prometheus.MustNewConstMetric(descLiveSkipped, prometheus.CounterValue, float64(le.Skipped))
 	}
 	m := s.Memory
 	for _, kv := range []struct {

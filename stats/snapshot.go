@@ -62,6 +62,20 @@ type Snapshot struct {
 	DB *DB
 	// Nodes is nil without a Nodes source, or when not Full.
 	Nodes *Nodes
+	// LiveEvents is nil without a LiveEvents source, or when not Full.
+	LiveEvents *LiveEvents
+}
+
+// LiveEvents are what the node's broker lost of the events it carries
+// between nodes, since the process started. Both stay 0 on a healthy
+// cluster; each loss made the pages of the streams concerned resync.
+type LiveEvents struct {
+	// Lost are events this node published that the database never took
+	// (refused too many times, or too many waiting for it).
+	Lost int64
+	// Skipped are event ids this node's reader stopped waiting for after
+	// the broker's HoleWait while their insert was still under way.
+	Skipped int64
 }
 
 // Memory splits the process's memory, in bytes.

@@ -81,6 +81,10 @@ type Sources struct {
 	// cluster.Lease.Holder). It queries the database, so it is called only
 	// while someone is looking.
 	Nodes func(ctx context.Context) ([]NodeInfo, error)
+	// LiveEvents reports what the node's broker lost of the shared
+	// streams' events (package broker; several nodes on PostgreSQL). It
+	// must be cheap (held in memory); nil leaves it out (SQLite).
+	LiveEvents func() LiveEvents
 }
 
 // DBSource is the database the dashboard reports on.
@@ -299,6 +303,10 @@ func (c *Collector) read(ctx context.Context, full bool) Snapshot {
 	}
 	if c.cfg.Nodes != nil {
 		s.Nodes = c.readNodes(ctx)
+	}
+	if c.cfg.LiveEvents != nil {
+		le := c.cfg.LiveEvents()
+		s.LiveEvents = &le
 	}
 	return s
 }
