@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -27,21 +25,6 @@ type nodeStats struct {
 		Self   bool    `json:"self"`
 	} `json:"nodes"`
 	NodesError string `json:"nodes_error"`
-}
-
-// getBody GETs url and fails t unless it answers 200; the body.
-func getBody(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
-	}
-	return string(body)
 }
 
 func readNodeStats(t *testing.T, app *testApp) nodeStats {
