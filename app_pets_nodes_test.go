@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/internal/testsse"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store/storetest"
@@ -21,7 +22,7 @@ import (
 // (its presence rows go at Stop).
 func TestLivePetViewersCountOnEveryServer(t *testing.T) {
 	t.Parallel()
-	db := storetest.NewDatabase(t, storetest.Postgres(t).Server)
+	db := storetest.Postgres(t).Target(t)
 	a := startApp(t, Config{DB: db})
 	b := startApp(t, Config{DB: db})
 
@@ -39,42 +40,17 @@ func TestLivePetViewersCountOnEveryServer(t *testing.T) {
 	}
 	stream := pets.Stream(pet.ID)
 	watching := func(n int) string { return fmt.Sprintf(`<span class="stat-n">%d</span> watching`, n) }
-	read := func(app *testApp) <-chan string {
+	read := func(app *testApp) <-chan events.Message {
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
-		resp := app.openStream(t, ctx, stream)
-		out := make(chan string, 64)
-		go func() {
-			defer close(out)
-			for m := range testsse.Messages(resp.Body, 1<<16) {
-				out <- m.Data
-			}
-		}()
-		return out
-	}
-	until := func(msgs <-chan string, what, want string) {
-		t.Helper()
-		deadline := time.After(10 * time.Second)
-		for {
-			select {
-			case data, open := <-msgs:
-				if !open {
-					t.Fatalf("%s: the stream ended", what)
-				}
-				if strings.Contains(data, want) {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("%s: not within 10 s", what)
-			}
-		}
+		return testsse.Messages(app.openStream(t, ctx, stream).Body, 1<<16)
 	}
 	onA, onB := read(a), read(b)
-	until(onA, "A's page: 2 watching", watching(2))
-	until(onB, "B's page: 2 watching", watching(2))
+	untilEvent(t, onA, 10*time.Second, "A's page: 2 watching", watching(2))
+	untilEvent(t, onB, 10*time.Second, "B's page: 2 watching", watching(2))
 
 	if err := b.stop(); err != nil {
 		t.Fatal(err)
 	}
-	until(onA, "A's page: 1 watching once B stopped", watching(1))
+	untilEvent(t, onA, 10*time.Second, "A's page: 1 watching once B stopped", watching(1))
 }

@@ -68,13 +68,9 @@ var ledgerSums = map[string]string{
 	"extraterrestrial_counts": "SELECT status, sum(n) FROM extraterrestrial_counts GROUP BY status HAVING sum(n) <> 0",
 }
 
-// pgAppTest names the test that runs in-process app tests on PostgreSQL:
-// startApp gives every app started under it a PostgreSQL database.
-const pgAppTest = "TestAppOnPostgres"
-
 // appDatabaseFor is the -db of an app a test starts without one: a new
 // PostgreSQL database for the tests TestAppOnPostgres runs, a new SQLite
 // file otherwise.
 func appDatabaseFor(t *testing.T) string {
-	return storetest.DatabaseFor(t, pgAppTest, "phonehome.db")
+	return storetest.DatabaseFor(t, "phonehome.db")
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // TestFaultKillMidCampaign kills the server with SIGKILL several times at
@@ -24,9 +25,7 @@ import (
 // under -race a 1,000-extraterrestrial campaign with 3 kills runs on the
 // race-built server too, whose every run must report no data race.
 func TestFaultKillMidCampaign(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a 10,000-extraterrestrial campaign with kills and restarts of the real binary; not with -short")
-	}
+	skipShort(t, "a 10,000-extraterrestrial campaign with kills and restarts of the real binary")
 	t.Run("10000 calls, plain server", func(t *testing.T) { killMidCampaign(t, 10000, 5, true) })
 	if raceEnabled() {
 		t.Run("1000 calls, race-built server", func(t *testing.T) { killMidCampaign(t, 1000, 3, false) })
@@ -37,37 +36,21 @@ func TestFaultKillMidCampaign(t *testing.T) {
 // and kills kills, on the plain or the race-built server.
 func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 	bin := phonehomeBinary(t, plain)
-	path := faultDatabaseFor(t, "campaign.db")
+	path := storetest.DatabaseFor(t, "campaign.db")
 	if code, _, stderr := runFaultBinary(t, bin, nil, "seed", "-db", path, "-ets", strconv.Itoa(total)); code != 0 {
 		t.Fatalf("seed: exit %d: %s", code, stderr)
 	}
-	rng := rand.New(rand.NewPCG(faultSeed(t), 1))
-	// Kill when this many calls have finished: random, increasing, in the
-	// first 85 % of the campaign (a kill may come before any has).
-	var at []int
-	for range kills {
-		at = append(at, rng.IntN(total*85/100))
-	}
-	slices.Sort(at)
-
+	at := killMoments(rand.New(rand.NewPCG(faultSeed(t), 1)), total, kills)
 	db := openFaultDB(t, path)
-	finished := func() int {
-		return dbCount(t, db, "SELECT count(*) FROM jobs WHERE state IN ('completed', 'discarded', 'cancelled')")
-	}
 	args := []string{"-backoff", "0s", "-answer-rate", "0.5", "-poll", "50ms", "-grace", "5s"}
 	srv := startFaultServer(t, bin, path, args...)
 	start := time.Now()
-	if status, body := faultCall(t, faultClient, "POST", srv.URL+"/api/phone-home", "", ""); status != 200 || strings.TrimSpace(body) != fmt.Sprintf(`{"enqueued":%d}`, total) {
-		t.Fatalf("phone home: %d %s", status, body)
-	}
+	phoneHomeAll(t, srv.URL, total)
 	// An interrupted attempt is a job executing in the killed process; one
 	// that a later kill finds still waiting for its rescue counts once.
 	interrupted := map[string]bool{}
 	for i, n := range at {
-		waitUntil(t, 3*time.Minute, fmt.Sprintf("kill %d: %d calls finished", i+1, n), func() (bool, string) {
-			f := finished()
-			return f >= n, fmt.Sprintf("%d finished", f)
-		})
+		waitFinished(t, db, 3*time.Minute, n, fmt.Sprintf("kill %d", i+1))
 		srv.kill()
 		var executing []string
 		if err := db.Select(&executing, "SELECT id || ' ' || attempted_by FROM jobs WHERE state = 'executing'"); err != nil {
@@ -78,15 +61,12 @@ func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 			interrupted[e] = true
 		}
 		t.Logf("%s: kill %d after %d of %d calls finished: %d attempts interrupted (%d executing, waiting for their rescue)",
-			time.Since(start).Round(time.Millisecond), i+1, finished(), total, len(interrupted)-before, len(executing))
+			time.Since(start).Round(time.Millisecond), i+1, finishedCalls(t, db), total, len(interrupted)-before, len(executing))
 		srv = startFaultServer(t, bin, path, args...)
 	}
 	// The interrupted attempts are rescued once their process's heartbeat
 	// is stale, so the last ones may take a minute or so.
-	waitUntil(t, 4*time.Minute, "the campaign to finish", func() (bool, string) {
-		f := finished()
-		return f == total, fmt.Sprintf("%d of %d finished", f, total)
-	})
+	waitFinished(t, db, 4*time.Minute, total, "the campaign")
 	t.Logf("%s: the campaign is finished", time.Since(start).Round(time.Millisecond))
 	// Nothing runs anymore, but a stray claim would show in the checks below.
 	if status, _ := faultCall(t, faultClient, "GET", srv.URL+"/api/extraterrestrials?limit=1", "", ""); status != 200 {
@@ -99,6 +79,43 @@ func killMidCampaign(t *testing.T, total, kills int, plain bool) {
 	}
 	t.Logf("%d kills survived: %d calls made, %d attempts interrupted and rescued, none lost or counted twice; %d home, %d no answer after %d attempts",
 		kills, tally.attempts, len(interrupted), tally.home, tally.noAnswer, 5)
+}
+
+// killMoments are when to kill a server during a campaign of total calls,
+// as how many calls have finished by then: random, increasing, in the
+// first 85 % of the campaign (a kill may come before any has).
+func killMoments(rng *rand.Rand, total, kills int) []int {
+	at := make([]int, kills)
+	for i := range at {
+		at[i] = rng.IntN(total * 85 / 100)
+	}
+	slices.Sort(at)
+	return at
+}
+
+// finishedCalls is how many of the campaign's calls have finished, in the
+// database db.
+func finishedCalls(t *testing.T, db *sqlx.DB) int {
+	return dbCount(t, db, "SELECT count(*) FROM jobs WHERE state IN ('completed', 'discarded', 'cancelled')")
+}
+
+// waitFinished waits, at most within, until n calls have finished (what
+// names the moment in the failure).
+func waitFinished(t *testing.T, db *sqlx.DB, within time.Duration, n int, what string) {
+	t.Helper()
+	waitUntil(t, within, fmt.Sprintf("%s: %d calls finished", what, n), func() (bool, string) {
+		f := finishedCalls(t, db)
+		return f >= n, fmt.Sprintf("%d finished", f)
+	})
+}
+
+// phoneHomeAll starts the campaign on the server at url: every one of the
+// total extraterrestrials enqueued.
+func phoneHomeAll(t *testing.T, url string, total int) {
+	t.Helper()
+	if status, body := faultCall(t, faultClient, "POST", url+"/api/phone-home", "", ""); status != 200 || strings.TrimSpace(body) != fmt.Sprintf(`{"enqueued":%d}`, total) {
+		t.Fatalf("phone home on %s: %d %s", url, status, body)
+	}
 }
 
 // sql0String is a TEXT column that may be NULL (read as "").

@@ -12,9 +12,7 @@ import (
 // SIGKILL (no clean stop), the kernel has dropped its lock and a new
 // server starts on the file.
 func TestFaultSecondServerOnOneSQLiteFile(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the real binary")
-	}
+	skipShort(t, "runs the real binary")
 	bin := phonehomeBinary(t, true)
 	db := filepath.Join(t.TempDir(), "one.db")
 	first := startFaultServer(t, bin, db)

@@ -18,6 +18,7 @@ import (
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/pets"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // TestFaultKillLivePet adopts and feeds pets through the JSON API while the
@@ -30,15 +31,13 @@ import (
 // file, but nothing else is. The pets live on: older, feedable, their
 // page's stream live.
 func TestFaultKillLivePet(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kills and restarts the real binary; not with -short")
-	}
+	skipShort(t, "kills and restarts the real binary")
 	const (
 		kills = 3
 		tick  = 100 * time.Millisecond
 	)
 	bin := phonehomeBinary(t, false)
-	path := faultDatabaseFor(t, "pets.db")
+	path := storetest.DatabaseFor(t, "pets.db")
 	rng := rand.New(rand.NewPCG(faultSeed(t), 2))
 	args := []string{"-pet-tick", tick.String(), "-poll", "50ms"}
 	srv := startFaultServer(t, bin, path, args...)

@@ -38,6 +38,15 @@ type builtBinary struct {
 	err  error
 }
 
+// skipShort skips t under -short: what, a long test's reason, is what it
+// runs ("runs the real binary").
+func skipShort(t *testing.T, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(what + "; not with -short")
+	}
+}
+
 // binaries are the plain build and, when the tests run with -race, the
 // race-detecting one.
 var binaries = map[bool]*builtBinary{false: {}, true: {}}

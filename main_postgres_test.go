@@ -14,7 +14,7 @@ import (
 // printed (serve: postgres_serve_test.go).
 func TestCommandLineOnPostgres(t *testing.T) {
 	t.Parallel()
-	db := storetest.NewDatabase(t, storetest.Postgres(t).Server)
+	db := storetest.Postgres(t).Target(t)
 	password, _ := storetest.ParseURL(t, db).User.Password()
 	tests := []struct {
 		name       string

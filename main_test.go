@@ -23,6 +23,7 @@ import (
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // testApp is the real server running on 127.0.0.1:0 over a new database
@@ -126,18 +127,51 @@ func subscribe(t *testing.T, url string) <-chan events.Message {
 	return testsse.Messages(resp.Body, 1<<16)
 }
 
+// post POSTs an empty JSON request to url and fails t unless it answers
+// 200; the body, trimmed.
 func post(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", nil)
+	return strings.TrimSpace(body200(t, http.MethodPost, url))
+}
+
+// getBody GETs url and fails t unless it answers 200; the body.
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	return body200(t, http.MethodGet, url)
+}
+
+// body200 sends an empty request (a POST's typed JSON) to url and fails t
+// unless it answers 200; the body.
+func body200(t *testing.T, method, url string) string {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
-		t.Fatalf("POST %s: %d %s", url, resp.StatusCode, body)
+		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, body)
 	}
-	return strings.TrimSpace(string(body))
+	return string(body)
+}
+
+// seedDatabase migrates the database at target and adds n
+// extraterrestrials to it, as `phonehome seed` does.
+func seedDatabase(t *testing.T, target string, n int) {
+	t.Helper()
+	st := storetest.Open(t, target)
+	if err := st.GenerateExtraterrestrials(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
 }
 
 var rowEvent = regexp.MustCompile(`(?s)^<tr id="extraterrestrial-(\d+)".*?<td class="num">(\d+)</td>`)
@@ -279,18 +313,7 @@ func TestCampaignEndToEnd(t *testing.T) {
 // stream ends, and no job is left executing.
 func TestShutdownWithStreamsAndRunningJobs(t *testing.T) {
 	path := appDatabaseFor(t)
-	ctx := context.Background()
-	st, err := store.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.GenerateExtraterrestrials(ctx, 3000); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	seedDatabase(t, path, 3000)
 
 	const grace = 3 * time.Second
 	app := startApp(t, Config{DB: path, Backoff: jobs.FixedBackoff(0), AnswerRate: 0, Grace: grace})
@@ -324,7 +347,7 @@ func TestShutdownWithStreamsAndRunningJobs(t *testing.T) {
 		}
 	}
 
-	st, err = store.Open(ctx, path)
+	st, err := store.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,7 @@ type nodeRun struct {
 // two cores). When the test fails, its log has every node's last lines.
 func startNodes(t *testing.T, n, ets int, plain bool, args ...string) *nodeCluster {
 	t.Helper()
+	skipShort(t, fmt.Sprintf("%d real servers", n))
 	pg := storetest.Postgres(t)
 	c := &nodeCluster{t: t, bin: phonehomeBinary(t, plain), DB: storetest.NewDatabase(t, pg.Server), args: args}
 	seed := []string{"seed", "-db", c.DB}

@@ -52,9 +52,6 @@ func (c *nodeCluster) leaderOf(l maintenanceLease) int {
 // (the count ledger is folded, which only the leader does). The cron entry
 // was never inserted twice for one slot.
 func TestNodesLeaderKilled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three real servers and a lease expiry; not with -short")
-	}
 	c := startNodes(t, 3, 0, false, "-backoff", "0s", "-answer-rate", "1", "-poll", "50ms")
 	var old maintenanceLease
 	waitUntil(t, 30*time.Second, "a node to hold the maintenance lease", func() (bool, string) {

@@ -19,18 +19,12 @@ import (
 // other nodes' changes as much as its own: every client must see every
 // row's every call, in order per row, ending as the database ends.
 func TestNodesStreamEveryChange(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three real servers and a campaign; not with -short")
-	}
-	const total = 1000
-	c := startNodes(t, 3, total, false, "-backoff", "0s", "-answer-rate", "0.5", "-poll", "50ms")
+	c := startStreamNodes(t, 3)
 	streams := make([]<-chan events.Message, 3)
 	for i := range streams {
 		streams[i] = c.stream(i)
 	}
-	if status, body := faultCall(t, faultClient, "POST", c.URL(0)+"/api/phone-home", "", ""); status != 200 || strings.TrimSpace(body) != fmt.Sprintf(`{"enqueued":%d}`, total) {
-		t.Fatalf("phone home on node A: %d %s", status, body)
-	}
+	phoneHomeAll(t, c.URL(0), streamTotal)
 
 	// Each client reads until every row has ended (home, or no answer
 	// after its last attempt), in a goroutine of its own so that the three
@@ -43,7 +37,7 @@ func TestNodesStreamEveryChange(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			seen[i], counts[i], problems[i] = readCampaign(streams[i], total, time.Minute)
+			seen[i], counts[i], problems[i] = readCampaign(streams[i], streamTotal, time.Minute)
 		}()
 	}
 	wg.Wait()
@@ -64,8 +58,8 @@ func TestNodesStreamEveryChange(t *testing.T) {
 	if err := c.Conn.Select(&rows, "SELECT id, communication_status, communication_attempt FROM extraterrestrials ORDER BY id"); err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != total {
-		t.Fatalf("%d extraterrestrials in the database, want %d", len(rows), total)
+	if len(rows) != streamTotal {
+		t.Fatalf("%d extraterrestrials in the database, want %d", len(rows), streamTotal)
 	}
 	for i := range seen {
 		bad := 0
@@ -118,8 +112,20 @@ func TestNodesStreamEveryChange(t *testing.T) {
 	for _, cs := range seen[0] {
 		calls += len(cs)
 	}
-	t.Logf("each of 3 streams saw all %d calls of %d rows, in order, and the final counts; the last attempts ran on %d nodes", calls, total, by)
+	t.Logf("each of 3 streams saw all %d calls of %d rows, in order, and the final counts; the last attempts ran on %d nodes", calls, streamTotal, by)
 	c.stopAll()
+}
+
+// streamTotal is the size of the campaigns whose whole streams the node
+// tests read: a thousand extraterrestrials.
+const streamTotal = 1000
+
+// startStreamNodes starts n nodes over a database of streamTotal
+// extraterrestrials whose calls go fast: no backoff, half of them answered,
+// polled every 50 ms.
+func startStreamNodes(t *testing.T, n int) *nodeCluster {
+	t.Helper()
+	return startNodes(t, n, streamTotal, false, "-backoff", "0s", "-answer-rate", "0.5", "-poll", "50ms")
 }
 
 // readCampaign reads row events from a whole extraterrestrials stream until
@@ -128,37 +134,55 @@ func TestNodesStreamEveryChange(t *testing.T) {
 // cannot read, or the deadline passed first.
 func readCampaign(msgs <-chan events.Message, total int, within time.Duration) (seen map[int64][]call, counts [4]int, problem string) {
 	seen = map[int64][]call{}
+	problem = readRows(msgs, total, within, func(m events.Message) (bool, string) {
+		switch m.Event {
+		case "":
+		case events.ResyncEvent:
+			return false, "resync: the node could not keep up and dropped events"
+		case live.CountsEvent:
+			counts = countsOf(m.Data)
+			return false, ""
+		default:
+			return false, ""
+		}
+		id, c, ok := rowCall(m.Data)
+		if !ok {
+			return false, fmt.Sprintf("unexpected event %q", m.Data)
+		}
+		seen[id] = append(seen[id], c)
+		return c.ended(), ""
+	})
+	if problem != "" {
+		problem += fmt.Sprintf(" (%d rows seen at all)", len(seen))
+	}
+	return seen, counts, problem
+}
+
+// readRows reads a whole extraterrestrials stream until total rows have
+// ended, as read says of each event (or what is wrong with it), and says
+// what went wrong: the stream ended, read's problem, or within passed
+// first ("" when nothing did).
+func readRows(msgs <-chan events.Message, total int, within time.Duration, read func(m events.Message) (ended bool, problem string)) string {
 	ended := 0
 	deadline := time.After(within)
 	for ended < total {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
-				return seen, counts, fmt.Sprintf("ended after %d of %d rows ended", ended, total)
+				return fmt.Sprintf("the stream ended after %d of %d rows ended", ended, total)
 			}
-			switch m.Event {
-			case "":
-			case events.ResyncEvent:
-				return seen, counts, "resync: the node could not keep up and dropped events"
-			case live.CountsEvent:
-				counts = countsOf(m.Data)
-				continue
-			default:
-				continue
+			rowEnded, problem := read(m)
+			if problem != "" {
+				return problem
 			}
-			id, c, ok := rowCall(m.Data)
-			if !ok {
-				return seen, counts, fmt.Sprintf("unexpected event %q", m.Data)
-			}
-			seen[id] = append(seen[id], c)
-			if c.ended() {
+			if rowEnded {
 				ended++
 			}
 		case <-deadline:
-			return seen, counts, fmt.Sprintf("only %d of %d rows ended within %s (%d rows seen at all)", ended, total, within, len(seen))
+			return fmt.Sprintf("only %d of %d rows ended within %s", ended, total, within)
 		}
 	}
-	return seen, counts, ""
+	return ""
 }
 
 var countN = regexp.MustCompile(`class="count-n">([^<]*)<`)

@@ -97,22 +97,7 @@ func openStream(t *testing.T, client *http.Client, url, lastID string) (msgs <-c
 // within.
 func untilEvent(t *testing.T, msgs <-chan events.Message, within time.Duration, what, want string) {
 	t.Helper()
-	deadline := time.After(within)
-	var last string
-	for {
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				t.Fatalf("%s: the stream ended (last event %.300q)", what, last)
-			}
-			if strings.Contains(m.Data, want) {
-				return
-			}
-			last = m.Data
-		case <-deadline:
-			t.Fatalf("%s: no event with %q within %s (last event %.300q)", what, want, within, last)
-		}
-	}
+	testsse.Until(t, msgs, within, what, func(m events.Message) bool { return strings.Contains(m.Data, want) })
 }
 
 // TestNodesLivePet runs LivePet on two nodes over one PostgreSQL database:
@@ -121,9 +106,6 @@ func untilEvent(t *testing.T, msgs <-chan events.Message, within time.Duration, 
 // the treat; a second viewer, on B, makes both nodes say "2 watching"; and
 // when B is killed its viewer stops counting within seconds.
 func TestNodesLivePet(t *testing.T) {
-	if testing.Short() {
-		t.Skip("two real servers; not with -short")
-	}
 	// Ticks an hour apart: nothing but the treat changes the pet's hunger.
 	c := startNodes(t, 2, 0, false, "-pet-tick", "1h")
 	a, b := c.URL(0), c.URL(1)

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,19 +17,13 @@ import (
 // what a client that stayed on B all along received: no gap, nothing
 // twice (or, if B cannot resume that far back, a resync event at once).
 func TestNodesResumeOnAnotherNode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("two real servers and a campaign; not with -short")
-	}
-	const total = 1000
-	c := startNodes(t, 2, total, false, "-backoff", "0s", "-answer-rate", "0.5", "-poll", "50ms")
+	c := startStreamNodes(t, 2)
 	whole, _ := openStream(t, http.DefaultClient, c.URL(1)+"/events?stream=extraterrestrials", "")
 	onA, leaveA := openStream(t, http.DefaultClient, c.URL(0)+"/events?stream=extraterrestrials", "")
-	if status, body := faultCall(t, faultClient, "POST", c.URL(0)+"/api/phone-home", "", ""); status != 200 || strings.TrimSpace(body) != fmt.Sprintf(`{"enqueued":%d}`, total) {
-		t.Fatalf("phone home on node A: %d %s", status, body)
-	}
+	phoneHomeAll(t, c.URL(0), streamTotal)
 
 	// The reference: every event with an id, until every row has ended.
-	want := idsUntil(t, whole, total, time.Minute)
+	want := idsUntil(t, whole, streamTotal, time.Minute)
 
 	// A third of the way in, leave A.
 	var first []string
@@ -94,25 +86,13 @@ func TestNodesResumeOnAnotherNode(t *testing.T) {
 func idsUntil(t *testing.T, msgs <-chan events.Message, total int, within time.Duration) []string {
 	t.Helper()
 	var ids []string
-	ended := 0
-	deadline := time.After(within)
-	for ended < total {
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				t.Fatalf("the stream ended after %d of %d rows ended", ended, total)
-			}
-			if m.ID != "" {
-				ids = append(ids, m.ID)
-			}
-			if m.Event == "" {
-				if finalStatus(statusOf(m.Data)) {
-					ended++
-				}
-			}
-		case <-deadline:
-			t.Fatalf("only %d of %d rows ended within %s", ended, total, within)
+	if problem := readRows(msgs, total, within, func(m events.Message) (bool, string) {
+		if m.ID != "" {
+			ids = append(ids, m.ID)
 		}
+		return m.Event == "" && finalStatus(statusOf(m.Data)), ""
+	}); problem != "" {
+		t.Fatal(problem)
 	}
 	return ids
 }

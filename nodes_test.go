@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -32,21 +30,6 @@ type nodeStats struct {
 		Lost    *int64 `json:"lost"`
 		Skipped *int64 `json:"skipped"`
 	} `json:"live_events"`
-}
-
-// getBody GETs url and fails t unless it answers 200; the body.
-func getBody(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
-	}
-	return string(body)
 }
 
 func readNodeStats(t *testing.T, app *testApp) nodeStats {

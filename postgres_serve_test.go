@@ -27,12 +27,7 @@ import (
 // a bulk retry against the unique index, and a shutdown mid-campaign.
 // The suites stay plain TestX functions, listed here, not copied.
 func TestAppOnPostgres(t *testing.T) {
-	storetest.Postgres(t)
-	t.Run("TestCampaignEndToEnd", TestCampaignEndToEnd)
-	t.Run("TestHostileInputOnEveryRoute", TestHostileInputOnEveryRoute)
-	t.Run("TestHostileNamesStoredVerbatimShownEscaped", TestHostileNamesStoredVerbatimShownEscaped)
-	t.Run("TestBulkRetryOfTwoFinishedCopiesOfOneCall", TestBulkRetryOfTwoFinishedCopiesOfOneCall)
-	t.Run("TestShutdownWithStreamsAndRunningJobs", TestShutdownWithStreamsAndRunningJobs)
+	storetest.RunSuites(t, TestCampaignEndToEnd, TestHostileInputOnEveryRoute, TestHostileNamesStoredVerbatimShownEscaped, TestBulkRetryOfTwoFinishedCopiesOfOneCall, TestShutdownWithStreamsAndRunningJobs)
 }
 
 // withUser is dbURL with another user and password.
@@ -218,18 +213,7 @@ func TestCampaignSurvivesAPostgresRestart(t *testing.T) {
 // twice.
 func campaignThroughOutage(t *testing.T, db string, total int, what string, cut func() (restore func())) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.GenerateExtraterrestrials(ctx, total); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	seedDatabase(t, db, total)
 
 	app := startApp(t, Config{DB: db, Backoff: jobs.FixedBackoff(0), AnswerRate: 0.5, Poll: 50 * time.Millisecond})
 	conn := openTestDB(t, db)
@@ -281,17 +265,6 @@ func campaignThroughOutage(t *testing.T, db string, total int, what string, cut 
 	t.Logf("after %s: %d calls, %d rescued, %d home, %d no answer", what, tally.attempts, tally.rescued, tally.home, tally.noAnswer)
 }
 
-// pgFaultsTest names the test that runs fault tests on PostgreSQL: the
-// servers they start get a PostgreSQL database (faultDatabaseFor).
-const pgFaultsTest = "TestFaultsOnPostgres"
-
-// faultDatabaseFor is the -db of a fault test's server: a new PostgreSQL
-// database for the tests TestFaultsOnPostgres runs, else a new SQLite file
-// of that name.
-func faultDatabaseFor(t *testing.T, file string) string {
-	return storetest.DatabaseFor(t, pgFaultsTest, file)
-}
-
 // TestFaultsOnPostgres runs the kill -9 fault tests on PostgreSQL too
 // (skipped without PHONEHOME_TEST_POSTGRES; failed under CI without it): a
 // campaign killed mid-way five times (and, under -race, the race-built
@@ -299,7 +272,5 @@ func faultDatabaseFor(t *testing.T, file string) string {
 // The others' subject is SQLite's file (startup on a bad file, a full
 // disk); PostgreSQL's bad databases are TestServeRefusesBadPostgresDatabases.
 func TestFaultsOnPostgres(t *testing.T) {
-	storetest.Postgres(t)
-	t.Run("TestFaultKillMidCampaign", TestFaultKillMidCampaign)
-	t.Run("TestFaultKillLivePet", TestFaultKillLivePet)
+	storetest.RunSuites(t, TestFaultKillMidCampaign, TestFaultKillLivePet)
 }

@@ -67,22 +67,29 @@ func openRiver(ctx context.Context, path string, maxAttempts int, h handler) (qu
 	if err != nil {
 		return nil, err
 	}
-	q, err := newRiverQueue(ctx, riversqlite.New(db), maxAttempts, h)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	q.pending = func(ctx context.Context) (n int, err error) {
+	pending := func(ctx context.Context) (n int, err error) {
 		err = db.QueryRowContext(ctx, pendingSQL).Scan(&n)
 		return n, err
 	}
-	q.close = db.Close
-	return q, nil
+	return newRiverQueue(ctx, riversqlite.New(db), maxAttempts, h, pending, db.Close)
 }
 
 // newRiverQueue migrates River's schema over driver and builds its client
-// with the benchmark's settings (the same on both databases).
-func newRiverQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], maxAttempts int, h handler) (*riverQueue[TTx], error) {
+// with the benchmark's settings (the same on both databases). pending
+// counts the unfinished jobs and closeDB closes the database, at Close or
+// at once when this fails.
+func newRiverQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], maxAttempts int, h handler,
+	pending func(context.Context) (int, error), closeDB func() error) (queueImpl, error) {
+	q, err := riverClient(ctx, driver, maxAttempts, h)
+	if err != nil {
+		closeDB()
+		return nil, err
+	}
+	q.pending, q.close = pending, closeDB
+	return q, nil
+}
+
+func riverClient[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], maxAttempts int, h handler) (*riverQueue[TTx], error) {
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: discardLogger})
 	if err != nil {
 		return nil, err

@@ -23,15 +23,9 @@ func openRiverPG(ctx context.Context, target string, maxAttempts int, h handler)
 	if err != nil {
 		return nil, err
 	}
-	q, err := newRiverQueue(ctx, riverpgxv5.New(pool), maxAttempts, h)
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	q.pending = func(ctx context.Context) (n int, err error) {
+	pending := func(ctx context.Context) (n int, err error) {
 		err = pool.QueryRow(ctx, pendingSQL).Scan(&n)
 		return n, err
 	}
-	q.close = func() error { pool.Close(); return nil }
-	return q, nil
+	return newRiverQueue(ctx, riverpgxv5.New(pool), maxAttempts, h, pending, func() error { pool.Close(); return nil })
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/phonehome/phonehome/internal/appenv"
 	"github.com/phonehome/phonehome/internal/syncbuf"
+	"github.com/phonehome/phonehome/store/storetest"
 )
 
 // binary is the phonehome binary TestMain built; buildErr says why there is none.
@@ -126,12 +127,12 @@ type server struct {
 }
 
 // startServer starts phonehome on a free 127.0.0.1 port over a new database
-// (databaseFor: SQLite, or PostgreSQL under TestBrowserOnPostgres), with the
-// given flags, and stops it at the end of the test.
+// (storetest.DatabaseFor: SQLite, or PostgreSQL under TestBrowserOnPostgres),
+// with the given flags, and stops it at the end of the test.
 func startServer(t *testing.T, flags ...string) *server {
 	t.Helper()
 	requireBinary(t)
-	s := &server{t: t, addr: freeAddr(t), db: databaseFor(t), logs: &syncbuf.Buffer{}}
+	s := &server{t: t, addr: freeAddr(t), db: storetest.DatabaseFor(t, "phonehome.db"), logs: &syncbuf.Buffer{}}
 	s.args = flags
 	s.start()
 	t.Cleanup(func() {

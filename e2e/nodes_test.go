@@ -36,7 +36,7 @@ func startNode(t *testing.T, db string, flags ...string) *server {
 // database holds.
 func TestNodesPageShowsAnotherNodesChanges(t *testing.T) {
 	requireBinary(t)
-	db := storetest.NewDatabase(t, storetest.Postgres(t).Server)
+	db := storetest.Postgres(t).Target(t)
 	flags := []string{"-backoff", "300ms", "-answer-rate", "0.3"}
 	// B first: a new database is migrated and seeded by the first node.
 	// Node C never polls: it may take first calls (the insert notifies

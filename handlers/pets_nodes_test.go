@@ -111,7 +111,7 @@ func watchingText(n int) string { return fmt.Sprintf(`<span class="stat-n">%d</s
 // once; a node that dies stops counting within the presence TTL.
 func TestLivePetAcrossTwoNodes(t *testing.T) {
 	t.Parallel()
-	db := storetest.NewDatabase(t, storetest.Postgres(t).Server)
+	db := storetest.Postgres(t).Target(t)
 	a, b := startPetNode(t, db, "A"), startPetNode(t, db, "B")
 	owner, stranger := browser(t), browser(t)
 

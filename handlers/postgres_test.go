@@ -7,16 +7,12 @@ import (
 	"github.com/phonehome/phonehome/store/storetest"
 )
 
-// pgSuitesTest names the test that runs handler suites on PostgreSQL: every
-// testServer set up under it (setupServer) gets a PostgreSQL database.
-const pgSuitesTest = "TestHandlerSuitesOnPostgres"
-
 // backendFor is the database of a test's server: PostgreSQL for the suites
 // TestHandlerSuitesOnPostgres runs, SQLite for every other test. The suites
 // stay plain TestX functions (run once on SQLite by go test, once more on
 // PostgreSQL from the table below), not copies.
 func backendFor(t testing.TB) storetest.Backend {
-	if storetest.Under(t, pgSuitesTest) {
+	if storetest.InSuites(t) {
 		return storetest.Postgres(t)
 	}
 	return storetest.Backend{Dialect: store.SQLite}
@@ -28,59 +24,53 @@ func backendFor(t testing.TB) storetest.Backend {
 // SQLite file figures, cross-site refusals, stream-id checks, fuzzing, and
 // mounting. Chosen to keep CI's time in bounds (each suite costs a
 // database of its own).
-var pgSuites = []struct {
-	name string
-	fn   func(*testing.T)
-}{
+var pgSuites = []func(*testing.T){
 	// Phone Home: pages, search, cursors, the campaign.
-	{"TestPageListsSeedNamesInOrder", TestPageListsSeedNamesInOrder},
-	{"TestAPIListsPagesAndFilters", TestAPIListsPagesAndFilters},
-	{"TestLiveRowAndCountsReachTheStream", TestLiveRowAndCountsReachTheStream},
-	{"TestHealthAndStaticFiles", TestHealthAndStaticFiles},
-	{"TestBadInputGetsClearErrors", TestBadInputGetsClearErrors},
+	TestPageListsSeedNamesInOrder,
+	TestAPIListsPagesAndFilters,
+	TestLiveRowAndCountsReachTheStream,
+	TestHealthAndStaticFiles,
+	TestBadInputGetsClearErrors,
 	// LivePet: adopt, feed, treat, deaths, search, cursors.
-	{"TestPetAPIShapes", TestPetAPIShapes},
-	{"TestPetAPIListPagesAndFilters", TestPetAPIListPagesAndFilters},
-	{"TestPetAPIErrors", TestPetAPIErrors},
-	{"TestFeedOnlyOwnLivingPetDownToZero", TestFeedOnlyOwnLivingPetDownToZero},
-	{"TestNamesAreStoredVerbatimAndShownEscaped", TestNamesAreStoredVerbatimAndShownEscaped},
-	{"TestAdoptFormReRendersErrorsWithTheValues", TestAdoptFormReRendersErrorsWithTheValues},
-	{"TestPetPageIsLiveUntilThePetDies", TestPetPageIsLiveUntilThePetDies},
-	{"TestTreatsThroughTheAPIAndTheForms", TestTreatsThroughTheAPIAndTheForms},
-	{"TestFeedForm", TestFeedForm},
-	{"TestActivePetsListOtherWatchedPets", TestActivePetsListOtherWatchedPets},
-	{"TestPetsPageAndItsStream", TestPetsPageAndItsStream},
+	TestPetAPIShapes,
+	TestPetAPIListPagesAndFilters,
+	TestPetAPIErrors,
+	TestFeedOnlyOwnLivingPetDownToZero,
+	TestNamesAreStoredVerbatimAndShownEscaped,
+	TestAdoptFormReRendersErrorsWithTheValues,
+	TestPetPageIsLiveUntilThePetDies,
+	TestTreatsThroughTheAPIAndTheForms,
+	TestFeedForm,
+	TestActivePetsListOtherWatchedPets,
+	TestPetsPageAndItsStream,
 	// The job engine under the pages: the campaign, the jobs dashboard and
 	// its API, cron, the runtime dashboard.
-	{"TestPagesEndShowingTheDatabase", TestPagesEndShowingTheDatabase},
-	{"TestPhoneHomeEnqueuesOnlyEligibleRowsOnce", TestPhoneHomeEnqueuesOnlyEligibleRowsOnce},
-	{"TestPhoneHomeFormAnswersHtmxAndPlainBrowsers", TestPhoneHomeFormAnswersHtmxAndPlainBrowsers},
-	{"TestCronPageAndAPI", TestCronPageAndAPI},
-	{"TestReadOnlyRefusesEveryAction", TestReadOnlyRefusesEveryAction},
-	{"TestDashboardPage", TestDashboardPage},
-	{"TestMetricsEndpoint", TestMetricsEndpoint},
-	{"TestJobsAPIShapes", TestJobsAPIShapes},
-	{"TestJobsAPIListFiltersAndPages", TestJobsAPIListFiltersAndPages},
-	{"TestJobsAPIErrorsChangeNothing", TestJobsAPIErrorsChangeNothing},
-	{"TestJobsAPIActions", TestJobsAPIActions},
-	{"TestJobsAPIBulk", TestJobsAPIBulk},
-	{"TestQueuesAPI", TestQueuesAPI},
-	{"TestJobsPage", TestJobsPage},
-	{"TestJobsPagePagesByCursor", TestJobsPagePagesByCursor},
-	{"TestJobFormsActAndReRenderRefusals", TestJobFormsActAndReRenderRefusals},
-	{"TestBulkFormActsOnTheSelection", TestBulkFormActsOnTheSelection},
-	{"TestQueueFormsPauseResumeAndScale", TestQueueFormsPauseResumeAndScale},
-	{"TestJobsStreamCarriesTheRowsOfAPage", TestJobsStreamCarriesTheRowsOfAPage},
-	{"TestJobsStreamFollowsTheEngine", TestJobsStreamFollowsTheEngine},
-	{"TestJobArgsAreShownAsWrittenAndEscaped", TestJobArgsAreShownAsWrittenAndEscaped},
+	TestPagesEndShowingTheDatabase,
+	TestPhoneHomeEnqueuesOnlyEligibleRowsOnce,
+	TestPhoneHomeFormAnswersHtmxAndPlainBrowsers,
+	TestCronPageAndAPI,
+	TestReadOnlyRefusesEveryAction,
+	TestDashboardPage,
+	TestMetricsEndpoint,
+	TestJobsAPIShapes,
+	TestJobsAPIListFiltersAndPages,
+	TestJobsAPIErrorsChangeNothing,
+	TestJobsAPIActions,
+	TestJobsAPIBulk,
+	TestQueuesAPI,
+	TestJobsPage,
+	TestJobsPagePagesByCursor,
+	TestJobFormsActAndReRenderRefusals,
+	TestBulkFormActsOnTheSelection,
+	TestQueueFormsPauseResumeAndScale,
+	TestJobsStreamCarriesTheRowsOfAPage,
+	TestJobsStreamFollowsTheEngine,
+	TestJobArgsAreShownAsWrittenAndEscaped,
 }
 
 // TestHandlerSuitesOnPostgres runs pgSuites on PostgreSQL (skipped without
 // PHONEHOME_TEST_POSTGRES; failed under CI without it).
 func TestHandlerSuitesOnPostgres(t *testing.T) {
 	t.Parallel()
-	storetest.Postgres(t)
-	for _, s := range pgSuites {
-		t.Run(s.name, s.fn)
-	}
+	storetest.RunSuites(t, pgSuites...)
 }

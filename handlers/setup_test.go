@@ -309,22 +309,7 @@ func openStream(t testing.TB, client *http.Client, url string) (msgs <-chan even
 // it with the ones before it.
 func until(t testing.TB, msgs <-chan events.Message, what string, ok func(events.Message) bool) (events.Message, []events.Message) {
 	t.Helper()
-	var before []events.Message
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case m, open := <-msgs:
-			if !open {
-				t.Fatalf("%s: the stream ended", what)
-			}
-			if ok(m) {
-				return m, before
-			}
-			before = append(before, m)
-		case <-deadline:
-			t.Fatalf("%s: not within 10 s", what)
-		}
-	}
+	return testsse.Until(t, msgs, 10*time.Second, what, ok)
 }
 
 // next is the next event of msgs, within 10 s.

@@ -18,7 +18,7 @@ import (
 func TestDatabaseOutageAnswers503ThenRecovers(t *testing.T) {
 	t.Parallel()
 	pg := storetest.Postgres(t)
-	db := storetest.NewDatabase(t, pg.Server)
+	db := pg.Target(t)
 	b := setupServer(t, serverOptions{seed: true, backend: pg, db: db})
 	k := (&petBundle{b}).keeper(t)
 	created, body := k.do(t, "POST", "/api/pets", `{"name":"Mochi","species":"cat"}`, map[string]string{"Content-Type": "application/json"})

@@ -63,15 +63,13 @@ func watchedCron(node string, w *logWatch, periodic ...jobs.PeriodicJob) options
 // skipped ones.
 func TestPausedCronSkipsSlotsAcrossARestart(t *testing.T) {
 	bothBackends(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		clock := newFakeClock() // 03:04:05
-		b := &bundle{ctx: t.Context(), st: st, clock: clock}
+		b := bare(t, be) // the clock at 03:04:05
 		w := &logWatch{}
-		first := newEngine(t, st, clock, watchedCron("node-a", w, everyMinute))
+		first := newEngine(t, b.st, b.clock, watchedCron("node-a", w, everyMinute))
 		if err := first.PauseCron(b.ctx, "cron"); err != nil {
 			t.Fatal(err)
 		}
-		clock.Advance(55 * time.Second) // the 03:05 slot
+		b.clock.Advance(55 * time.Second) // the 03:05 slot
 		waitFor(t, waitTimeout, func() bool { return w.count(slotSkipped) == 1 })
 		if got := b.cronJobs(t); len(got) != 0 {
 			t.Fatalf("a paused entry inserted %v", got)
@@ -82,7 +80,7 @@ func TestPausedCronSkipsSlotsAcrossARestart(t *testing.T) {
 
 		// A restart: the new engine knows of the pause only from the database.
 		w2 := &logWatch{}
-		b.eng = newEngine(t, st, clock, watchedCron("node-a", w2, everyMinute))
+		b.eng = newEngine(t, b.st, b.clock, watchedCron("node-a", w2, everyMinute))
 		entries, err := b.eng.CronEntries(b.ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -90,7 +88,7 @@ func TestPausedCronSkipsSlotsAcrossARestart(t *testing.T) {
 		if len(entries) != 1 || !entries[0].Paused || entries[0].NextRunAt != nil || entries[0].LastRunAt != nil {
 			t.Fatalf("entries after the restart: %+v, want one paused, never run, no next run", entries)
 		}
-		clock.Advance(time.Minute) // 03:06
+		b.clock.Advance(time.Minute) // 03:06
 		waitFor(t, waitTimeout, func() bool { return w2.count(slotSkipped) == 1 })
 		if got := b.cronJobs(t); len(got) != 0 {
 			t.Fatalf("a paused entry inserted %v after a restart", got)
@@ -99,7 +97,7 @@ func TestPausedCronSkipsSlotsAcrossARestart(t *testing.T) {
 		if err := b.eng.ResumeCron(b.ctx, "cron"); err != nil {
 			t.Fatal(err)
 		}
-		clock.Advance(time.Minute) // 03:07
+		b.clock.Advance(time.Minute) // 03:07
 		waitFor(t, waitTimeout, func() bool { return len(b.cronJobs(t)) == 1 })
 		slot := time.Date(2030, 1, 2, 3, 7, 0, 0, time.UTC)
 		if got := b.cronJobs(t); !got[0].Equal(slot) {
@@ -123,11 +121,9 @@ func TestPausedCronSkipsSlotsAcrossARestart(t *testing.T) {
 // also for a paused entry, and leaves the schedule's slots as they were.
 func TestRunCronInsertsNowOutsideTheSchedule(t *testing.T) {
 	bothBackends(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		clock := newFakeClock() // 03:04:05
-		b := &bundle{ctx: t.Context(), st: st, clock: clock}
+		b := bare(t, be) // the clock at 03:04:05
 		w := &logWatch{}
-		b.eng = newEngine(t, st, clock, watchedCron("node-a", w, everyMinute))
+		b.eng = newEngine(t, b.st, b.clock, watchedCron("node-a", w, everyMinute))
 		changed := make(chan []int64, 8)
 		defer b.eng.Subscribe(func(ids []int64) { changed <- ids })()
 
@@ -160,7 +156,7 @@ func TestRunCronInsertsNowOutsideTheSchedule(t *testing.T) {
 		if err := b.eng.ResumeCron(b.ctx, "cron"); err != nil {
 			t.Fatal(err)
 		}
-		clock.Advance(55 * time.Second)
+		b.clock.Advance(55 * time.Second)
 		waitFor(t, waitTimeout, func() bool { return len(b.cronJobs(t)) == 2 })
 
 		if _, err := b.eng.RunCron(b.ctx, "nope"); !errors.Is(err, jobs.ErrUnknownCron) {

@@ -42,24 +42,22 @@ func (b *bundle) cronJobs(t *testing.T) []time.Time {
 
 func TestPeriodicJobInsertedOncePerSlot(t *testing.T) {
 	bothBackends(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		clock := newFakeClock() // 03:04:05
-		b := &bundle{ctx: t.Context(), st: st, clock: clock}
+		b := bare(t, be) // the clock at 03:04:05
 		// Two nodes with the same periodic job on one database.
-		b.eng = newEngine(t, st, clock, cronOptions("node-a", everyMinute))
-		newEngine(t, st, clock, cronOptions("node-b", everyMinute))
+		b.eng = newEngine(t, b.st, b.clock, cronOptions("node-a", everyMinute))
+		newEngine(t, b.st, b.clock, cronOptions("node-b", everyMinute))
 
 		b.probePolls(t, "default", 2)
 		if got := b.cronJobs(t); len(got) != 0 {
 			t.Fatalf("cron jobs before the first slot: %v", got)
 		}
 		slot := time.Date(2030, 1, 2, 3, 5, 0, 0, time.UTC)
-		clock.Advance(slot.Sub(t0) - time.Millisecond)
+		b.clock.Advance(slot.Sub(t0) - time.Millisecond)
 		b.probePolls(t, "default", 2)
 		if got := b.cronJobs(t); len(got) != 0 {
 			t.Fatalf("cron jobs a millisecond before the slot: %v", got)
 		}
-		clock.Advance(time.Millisecond)
+		b.clock.Advance(time.Millisecond)
 		waitFor(t, waitTimeout, func() bool { return len(b.cronJobs(t)) == 1 })
 		b.probePolls(t, "default", 3)
 		if got := b.cronJobs(t); len(got) != 1 || !got[0].Equal(slot) {
@@ -69,7 +67,7 @@ func TestPeriodicJobInsertedOncePerSlot(t *testing.T) {
 			t.Errorf("the cron job lacks its options")
 		}
 
-		clock.Advance(time.Minute)
+		b.clock.Advance(time.Minute)
 		waitFor(t, waitTimeout, func() bool { return len(b.cronJobs(t)) == 2 })
 		b.probePolls(t, "default", 3)
 		if got := b.cronJobs(t); len(got) != 2 {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/migrations"
-	"github.com/phonehome/phonehome/store"
 
 	"github.com/phonehome/phonehome/store/storetest"
 )
@@ -56,15 +55,7 @@ func TestJobIDsAreNeverReused(t *testing.T) {
 func TestAutoincrementSurvivesMigrationsAndReset(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "ids.db")
-	st, err := store.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, filepath.Join(t.TempDir(), "ids.db"))
 	b := &bundle{ctx: ctx, st: st, clock: newFakeClock()}
 	b.eng = newEngine(t, st, b.clock, options{noStart: true})
 	for range 3 {

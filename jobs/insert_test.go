@@ -16,14 +16,9 @@ import (
 func TestUniqueInsert(t *testing.T) {
 	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		gate := make(chan struct{})
-		b := setup(t, be, options{}, funcWorker{kind: "unique", fn: func(ctx context.Context, _ *jobs.Job) error {
-			select {
-			case <-gate:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}}, funcWorker{kind: "test", fn: func(context.Context, *jobs.Job) error { return nil }})
+		b := setup(t, be, options{},
+			funcWorker{kind: "unique", fn: func(ctx context.Context, _ *jobs.Job) error { return released(ctx, gate) }},
+			funcWorker{kind: "test", fn: func(context.Context, *jobs.Job) error { return nil }})
 
 		first, err := b.eng.Insert(b.ctx, uniqueArgs{Key: "a"}, jobs.InsertOpts{})
 		if err != nil || first.Duplicate {

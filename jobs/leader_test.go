@@ -186,22 +186,6 @@ func TestPruneOnlyOnTheLeader(t *testing.T) {
 	}
 }
 
-// queueOf is the named queue as engine e reports it.
-func queueOf(t *testing.T, e *jobs.Engine, name string) jobs.QueueInfo {
-	t.Helper()
-	qs, err := e.Queues(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range qs {
-		if q.Name == name {
-			return q
-		}
-	}
-	t.Fatalf("no queue %q", name)
-	return jobs.QueueInfo{}
-}
-
 // TestQueueSettingsReachEveryNodeWithinASecond: a pause, a resume and a
 // scale made on one engine reach another engine on the same database
 // (its own pool, as another process) within a second, though its heartbeat,
@@ -232,7 +216,7 @@ func TestQueueSettingsReachEveryNodeWithinASecond(t *testing.T) {
 	if err := a.PauseQueue(t.Context(), "default"); err != nil {
 		t.Fatal(err)
 	}
-	within("the pause on A reaching B", func() bool { return queueOf(t, b, "default").Paused })
+	within("the pause on A reaching B", func() bool { return queueInfo(t, b, "default").Paused })
 	res, err := b.Insert(t.Context(), probeArgs{N: 1}, jobs.InsertOpts{})
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +234,7 @@ func TestQueueSettingsReachEveryNodeWithinASecond(t *testing.T) {
 	if err := b.ResumeQueue(t.Context(), "default"); err != nil {
 		t.Fatal(err)
 	}
-	within("the resume on B reaching A", func() bool { return !queueOf(t, a, "default").Paused })
+	within("the resume on B reaching A", func() bool { return !queueInfo(t, a, "default").Paused })
 	within("the waiting job running once resumed", func() bool {
 		j, err := jobs.Get(t.Context(), st.Reader, res.ID)
 		return err == nil && j.State == jobs.StateCompleted
@@ -259,14 +243,14 @@ func TestQueueSettingsReachEveryNodeWithinASecond(t *testing.T) {
 	if err := b.ScaleQueue(t.Context(), "default", 9); err != nil {
 		t.Fatal(err)
 	}
-	within("the scale on B reaching A", func() bool { return queueOf(t, a, "default").Limit == 9 })
+	within("the scale on B reaching A", func() bool { return queueInfo(t, a, "default").Limit == 9 })
 
 	// Stored: an engine started afterwards starts with them.
 	if err := a.PauseQueue(t.Context(), "default"); err != nil {
 		t.Fatal(err)
 	}
 	_, c := pgNode(t, url, node("node-c"))
-	if q := queueOf(t, c, "default"); !q.Paused || q.Limit != 9 {
+	if q := queueInfo(t, c, "default"); !q.Paused || q.Limit != 9 {
 		t.Fatalf("a node started later: paused %v limit %d, want the stored true and 9", q.Paused, q.Limit)
 	}
 }

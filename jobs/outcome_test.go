@@ -78,16 +78,9 @@ func TestFailedAttemptRetriesAfterBackoff(t *testing.T) {
 			}})
 
 		id := b.insert(t, testArgs{Name: "flaky"}, jobs.InsertOpts{})
-		j := b.waitState(t, id, jobs.StateRetryable)
-
-		// The attempt finished at t0 on the fake clock.
+		// The attempt finished at t0 on the fake clock: due 1 m later.
 		due := t0.Add(time.Minute)
-		if j.Attempt != 1 {
-			t.Errorf("attempt = %d, want 1", j.Attempt)
-		}
-		if !j.ScheduledAt.Equal(due) {
-			t.Errorf("scheduled_at = %v, want finish time + 1m = %v", j.ScheduledAt, due)
-		}
+		j := b.waitDue(t, id, jobs.StateRetryable, 1, due)
 		want := []jobs.AttemptError{{Attempt: 1, At: t0, Error: "flaky: first attempt fails"}}
 		if !slices.EqualFunc(j.Errors, want, equalAttemptError) {
 			t.Errorf("errors = %+v, want %+v", j.Errors, want)
@@ -260,14 +253,8 @@ func TestWorkerSnooze(t *testing.T) {
 		}})
 
 		id := b.insert(t, testArgs{Name: "later"}, jobs.InsertOpts{MaxAttempts: 1})
-		j := b.waitState(t, id, jobs.StateScheduled)
 		due := t0.Add(time.Minute)
-		if j.Attempt != 0 {
-			t.Errorf("attempt = %d after a snooze, want 0", j.Attempt)
-		}
-		if !j.ScheduledAt.Equal(due) {
-			t.Errorf("scheduled_at = %v, want %v", j.ScheduledAt, due)
-		}
+		j := b.waitDue(t, id, jobs.StateScheduled, 0, due) // a snooze uses no attempt
 		if len(j.Errors) != 0 {
 			t.Errorf("errors = %+v, want none for a snooze", j.Errors)
 		}
@@ -314,12 +301,7 @@ func TestQueueConcurrencyLimit(t *testing.T) {
 				defer running.Add(-1)
 				for m := maxRunning.Load(); n > m && !maxRunning.CompareAndSwap(m, n); m = maxRunning.Load() {
 				}
-				select {
-				case <-release:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+				return released(ctx, release)
 			}})
 
 		params := make([]jobs.InsertParams, total)

@@ -373,11 +373,7 @@ func TestClaimedJobDecodesLikeGet(t *testing.T) {
 // it.
 func TestEveryOutcomeCarriesItsWrites(t *testing.T) {
 	bothBackends(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		if _, err := st.Writer.ExecContext(t.Context(),
-			"CREATE TABLE outbox ("+idColumn(st)+", job_id INTEGER NOT NULL, attempt INTEGER NOT NULL)"); err != nil {
-			t.Fatal(err)
-		}
+		st := openWithOutbox(t, be, "job_id INTEGER NOT NULL, attempt INTEGER NOT NULL")
 		w := funcWorker{kind: "writes", fn: func(ctx context.Context, j *jobs.Job) error {
 			id, attempt := j.ID, j.Attempt
 			j.RecordTx(func(ctx context.Context, tx *sqlx.Tx) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/phonehome/phonehome/store/storetest"
 )
 
+// queueInfo is the named queue as engine eng reports it.
 func queueInfo(t *testing.T, eng *jobs.Engine, name string) jobs.QueueInfo {
 	t.Helper()
 	qs, err := eng.Queues(t.Context())

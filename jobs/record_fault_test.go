@@ -15,8 +15,8 @@ import (
 	"github.com/jmoiron/sqlx"
 	"modernc.org/sqlite"
 
+	"github.com/phonehome/phonehome/internal/syncbuf"
 	"github.com/phonehome/phonehome/jobs"
-	"github.com/phonehome/phonehome/store"
 
 	"github.com/phonehome/phonehome/store/storetest"
 )
@@ -31,16 +31,8 @@ import (
 // for no reader); the retry path it proves is the dialects' common code.
 func TestCommitBusyOnceRetriesTheSameBatch(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "busy.db")
-	st, err := store.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	storetest.Open(t, path).Close() // migrated; the test opens it its own way
 
 	writer, err := sqlx.Open("sqlite", "file:"+path+
 		"?_pragma=journal_mode(DELETE)&_pragma=busy_timeout(0)&_pragma=foreign_keys(1)&_txlock=immediate")
@@ -81,6 +73,7 @@ func TestCommitBusyOnceRetriesTheSameBatch(t *testing.T) {
 		readTx = nil
 	}
 	t.Cleanup(release)
+	ctx := t.Context()
 	conn, err := writer.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -189,12 +182,8 @@ func TestCommitBusyOnceRetriesTheSameBatch(t *testing.T) {
 // batch are recorded with their writes and callbacks.
 func TestCallbackPanicsAreContained(t *testing.T) {
 	bothBackends(t, func(t *testing.T, be storetest.Backend) {
-		st := be.Open(t)
-		if _, err := st.Writer.ExecContext(t.Context(),
-			"CREATE TABLE outbox ("+idColumn(st)+", job_id INTEGER NOT NULL)"); err != nil {
-			t.Fatal(err)
-		}
-		logs := &logBuffer{}
+		st := openWithOutbox(t, be, "job_id INTEGER NOT NULL")
+		logs := &syncbuf.Buffer{}
 		var after sync.Map
 		// All three finish together, so they are usually recorded in one batch.
 		var gate sync.WaitGroup
@@ -249,22 +238,4 @@ func TestCallbackPanicsAreContained(t *testing.T) {
 		// The engine still runs jobs.
 		b.probeOnce(t, "default")
 	})
-}
-
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

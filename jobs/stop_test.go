@@ -24,37 +24,16 @@ func TestStopWaitsForRunningJob(t *testing.T) {
 		release := make(chan struct{})
 		b := setup(t, be, options{}, funcWorker{kind: "test", fn: func(ctx context.Context, _ *jobs.Job) error {
 			close(started)
-			select {
-			case <-release:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return released(ctx, release)
 		}})
 		id := b.insert(t, testArgs{Name: "slow"}, jobs.InsertOpts{})
 		<-started
 
-		stopped := make(chan error, 1)
-		var stopReturned atomic.Bool
-		go func() {
-			err := b.eng.Stop(context.Background())
-			stopReturned.Store(true)
-			stopped <- err
-		}()
-		b.waitStopping(t, &stopReturned)
-		if stopReturned.Load() {
-			t.Fatalf("Stop returned (%v) while a job was still running", <-stopped)
-		}
+		returned := b.stopWhile(t, context.Background(), "a job was still running")
 		// Released from another goroutine while Stop waits.
 		go close(release)
-
-		select {
-		case err := <-stopped:
-			if err != nil {
-				t.Fatalf("stop: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Fatal("Stop did not return after the running job finished")
+		if err := returned("the running job finished"); err != nil {
+			t.Fatalf("stop: %v", err)
 		}
 		// Stop has returned, so the outcome must already be committed.
 		j := b.get(t, id)
@@ -86,27 +65,12 @@ func TestStopCancelsJobsWhenContextEnds(t *testing.T) {
 		<-started
 
 		stopCtx, expire := context.WithCancel(context.Background())
-		stopped := make(chan error, 1)
-		var stopReturned atomic.Bool
-		go func() {
-			err := b.eng.Stop(stopCtx)
-			stopReturned.Store(true)
-			stopped <- err
-		}()
 		// The job cannot return before its context ends, and that needs
 		// stopCtx to end: Stop must still be waiting.
-		b.waitStopping(t, &stopReturned)
-		if stopReturned.Load() {
-			t.Fatalf("Stop returned (%v) while a job was running and its context was live", <-stopped)
-		}
+		returned := b.stopWhile(t, stopCtx, "a job was running and its context was live")
 		expire()
-		select {
-		case err := <-stopped:
-			if err != nil {
-				t.Errorf("stop: %v, want nil (the job honoured cancellation)", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Fatal("Stop did not return after its context ended")
+		if err := returned("its context ended"); err != nil {
+			t.Errorf("stop: %v, want nil (the job honoured cancellation)", err)
 		}
 		if err, _ := ctxErr.Load().(error); !errors.Is(err, context.Canceled) {
 			t.Errorf("the job's context ended with %v, want context.Canceled", err)
@@ -261,11 +225,7 @@ func TestRecordTxCommitsWithOutcome(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
-				st := be.Open(t)
-				if _, err := st.Writer.ExecContext(t.Context(),
-					"CREATE TABLE outbox ("+idColumn(st)+", job_id INTEGER NOT NULL, note TEXT NOT NULL)"); err != nil {
-					t.Fatal(err)
-				}
+				st := openWithOutbox(t, be, "job_id INTEGER NOT NULL, note TEXT NOT NULL")
 
 				type afterSeen struct {
 					rows  int

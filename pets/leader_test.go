@@ -10,10 +10,6 @@ import (
 	"github.com/phonehome/phonehome/store/storetest"
 )
 
-// followerSuite names the test that runs TestFollowerShowsTheLeadersDeaths
-// on PostgreSQL.
-const followerSuite = "TestFollowerOnPostgres"
-
 // TestFollowerShowsTheLeadersDeaths: two sims on one database, as two
 // nodes, only one of which leads (Config.IsLeader). The follower never
 // records a death, neither at Start nor when it ticks; the leader does.
@@ -22,7 +18,7 @@ const followerSuite = "TestFollowerOnPostgres"
 func TestFollowerShowsTheLeadersDeaths(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	path := storetest.DatabaseFor(t, followerSuite, "pets.db")
+	path := storetest.DatabaseFor(t, "pets.db")
 	clock := testclock.New(epoch)
 	node := func(leads bool) (*pets.Sim, *recorder) {
 		pub := &recorder{}
@@ -140,6 +136,5 @@ func TestFollowerShowsTheLeadersDeaths(t *testing.T) {
 // PostgreSQL.
 func TestFollowerOnPostgres(t *testing.T) {
 	t.Parallel()
-	storetest.Postgres(t)
-	t.Run("TestFollowerShowsTheLeadersDeaths", TestFollowerShowsTheLeadersDeaths)
+	storetest.RunSuites(t, TestFollowerShowsTheLeadersDeaths)
 }

@@ -47,7 +47,7 @@ type node struct {
 func twoNodes(t *testing.T, presenceEvery time.Duration) (clock *testclock.Clock, a, b *node) {
 	t.Helper()
 	clock = testclock.New(epoch)
-	url := storetest.NewDatabase(t, storetest.Postgres(t).Server)
+	url := storetest.Postgres(t).Target(t)
 	return clock, startNode(t, url, "A", clock, presenceEvery), startNode(t, url, "B", clock, presenceEvery)
 }
 

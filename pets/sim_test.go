@@ -81,12 +81,12 @@ type bundle struct {
 
 func openStore(t testing.TB, path string) *store.Store { return storetest.Open(t, path) }
 
-// setup makes a sim over a new database (databaseFor) with a fake clock at
+// setup makes a sim over a new database (storetest.DatabaseFor) with a fake clock at
 // epoch. It is
 // not started: tests call Tick and Flush themselves unless they Start it.
 func setup(t *testing.T, tune func(*pets.Config)) *bundle {
 	t.Helper()
-	path := databaseFor(t)
+	path := storetest.DatabaseFor(t, "pets.db")
 	b := &bundle{ctx: context.Background(), st: openStore(t, path), path: path, clock: testclock.New(epoch), pub: &recorder{}}
 	cfg := pets.Config{Store: b.st, Tick: T, Publisher: b.pub, Now: b.clock.Now, ManualTicks: true}
 	if tune != nil {

@@ -7,6 +7,8 @@ package testsse
 import (
 	"bufio"
 	"io"
+	"testing"
+	"time"
 
 	"github.com/phonehome/phonehome/events"
 )
@@ -31,4 +33,34 @@ func Messages(body io.ReadCloser, buffer int) <-chan events.Message {
 		}
 	}()
 	return out
+}
+
+// Until reads msgs until a message satisfies ok and returns it with the
+// ones before it. It fails tb when the stream ends or within passes first,
+// saying what it waited for and the last message's data.
+func Until(tb testing.TB, msgs <-chan events.Message, within time.Duration, what string, ok func(events.Message) bool) (events.Message, []events.Message) {
+	tb.Helper()
+	var before []events.Message
+	deadline := time.After(within)
+	for {
+		select {
+		case m, open := <-msgs:
+			if !open {
+				tb.Fatalf("%s: the stream ended (last event %.300q)", what, lastData(before))
+			}
+			if ok(m) {
+				return m, before
+			}
+			before = append(before, m)
+		case <-deadline:
+			tb.Fatalf("%s: not within %s (last event %.300q)", what, within, lastData(before))
+		}
+	}
+}
+
+func lastData(msgs []events.Message) string {
+	if len(msgs) == 0 {
+		return ""
+	}
+	return msgs[len(msgs)-1].Data
 }

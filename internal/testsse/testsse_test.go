@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/internal/testsse"
 )
 
@@ -47,5 +48,18 @@ func TestMessagesInOrderThenClosed(t *testing.T) {
 	case <-body.closed:
 	default:
 		t.Error("body not closed")
+	}
+}
+
+// Until hands back the first message that satisfies ok, with the ones
+// before it.
+func TestUntilReturnsTheMatchAndWhatCameBefore(t *testing.T) {
+	msgs := make(chan events.Message, 3)
+	for _, d := range []string{"a", "b", "c"} {
+		msgs <- events.Message{Data: d}
+	}
+	m, before := testsse.Until(t, msgs, time.Second, "c", func(m events.Message) bool { return m.Data == "c" })
+	if m.Data != "c" || len(before) != 2 || before[0].Data != "a" || before[1].Data != "b" {
+		t.Errorf("got %+v after %+v", m, before)
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -236,22 +238,48 @@ func Outage(tb testing.TB, server, dbURL string) (restore func()) {
 	return restore
 }
 
-// Under reports whether tb runs under the test named suite: the tables that
-// run a package's existing suites on PostgreSQL (TestXOnPostgres calling
-// t.Run with each suite) give the databases of the tests under them to
-// PostgreSQL, and leave every other test on SQLite.
-func Under(tb testing.TB, suite string) bool {
-	return strings.HasPrefix(tb.Name(), suite+"/")
+// suiteRuns are the names of the tests running RunSuites.
+var suiteRuns sync.Map
+
+// InSuites reports whether tb runs under RunSuites: the tests of a
+// package's suites run once more on PostgreSQL under it, and every other
+// test on SQLite.
+func InSuites(tb testing.TB) bool {
+	for name := tb.Name(); ; {
+		i := strings.LastIndex(name, "/")
+		if i < 0 {
+			return false
+		}
+		name = name[:i]
+		if _, ok := suiteRuns.Load(name); ok {
+			return true
+		}
+	}
 }
 
 // DatabaseFor is the -db of a test that starts a server or opens a store
-// by its target: a new PostgreSQL database when tb runs under the test
-// named suite (see Under), else a new SQLite file named file in tb's
-// temporary directory.
-func DatabaseFor(tb testing.TB, suite, file string) string {
+// by its target: a new PostgreSQL database when tb runs under RunSuites
+// (see InSuites), else a new SQLite file named file in tb's temporary
+// directory.
+func DatabaseFor(tb testing.TB, file string) string {
 	tb.Helper()
-	if Under(tb, suite) {
+	if InSuites(tb) {
 		return NewDatabase(tb, Postgres(tb).Server)
 	}
 	return filepath.Join(tb.TempDir(), file)
+}
+
+// RunSuites runs each suite, a plain top-level TestX function of the
+// caller's package, once more as a subtest of t named after it, on
+// PostgreSQL: t is skipped (failed under CI) without a server (see
+// Postgres), and the tests under t give their databases to PostgreSQL (see
+// InSuites and DatabaseFor). The suites are listed by their names, not copied.
+func RunSuites(t *testing.T, suites ...func(*testing.T)) {
+	t.Helper()
+	Postgres(t)
+	suiteRuns.Store(t.Name(), true)
+	for _, suite := range suites {
+		name := runtime.FuncForPC(reflect.ValueOf(suite).Pointer()).Name()
+		t.Run(name[strings.LastIndex(name, ".")+1:], suite)
+	}
 }
