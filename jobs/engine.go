@@ -363,9 +363,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.loops.Add(1)
 	go e.maintain()
 	if e.d.postgres {
-		e.loops.Add(2)
+		e.loops.Add(3)
 		go e.settingsLoop()
 		go e.compactLoop()
+		go e.telemetryLoop()
 	}
 	if e.cfg.PruneAfter >= 0 {
 		e.loops.Add(1)

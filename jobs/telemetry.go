@@ -65,6 +65,8 @@ type throughputRing struct {
 	// (timings.go); kept here, with the ring they complement, so that the
 	// Engine needs no new field.
 	timings timings
+	// shared is the other nodes' telemetry (telemetry_shared.go).
+	shared sharedTelemetry
 
 	mu    sync.Mutex
 	slots [throughputWindow]struct {
@@ -88,13 +90,13 @@ func (r *throughputRing) add(at time.Time, completed, failed int) {
 // Throughput returns completed and failed attempts per second over the
 // last 15 minutes, oldest first, one point for every second up to and
 // including the current one (zeros where nothing finished). It counts this
-// engine's attempts only.
+// engine's attempts since it started and, on PostgreSQL, every other
+// node's (as read at most ShareTelemetryEvery ago; telemetry_shared.go).
 func (e *Engine) Throughput() []ThroughputPoint {
 	now := e.now().Unix()
 	out := make([]ThroughputPoint, throughputWindow)
 	r := &e.throughput
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for i := range out {
 		sec := now - throughputWindow + 1 + int64(i)
 		out[i].At = time.Unix(sec, 0).UTC()
@@ -102,6 +104,8 @@ func (e *Engine) Throughput() []ThroughputPoint {
 			out[i].Completed, out[i].Failed = s.completed, s.failed
 		}
 	}
+	r.mu.Unlock()
+	r.shared.addThroughput(out)
 	return out
 }
 

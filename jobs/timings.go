@@ -12,6 +12,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -181,62 +182,82 @@ type Timings struct {
 	Kinds  []TimingSeries
 }
 
-// Timings reports the wait and run times and failures of this engine's
-// attempts over the last minutes (1…TimingsWindow; out of range is the
-// whole window), per queue and per kind, from memory. It counts this
-// engine's attempts only, since it started.
+// Timings reports the wait and run times and failures of the attempts
+// over the last minutes (1…TimingsWindow; out of range is the whole
+// window), per queue and per kind, from memory: this engine's since it
+// started and, on PostgreSQL, every other node's (as read at most
+// ShareTelemetryEvery ago; telemetry_shared.go).
 func (e *Engine) Timings(minutes int) Timings {
 	if minutes < 1 || minutes > TimingsWindow {
 		minutes = TimingsWindow
 	}
 	now := e.now().Unix() / 60
-	t := &e.throughput.timings
+	first := now - int64(minutes) + 1
+	queues, kinds := e.throughput.timings.slotsOf(first, now)
+	e.throughput.shared.addTimings(first, now, queues, kinds)
+	return Timings{Minutes: minutes, Now: time.Unix(now*60, 0).UTC(),
+		Queues: timingSeriesOf(queues, first, now), Kinds: timingSeriesOf(kinds, first, now)}
+}
+
+// slotsOf copies the slots of the minutes from first to last of every
+// queue and kind (name → minute → slot).
+func (t *timings) slotsOf(first, last int64) (queues, kinds map[string]map[int64]*timingSlot) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := Timings{Minutes: minutes, Now: time.Unix(now*60, 0).UTC()}
-	collect := func(m map[string]*timingSeries) []TimingSeries {
-		var list []TimingSeries
+	copyOf := func(m map[string]*timingSeries) map[string]map[int64]*timingSlot {
+		out := map[string]map[int64]*timingSlot{}
 		for name, s := range m {
-			ts := TimingSeries{Name: name, Points: make([]TimingPoint, minutes)}
-			var wait, run histogram
-			ts.Total.At = time.Unix((now-int64(minutes)+1)*60, 0).UTC()
-			for i := range minutes {
-				minute := now - int64(minutes) + 1 + int64(i)
-				p := &ts.Points[i]
-				p.At = time.Unix(minute*60, 0).UTC()
+			for minute := first; minute <= last; minute++ {
 				sl := s.slots[((minute%TimingsWindow)+TimingsWindow)%TimingsWindow]
 				if sl == nil || sl.minute != minute {
 					continue
 				}
-				p.Count, p.Failed = sl.count, sl.failed
-				p.WaitP50, p.WaitP95 = sl.wait.quantile(sl.count, .5), sl.wait.quantile(sl.count, .95)
-				p.RunP50, p.RunP95 = sl.run.quantile(sl.count, .5), sl.run.quantile(sl.count, .95)
-				ts.Total.Count += sl.count
-				ts.Total.Failed += sl.failed
-				for b := range wait {
-					wait[b] += sl.wait[b]
-					run[b] += sl.run[b]
+				if out[name] == nil {
+					out[name] = map[int64]*timingSlot{}
 				}
+				c := *sl
+				out[name][minute] = &c
 			}
-			if ts.Total.Count == 0 {
+		}
+		return out
+	}
+	return copyOf(t.queues), copyOf(t.kinds)
+}
+
+// timingSeriesOf turns slots (name → minute → slot) into the series of
+// the minutes from first to last, sorted by name; a name without an
+// attempt in them is left out.
+func timingSeriesOf(slots map[string]map[int64]*timingSlot, first, last int64) []TimingSeries {
+	var list []TimingSeries
+	for name, minutes := range slots {
+		ts := TimingSeries{Name: name, Points: make([]TimingPoint, last-first+1)}
+		var wait, run histogram
+		ts.Total.At = time.Unix(first*60, 0).UTC()
+		for i := range ts.Points {
+			minute := first + int64(i)
+			p := &ts.Points[i]
+			p.At = time.Unix(minute*60, 0).UTC()
+			sl := minutes[minute]
+			if sl == nil || sl.count == 0 {
 				continue
 			}
-			ts.Total.WaitP50, ts.Total.WaitP95 = wait.quantile(ts.Total.Count, .5), wait.quantile(ts.Total.Count, .95)
-			ts.Total.RunP50, ts.Total.RunP95 = run.quantile(ts.Total.Count, .5), run.quantile(ts.Total.Count, .95)
-			list = append(list, ts)
-		}
-		slices.SortFunc(list, func(a, b TimingSeries) int {
-			switch {
-			case a.Name < b.Name:
-				return -1
-			case a.Name > b.Name:
-				return 1
+			p.Count, p.Failed = sl.count, sl.failed
+			p.WaitP50, p.WaitP95 = sl.wait.quantile(sl.count, .5), sl.wait.quantile(sl.count, .95)
+			p.RunP50, p.RunP95 = sl.run.quantile(sl.count, .5), sl.run.quantile(sl.count, .95)
+			ts.Total.Count += sl.count
+			ts.Total.Failed += sl.failed
+			for b := range wait {
+				wait[b] += sl.wait[b]
+				run[b] += sl.run[b]
 			}
-			return 0
-		})
-		return list
+		}
+		if ts.Total.Count == 0 {
+			continue
+		}
+		ts.Total.WaitP50, ts.Total.WaitP95 = wait.quantile(ts.Total.Count, .5), wait.quantile(ts.Total.Count, .95)
+		ts.Total.RunP50, ts.Total.RunP95 = run.quantile(ts.Total.Count, .5), run.quantile(ts.Total.Count, .95)
+		list = append(list, ts)
 	}
-	out.Queues = collect(t.queues)
-	out.Kinds = collect(t.kinds)
-	return out
+	slices.SortFunc(list, func(a, b TimingSeries) int { return strings.Compare(a.Name, b.Name) })
+	return list
 }
