@@ -32,7 +32,7 @@ func main() {
 	w3Seed := flag.Uint64("w3-seed", 1, "seed of W3's random gaps between inserts (run r uses seed+r-1; every system gets the same gaps)")
 	systems := flag.String("systems", "phonehome,river,backlite", "comma-separated queues for W1–W3")
 	out := flag.String("out", "../BENCHMARKS.md", "file whose \"## Job queue (issue 3)\" section is replaced")
-	analysisPath := flag.String("analysis", "analysis.md", "markdown included as the section's analysis, if the file exists")
+	analysisPath := flag.String("analysis", "analysis.md", "markdown included as the section's analysis, if the file exists (with -pg: analysis-pg.md; with -only nodes: analysis-nodes.md)")
 	flag.StringVar(&dashVia, "dash-via", dashVia, "how the dashboard is measured: app (through the router) or lib (jobs.List and the engine's counts)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole command to this file")
 	flag.BoolVar(&countBatches, "count-batches", false, "W1, W2: set phonehome's Config.OnChange and report the committed batches of claims and outcomes (how many, how many of one job, jobs per batch)")
@@ -56,7 +56,11 @@ func main() {
 	if *only == nodesScenario {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
-		if err := runNodesBench(ctx, *runs, *appRoot, *out); err != nil {
+		if !flagSet("analysis") {
+			*analysisPath = "analysis-nodes.md"
+		}
+		analysis, _ := os.ReadFile(*analysisPath)
+		if err := runNodesBench(ctx, *runs, *appRoot, *out, string(analysis)); err != nil {
 			log.Fatal(err)
 		}
 		return

@@ -86,7 +86,7 @@ type nodesResult struct {
 
 // runNodesBench runs the scenario runs times for each number of nodes and
 // replaces its section of out.
-func runNodesBench(ctx context.Context, runs int, appRoot, out string) error {
+func runNodesBench(ctx context.Context, runs int, appRoot, out, analysis string) error {
 	if !onPostgres() {
 		return errors.New("-only nodes needs -pg: several nodes share one PostgreSQL database")
 	}
@@ -146,7 +146,7 @@ func runNodesBench(ctx context.Context, runs int, appRoot, out string) error {
 		}
 	}
 	command := redactCommand("go run . " + strings.Join(os.Args[1:], " "))
-	if err := mdreport.WriteSection(out, nodesHeading, renderNodes(results, date, machine, appRevision(), command)); err != nil {
+	if err := mdreport.WriteSection(out, nodesHeading, renderNodes(results, date, machine, appRevision(), command, analysis)); err != nil {
 		return err
 	}
 	log.Printf("wrote section %q of %s", nodesHeading, out)

@@ -10,7 +10,7 @@ import (
 )
 
 // renderNodes is the section: one table per measurement, a row per run.
-func renderNodes(results []nodesResult, date, machine, rev, command string) string {
+func renderNodes(results []nodesResult, date, machine, rev, command, analysis string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("%s\n\n", nodesHeading)
@@ -61,6 +61,9 @@ func renderNodes(results []nodesResult, date, machine, rev, command string) stri
 		"made by the nodes' engines from jobs scheduled 1/%d s apart; time from the first change due to the last "+
 		"completed; target: every event delivered, publish-to-client p99 < %s):", thousands(float64(*nodesClients)),
 		thousands(float64(*nodesRate)), *nodesDuration, *nodesRate, nodesTarget))
+	if analysis = strings.TrimSpace(analysis); analysis != "" {
+		w("### What the figures say\n\n%s\n\n", analysis)
+	}
 	return b.String()
 }
 
