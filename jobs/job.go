@@ -86,6 +86,7 @@ type Job struct {
 
 	rescues     int
 	recordTx    []func(ctx context.Context, tx *sqlx.Tx) error
+	recordBatch []batchItem
 	afterRecord []func()
 }
 

@@ -132,6 +132,16 @@ func (e *Engine) recordBatch(batch []*attempt) {
 			failWrites(cb.attempt, cb.err)
 			continue
 		}
+		var be *batchError
+		if errors.As(err, &be) && !transient(be.err) && len(batch) > 1 {
+			// A write several jobs shared failed: each job alone tells
+			// which one's item is to blame (a callbackError then).
+			e.log.Warn("a shared write of several jobs failed; recording them one at a time", "jobs", len(batch), "err", be.err)
+			for _, a := range batch {
+				e.recordBatch([]*attempt{a})
+			}
+			return
+		}
 		if isCommitConstraint(err) {
 			if len(batch) > 1 {
 				for _, a := range batch {
@@ -139,7 +149,7 @@ func (e *Engine) recordBatch(batch []*attempt) {
 				}
 				return
 			}
-			if a := batch[0]; len(a.job.recordTx) > 0 {
+			if a := batch[0]; len(a.job.recordTx) > 0 || len(a.job.recordBatch) > 0 {
 				e.log.Error("the worker's writes broke a constraint at commit; its attempt fails without them",
 					"job_id", a.job.ID, "err", err)
 				failWrites(a, err)
@@ -162,7 +172,7 @@ func (e *Engine) recordBatch(batch []*attempt) {
 // failWrites turns a's attempt into a failure caused by its RecordTx
 // callbacks, and drops them (and AfterRecord, which announces those writes).
 func failWrites(a *attempt, cause error) {
-	a.job.recordTx, a.job.afterRecord = nil, nil
+	a.job.recordTx, a.job.recordBatch, a.job.afterRecord = nil, nil, nil
 	a.err = fmt.Errorf("record outcome: %w", cause)
 }
 
@@ -378,6 +388,10 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 				return &callbackError{attempt: a, err: err}
 			}
 		}
+	}
+	if err := writeBatches(ctx, tx, batch, written); err != nil {
+		tx.Rollback()
+		return err
 	}
 	if err := e.claimPiggyback(ctx, tx, p); err != nil {
 		tx.Rollback()

@@ -111,7 +111,7 @@ func (e *Engine) Throughput() []ThroughputPoint {
 
 func snapshot(j *Job) *Job {
 	c := *j
-	c.recordTx, c.afterRecord = nil, nil
+	c.recordTx, c.recordBatch, c.afterRecord = nil, nil, nil
 	return &c
 }
 

@@ -94,21 +94,41 @@ func (w *Worker) Work(ctx context.Context, job *jobs.Job) error {
 			status = store.StatusNoAnswer
 		}
 	}
-	at := w.cfg.Now().UTC().Truncate(time.Second)
-	var updated store.Extraterrestrial
-	job.RecordTx(func(ctx context.Context, tx *sqlx.Tx) error {
-		var err error
-		updated, err = store.RecordCallTx(ctx, tx, args.ExtraterrestrialID, status, job.Attempt, at)
-		return err
-	})
+	c := &call{Call: store.Call{ID: args.ExtraterrestrialID, Status: status, Attempt: job.Attempt,
+		At: w.cfg.Now().UTC().Truncate(time.Second)}}
+	job.RecordBatchTx(callsBatch, c)
 	if w.cfg.OnCall != nil {
-		job.AfterRecord(func() { w.cfg.OnCall(updated) })
+		job.AfterRecord(func() { w.cfg.OnCall(c.updated) })
 	}
 	if !connected {
 		return ErrNoAnswer
 	}
 	return nil
 }
+
+// call is one attempt's write: the call's outcome, and the row as the
+// transaction left it.
+type call struct {
+	store.Call
+	updated store.Extraterrestrial
+}
+
+// callsBatch writes the calls of every attempt of one outcome transaction
+// in one statement (store.RecordCallsTx).
+var callsBatch = &jobs.TxBatch{Write: func(ctx context.Context, tx *sqlx.Tx, items []any) error {
+	calls := make([]store.Call, len(items))
+	for i, it := range items {
+		calls[i] = it.(*call).Call
+	}
+	rows, err := store.RecordCallsTx(ctx, tx, calls)
+	if err != nil {
+		return err
+	}
+	for i, it := range items {
+		it.(*call).updated = rows[i]
+	}
+	return nil
+}}
 
 func (w *Worker) dial() bool {
 	w.mu.Lock()
