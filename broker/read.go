@@ -15,8 +15,13 @@ import (
 	"github.com/phonehome/phonehome/internal/pglisten"
 )
 
-// holeRetry is how soon the reader looks again at a hole.
-const holeRetry = 3 * time.Millisecond
+// holeRetry is how often the reader asks the database whether the
+// transactions that may fill a hole still hold the insert lock (pg_locks,
+// which takes every lock partition: not to be asked at every wake-up).
+// A hole usually fills sooner: the transaction that commits the missing
+// rows notifies, which wakes the reader and makes it read again at once.
+// Only a hole left by a rollback, which notifies nobody, waits for this.
+const holeRetry = 10 * time.Millisecond
 
 // read is the reader's loop.
 func (b *Broker) read(done <-chan struct{}) {
@@ -49,6 +54,8 @@ type reader struct {
 	// ids.
 	holeSince   time.Time
 	holeHolders []string
+	// holeChecked is when the reader last asked whether they still hold it.
+	holeChecked time.Time
 	// late are the ids skipped after HoleWait while an insert was still
 	// under way: should they commit after all, their streams' clients
 	// missed them and must resync.
@@ -139,7 +146,7 @@ func (r *reader) hole(next int64) (int, error) {
 		if holders != "" {
 			r.holeHolders = strings.Split(holders, ",")
 		}
-		r.holeSince = now
+		r.holeSince, r.holeChecked = now, now // they hold it: asked just now
 	}
 	if now.Sub(r.holeSince) >= r.b.cfg.HoleWait {
 		r.b.log.Warn("live events skipped: ids missing for too long", "from", r.last+1, "to", next-1)
@@ -152,6 +159,10 @@ func (r *reader) hole(next int64) (int, error) {
 		return skip, nil
 	}
 	if len(r.holeHolders) > 0 {
+		if now.Sub(r.holeChecked) < holeRetry {
+			return wait, nil // woken by another commit: asked a moment ago
+		}
+		r.holeChecked = now
 		var holding bool
 		if err := r.b.db.QueryRowContext(ctx, stillHoldingSQL, int64(lockKey), r.holeHolders).Scan(&holding); err != nil {
 			return wait, err
