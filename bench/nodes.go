@@ -182,11 +182,12 @@ func nodesCampaign(ctx context.Context, bin, dir string, n, rows int) (nodesResu
 	if resp.StatusCode != http.StatusOK {
 		return r, c.fail(fmt.Errorf("POST /api/phone-home: %s", resp.Status))
 	}
-	if err := c.waitCompleted(ctx, rows, 10*time.Minute); err != nil {
+	last, err := c.waitCompleted(ctx, rows, 10*time.Minute)
+	if err != nil {
 		return r, c.fail(err)
 	}
-	r.Elapsed = time.Since(start)
-	r.CPU = c.cpuSince(cpu0, r.Elapsed)
+	r.CPU = c.cpuSince(cpu0, time.Since(start))
+	r.Elapsed = last.Sub(start)
 	return r, c.fail(rec.finish(ctx, c, &r))
 }
 
@@ -221,10 +222,11 @@ func nodesFanOut(ctx context.Context, bin, dir string, n, clients, rate int, d t
 	}
 	cpu0 := c.cpu()
 	start := time.Now()
-	if err := c.waitCompleted(ctx, total, d+5*time.Minute); err != nil {
+	last, err := c.waitCompleted(ctx, total, d+5*time.Minute)
+	if err != nil {
 		return r, c.fail(err)
 	}
-	r.Elapsed = time.Since(start)
-	r.CPU = c.cpuSince(cpu0, r.Elapsed)
+	r.CPU = c.cpuSince(cpu0, time.Since(start))
+	r.Elapsed = last.Sub(start)
 	return r, c.fail(rec.finish(ctx, c, &r))
 }

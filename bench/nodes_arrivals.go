@@ -108,11 +108,11 @@ func (a *arrivals) close() error {
 }
 
 // readPublished reads the extraterrestrials stream's events from
-// live_events every 100 ms until close, keeping each id's created_at: the
-// broker trims the table by age and count, so one read at the end could
-// miss the first.
+// live_events every second until close, keeping each id's created_at: the
+// broker trims the table by age and count (10,000 events of a stream: ten
+// seconds of the fan-out), so one read at the end could miss the first.
 func (a *arrivals) readPublished(conn *sqlx.DB) error {
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		if err := a.readNew(context.Background(), conn); err != nil {
@@ -127,7 +127,7 @@ func (a *arrivals) readPublished(conn *sqlx.DB) error {
 }
 
 // readNew reads the events of live_events above the last one read, and
-// those of the last few seconds again: an id is drawn when its row is
+// those of the last three seconds again: an id is drawn when its row is
 // inserted, not when it commits, so a row written in a longer transaction
 // (a call's event, written with the call) may become visible after rows
 // with higher ids.
@@ -136,7 +136,7 @@ func (a *arrivals) readNew(ctx context.Context, conn *sqlx.DB) error {
 		ID        int64 `db:"id"`
 		CreatedAt int64 `db:"created_at"`
 	}
-	recent := time.Now().Add(-5 * time.Second).UnixMilli()
+	recent := time.Now().Add(-3 * time.Second).UnixMilli()
 	if err := conn.SelectContext(ctx, &rows, `SELECT id, created_at FROM live_events
 			WHERE stream = 'extraterrestrials' AND (id > $1 OR created_at >= $2) ORDER BY id`, a.lastRead, recent); err != nil {
 		return fmt.Errorf("read live_events: %w", err)
