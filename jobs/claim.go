@@ -46,6 +46,11 @@ const claimSQL = `UPDATE jobs
 type hotStmts struct {
 	claimCounts, claim, outcome, complete, counts *sqlx.Stmt
 
+	// outcomeMu guards outcomeBySize, SQLite's outcome statements by
+	// their number of rows (see outcome_sqlite.go).
+	outcomeMu     sync.Mutex
+	outcomeBySize map[int]*sqlx.Stmt
+
 	// insertMu guards insert, insertSQL prepared at the first Insert (an
 	// engine may insert before Start, and after Stop).
 	insertMu sync.Mutex
@@ -98,6 +103,12 @@ func (e *Engine) closeStmts() {
 			stmt.Close()
 		}
 	}
+	e.stmts.outcomeMu.Lock()
+	for size, stmt := range e.stmts.outcomeBySize {
+		stmt.Close()
+		delete(e.stmts.outcomeBySize, size)
+	}
+	e.stmts.outcomeMu.Unlock()
 	e.stmts.insertMu.Lock()
 	if e.stmts.insert != nil {
 		e.stmts.insert.Close()
