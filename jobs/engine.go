@@ -389,7 +389,6 @@ func (e *Engine) Wake() {
 	}
 }
 
-
 // Stop stops claiming jobs and waits for running ones to finish and be
 // recorded. When ctx ends first, running jobs' contexts are cancelled and
 // Stop waits briefly (2 s) for them; a job that returns an error then was
