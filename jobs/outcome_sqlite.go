@@ -36,23 +36,13 @@ const outcomeCols = 6
 
 // outcomeValuesSQL is the SQLite outcome statement of n rows. ?1 is the
 // node (only rows still executing under it are written), the rows' values
-// follow.
+// follow as anonymous parameters: the driver looks up every parameter's
+// name as it binds, and SQLite finds a numbered one (?7) in a list of all
+// of them, so numbering each cost 0.2 s of W2's 1.1 s at 256 rows.
 func outcomeValuesSQL(n int) string {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('(')
-		for c := range outcomeCols {
-			if c > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "?%d", 2+i*outcomeCols+c)
-		}
-		b.WriteByte(')')
-	}
-	return `WITH v(id, state, at, sched, snooze, err) AS (VALUES ` + b.String() + `)
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", outcomeCols), ",") + ")"
+	return `WITH me(node) AS (SELECT ?1),
+	v(id, state, at, sched, snooze, err) AS (VALUES ` + strings.TrimSuffix(strings.Repeat(row+",", n), ",") + `)
 	UPDATE jobs SET
 		state        = v.state,
 		attempt      = attempt - v.snooze,
@@ -65,8 +55,8 @@ func outcomeValuesSQL(n int) string {
 			WHEN errors = '[]' THEN '[' || v.err || ']'
 			WHEN errors GLOB '[[]{*}]' THEN substr(errors, 1, length(errors) - 1) || ',' || v.err || ']'
 			ELSE json_insert(errors, '$[#]', json(v.err)) END
-	FROM v
-	WHERE jobs.id = v.id AND +jobs.state = 'executing' AND jobs.attempted_by = ?1
+	FROM v, me
+	WHERE jobs.id = v.id AND +jobs.state = 'executing' AND jobs.attempted_by = me.node
 	RETURNING jobs.id`
 }
 
