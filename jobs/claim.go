@@ -38,13 +38,26 @@ const claimCountsSQL = `WITH picked AS (` + claimPick + `)
 const claimSQL = `UPDATE jobs
 	SET state = 'executing', attempt = attempt + 1, attempted_at = ?2, attempted_by = ?4
 	WHERE id IN (SELECT id FROM (` + claimPick + `))
-	RETURNING ` + jobColumns
+	RETURNING ` + claimColumns
+
+// claimColumns are the columns a claim returns: those of jobColumns it does
+// not set itself, or know. A claimed job is executing, in the claim's
+// queue, attempted now by this node, and has no finish time (a job gets one
+// only with a finished state, and a retry clears it). Returning the 18
+// columns took 7.5 µs a job, these 11 6.6 µs (measured on 50-job claims),
+// and their scan less.
+const claimColumns = `id, kind, args, priority, attempt, max_attempts, rescues, errors, tags, inserted_at, scheduled_at`
 
 // hotStmts are the statements of every claim and outcome, prepared once at
 // Start: preparing them per run (parsing and planning) cost more than
 // running them.
 type hotStmts struct {
 	claimCounts, claim, outcome, complete, counts *sqlx.Stmt
+
+	// outcomeMu guards outcomeBySize, SQLite's outcome statements by
+	// their number of rows (see outcome_sqlite.go).
+	outcomeMu     sync.Mutex
+	outcomeBySize map[int]*sqlx.Stmt
 
 	// insertMu guards insert, insertSQL prepared at the first Insert (an
 	// engine may insert before Start, and after Stop).
@@ -98,6 +111,12 @@ func (e *Engine) closeStmts() {
 			stmt.Close()
 		}
 	}
+	e.stmts.outcomeMu.Lock()
+	for size, stmt := range e.stmts.outcomeBySize {
+		stmt.Close()
+		delete(e.stmts.outcomeBySize, size)
+	}
+	e.stmts.outcomeMu.Unlock()
 	e.stmts.insertMu.Lock()
 	if e.stmts.insert != nil {
 		e.stmts.insert.Close()
@@ -134,13 +153,17 @@ func (e *Engine) claimTx(ctx context.Context, tx *sqlx.Tx, queueName string, n i
 			return nil, fmt.Errorf("claim: count: %w", err)
 		}
 	}
-	rows, err := scanJobRows(tx.StmtxContext(ctx, e.stmts.claim).QueryContext(ctx, queueName, now, n, e.cfg.Node))
+	rows, err := scanClaimRows(tx.StmtxContext(ctx, e.stmts.claim).QueryContext(ctx, queueName, now, n, e.cfg.Node))
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
 	jobs := make([]*Job, 0, len(rows))
 	for i := range rows {
-		j, err := rows[i].job()
+		r := &rows[i]
+		r.State, r.Queue = string(StateExecuting), queueName
+		r.AttemptedAt = sql.NullInt64{Int64: now, Valid: true}
+		r.AttemptedBy = sql.NullString{String: e.cfg.Node, Valid: true}
+		j, err := r.job()
 		if err != nil {
 			return nil, err
 		}
@@ -152,9 +175,9 @@ func (e *Engine) claimTx(ctx context.Context, tx *sqlx.Tx, queueName string, n i
 	return jobs, nil
 }
 
-// scanJobRows reads rows of jobColumns, in their order, without sqlx's
+// scanClaimRows reads rows of claimColumns, in their order, without sqlx's
 // reflection (which cost about as much as the claim's statement).
-func scanJobRows(rows *sql.Rows, err error) ([]jobRow, error) {
+func scanClaimRows(rows *sql.Rows, err error) ([]jobRow, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -162,9 +185,8 @@ func scanJobRows(rows *sql.Rows, err error) ([]jobRow, error) {
 	var out []jobRow
 	for rows.Next() {
 		var r jobRow
-		if err := rows.Scan(&r.ID, &r.State, &r.Queue, &r.Kind, &r.Args, &r.Priority, &r.Attempt, &r.MaxAttempts,
-			&r.Rescues, &r.Errors, &r.Tags, &r.InsertedAt, &r.ScheduledAt, &r.AttemptedAt, &r.CompletedAt,
-			&r.CancelledAt, &r.DiscardedAt, &r.AttemptedBy); err != nil {
+		if err := rows.Scan(&r.ID, &r.Kind, &r.Args, &r.Priority, &r.Attempt, &r.MaxAttempts,
+			&r.Rescues, &r.Errors, &r.Tags, &r.InsertedAt, &r.ScheduledAt); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

@@ -1,8 +1,6 @@
 package jobs
 
 import (
-	"encoding/json"
-	"fmt"
 	"regexp"
 	"strings"
 
@@ -36,8 +34,11 @@ type dialect struct {
 	// The outcomes: complete (plain completions at one time) and outcome
 	// (the rest), with outcomeArgs encoding a batch's rows for outcome
 	// and ids encoding an id list for complete and the actions.
+	// On SQLite (outcomeBySize) outcome is empty: the engine builds one
+	// statement a batch size (outcome_sqlite.go).
 	complete, outcome string
 	outcomeArgs       func(rows []outcomeRow, node string) ([]any, error)
+	outcomeBySize     bool
 	// Operator actions over an id list ($1/?1) at a time ($2/?2).
 	cancel, retry, delete string
 
@@ -139,14 +140,10 @@ var sqliteDialect = &dialect{
 	claimCounts: claimCountsSQL,
 	claim:       claimSQL,
 	complete:    completeSQL,
-	outcome:     outcomeSQL,
-	outcomeArgs: func(rows []outcomeRow, node string) ([]any, error) {
-		b, err := json.Marshal(rows)
-		if err != nil {
-			return nil, fmt.Errorf("encode outcomes: %w", err)
-		}
-		return []any{string(b), node}, nil
-	},
+	// outcome and outcomeArgs: one statement a batch size (see
+	// outcome_sqlite.go).
+	outcomeBySize: true,
+
 	cancel: cancelSQL,
 	retry:  retrySQL,
 	delete: deleteSQL,

@@ -28,10 +28,10 @@ import (
 //     commit.
 //   - No INDEXED BY: PostgreSQL's planner takes the partial indexes itself.
 
-// pgJobColumns are jobColumns qualified by the table, for the claim, whose
-// UPDATE … FROM joins a CTE that also has an id.
-var pgJobColumns = func() string {
-	cols := strings.Split(jobColumns, ",")
+// pgClaimColumns are claimColumns qualified by the table, for the claim,
+// whose UPDATE … FROM joins a CTE that also has an id.
+var pgClaimColumns = func() string {
+	cols := strings.Split(claimColumns, ",")
 	for i, c := range cols {
 		cols[i] = "jobs." + strings.TrimSpace(c)
 	}
@@ -52,7 +52,7 @@ var postgresDialect = &dialect{
 			FOR UPDATE SKIP LOCKED)
 		UPDATE jobs SET state = 'executing', attempt = jobs.attempt + 1, attempted_at = $2, attempted_by = $4
 		FROM c WHERE jobs.id = c.id
-		RETURNING ` + pgJobColumns,
+		RETURNING ` + pgClaimColumns,
 
 	complete: `UPDATE jobs SET state = 'completed', completed_at = $2
 		WHERE id = ANY($1::bigint[]) AND state = 'executing' AND attempted_by = $3

@@ -384,11 +384,7 @@ func (e *Engine) Start(ctx context.Context) error {
 // and reports the jobs inserted with InsertTx or InsertManyTx since the last
 // Wake to OnChange: call it after committing such an insert.
 func (e *Engine) Wake() {
-	e.pendingMu.Lock()
-	ids := e.pending
-	e.pending = nil
-	e.pendingMu.Unlock()
-	e.changed(ids)
+	e.reportPending()
 	for _, q := range e.queues {
 		q.signal()
 	}

@@ -201,7 +201,9 @@ const findUniqueBySQL = `SELECT id FROM jobs
 // skip (ON CONFLICT DO NOTHING).
 const findUniqueSQL = "SELECT id FROM jobs WHERE unique_key = ? AND state IN " + inFlight
 
-// Insert adds one job in its own transaction and wakes its queue.
+// Insert adds one job in its own transaction and wakes its queue (it
+// reports the jobs inserted with InsertTx and InsertManyTx since the last
+// Wake too, as Wake does).
 func (e *Engine) Insert(ctx context.Context, args Args, opts InsertOpts) (InsertResult, error) {
 	now := e.now()
 	r, err := prepareInsert(InsertParams{Args: args, Opts: opts}, now)
@@ -249,7 +251,13 @@ func (e *Engine) Insert(ctx context.Context, args Args, opts InsertOpts) (Insert
 	}
 	e.afterPiggyback(p)
 	e.startPiggyback(p)
-	e.Wake()
+	e.reportPending()
+	// A claim made with the insert took every due job its queue had room
+	// for: waking the queue's loop would only run an empty claim of its
+	// own, on the writer and a core the new job's start needs (W3).
+	if q, ok := e.queues[r.queue]; ok && p == nil {
+		q.signal()
+	}
 	return res, nil
 }
 
@@ -271,6 +279,16 @@ func (e *Engine) addPending(ids ...int64) {
 	e.pendingMu.Lock()
 	e.pending = append(e.pending, ids...)
 	e.pendingMu.Unlock()
+}
+
+// reportPending reports the jobs inserted with InsertTx or InsertManyTx
+// since the last report to OnChange.
+func (e *Engine) reportPending() {
+	e.pendingMu.Lock()
+	ids := e.pending
+	e.pending = nil
+	e.pendingMu.Unlock()
+	e.changed(ids)
 }
 
 // insertTx inserts one job without reporting it.

@@ -164,12 +164,11 @@ func (r *jobRow) job() (*Job, error) {
 		AttemptedBy: r.AttemptedBy.String,
 		rescues:     r.Rescues,
 	}
-	// "[]" (most jobs) decodes to the empty slice without a decoder.
-	if r.Errors == "[]" {
-		j.Errors = []AttemptError{}
-	} else if err := json.Unmarshal([]byte(r.Errors), &j.Errors); err != nil {
+	errs, err := decodeErrors(r.Errors)
+	if err != nil {
 		return nil, fmt.Errorf("job %d: errors column: %w", r.ID, err)
 	}
+	j.Errors = errs
 	if r.Tags == "[]" {
 		j.Tags = []string{}
 	} else if err := json.Unmarshal([]byte(r.Tags), &j.Tags); err != nil {

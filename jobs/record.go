@@ -270,34 +270,16 @@ func runRecordTx(ctx context.Context, fn func(context.Context, *sqlx.Tx) error, 
 	return fn(ctx, tx)
 }
 
-// outcomeSQL (SQLite) records the outcomes of a batch in one statement: ?1 is a JSON
-// array of outcomeRow. Only rows still executing under this node (?2) are
-// written; RETURNING names them. (The unary + keeps the planner from
-// walking the state index instead of looking each id up.)
-const outcomeSQL = `UPDATE jobs SET
-		state        = v.state,
-		attempt      = attempt - v.snooze,
-		scheduled_at = coalesce(v.sched, scheduled_at),
-		completed_at = iif(v.state = 'completed', v.at, completed_at),
-		cancelled_at = iif(v.state = 'cancelled', v.at, cancelled_at),
-		discarded_at = iif(v.state = 'discarded', v.at, discarded_at),
-		errors       = iif(v.err IS NULL, errors, json_insert(errors, '$[#]', json(v.err)))
-	FROM (SELECT value ->> 'id' AS id, value ->> 'state' AS state, value ->> 'at' AS at,
-	             value ->> 'sched' AS sched, value ->> 'snooze' AS snooze, value -> 'err' AS err
-	      FROM json_each(?1)) AS v
-	WHERE jobs.id = v.id AND +jobs.state = 'executing' AND jobs.attempted_by = ?2
-	RETURNING jobs.id`
-
 // completeSQL records plain completions at one time: ?1 is a JSON array of
-// ids, ?2 the time. Like outcomeSQL, only rows still executing under this
-// node (?3) are written, and RETURNING names them. Without outcomeSQL's
-// seven computed assignments from a decoded JSON row per job it costs less,
+// ids, ?2 the time. Like the outcome statement (outcome_sqlite.go), only
+// rows still executing under this node (?3) are written, and RETURNING
+// names them. Without its seven computed assignments per job it costs less,
 // and nearly every outcome of a busy queue is one.
 const completeSQL = `UPDATE jobs SET state = 'completed', completed_at = ?2
 	WHERE id IN (SELECT value FROM json_each(?1)) AND +state = 'executing' AND attempted_by = ?3
 	RETURNING id`
 
-// outcomeRow is one job's new state in outcomeSQL.
+// outcomeRow is one job's new state, as the outcome statement writes it.
 type outcomeRow struct {
 	ID     int64         `json:"id"`
 	State  State         `json:"state"`
@@ -340,10 +322,11 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 	if e.d.postgres && len(others) > 0 && len(completedAt) > 0 {
 		others, completedAt = rows, nil
 	}
+	var outcomeStmt *sqlx.Stmt
 	var outcomeArgs []any
 	if len(others) > 0 {
 		var err error
-		if outcomeArgs, err = e.d.outcomeArgs(others, e.cfg.Node); err != nil {
+		if outcomeStmt, outcomeArgs, err = e.outcomeStmt(ctx, others); err != nil {
 			return err
 		}
 	}
@@ -366,7 +349,7 @@ func (e *Engine) tryRecord(batch []*attempt, p *piggyback) error {
 	}
 	if len(others) > 0 {
 		var more []int64
-		if err := tx.StmtxContext(ctx, e.stmts.outcome).SelectContext(ctx, &more, outcomeArgs...); err != nil {
+		if err := tx.StmtxContext(ctx, outcomeStmt).SelectContext(ctx, &more, outcomeArgs...); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("record %d outcomes: %w", len(others), err)
 		}

@@ -57,6 +57,9 @@ type Store struct {
 	// url is the PostgreSQL URL as given, password included, for the
 	// migration and drop connections; empty on SQLite.
 	url string
+	// ckpt copies SQLite's write-ahead log into the database file off the
+	// writer's commits (checkpoint.go); nil on PostgreSQL.
+	ckpt *checkpointer
 }
 
 // Sync is how hard SQLite works to make a commit durable (PRAGMA
@@ -103,6 +106,7 @@ var writerPragmas = []string{
 	"foreign_keys(1)",
 	"temp_store(MEMORY)",
 	"cache_size(-32000)",
+	fmt.Sprintf("wal_autocheckpoint(%d)", checkpointAfter),
 }
 
 var readerPragmas = []string{
@@ -172,7 +176,13 @@ func openSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 		reader.Close()
 		return nil, fmt.Errorf("%s: %w", path, explain(err))
 	}
-	return &Store{Writer: writer, Reader: reader, Path: path, Dialect: SQLite}, nil
+	ckpt, err := startCheckpointer(ctx, path, sync)
+	if err != nil {
+		writer.Close()
+		reader.Close()
+		return nil, fmt.Errorf("%s: %w", path, explain(err))
+	}
+	return &Store{Writer: writer, Reader: reader, Path: path, Dialect: SQLite, ckpt: ckpt}, nil
 }
 
 // checkWritable makes SQLite read the file header and take a write lock, so a
@@ -225,7 +235,7 @@ func (s *Store) Close() error {
 	if s.Reader == s.Writer {
 		return s.Writer.Close()
 	}
-	return errors.Join(s.Reader.Close(), s.Writer.Close())
+	return errors.Join(s.ckpt.close(), s.Reader.Close(), s.Writer.Close())
 }
 
 // Rebind turns an SQL text written with ? placeholders into the store's
