@@ -113,7 +113,7 @@ func TestTwoNodesOneLeaderOnPostgres(t *testing.T) {
 	}
 	dash := getBody(t, b.URL+"/dashboard")
 	for _, want := range []string{`id="dash-nodes-h"`, "<code>node-a</code>", "<code>node-b</code> <span class=\"muted\">(this one)</span>",
-		"Maintenance leader: node-a."} {
+		"Maintenance leader: node-a.", "Live events carried between nodes by this one: 0 lost, 0 skipped."} {
 		if !strings.Contains(dash, want) {
 			t.Errorf("B's dashboard lacks %s", want)
 		}

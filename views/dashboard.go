@@ -55,6 +55,11 @@ type DashNodes struct {
 	// Leader is the leading node's name, or a sentence saying none leads.
 	Leader string
 	Err    string
+	// LiveEvents says what this node's broker lost of the events it
+	// carries between nodes ("" without a broker).
+	LiveEvents string
+	// LiveEventsLost marks a loss (LiveEvents then warns).
+	LiveEventsLost bool
 }
 
 // DashNode is one line of the nodes table.
@@ -177,17 +182,22 @@ func NewDashboardLive(s stats.Snapshot, hist []stats.Point, keep time.Duration) 
 	l.Jobs = dashJobsView(s.Jobs)
 	l.Pets = dashPetsView(s.Pets)
 	l.DB = dashDBView(s.DB)
-	l.Nodes = dashNodesView(s.Node, s.Nodes)
+	l.Nodes = dashNodesView(s.Node, s.Nodes, s.LiveEvents)
 	l.Charts = dashCharts(s, hist, keep)
 	return l
 }
 
-// dashNodesView lists the nodes, this one (self) marked.
-func dashNodesView(self string, n *stats.Nodes) *DashNodes {
+// dashNodesView lists the nodes, this one (self) marked, and what this
+// node's broker lost (le: nil without one).
+func dashNodesView(self string, n *stats.Nodes, le *stats.LiveEvents) *DashNodes {
 	if n == nil {
 		return nil
 	}
 	v := &DashNodes{Err: n.Err, Leader: n.Leader}
+	if le != nil {
+		v.LiveEvents = fmt.Sprintf("%s lost, %s skipped", Thousands(int(le.Lost)), Thousands(int(le.Skipped)))
+		v.LiveEventsLost = le.Lost > 0 || le.Skipped > 0
+	}
 	if n.Leader == "" {
 		v.Leader = "none right now (a node takes the lead within seconds)"
 	}

@@ -75,4 +75,26 @@ func TestDashboardNodesPanel(t *testing.T) {
 	if s := render(nil); strings.Contains(s, "dash-nodes-h") {
 		t.Errorf("a panel without a nodes source")
 	}
+
+	// What the broker lost: said on PostgreSQL (a warning when anything
+	// was), absent without a broker.
+	nodes := &stats.Nodes{Leader: "node-b", List: []stats.NodeInfo{{Name: "node-b", Leader: true}}}
+	withLosses := func(le *stats.LiveEvents) string {
+		t.Helper()
+		l := NewDashboardLive(stats.Snapshot{Node: "node-b", Nodes: nodes, LiveEvents: le, Full: true}, nil, time.Minute)
+		html, err := v.Fragment(PartialDashLive, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(html)
+	}
+	if s := withLosses(nil); strings.Contains(s, "dash-live-events") {
+		t.Errorf("live-event losses shown without a broker")
+	}
+	if s := withLosses(&stats.LiveEvents{}); !strings.Contains(s, `<p class="dash-note" id="dash-live-events">Live events carried between nodes by this one: 0 lost, 0 skipped.</p>`) {
+		t.Errorf("no losses are not said plainly")
+	}
+	if s := withLosses(&stats.LiveEvents{Lost: 1200, Skipped: 3}); !strings.Contains(s, `flash flash-error" id="dash-live-events">Live events carried between nodes by this one: 1,200 lost, 3 skipped (their streams' pages were told to reload).`) {
+		t.Errorf("losses are not shown as a warning")
+	}
 }
