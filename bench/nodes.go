@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -51,8 +52,18 @@ var (
 	nodesClients    = flag.Int("nodes-clients", 1000, "nodes scenario: whole-stream clients of the fan-out, spread over the nodes")
 	nodesRate       = flag.Int("nodes-rate", 1000, "nodes scenario: changes a second of the fan-out")
 	nodesDuration   = flag.Duration("nodes-duration", 15*time.Second, "nodes scenario: how long the fan-out's changes last")
+	nodesShare      = flag.Bool("nodes-share", true, "nodes scenario: run each of N nodes with GOMAXPROCS = cores/N (at least 1), its share of the machine, as under a CPU limit of that share; false: Go's default (every node schedules on every core)")
 	nodesCPUProfile = flag.String("nodes-cpuprofile", "", "nodes scenario: write each node's CPU profile (its serve -cpuprofile) into this directory, as N-nodes-nodeI.prof (the fan-out's overwrites the campaign's)")
 )
+
+// nodeProcs is the GOMAXPROCS of each of n nodes: its share of the
+// machine's cores with -nodes-share (at least 1), else 0 (Go's default).
+func nodeProcs(n int) int {
+	if !*nodesShare {
+		return 0
+	}
+	return max(1, runtime.NumCPU()/n)
+}
 
 // nodesTarget is the bound on the fan-out's publish-to-client p99.
 const nodesTarget = 250 * time.Millisecond
@@ -81,7 +92,9 @@ type nodesResult struct {
 	// clients' (this process's poller thread) over their connection's life.
 	CPU       []float64
 	ClientCPU float64
-	Err       string
+	// Procs is each node's GOMAXPROCS (0: Go's default, every core).
+	Procs int
+	Err   string
 }
 
 // runNodesBench runs the scenario runs times for each number of nodes and
@@ -134,7 +147,7 @@ func runNodesBench(ctx context.Context, runs int, appRoot, out, analysis string)
 				if ctx.Err() != nil {
 					return errors.New("interrupted; BENCHMARKS.md left as it was")
 				}
-				r.Kind, r.Nodes, r.Run = kind, n, run
+				r.Kind, r.Nodes, r.Run, r.Procs = kind, n, run, nodeProcs(n)
 				if err != nil {
 					r.Err = err.Error()
 					log.Printf("run %d %s, %d nodes: FAILED: %v", run, kind, n, err)

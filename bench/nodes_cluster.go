@@ -42,10 +42,14 @@ type benchNode struct {
 var listeningLine = regexp.MustCompile(`msg="phonehome is listening" url=(http://\S+)`)
 
 // startBenchNode starts `phonehome serve` on a free loopback port over db
-// with args and waits until it listens.
-func startBenchNode(bin, db string, args ...string) (*benchNode, error) {
+// with args and waits until it listens; with GOMAXPROCS procs when procs >
+// 0 (else Go's default: every core).
+func startBenchNode(bin, db string, procs int, args ...string) (*benchNode, error) {
 	cmd := exec.Command(bin, append([]string{"serve", "-db", db, "-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Env = appenv.Clean()
+	if procs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
+	}
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -168,7 +172,7 @@ func startCluster(ctx context.Context, bin, dir string, n, rows int, args ...str
 		if *nodesCPUProfile != "" { // each node's own file; the later scenario of a run overwrites the earlier's
 			a = append(slices.Clip(args), "-cpuprofile", filepath.Join(*nodesCPUProfile, fmt.Sprintf("%d-nodes-node%d.prof", n, i+1)))
 		}
-		nd, err := startBenchNode(bin, db, a...)
+		nd, err := startBenchNode(bin, db, nodeProcs(n), a...)
 		if err != nil {
 			c.stop()
 			return nil, err

@@ -26,20 +26,23 @@ func renderNodes(results []nodesResult, date, machine, rev, command, analysis st
 		"that also wrote the row), so it adds the commit and the wait for the broker. A client whose node cuts its " +
 		"stream (a client too slow for its queue) reconnects at once to the same node with `Last-Event-ID`, as a " +
 		"browser's EventSource does: \"cut\" counts those resumptions, and the events it then receives count as " +
-		"delivered, with their late arrival in the latencies.\n\n")
+		"delivered, with their late arrival in the latencies. Unless `-nodes-share=false`, each of N nodes runs with " +
+		"GOMAXPROCS set to its share of the cores (cores/N, at least 1: the column GOMAXPROCS), as a node under a CPU " +
+		"limit of that share would (Go takes GOMAXPROCS from a container's CPU limit); otherwise every node's runtime " +
+		"schedules on every core, and three nodes, PostgreSQL and the clients contend for two (see the analysis below).\n\n")
 	table := func(kind, title string) {
 		w("%s\n\n", title)
-		w("| nodes | run | changes | time | changes/s | clients | delivered | missing | resyncs | cut | publish→client p50 | p99 | change→client p50 | p99 | max | CPU per node | clients' CPU |\n")
-		w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
+		w("| nodes | GOMAXPROCS | run | changes | time | changes/s | clients | delivered | missing | resyncs | cut | publish→client p50 | p99 | change→client p50 | p99 | max | CPU per node | clients' CPU |\n")
+		w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
 		for _, r := range results {
 			if r.Kind != kind {
 				continue
 			}
 			if r.Err != "" {
-				w("| %d | %d | failed: %s ||||||||||||||||\n", r.Nodes, r.Run, strings.ReplaceAll(firstLine(r.Err), "|", "\\|"))
+				w("| %d | %s | %d | failed: %s ||||||||||||||||\n", r.Nodes, procsCell(r.Procs), r.Run, strings.ReplaceAll(firstLine(r.Err), "|", "\\|"))
 				continue
 			}
-			w("| %d | %d | %s | %.2f s | %s | %s | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %.0f %% |\n", r.Nodes, r.Run,
+			w("| %d | %s | %d | %s | %.2f s | %s | %s | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %.0f %% |\n", r.Nodes, procsCell(r.Procs), r.Run,
 				thousands(float64(r.Changes)), r.Elapsed.Seconds(), thousands(float64(r.Changes)/r.Elapsed.Seconds()),
 				thousands(float64(r.Clients)), thousands(float64(r.Delivered)), thousands(float64(r.Missing)),
 				r.Resyncs, r.Cut, durMS(r.Publish.P50), durMS(r.Publish.P99), durMS(r.Latency.P50), durMS(r.Latency.P99),
@@ -65,6 +68,14 @@ func renderNodes(results []nodesResult, date, machine, rev, command, analysis st
 		w("### What the figures say\n\n%s\n\n", analysis)
 	}
 	return b.String()
+}
+
+// procsCell is a node's GOMAXPROCS for the tables.
+func procsCell(procs int) string {
+	if procs == 0 {
+		return "default"
+	}
+	return fmt.Sprint(procs)
 }
 
 // durMS is d in milliseconds for the tables.
