@@ -34,6 +34,16 @@ func testLease(t *testing.T, st *store.Store, node string, clock *fakeClock) *cl
 	return l
 }
 
+// leads is an engine's Config.IsLeader over the lease l will hold: the
+// engine starts (and its maintenance asks) before the lease is made, and
+// it does not lead until then.
+func leads(l *atomic.Pointer[cluster.Lease]) func() bool {
+	return func() bool {
+		lease := l.Load()
+		return lease != nil && lease.IsLeader()
+	}
+}
+
 // campaign steps l and fails the test unless it then leads as want says.
 func campaign(t *testing.T, l *cluster.Lease, want bool) {
 	t.Helper()
@@ -74,15 +84,16 @@ func TestCronOnceAcrossNodesWhoseLeaderChanges(t *testing.T) {
 	url := pgDatabase(t)
 	clock := newFakeClock() // 03:04:05
 	var inserted [2]changedIDs
-	var leases [2]*cluster.Lease
+	var leases [2]atomic.Pointer[cluster.Lease]
 	var st *store.Store
 	for i, name := range []string{"node-a", "node-b"} {
 		s, _ := pgNode(t, url, jobs.Config{Node: name, Queues: map[string]int{"default": 1}, PollInterval: 5 * time.Millisecond,
 			Now: clock.Now, Periodic: []jobs.PeriodicJob{everyMinute},
-			IsLeader: func() bool { return leases[i].IsLeader() }, OnChange: inserted[i].add})
-		leases[i], st = testLease(t, s, name, clock), s
+			IsLeader: leads(&leases[i]), OnChange: inserted[i].add})
+		leases[i].Store(testLease(t, s, name, clock))
+		st = s
 	}
-	a, b := leases[0], leases[1]
+	a, b := leases[0].Load(), leases[1].Load()
 	bun := &bundle{ctx: t.Context(), st: st, clock: clock}
 	// settled waits until both cron loops have read the clock many times
 	// since (each reads it at every tick), then checks the slots inserted.
@@ -153,13 +164,14 @@ func TestPruneOnlyOnTheLeader(t *testing.T) {
 	t.Parallel()
 	url := pgDatabase(t)
 	clock := newFakeClock()
-	var leases [2]*cluster.Lease
+	var leases [2]atomic.Pointer[cluster.Lease]
 	var engines [2]*jobs.Engine
 	var st *store.Store
 	for i, name := range []string{"node-a", "node-b"} {
 		s, e := pgNode(t, url, jobs.Config{Node: name, Now: clock.Now, PruneAfter: time.Hour,
-			IsLeader: func() bool { return leases[i].IsLeader() }})
-		leases[i], engines[i], st = testLease(t, s, name, clock), e, s
+			IsLeader: leads(&leases[i])})
+		leases[i].Store(testLease(t, s, name, clock))
+		engines[i], st = e, s
 	}
 	for range 3 {
 		if _, err := engines[0].Insert(t.Context(), testArgs{}, jobs.InsertOpts{}); err != nil {
@@ -170,7 +182,7 @@ func TestPruneOnlyOnTheLeader(t *testing.T) {
 	if _, err := st.Writer.Exec("UPDATE jobs SET state = 'completed', completed_at = $1", old); err != nil {
 		t.Fatal(err)
 	}
-	campaign(t, leases[0], true)
+	campaign(t, leases[0].Load(), true)
 	for _, e := range []*jobs.Engine{engines[1], engines[0]} {
 		n, err := e.Prune(t.Context())
 		if err != nil {
