@@ -49,7 +49,7 @@ func renderPG(d *benchData, analysis string) string {
 		"caveat as the SQLite section: the server, the queue and its workers share the 2 cores.\n\n")
 	for name, sd := range d.Scenarios {
 		if sd.Date != latest || sd.Rev != rev {
-			w("- Scenario %s was measured at another time (%s, phonehome at %s) and kept from then.\n", name, sd.Date, sd.Rev)
+			w("- Scenario %s was measured at another time (%s, phonehome at %s, on %s%s) and kept from then.\n", name, sd.Date, sd.Rev, sd.Machine, commandNote(sd.Command))
 		}
 	}
 	w("| workload | phonehome | River | phonehome ÷ River |\n|---|---:|---:|---:|\n")

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -174,8 +175,8 @@ func render(d *benchData, analysis string) string {
 	for _, name := range names {
 		sd := d.Scenarios[name]
 		if sd.Date != latest || sd.Machine != machine || sd.Rev != rev {
-			w("- Scenario %s was measured at another time (%s, runs: %d, phonehome at %s, on %s) and kept from then.\n",
-				name, sd.Date, sd.Runs, sd.Rev, sd.Machine)
+			w("- Scenario %s was measured at another time (%s, runs: %d, phonehome at %s, on %s%s) and kept from then.\n",
+				name, sd.Date, sd.Runs, sd.Rev, sd.Machine, commandNote(sd.Command))
 		}
 	}
 
@@ -522,4 +523,13 @@ func appRevision() string {
 		rev += " (with uncommitted changes in jobs/, store/ or migrations/)"
 	}
 	return rev
+}
+
+// commandNote names the command that measured a scenario kept from an
+// earlier run (its -out left out: where it wrote is not how it measured).
+func commandNote(command string) string {
+	if command == "" {
+		return ""
+	}
+	return ", with `" + regexp.MustCompile(` -out \S+`).ReplaceAllString(command, "") + "`"
 }
