@@ -288,7 +288,7 @@ func postJSON(c *http.Client, url, body string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-var tookPattern = regexp.MustCompile(`msg="pet tick" took=(\S+)`)
+var tookPattern = regexp.MustCompile(`msg="pet tick" (?:\S+=\S+ )*?took=(\S+)`)
 
 // readTicks passes on the duration of every tick the server logs.
 func readTicks(r io.Reader, out chan<- time.Duration) {
