@@ -87,6 +87,15 @@ func (r *throughputRing) add(at time.Time, completed, failed int) {
 	r.mu.Unlock()
 }
 
+// second is what the ring counted in the second sec (zeros when it holds
+// none of it); the caller holds r.mu.
+func (r *throughputRing) second(sec int64) (completed, failed int) {
+	if s := r.slots[((sec%throughputWindow)+throughputWindow)%throughputWindow]; s.sec == sec {
+		return s.completed, s.failed
+	}
+	return 0, 0
+}
+
 // Throughput returns completed and failed attempts per second over the
 // last 15 minutes, oldest first, one point for every second up to and
 // including the current one (zeros where nothing finished). It counts this
@@ -100,9 +109,7 @@ func (e *Engine) Throughput() []ThroughputPoint {
 	for i := range out {
 		sec := now - throughputWindow + 1 + int64(i)
 		out[i].At = time.Unix(sec, 0).UTC()
-		if s := r.slots[((sec%throughputWindow)+throughputWindow)%throughputWindow]; s.sec == sec {
-			out[i].Completed, out[i].Failed = s.completed, s.failed
-		}
+		out[i].Completed, out[i].Failed = r.second(sec)
 	}
 	r.mu.Unlock()
 	r.shared.addThroughput(out)

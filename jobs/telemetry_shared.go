@@ -231,8 +231,8 @@ func (e *Engine) minutePayload(minute int64) (string, error) {
 	r.mu.Lock()
 	for i := range int64(60) {
 		sec := minute*60 + i
-		if sl := r.slots[sec%throughputWindow]; sl.sec == sec && (sl.completed > 0 || sl.failed > 0) {
-			t.Seconds = append(t.Seconds, [3]int{int(i), sl.completed, sl.failed})
+		if completed, failed := r.second(sec); completed > 0 || failed > 0 {
+			t.Seconds = append(t.Seconds, [3]int{int(i), completed, failed})
 		}
 	}
 	r.mu.Unlock()
@@ -241,8 +241,8 @@ func (e *Engine) minutePayload(minute int64) (string, error) {
 	export := func(m map[string]*timingSeries) map[string]*wireSlot {
 		var out map[string]*wireSlot
 		for name, series := range m {
-			sl := series.slots[((minute%TimingsWindow)+TimingsWindow)%TimingsWindow]
-			if sl == nil || sl.minute != minute || sl.count == 0 {
+			sl := series.at(minute)
+			if sl == nil || sl.count == 0 {
 				continue
 			}
 			if out == nil {

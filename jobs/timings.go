@@ -90,8 +90,23 @@ type timingSeries struct {
 	slots [TimingsWindow]*timingSlot
 }
 
+// timingIndex is minute's place in a series' ring.
+func timingIndex(minute int64) int {
+	return int(((minute % TimingsWindow) + TimingsWindow) % TimingsWindow)
+}
+
+// at is the slot of minute, nil when the ring holds none of it.
+func (s *timingSeries) at(minute int64) *timingSlot {
+	if sl := s.slots[timingIndex(minute)]; sl != nil && sl.minute == minute {
+		return sl
+	}
+	return nil
+}
+
+// slot is the slot of minute, made (or recycled from an older minute)
+// when the ring holds none of it.
 func (s *timingSeries) slot(minute int64) *timingSlot {
-	i := int(((minute % TimingsWindow) + TimingsWindow) % TimingsWindow)
+	i := timingIndex(minute)
 	sl := s.slots[i]
 	if sl == nil {
 		sl = &timingSlot{}
@@ -208,8 +223,8 @@ func (t *timings) slotsOf(first, last int64) (queues, kinds map[string]map[int64
 		out := map[string]map[int64]*timingSlot{}
 		for name, s := range m {
 			for minute := first; minute <= last; minute++ {
-				sl := s.slots[((minute%TimingsWindow)+TimingsWindow)%TimingsWindow]
-				if sl == nil || sl.minute != minute {
+				sl := s.at(minute)
+				if sl == nil {
 					continue
 				}
 				if out[name] == nil {
