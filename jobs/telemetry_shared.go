@@ -150,8 +150,10 @@ func (e *Engine) shareTelemetry(ctx context.Context) error {
 		s.mu.Unlock()
 	}
 
-	if err := e.readTelemetry(ctx, now-2, now); err != nil { // the minutes others may still be writing
-		return err
+	if !first { // (the first read, above, had every minute)
+		if err := e.readTelemetry(ctx, now-2, now); err != nil { // the minutes others may still be writing
+			return err
+		}
 	}
 	s.mu.Lock()
 	prune := s.pruned != now
