@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -84,17 +83,14 @@ func writeBatches(ctx context.Context, tx *sqlx.Tx, batch []*attempt, written []
 	return nil
 }
 
-// runBatchWrite runs b.Write, turning a panic into an error.
-func runBatchWrite(ctx context.Context, b *TxBatch, tx *sqlx.Tx, items []any) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
-		}
-	}()
+// runBatchWrite runs b.Write, a panic turned into an error as RecordTx's
+// (runRecordTx).
+func runBatchWrite(ctx context.Context, b *TxBatch, tx *sqlx.Tx, items []any) error {
 	if b.Write == nil {
 		return errors.New("a TxBatch without Write")
 	}
-	if err := b.Write(ctx, tx, items); err != nil {
+	err := runRecordTx(ctx, func(ctx context.Context, tx *sqlx.Tx) error { return b.Write(ctx, tx, items) }, tx)
+	if err != nil {
 		return fmt.Errorf("write %d items: %w", len(items), err)
 	}
 	return nil
