@@ -113,8 +113,6 @@ type App struct {
 	// lease is the maintenance lease on PostgreSQL; nil on SQLite, where
 	// this process is alone (LockSQLite) and always leads.
 	lease *cluster.Lease
-	// registry lists the nodes serving the database, for the stats.
-	registry *cluster.Registry
 }
 
 // NewApp opens and migrates the database (seeding a new one), builds the

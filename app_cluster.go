@@ -14,7 +14,6 @@ import (
 	"github.com/phonehome/phonehome/cluster"
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/internal/pglisten"
-	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/stats"
@@ -62,12 +61,10 @@ func (a *App) IsLeader() bool { return a.lease == nil || a.lease.IsLeader() }
 
 // joinCluster builds this node's side of the maintenance lease on
 // PostgreSQL (several nodes may serve the database; one at a time runs
-// cron, pruning, count compaction and the pets' deaths) and the node
-// registry for the stats. It returns the lease's runner (nil on SQLite)
+// cron, pruning, count compaction and the pets' deaths). It returns the lease's runner (nil on SQLite)
 // and the IsLeader hook for the engine and the pets (nil on SQLite:
 // always). The lease logs its changes with the node's name.
 func (a *App) joinCluster(st *store.Store, logger *slog.Logger) (runner, func() bool, error) {
-	a.registry = cluster.NewRegistry(st.Reader, st.Dialect, cluster.RegistryOptions{Timeout: jobs.DefaultNodeTimeout})
 	if st.Dialect != store.Postgres {
 		return nil, nil, nil
 	}
@@ -96,7 +93,7 @@ func (r leaseRunner) Start(ctx context.Context) error {
 // nodes lists the nodes serving the database for the stats, the leader
 // marked: this node on SQLite, the lease's holder on PostgreSQL.
 func (a *App) nodes(ctx context.Context) ([]stats.NodeInfo, error) {
-	list, err := a.registry.Nodes(ctx)
+	list, err := a.engine.Nodes(ctx)
 	if err != nil {
 		return nil, err
 	}

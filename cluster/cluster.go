@@ -4,9 +4,6 @@
 //   - Lease: one node at a time holds a named lease (e.g. "maintenance")
 //     and runs what must not run twice (cron, pruning, the pets' death
 //     sweep); the others take over when it resigns or dies.
-//   - Registry: the running nodes and the age of their heartbeats, read
-//     from the job engine's job_nodes table (the engine writes it; this
-//     package only reads it).
 //   - Presence: how many viewers each node has on each topic, summed over
 //     the nodes that are alive.
 //   - LockSQLite: refuses a second process on one SQLite file, where none

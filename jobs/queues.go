@@ -176,11 +176,11 @@ func (e *Engine) Queues(ctx context.Context) ([]QueueInfo, error) {
 	}
 	nodes := 1
 	if e.d.postgres {
-		live, err := e.liveNodes(ctx)
+		live, err := e.Nodes(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("queues: %w", err)
 		}
-		nodes = max(live, 1)
+		nodes = max(len(live), 1)
 		for _, qi := range infos {
 			qi.Running = qi.Counts[StateExecuting]
 		}
@@ -265,12 +265,4 @@ func (e *Engine) updateQueue(ctx context.Context, name string, apply func(*queue
 	q.claimMu.Unlock()
 	q.signal()
 	return nil
-}
-
-// liveNodes counts the nodes whose heartbeat is within NodeTimeout.
-func (e *Engine) liveNodes(ctx context.Context) (int, error) {
-	var n int
-	since := e.now().Add(-e.cfg.NodeTimeout).UnixMilli()
-	err := e.reader.GetContext(ctx, &n, e.d.rebind("SELECT count(*) FROM job_nodes WHERE heartbeat_at >= ?"), since)
-	return n, err
 }

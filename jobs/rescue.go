@@ -2,76 +2,11 @@ package jobs
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 )
-
-// Statements both dialects share (PostgreSQL's with $N, see dollars).
-const (
-	heartbeatSQL = `INSERT INTO job_nodes (name, host, pid, started_at, heartbeat_at, boot_id, proc_start)
-		VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
-		ON CONFLICT (name) DO UPDATE SET host = ?2, pid = ?3, heartbeat_at = ?4, boot_id = ?5, proc_start = ?6`
-	nodesSQL      = "SELECT name, host, pid, heartbeat_at, boot_id, proc_start FROM job_nodes"
-	deleteNodeSQL = "DELETE FROM job_nodes WHERE name = ?"
-)
-
-// heartbeat records that this node is alive, and which process it is.
-func (e *Engine) heartbeat(ctx context.Context) error {
-	now := e.now().UnixMilli()
-	_, err := e.db.ExecContext(ctx, e.d.heartbeat, e.cfg.Node, e.host, e.pid, now, sql.NullString{String: e.bootID, Valid: e.bootID != ""}, e.procStart)
-	if err != nil {
-		return fmt.Errorf("node %s: heartbeat: %w", e.cfg.Node, err)
-	}
-	return nil
-}
-
-type nodeRow struct {
-	Name        string         `db:"name"`
-	Host        string         `db:"host"`
-	PID         int            `db:"pid"`
-	HeartbeatAt int64          `db:"heartbeat_at"`
-	BootID      sql.NullString `db:"boot_id"`
-	ProcStart   sql.NullInt64  `db:"proc_start"`
-}
-
-// dead reports whether the node's executing jobs may be rescued. On this
-// host the process decides, known by more than its pid (a pid is reused
-// after a reboot, or once pids wrap):
-//   - the node ran in an earlier boot of this machine: dead;
-//   - its pid is gone: dead at once (a kill -9 and a restart need not wait
-//     for the heartbeat to go stale);
-//   - its pid lives but started at another time: another process has the
-//     pid, the node is dead;
-//   - its pid lives and is the same process (boot and start time match):
-//     alive, however old its heartbeat (a machine that slept);
-//   - the system cannot tell (a row without identity, no /proc): the
-//     heartbeat decides, as for other hosts.
-//
-// Elsewhere, its heartbeat must be older than NodeTimeout. The host name
-// must therefore name one machine's process space.
-func (e *Engine) dead(n nodeRow, now time.Time) bool {
-	stale := now.Sub(fromMillis(n.HeartbeatAt)) > e.cfg.NodeTimeout
-	if n.Host != e.host || n.PID <= 0 || !pidKnown() {
-		return stale
-	}
-	if n.BootID.Valid && e.bootID != "" && n.BootID.String != e.bootID {
-		return true
-	}
-	if !pidAlive(n.PID) {
-		return true
-	}
-	if !n.BootID.Valid || e.bootID == "" || !n.ProcStart.Valid {
-		return stale
-	}
-	start, ok := procStart(n.PID)
-	if !ok {
-		return stale
-	}
-	return start != n.ProcStart.Int64
-}
 
 // Rescue returns the jobs of dead nodes that were left executing: those
 // whose node (attempted_by, never this engine's own) has no row in

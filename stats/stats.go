@@ -77,7 +77,7 @@ type Sources struct {
 	// DB names and measures the database; nil leaves it out.
 	DB *DBSource
 	// Nodes lists the nodes serving the database, each with the age of its
-	// heartbeat and whether it leads the maintenance (cluster.Registry and
+	// heartbeat and whether it leads the maintenance (jobs.Engine.Nodes and
 	// cluster.Lease.Holder). It queries the database, so it is called only
 	// while someone is looking.
 	Nodes func(ctx context.Context) ([]NodeInfo, error)
