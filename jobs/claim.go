@@ -163,10 +163,7 @@ func (e *Engine) claimTx(ctx context.Context, tx *sqlx.Tx, queueName string, n i
 		r.State, r.Queue = string(StateExecuting), queueName
 		r.AttemptedAt = sql.NullInt64{Int64: now, Valid: true}
 		r.AttemptedBy = sql.NullString{String: e.cfg.Node, Valid: true}
-		j, err := r.job()
-		if err != nil {
-			return nil, err
-		}
+		j := r.job()
 		jobs = append(jobs, j)
 	}
 	slices.SortFunc(jobs, func(a, b *Job) int {

@@ -145,7 +145,10 @@ type jobRow struct {
 	AttemptedBy sql.NullString `db:"attempted_by"`
 }
 
-func (r *jobRow) job() (*Job, error) {
+// job is the row as a Job. An errors or tags column not in the shape the
+// engine writes is salvaged (salvageErrors, salvageTags), never refused:
+// a job that cannot be read would stop every claim of its queue.
+func (r *jobRow) job() *Job {
 	j := &Job{
 		ID:          r.ID,
 		Queue:       r.Queue,
@@ -166,15 +169,15 @@ func (r *jobRow) job() (*Job, error) {
 	}
 	errs, err := decodeErrors(r.Errors)
 	if err != nil {
-		return nil, fmt.Errorf("job %d: errors column: %w", r.ID, err)
+		errs = salvageErrors(r.Errors)
 	}
 	j.Errors = errs
 	if r.Tags == "[]" {
 		j.Tags = []string{}
 	} else if err := json.Unmarshal([]byte(r.Tags), &j.Tags); err != nil {
-		return nil, fmt.Errorf("job %d: tags column: %w", r.ID, err)
+		j.Tags = salvageTags(r.Tags)
 	}
-	return j, nil
+	return j
 }
 
 func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
@@ -200,7 +203,7 @@ func Get(ctx context.Context, db sqlx.QueryerContext, id int64) (*Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get job %d: %w", id, err)
 	}
-	return r.job()
+	return r.job(), nil
 }
 
 func mustJSON(v any) string {

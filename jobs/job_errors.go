@@ -126,3 +126,51 @@ func (r *errReader) str() (string, bool) {
 	r.s = r.s[2+end:]
 	return v, true
 }
+
+// salvageErrors reads an errors column that decodeErrors cannot: valid
+// JSON (both databases see to that) but not an array of attempt errors,
+// as a hand-written UPDATE or another tool may leave it. One such row must
+// not stop its queue's claims or the dashboard's pages, so nothing is
+// refused and nothing dropped: an element that reads as an attempt error
+// is one, a string is an error with its text, anything else an error
+// holding its JSON; a column that is no array is one error holding it.
+func salvageErrors(s string) []AttemptError {
+	var elems []json.RawMessage
+	if err := json.Unmarshal([]byte(s), &elems); err != nil {
+		return []AttemptError{{Error: s}}
+	}
+	out := make([]AttemptError, 0, len(elems))
+	for _, el := range elems {
+		var e AttemptError
+		if json.Unmarshal(el, &e) != nil || el[0] != '{' || (e.Attempt == 0 && e.At.IsZero() && e.Error == "") {
+			e = AttemptError{Error: jsonText(el)}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// salvageTags reads a tags column that is not an array of strings, in the
+// way of salvageErrors: each element is a tag (a string its text, anything
+// else its JSON); a column that is no array is one tag.
+func salvageTags(s string) []string {
+	var elems []json.RawMessage
+	if err := json.Unmarshal([]byte(s), &elems); err != nil {
+		return []string{jsonText([]byte(s))}
+	}
+	out := make([]string, 0, len(elems))
+	for _, el := range elems {
+		out = append(out, jsonText(el))
+	}
+	return out
+}
+
+// jsonText is a JSON value as text: a string's own text, any other value's
+// JSON.
+func jsonText(v []byte) string {
+	var str string
+	if len(v) > 0 && v[0] == '"' && json.Unmarshal(v, &str) == nil {
+		return str
+	}
+	return string(v)
+}

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -58,7 +59,36 @@ func FuzzDecodeErrors(f *testing.F) {
 		if gotErr == nil && !sameErrors(got, want) {
 			t.Fatalf("%q: %+v, encoding/json's %+v", s, got, want)
 		}
+		if gotErr != nil && len(salvageErrors(s)) == 0 && s != "[]" && !strings.HasPrefix(strings.TrimSpace(s), "[") {
+			t.Fatalf("%q: salvaged nothing", s)
+		}
 	})
+}
+
+// TestSalvageErrorsKeepsEveryElement: a column the decoder refuses is read
+// element by element, nothing dropped.
+func TestSalvageErrorsKeepsEveryElement(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		in   string
+		want []AttemptError
+	}{
+		{`"just text"`, []AttemptError{{Error: `"just text"`}}},
+		{`{"attempt":1}`, []AttemptError{{Error: `{"attempt":1}`}}},
+		{`["x",3,null,{"foo":1}]`, []AttemptError{{Error: "x"}, {Error: "3"}, {Error: "null"}, {Error: `{"foo":1}`}}},
+		{`[{"attempt":"one"},{"attempt":2,"at":"2026-01-01T00:00:00Z","error":"e"}]`,
+			[]AttemptError{{Error: `{"attempt":"one"}`}, {Attempt: 2, At: at, Error: "e"}}},
+	} {
+		if got := salvageErrors(c.in); !sameErrors(got, c.want) {
+			t.Errorf("salvageErrors(%s) = %+v, want %+v", c.in, got, c.want)
+		}
+	}
+	if got := salvageTags(`["a",1,{"b":2}]`); len(got) != 3 || got[0] != "a" || got[1] != "1" || got[2] != `{"b":2}` {
+		t.Errorf("salvageTags = %q", got)
+	}
+	if got := salvageTags(`"solo"`); len(got) != 1 || got[0] != "solo" {
+		t.Errorf("salvageTags of a string = %q", got)
+	}
 }
 
 // TestDecodeErrorsReadsWhatTheEngineWrites: what the outcome encodes is

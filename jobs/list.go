@@ -93,10 +93,7 @@ func List(ctx context.Context, db sqlx.QueryerContext, p ListParams) (ListPage, 
 			page.NextCursor = listCursor(rows[i-1].ID)
 			break
 		}
-		j, err := rows[i].job()
-		if err != nil {
-			return ListPage{}, err
-		}
+		j := rows[i].job()
 		page.Jobs = append(page.Jobs, j)
 	}
 	return page, nil
@@ -186,10 +183,7 @@ func GetMany(ctx context.Context, db sqlx.QueryerContext, ids []int64) ([]*Job, 
 	}
 	out := make([]*Job, 0, len(rows))
 	for i := range rows {
-		j, err := rows[i].job()
-		if err != nil {
-			return nil, err
-		}
+		j := rows[i].job()
 		out = append(out, j)
 	}
 	return out, nil

@@ -335,10 +335,7 @@ func Search(ctx context.Context, db sqlx.QueryerContext, p SearchParams) (Search
 			return SearchPage{}, fmt.Errorf("search jobs: %w", err)
 		}
 		for i := range rows {
-			j, err := rows[i].job()
-			if err != nil {
-				return SearchPage{}, err
-			}
+			j := rows[i].job()
 			out.Jobs = append(out.Jobs, j)
 		}
 		if len(out.Jobs) > limit {
