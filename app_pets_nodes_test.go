@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/internal/testsse"
+	"github.com/phonehome/phonehome/events/eventstest"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store/storetest"
 )
@@ -43,7 +43,7 @@ func TestLivePetViewersCountOnEveryServer(t *testing.T) {
 	read := func(app *testApp) <-chan events.Message {
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
-		return testsse.Messages(app.openStream(t, ctx, stream).Body, 1<<16)
+		return eventstest.Messages(app.openStream(t, ctx, stream).Body, 1<<16)
 	}
 	onA, onB := read(a), read(b)
 	untilEvent(t, onA, 10*time.Second, "A's page: 2 watching", watching(2))

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/internal/testsse"
+	"github.com/phonehome/phonehome/events/eventstest"
 	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/live"
@@ -124,7 +124,7 @@ func subscribe(t *testing.T, url string) <-chan events.Message {
 	if resp.StatusCode != 200 {
 		t.Fatalf("event stream: %d", resp.StatusCode)
 	}
-	return testsse.Messages(resp.Body, 1<<16)
+	return eventstest.Messages(resp.Body, 1<<16)
 }
 
 // post POSTs an empty JSON request to url and fails t unless it answers

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/events/eventstest"
 	"github.com/phonehome/phonehome/handlers"
-	"github.com/phonehome/phonehome/internal/testsse"
 )
 
 // petKeeper is one person with a cookie jar of their own: the same keeper
@@ -90,14 +90,14 @@ func openStream(t *testing.T, client *http.Client, url, lastID string) (msgs <-c
 		resp.Body.Close()
 		t.Fatalf("GET %s: %d", url, resp.StatusCode)
 	}
-	return testsse.Messages(resp.Body, 1<<16), cancel
+	return eventstest.Messages(resp.Body, 1<<16), cancel
 }
 
 // untilEvent reads msgs until an event's data contains want, failing after
 // within.
 func untilEvent(t *testing.T, msgs <-chan events.Message, within time.Duration, what, want string) {
 	t.Helper()
-	testsse.Until(t, msgs, within, what, func(m events.Message) bool { return strings.Contains(m.Data, want) })
+	eventstest.Until(t, msgs, within, what, func(m events.Message) bool { return strings.Contains(m.Data, want) })
 }
 
 // TestNodesLivePet runs LivePet on two nodes over one PostgreSQL database:

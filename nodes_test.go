@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/events/eventstest"
 	"github.com/phonehome/phonehome/internal/syncbuf"
-	"github.com/phonehome/phonehome/internal/testsse"
 	"github.com/phonehome/phonehome/store/storetest"
 )
 
@@ -189,7 +189,7 @@ func TestAFollowersWatchersSeeTheLeadersDeathOnPostgres(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	msgs := testsse.Messages(b.openStream(t, ctx, fmt.Sprintf("pet-%d", p.ID)).Body, 1<<10)
+	msgs := eventstest.Messages(b.openStream(t, ctx, fmt.Sprintf("pet-%d", p.ID)).Body, 1<<10)
 	deadline := time.After(15 * time.Second)
 	for told := false; !told; {
 		select {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/internal/testsse"
+	"github.com/phonehome/phonehome/events/eventstest"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
 )
@@ -79,7 +79,7 @@ func TestResumeFarBackThroughTheApp(t *testing.T) {
 			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 				t.Fatalf("resuming %d events back: status %d, %q", back, resp.StatusCode, resp.Header.Get("Content-Type"))
 			}
-			got := testsse.Messages(resp.Body, 64)
+			got := eventstest.Messages(resp.Body, 64)
 			receive := func() events.Message {
 				t.Helper()
 				select {

@@ -15,8 +15,8 @@ import (
 	"github.com/phonehome/phonehome/internal/testclock"
 
 	"github.com/phonehome/phonehome/events"
+	"github.com/phonehome/phonehome/events/eventstest"
 	"github.com/phonehome/phonehome/handlers"
-	"github.com/phonehome/phonehome/internal/testsse"
 	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
@@ -302,14 +302,14 @@ func openStream(t testing.TB, client *http.Client, url string) (msgs <-chan even
 	}
 	stop = func() { cancel(); resp.Body.Close() }
 	t.Cleanup(stop)
-	return testsse.Messages(resp.Body, 4096), resp, stop
+	return eventstest.Messages(resp.Body, 4096), resp, stop
 }
 
 // until reads msgs until one satisfies ok, failing after 10 s, and returns
 // it with the ones before it.
 func until(t testing.TB, msgs <-chan events.Message, what string, ok func(events.Message) bool) (events.Message, []events.Message) {
 	t.Helper()
-	return testsse.Until(t, msgs, 10*time.Second, what, ok)
+	return eventstest.Until(t, msgs, 10*time.Second, what, ok)
 }
 
 // next is the next event of msgs, within 10 s.

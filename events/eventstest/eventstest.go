@@ -1,8 +1,8 @@
-// Package testsse is the event-stream reader the tests share: it reads a
+// Package eventstest is the event-stream reader the tests share: it reads a
 // live text/event-stream response in the background and hands each message
 // on, so a test can wait on a channel with a deadline instead of blocking on
 // the connection.
-package testsse
+package eventstest
 
 import (
 	"bufio"

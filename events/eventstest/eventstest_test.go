@@ -1,4 +1,4 @@
-package testsse_test
+package eventstest_test
 
 import (
 	"io"
@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events"
-	"github.com/phonehome/phonehome/internal/testsse"
+	"github.com/phonehome/phonehome/events/eventstest"
 )
 
 // closer records that the stream's body was closed.
@@ -22,7 +22,7 @@ func (c closer) Close() error { close(c.closed); return nil }
 // the channel with it.
 func TestMessagesInOrderThenClosed(t *testing.T) {
 	body := closer{strings.NewReader("id: 1\ndata: one\n\nid: 2\nevent: x\ndata: two\n\n"), make(chan struct{})}
-	msgs := testsse.Messages(body, 1)
+	msgs := eventstest.Messages(body, 1)
 	for _, want := range []struct{ id, event, data string }{{"1", "", "one"}, {"2", "x", "two"}} {
 		select {
 		case m, ok := <-msgs:
@@ -58,7 +58,7 @@ func TestUntilReturnsTheMatchAndWhatCameBefore(t *testing.T) {
 	for _, d := range []string{"a", "b", "c"} {
 		msgs <- events.Message{Data: d}
 	}
-	m, before := testsse.Until(t, msgs, time.Second, "c", func(m events.Message) bool { return m.Data == "c" })
+	m, before := eventstest.Until(t, msgs, time.Second, "c", func(m events.Message) bool { return m.Data == "c" })
 	if m.Data != "c" || len(before) != 2 || before[0].Data != "a" || before[1].Data != "b" {
 		t.Errorf("got %+v after %+v", m, before)
 	}
