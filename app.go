@@ -117,38 +117,25 @@ type App struct {
 
 // NewApp opens and migrates the database (seeding a new one), builds the
 // job engine, the event hub and the router, and listens on cfg.Addr. Run
-// serves; on an error nothing is left open.
+// serves; on an error nothing is left open. It reads straight down: what
+// serves, the database, the cluster, the live events, then each part
+// (jobs, pets, stats), the router, and last the runners started in order.
 func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err error) {
-	if cfg.Backoff == nil {
-		cfg.Backoff = jobs.ObanBackoff(nil)
-	}
-	if cfg.CountsEvery <= 0 {
-		cfg.CountsEvery = 250 * time.Millisecond
-	}
-	if cfg.PetTick <= 0 {
-		cfg.PetTick = pets.DefaultTick
-	}
+	cfg.setDefaults()
 	// Every log line names the node: with several behind a load balancer,
 	// which one said it is the first question.
 	a := &App{cfg: cfg, node: cmp.Or(cfg.Node, cluster.NodeName())}
 	baseLogger := logger
-	logger = logger.With("node", a.node)
-	a.log = logger
+	a.log = logger.With("node", a.node)
 	defer func() {
 		if err != nil {
 			a.close()
 		}
 	}()
 
-	if err := checkExposure(cfg.Addr, cfg.Token); err != nil {
-		return nil, err
-	}
-	tlsConfig, err := loadTLS(cfg.TLSCert, cfg.TLSKey)
+	tlsConfig, err := serving(cfg, a.log)
 	if err != nil {
 		return nil, err
-	}
-	if tlsConfig == nil && !isLoopback(cfg.Addr) {
-		logger.Warn("serving plain HTTP beyond this machine: the access token travels in clear; give -tls-cert and -tls-key to serve HTTPS", "addr", cfg.Addr)
 	}
 	vopts := views.Options{JobsReadOnly: cfg.ReadOnly}
 	if store.IsPostgresURL(cfg.DB) {
@@ -158,35 +145,13 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	if err != nil {
 		return nil, err
 	}
-	// Listen first: a port in use is reported before the database is touched.
-	a.ln, err = net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w (is another phonehome running? choose another -addr)", cfg.Addr, err)
-	}
-	if a.unlock, err = lockSQLite(cfg.DB, logger); err != nil {
+	if err := a.openDatabase(ctx); err != nil {
 		return nil, err
 	}
-	st, fresh, err := openMigrated(ctx, cfg.DB, store.Options{Sync: cfg.Sync})
-	if err != nil {
-		return nil, err
+	if a.store.Dialect == store.Postgres {
+		a.listener = pglisten.New(a.store.Writer.DB, pglisten.Options{Logger: a.log})
 	}
-	a.store = st
-	if fresh {
-		n, err := st.SeedExtraterrestrials(ctx)
-		if err != nil {
-			return nil, err
-		}
-		np, err := st.SeedPetsIfEmpty(ctx, time.Now(), cfg.PetTick)
-		if err != nil {
-			return nil, err
-		}
-		logger.Info("new database seeded", "db", st.Path, "extraterrestrials", n, "pets", np)
-	}
-
-	if st.Dialect == store.Postgres {
-		a.listener = pglisten.New(st.Writer.DB, pglisten.Options{Logger: logger})
-	}
-	leaseRunner, isLeader, err := a.joinCluster(st, baseLogger)
+	leaseRunner, isLeader, err := a.joinCluster(a.store, baseLogger)
 	if err != nil {
 		return nil, err
 	}
@@ -196,119 +161,18 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	live.Register(a.hub)
 	// What the feeds publish through (the hub, or the broker on PostgreSQL).
 	// The broker's table is trimmed by the maintenance leader.
-	pub, brk := livePublisher(st, a.hub, isLeader, a.listener, logger)
+	pub, brk := livePublisher(a.store, a.hub, isLeader, a.listener, a.log)
 
-	etFeed := live.NewExtraterrestrialFeed(st, v, pub, logger, cfg.CountsEvery)
-	a.calls = etFeed
-	// Several nodes: the calls' row events commit with the calls (see
-	// RecordedTx), and the worker only tells the counts.
-	var recordedTx func(context.Context, *sqlx.Tx, []*jobs.Job) error
-	onCall := etFeed.Changed
-	if etFeed.PublishesInTransaction() {
-		recordedTx, onCall = etFeed.RecordedTx, etFeed.CountsChanged
-	}
-	a.engine, err = jobs.New(st.Writer, jobs.Config{
-		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit, housekeeping.Queue: housekeeping.QueueLimit},
-		PollInterval: cfg.Poll,
-		Backoff:      cfg.Backoff,
-		Logger:       logger,
-		Reader:       st.Reader,
-		PruneAfter:   cfg.PruneAfter,
-		// The cron page's entry: the database's hourly optimisation.
-		Periodic:   []jobs.PeriodicJob{housekeeping.Periodic()},
-		Node:       a.node,
-		IsLeader:   isLeader,
-		RecordedTx: recordedTx,
-		Listener:   a.listener,
-	})
+	etFeed, jobsFeed, err := a.buildJobs(v, pub, isLeader)
 	if err != nil {
 		return nil, err
 	}
-	jobsFeed := live.NewJobsFeed(a.engine, st.Reader, v, pub, logger, live.JobsFeedConfig{})
-	err = a.engine.Register(speakandspell.NewWorker(speakandspell.Config{
-		AnswerRate: cfg.AnswerRate,
-		Rand:       cfg.Rand,
-		OnCall:     onCall,
-	}))
+	petPages, petsPresence, err := a.buildPets(v, pub, watchers, isLeader)
 	if err != nil {
 		return nil, err
 	}
-	if err := a.engine.Register(housekeeping.OptimizeWorker{DB: st.Writer}); err != nil {
-		return nil, err
-	}
-
-	petsCfg := pets.Config{
-		Store:     st,
-		Tick:      cfg.PetTick,
-		Watchers:  watchers,
-		Publisher: live.NewPetFeed(v, pub, logger),
-		Logger:    logger,
-		Clients:   a.hub.Clients,
-		IsLeader:  isLeader,
-		Listener:  a.listener,
-	}
-	petsPresence, err := livePetNodes(st, a.node, logger, &petsCfg)
-	if err != nil {
-		return nil, err
-	}
-	a.pets, err = pets.New(petsCfg)
-	if err != nil {
-		return nil, err
-	}
-	petPages := &handlers.Pets{Sim: a.pets, Store: st, Views: v, Hub: a.hub, Version: Version()}
-
-	// The runtime dashboard: the collector samples every second and, while
-	// the stats streams have clients, hands each sample to the stats feed to
-	// render and publish.
-	a.stats = stats.New(stats.Config{
-		Version: Version(),
-		Node:    a.node,
-		Sources: stats.Sources{
-			Clients:    a.hub.Clients,
-			JobCounts:  a.jobCounts,
-			Throughput: a.throughput,
-			Pets:       a.petFigures,
-			DB:         live.DBSource(st),
-			Nodes:      a.nodes,
-			LiveEvents: liveEventLosses(brk),
-		},
-		Logger: logger,
-	})
-	statsFeed := live.NewStatsFeed(a.stats, v, a.hub, logger)
-
-	router := handlers.NewServer(logger, v, Version(),
-		&handlers.Health{Ping: st.Ping},
-		&handlers.Events{Hub: a.hub, Resolve: petPages.ResolveStream},
-		&handlers.Extraterrestrials{
-			Store: st, Views: v, Hub: a.hub,
-			PhoneHome: func(ctx context.Context) (int, error) {
-				return speakandspell.PhoneHome(ctx, a.engine)
-			},
-			AnswerRate:  cfg.AnswerRate,
-			MaxAttempts: speakandspell.MaxAttempts,
-			Version:     Version(),
-		},
-		&handlers.Jobs{Engine: a.engine, Reader: st.Reader, Views: v, Hub: a.hub, Publisher: pub, Feed: jobsFeed, Version: Version(), ReadOnly: cfg.ReadOnly},
-		petPages,
-		&handlers.Dashboard{Stats: a.stats, Views: v, Version: Version()},
-	)
-	a.router = router
-	router.Use(handlers.HostCheck(cfg.Addr, cfg.AllowHosts))
-	if cfg.Token != "" {
-		router.Use(handlers.RequireToken(cfg.Token))
-	}
-	a.server = &http.Server{
-		Handler:           handlers.AnswerHead(router),
-		TLSConfig:         tlsConfig,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second, // event streams clear it for themselves
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	a.tls = tlsConfig != nil
-	// Open streams would hold Shutdown up: close them first.
-	a.server.RegisterOnShutdown(a.hub.Close)
+	statsFeed := a.buildStats(v, brk)
+	a.buildServer(v, pub, jobsFeed, petPages, tlsConfig)
 
 	// The feeds first, so that they hear of everything the others do; the
 	// broker before them, so that it carries all they publish; the lease
@@ -335,6 +199,199 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		a.started = append(a.started, r)
 	}
 	return a, nil
+}
+
+// setDefaults fills the settings left out with the app's defaults.
+func (cfg *Config) setDefaults() {
+	if cfg.Backoff == nil {
+		cfg.Backoff = jobs.ObanBackoff(nil)
+	}
+	if cfg.CountsEvery <= 0 {
+		cfg.CountsEvery = 250 * time.Millisecond
+	}
+	if cfg.PetTick <= 0 {
+		cfg.PetTick = pets.DefaultTick
+	}
+}
+
+// serving checks how cfg would serve (a token beyond loopback, the TLS
+// files) and returns the TLS configuration, nil for plain HTTP.
+func serving(cfg Config, logger *slog.Logger) (*tls.Config, error) {
+	if err := checkExposure(cfg.Addr, cfg.Token); err != nil {
+		return nil, err
+	}
+	tlsConfig, err := loadTLS(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	if tlsConfig == nil && !isLoopback(cfg.Addr) {
+		logger.Warn("serving plain HTTP beyond this machine: the access token travels in clear; give -tls-cert and -tls-key to serve HTTPS", "addr", cfg.Addr)
+	}
+	return tlsConfig, nil
+}
+
+// openDatabase listens on the address, takes the SQLite file's lock, and
+// opens and migrates the database, seeding a new one.
+func (a *App) openDatabase(ctx context.Context) error {
+	// Listen first: a port in use is reported before the database is touched.
+	var err error
+	a.ln, err = net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another phonehome running? choose another -addr)", a.cfg.Addr, err)
+	}
+	if a.unlock, err = lockSQLite(a.cfg.DB, a.log); err != nil {
+		return err
+	}
+	st, fresh, err := openMigrated(ctx, a.cfg.DB, store.Options{Sync: a.cfg.Sync})
+	if err != nil {
+		return err
+	}
+	a.store = st
+	if !fresh {
+		return nil
+	}
+	n, err := st.SeedExtraterrestrials(ctx)
+	if err != nil {
+		return err
+	}
+	np, err := st.SeedPetsIfEmpty(ctx, time.Now(), a.cfg.PetTick)
+	if err != nil {
+		return err
+	}
+	a.log.Info("new database seeded", "db", st.Path, "extraterrestrials", n, "pets", np)
+	return nil
+}
+
+// buildJobs builds the job engine with its workers (the phone calls and
+// the housekeeping), the extraterrestrials' feed the calls report to, and
+// the jobs dashboard's feed.
+func (a *App) buildJobs(v *views.Views, pub live.Publisher, isLeader func() bool) (*live.ExtraterrestrialFeed, *live.JobsFeed, error) {
+	st := a.store
+	etFeed := live.NewExtraterrestrialFeed(st, v, pub, a.log, a.cfg.CountsEvery)
+	a.calls = etFeed
+	// Several nodes: the calls' row events commit with the calls (see
+	// RecordedTx), and the worker only tells the counts.
+	var recordedTx func(context.Context, *sqlx.Tx, []*jobs.Job) error
+	onCall := etFeed.Changed
+	if etFeed.PublishesInTransaction() {
+		recordedTx, onCall = etFeed.RecordedTx, etFeed.CountsChanged
+	}
+	var err error
+	a.engine, err = jobs.New(st.Writer, jobs.Config{
+		Queues:       map[string]int{speakandspell.Queue: speakandspell.QueueLimit, housekeeping.Queue: housekeeping.QueueLimit},
+		PollInterval: a.cfg.Poll,
+		Backoff:      a.cfg.Backoff,
+		Logger:       a.log,
+		Reader:       st.Reader,
+		PruneAfter:   a.cfg.PruneAfter,
+		// The cron page's entry: the database's hourly optimisation.
+		Periodic:   []jobs.PeriodicJob{housekeeping.Periodic()},
+		Node:       a.node,
+		IsLeader:   isLeader,
+		RecordedTx: recordedTx,
+		Listener:   a.listener,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	jobsFeed := live.NewJobsFeed(a.engine, st.Reader, v, pub, a.log, live.JobsFeedConfig{})
+	err = a.engine.Register(speakandspell.NewWorker(speakandspell.Config{
+		AnswerRate: a.cfg.AnswerRate,
+		Rand:       a.cfg.Rand,
+		OnCall:     onCall,
+	}))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.engine.Register(housekeeping.OptimizeWorker{DB: st.Writer}); err != nil {
+		return nil, nil, err
+	}
+	return etFeed, jobsFeed, nil
+}
+
+// buildPets builds LivePet's simulation (publishing through pub, watched
+// through watchers), its pages, and on PostgreSQL its presence across the
+// nodes (nil on SQLite).
+func (a *App) buildPets(v *views.Views, pub live.Publisher, watchers *pets.Watchers, isLeader func() bool) (*handlers.Pets, *cluster.Presence, error) {
+	petsCfg := pets.Config{
+		Store:     a.store,
+		Tick:      a.cfg.PetTick,
+		Watchers:  watchers,
+		Publisher: live.NewPetFeed(v, pub, a.log),
+		Logger:    a.log,
+		Clients:   a.hub.Clients,
+		IsLeader:  isLeader,
+		Listener:  a.listener,
+	}
+	presence, err := livePetNodes(a.store, a.node, a.log, &petsCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.pets, err = pets.New(petsCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &handlers.Pets{Sim: a.pets, Store: a.store, Views: v, Hub: a.hub, Version: Version()}, presence, nil
+}
+
+// buildStats builds the runtime dashboard's collector and its feed: the
+// collector samples every second and, while the stats streams have
+// clients, hands each sample to the feed to render and publish.
+func (a *App) buildStats(v *views.Views, brk *broker.Broker) *live.StatsFeed {
+	a.stats = stats.New(stats.Config{
+		Version: Version(),
+		Node:    a.node,
+		Sources: stats.Sources{
+			Clients:    a.hub.Clients,
+			JobCounts:  a.jobCounts,
+			Throughput: a.throughput,
+			Pets:       a.petFigures,
+			DB:         live.DBSource(a.store),
+			Nodes:      a.nodes,
+			LiveEvents: liveEventLosses(brk),
+		},
+		Logger: a.log,
+	})
+	return live.NewStatsFeed(a.stats, v, a.hub, a.log)
+}
+
+// buildServer builds the router over every page and API, behind the host
+// check and the token, and the HTTP server that serves it.
+func (a *App) buildServer(v *views.Views, pub live.Publisher, jobsFeed *live.JobsFeed, petPages *handlers.Pets, tlsConfig *tls.Config) {
+	st := a.store
+	router := handlers.NewServer(a.log, v, Version(),
+		&handlers.Health{Ping: st.Ping},
+		&handlers.Events{Hub: a.hub, Resolve: petPages.ResolveStream},
+		&handlers.Extraterrestrials{
+			Store: st, Views: v, Hub: a.hub,
+			PhoneHome: func(ctx context.Context) (int, error) {
+				return speakandspell.PhoneHome(ctx, a.engine)
+			},
+			AnswerRate:  a.cfg.AnswerRate,
+			MaxAttempts: speakandspell.MaxAttempts,
+			Version:     Version(),
+		},
+		&handlers.Jobs{Engine: a.engine, Reader: st.Reader, Views: v, Hub: a.hub, Publisher: pub, Feed: jobsFeed, Version: Version(), ReadOnly: a.cfg.ReadOnly},
+		petPages,
+		&handlers.Dashboard{Stats: a.stats, Views: v, Version: Version()},
+	)
+	a.router = router
+	router.Use(handlers.HostCheck(a.cfg.Addr, a.cfg.AllowHosts))
+	if a.cfg.Token != "" {
+		router.Use(handlers.RequireToken(a.cfg.Token))
+	}
+	a.server = &http.Server{
+		Handler:           handlers.AnswerHead(router),
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second, // event streams clear it for themselves
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	a.tls = tlsConfig != nil
+	// Open streams would hold Shutdown up: close them first.
+	a.server.RegisterOnShutdown(a.hub.Close)
 }
 
 // The feeds read their counts and rows through the broker's Ordered.
