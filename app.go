@@ -270,11 +270,11 @@ func (a *App) buildJobs(v *views.Views, pub live.Publisher, isLeader func() bool
 	etFeed := live.NewExtraterrestrialFeed(st, v, pub, a.log, a.cfg.CountsEvery)
 	a.calls = etFeed
 	// Several nodes: the calls' row events commit with the calls (see
-	// RecordedTx), and the worker only tells the counts.
-	var recordedTx func(context.Context, *sqlx.Tx, []*jobs.Job) error
+	// RowsChangedTx), and after the commit the worker only tells the counts.
+	var onCallsTx func(context.Context, *sqlx.Tx, []store.Extraterrestrial) error
 	onCall := etFeed.Changed
 	if etFeed.PublishesInTransaction() {
-		recordedTx, onCall = etFeed.RecordedTx, etFeed.CountsChanged
+		onCallsTx, onCall = etFeed.RowsChangedTx, etFeed.CountsChanged
 	}
 	var err error
 	a.engine, err = jobs.New(st.Writer, jobs.Config{
@@ -285,11 +285,10 @@ func (a *App) buildJobs(v *views.Views, pub live.Publisher, isLeader func() bool
 		Reader:       st.Reader,
 		PruneAfter:   a.cfg.PruneAfter,
 		// The cron page's entry: the database's hourly optimisation.
-		Periodic:   []jobs.PeriodicJob{housekeeping.Periodic()},
-		Node:       a.node,
-		IsLeader:   isLeader,
-		RecordedTx: recordedTx,
-		Listener:   a.listener,
+		Periodic: []jobs.PeriodicJob{housekeeping.Periodic()},
+		Node:     a.node,
+		IsLeader: isLeader,
+		Listener: a.listener,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -299,6 +298,7 @@ func (a *App) buildJobs(v *views.Views, pub live.Publisher, isLeader func() bool
 		AnswerRate: a.cfg.AnswerRate,
 		Rand:       a.cfg.Rand,
 		OnCall:     onCall,
+		OnCallsTx:  onCallsTx,
 	}))
 	if err != nil {
 		return nil, nil, err

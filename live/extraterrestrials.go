@@ -8,8 +8,6 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/phonehome/phonehome/internal/loop"
-	"github.com/phonehome/phonehome/jobs"
-	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/views"
 )
@@ -90,29 +88,26 @@ type TxPublisher interface {
 
 // PublishesInTransaction reports whether the feed's publisher can write
 // rows' events in their changes' own transaction (the broker, on
-// PostgreSQL): the engine should then call RecordedTx as its
-// Config.RecordedTx, and the campaign worker CountsChanged as its OnCall,
-// instead of Changed.
+// PostgreSQL): the campaign worker should then call RowsChangedTx as its
+// OnCallsTx, and CountsChanged as its OnCall, instead of Changed.
 func (f *ExtraterrestrialFeed) PublishesInTransaction() bool {
 	_, ok := f.hub.(TxPublisher)
 	return ok
 }
 
-// RecordedTx is Changed for a batch of outcomes, in their own transaction
-// (the engine's Config.RecordedTx), for several nodes: the calls' row
-// events commit with them, before another node can take a next attempt,
-// so every page sees each row's changes in order. It reads the calls'
-// rows as the transaction wrote them and writes their events in one
-// statement. A row that cannot be rendered is logged and left out; an
-// error is the database's, and fails the transaction.
-func (f *ExtraterrestrialFeed) RecordedTx(ctx context.Context, tx *sqlx.Tx, recorded []*jobs.Job) error {
+// RowsChangedTx is Changed for the rows of a batch of calls, in the
+// calls' own transaction (the worker's OnCallsTx), for several nodes: the
+// rows' events commit with them, before another node can take a next
+// attempt, so every page sees each row's changes in order. It writes
+// their events in one statement. A row that cannot be rendered is logged
+// and left out; an error is the database's, and fails the transaction.
+func (f *ExtraterrestrialFeed) RowsChangedTx(ctx context.Context, tx *sqlx.Tx, ets []store.Extraterrestrial) error {
 	pub, ok := f.hub.(TxPublisher)
 	if !ok {
 		return errors.New("the extraterrestrials feed's publisher cannot publish in a transaction")
 	}
-	ets, err := store.ExtraterrestrialsTx(ctx, tx, speakandspell.Calls(recorded))
-	if err != nil || len(ets) == 0 {
-		return err
+	if len(ets) == 0 {
+		return nil
 	}
 	keys := make([]int64, 0, len(ets))
 	data := make([][]byte, 0, len(ets))

@@ -285,34 +285,6 @@ func RecordCallTx(ctx context.Context, tx *sqlx.Tx, id int64, status Status, att
 	return r.extraterrestrial(), nil
 }
 
-// ExtraterrestrialsTx reads the rows of ids inside tx, in the order of
-// ids (an id with no row is left out).
-func ExtraterrestrialsTx(ctx context.Context, tx *sqlx.Tx, ids []int64) ([]Extraterrestrial, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	q, args, err := sqlx.In("SELECT "+etColumns+" FROM extraterrestrials WHERE id IN (?)", ids)
-	if err != nil {
-		return nil, err
-	}
-	var rows []etRow
-	if err := tx.SelectContext(ctx, &rows, tx.Rebind(q), args...); err != nil {
-		return nil, fmt.Errorf("read %d extraterrestrials: %w", len(ids), err)
-	}
-	byID := make(map[int64]Extraterrestrial, len(rows))
-	for _, r := range rows {
-		et := r.extraterrestrial()
-		byID[et.ID] = et
-	}
-	out := make([]Extraterrestrial, 0, len(ids))
-	for _, id := range ids {
-		if et, ok := byID[id]; ok {
-			out = append(out, et)
-		}
-	}
-	return out, nil
-}
-
 // PhoneHomeEligible is the SQL condition on the extraterrestrials table that
 // selects those that may phone home: they never tried, or got no answer.
 const PhoneHomeEligible = "(communication_status IS NULL OR communication_status = 'no_answer')"

@@ -54,12 +54,22 @@ type Config struct {
 	// OnCall runs after each call's outcome has committed, in commit order,
 	// with the updated row: the place to broadcast it.
 	OnCall func(store.Extraterrestrial)
+	// OnCallsTx, when set, runs in the outcome transaction just after a
+	// batch of calls is written, with their rows as written, in the order
+	// of the calls: the place to write their live events with them (the
+	// broker, several nodes), so that no later attempt can overtake them.
+	// An error fails the transaction: the calls are then recorded one at a
+	// time, and a call whose rows it refuses alone fails its attempt
+	// without its write (Job.RecordBatchTx), to be retried.
+	OnCallsTx func(ctx context.Context, tx *sqlx.Tx, rows []store.Extraterrestrial) error
 }
 
 // Worker is the Speak & Spell: each attempt phones home once.
 type Worker struct {
 	cfg Config
-	mu  sync.Mutex // guards cfg.Rand
+	// batch writes the calls of one outcome transaction together.
+	batch *jobs.TxBatch
+	mu    sync.Mutex // guards cfg.Rand
 }
 
 // NewWorker makes a Speak & Spell worker.
@@ -70,7 +80,9 @@ func NewWorker(cfg Config) *Worker {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Worker{cfg: cfg}
+	w := &Worker{cfg: cfg}
+	w.batch = &jobs.TxBatch{Write: w.writeCalls}
+	return w
 }
 
 // Kind names the jobs this worker runs.
@@ -96,7 +108,7 @@ func (w *Worker) Work(ctx context.Context, job *jobs.Job) error {
 	}
 	c := &call{Call: store.Call{ID: args.ExtraterrestrialID, Status: status, Attempt: job.Attempt,
 		At: w.cfg.Now().UTC().Truncate(time.Second)}}
-	job.RecordBatchTx(callsBatch, c)
+	job.RecordBatchTx(w.batch, c)
 	if w.cfg.OnCall != nil {
 		job.AfterRecord(func() { w.cfg.OnCall(c.updated) })
 	}
@@ -113,9 +125,10 @@ type call struct {
 	updated store.Extraterrestrial
 }
 
-// callsBatch writes the calls of every attempt of one outcome transaction
-// in one statement (store.RecordCallsTx).
-var callsBatch = &jobs.TxBatch{Write: func(ctx context.Context, tx *sqlx.Tx, items []any) error {
+// writeCalls writes the calls of every attempt of one outcome transaction
+// in one statement (store.RecordCallsTx), then hands their rows to
+// OnCallsTx.
+func (w *Worker) writeCalls(ctx context.Context, tx *sqlx.Tx, items []any) error {
 	calls := make([]store.Call, len(items))
 	for i, it := range items {
 		calls[i] = it.(*call).Call
@@ -127,8 +140,11 @@ var callsBatch = &jobs.TxBatch{Write: func(ctx context.Context, tx *sqlx.Tx, ite
 	for i, it := range items {
 		it.(*call).updated = rows[i]
 	}
+	if w.cfg.OnCallsTx != nil {
+		return w.cfg.OnCallsTx(ctx, tx, rows)
+	}
 	return nil
-}}
+}
 
 func (w *Worker) dial() bool {
 	w.mu.Lock()
@@ -161,20 +177,4 @@ func PhoneHome(ctx context.Context, engine *jobs.Engine) (int, error) {
 		return 0, fmt.Errorf("phone home: %w", err)
 	}
 	return n, nil
-}
-
-// Calls are the extraterrestrials whose calls are among js (the jobs of
-// this worker's kind), in the order of js: for an engine's
-// Config.RecordedTx, which learns of a batch's jobs but not of the rows
-// their workers wrote.
-func Calls(js []*jobs.Job) []int64 {
-	var ids []int64
-	for _, j := range js {
-		var a Args
-		if j.Kind != Kind || j.UnmarshalArgs(&a) != nil {
-			continue
-		}
-		ids = append(ids, a.ExtraterrestrialID)
-	}
-	return ids
 }

@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/store"
@@ -219,6 +222,88 @@ func TestPhoneHomeReportsTheInsertedIDs(t *testing.T) {
 		}
 		if !slices.Equal(*changes, got) {
 			t.Errorf("OnChange got %v, want the inserted %v", *changes, got)
+		}
+	})
+}
+
+// OnCallsTx gets each batch's rows as the calls' own transaction wrote
+// them, before the commit; when it refuses a row, the batch's calls are
+// recorded again one at a time, that row's attempt fails without its
+// write, and its retry writes it.
+func TestOnCallsTxRunsInTheCallsTransaction(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
+		ctx := t.Context()
+		st := be.Open(t)
+		const n = 20
+		if err := st.GenerateExtraterrestrials(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		engine, err := jobs.New(st.Writer, jobs.Config{
+			Queues:  map[string]int{speakandspell.Queue: speakandspell.QueueLimit},
+			Backoff: jobs.FixedBackoff(0),
+			Logger:  slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		seen := map[int64]int{} // id → batches OnCallsTx accepted it in
+		err = engine.Register(speakandspell.NewWorker(speakandspell.Config{
+			AnswerRate: 1,
+			OnCallsTx: func(ctx context.Context, tx *sqlx.Tx, rows []store.Extraterrestrial) error {
+				for _, r := range rows {
+					// The transaction's own view: the call is written.
+					var status string
+					if err := tx.GetContext(ctx, &status, tx.Rebind("SELECT communication_status FROM extraterrestrials WHERE id = ?"), r.ID); err != nil {
+						return err
+					}
+					if status != string(store.StatusSpaceTaxi) || r.CommunicationStatus != store.StatusSpaceTaxi {
+						t.Errorf("row %d: %s in the transaction, %s handed over", r.ID, status, r.CommunicationStatus)
+					}
+					if r.ID == 3 && r.CommunicationAttempt == 1 {
+						return errors.New("row 3's first attempt refused")
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, r := range rows {
+					seen[r.ID]++
+				}
+				return nil
+			},
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := speakandspell.PhoneHome(ctx, engine); err != nil {
+			t.Fatal(err)
+		}
+		if err := engine.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = engine.Stop(context.Background()) })
+		testwait.Until(t, 10*time.Second, "every call answered", func() bool {
+			var left int
+			if err := st.Reader.Get(&left, "SELECT count(*) FROM extraterrestrials WHERE communication_status IS NULL OR communication_status <> 'space_taxi_on_the_way'"); err != nil {
+				t.Fatal(err)
+			}
+			return left == 0
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		for id := int64(1); id <= n; id++ {
+			if seen[id] != 1 {
+				t.Errorf("row %d accepted in %d batches, want one", id, seen[id])
+			}
+		}
+		et, err := st.GetExtraterrestrial(ctx, 3)
+		if err != nil || et.CommunicationAttempt != 2 {
+			t.Errorf("row 3: attempt %d, %v; want 2 (the refused attempt wrote nothing)", et.CommunicationAttempt, err)
+		}
+		et, err = st.GetExtraterrestrial(ctx, 4)
+		if err != nil || et.CommunicationAttempt != 1 {
+			t.Errorf("row 4: attempt %d, %v; want 1", et.CommunicationAttempt, err)
 		}
 	})
 }
