@@ -415,6 +415,25 @@ func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action
 	}
 }
 
+// openPhoneHome opens the Phone Home page at url and waits until its
+// stream is live (waitIndicatorLive).
+func openPhoneHome(t *testing.T, ctx context.Context, what, url string) {
+	t.Helper()
+	do(t, ctx, what, chromedp.Navigate(url),
+		chromedp.WaitVisible(chromedp.CSS(`form[hx-post="/phone-home"] button`)))
+	waitIndicatorLive(t, ctx, 10*time.Second, "the live indicator to say live")
+}
+
+// waitIndicatorLive waits until the page's event stream is open and its
+// indicator says "live" (waitLive: only that a page that has a stream
+// has it open).
+func waitIndicatorLive(t *testing.T, ctx context.Context, timeout time.Duration, why string) {
+	t.Helper()
+	waitFor(t, ctx, timeout, why,
+		`document.body.dataset.live === "open" && document.querySelector(".live-text").textContent === "live"`,
+		`document.querySelector(".live").outerHTML`)
+}
+
 // eval evaluates a JavaScript expression and decodes its value.
 func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()

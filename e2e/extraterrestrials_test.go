@@ -69,11 +69,7 @@ func TestPhoneHomeLive(t *testing.T) {
 	srv := startServer(t, "-backoff", "300ms", "-answer-rate", "0.3", "-poll", "50ms")
 	ctx, _ := newBrowser(t)
 
-	do(t, ctx, "open /", chromedp.Navigate(srv.url("/")),
-		chromedp.WaitVisible(chromedp.CSS(`form[hx-post="/phone-home"] button`)))
-	waitFor(t, ctx, 10*time.Second, "the live indicator to say live",
-		`document.body.dataset.live === "open" && document.querySelector(".live-text").textContent === "live"`,
-		`document.querySelector(".live").outerHTML`)
+	openPhoneHome(t, ctx, "open /", srv.url("/"))
 
 	before := eval[[]etRow](t, ctx, etRows)
 	if len(before) != 10 {
@@ -196,9 +192,7 @@ func TestReconnectAndResync(t *testing.T) {
 	}
 
 	srv.start()
-	waitFor(t, ctx, 30*time.Second, "the live indicator to say live again",
-		`document.body.dataset.live === "open" && document.querySelector(".live-text").textContent === "live"`,
-		`document.querySelector(".live").outerHTML`)
+	waitIndicatorLive(t, ctx, 30*time.Second, "the live indicator to say live again")
 	waitFor(t, ctx, 15*time.Second, "the table and the header to resync", campaignDone,
 		`JSON.stringify({rows: `+etRows+`, counts: `+etCounts+`})`)
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/phonehome/phonehome/internal/syncbuf"
@@ -47,11 +46,7 @@ func TestNodesPageShowsAnotherNodesChanges(t *testing.T) {
 	nodeC := startNode(t, db, append(flags, "-poll", "1h")...)
 	ctx, _ := newBrowser(t)
 
-	do(t, ctx, "open / on node C", chromedp.Navigate(nodeC.url("/")),
-		chromedp.WaitVisible(chromedp.CSS(`form[hx-post="/phone-home"] button`)))
-	waitFor(t, ctx, 10*time.Second, "the live indicator to say live",
-		`document.body.dataset.live === "open" && document.querySelector(".live-text").textContent === "live"`,
-		`document.querySelector(".live").outerHTML`)
+	openPhoneHome(t, ctx, "open / on node C", nodeC.url("/"))
 	eval[bool](t, ctx, etRecorder)
 	eval[bool](t, ctx, `window.__marker = "set before the campaign"; true`)
 

@@ -69,11 +69,7 @@ func TestHTTPSAndHTTP2Live(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	do(t, ctx, "open / over HTTPS", chromedp.Navigate(srv.httpsURL("/")),
-		chromedp.WaitVisible(chromedp.CSS(`form[hx-post="/phone-home"] button`)))
-	waitFor(t, ctx, 10*time.Second, "the live indicator to say live",
-		`document.body.dataset.live === "open" && document.querySelector(".live-text").textContent === "live"`,
-		`document.querySelector(".live").outerHTML`)
+	openPhoneHome(t, ctx, "open / over HTTPS", srv.httpsURL("/"))
 	if p := eval[string](t, ctx, `performance.getEntriesByType("navigation")[0].nextHopProtocol`); p != "h2" {
 		t.Fatalf("the page came over %q, want h2", p)
 	}
