@@ -286,8 +286,11 @@ func RecordCallTx(ctx context.Context, tx *sqlx.Tx, id int64, status Status, att
 }
 
 // PhoneHomeEligible is the SQL condition on the extraterrestrials table that
-// selects those that may phone home: they never tried, or got no answer.
-const PhoneHomeEligible = "(communication_status IS NULL OR communication_status = 'no_answer')"
+// selects those that may phone home: every one not yet home (it never
+// tried, got no answer, or still says phoning home because its call was
+// cancelled, deleted or discarded before it connected). Phone Home skips
+// those whose call is in flight (the jobs' unique key).
+const PhoneHomeEligible = "(communication_status IS NULL OR communication_status <> 'space_taxi_on_the_way')"
 
 // StatusCounts is how many extraterrestrials are in each status.
 type StatusCounts struct {
