@@ -272,6 +272,16 @@ func TestAPIListsPagesAndFilters(t *testing.T) {
 	if strings.Count(body, `"id":`) != 3 || !strings.Contains(body, "Dengar") || !strings.Contains(body, "Luminara") {
 		t.Errorf("status=none&q=ar: %s", body)
 	}
+	// A search is trimmed, as the pets' is: spaces around a name still
+	// find it. A NUL finds nothing (no name holds one).
+	for _, q := range []string{"%20Dengar", "Dengar%20", "%09Dengar%20%20"} {
+		if _, body = b.do(t, "GET", "/api/extraterrestrials?q="+q, nil, nil); strings.Count(body, `"id":`) != 1 || !strings.Contains(body, "Dengar") {
+			t.Errorf("q=%s: %s", q, body)
+		}
+	}
+	if _, body = b.do(t, "GET", "/api/extraterrestrials?q=%00", nil, nil); strings.Count(body, `"id":`) != 0 {
+		t.Errorf("q=%%00: %s", body)
+	}
 }
 
 func TestHealthAndStaticFiles(t *testing.T) {
