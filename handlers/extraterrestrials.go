@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,6 +95,7 @@ func (h *Extraterrestrials) listed(c echo.Context) (views.ExtraterrestrialsPage,
 	if !l.next.IsZero() {
 		p.NextURL = lq.urlWith("/", l.next)
 	}
+	p.Flash = enqueuedFlash(c)
 	ids := make([]int64, len(l.rows))
 	for i, et := range l.rows {
 		ids[i] = et.ID
@@ -139,6 +141,17 @@ func extraterrestrialJSON(et store.Extraterrestrial) ExtraterrestrialJSON {
 	return j
 }
 
+// enqueuedFlash is the flash of the page a Phone Home without JavaScript
+// was sent back to (?enqueued=N), nil for any other visit (or an N that is
+// not a count).
+func enqueuedFlash(c echo.Context) *views.Flash {
+	n, err := strconv.Atoi(c.QueryParam("enqueued"))
+	if err != nil || n < 0 {
+		return nil
+	}
+	return &views.Flash{Message: views.PhoneHomeMessage(n)}
+}
+
 // List answers GET /api/extraterrestrials.
 func (h *Extraterrestrials) List(c echo.Context) error {
 	return listAPI(c, h.Hub, live.ExtraterrestrialsStream, parseListQuery, h.list, extraterrestrialJSON)
@@ -161,7 +174,8 @@ func (h *Extraterrestrials) PhoneHomeForm(c echo.Context) error {
 		return err
 	}
 	if !isHtmx(c) {
-		return c.Redirect(http.StatusSeeOther, "/")
+		// Post/redirect/get: the page says what was enqueued (enqueuedFlash).
+		return c.Redirect(http.StatusSeeOther, "/?enqueued="+strconv.Itoa(n))
 	}
 	return fragments(c, h.Views, views.Part{Name: views.PartialFlash, Data: views.Flash{Message: views.PhoneHomeMessage(n)}})
 }

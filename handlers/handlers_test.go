@@ -153,8 +153,21 @@ func TestPhoneHomeFormAnswersHtmxAndPlainBrowsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/?enqueued=0" {
 		t.Errorf("plain form: %d → %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// The page it is sent back to says what was enqueued; any other visit
+	// has no flash.
+	if _, body := b.do(t, "GET", "/?enqueued=0", nil, nil); !strings.Contains(body, "Nobody left to call") {
+		t.Errorf("the page after a plain Phone Home has no flash")
+	}
+	if _, body := b.do(t, "GET", "/?enqueued=7", nil, nil); !strings.Contains(body, "7 calls enqueued") {
+		t.Errorf("the page after a plain Phone Home of 7 calls has no flash")
+	}
+	for _, q := range []string{"", "?enqueued=-1", "?enqueued=x"} {
+		if _, body := b.do(t, "GET", "/"+q, nil, nil); strings.Contains(body, "enqueued.") || strings.Contains(body, "Nobody left") {
+			t.Errorf("GET /%s shows a Phone Home flash", q)
+		}
 	}
 }
 

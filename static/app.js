@@ -30,10 +30,10 @@
   window.addEventListener("pageshow", function (e) {
     if (e.persisted) location.reload();
   });
+  // The indicator comes hidden (without JavaScript nothing is live): show
+  // it on pages that have a stream.
   document.addEventListener("DOMContentLoaded", function () {
-    if (!document.querySelector("[sse-connect]")) {
-      var live = document.querySelector(".live");
-      if (live) live.hidden = true;
-    }
+    var live = document.querySelector(".live");
+    if (live && document.querySelector("[sse-connect]")) live.hidden = false;
   });
 })();

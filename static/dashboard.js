@@ -86,8 +86,8 @@
     open();
   });
 
-  // app.js hides the live indicator on pages without sse-connect; this page
-  // has its own stream, so show it again (this listener runs after app.js's).
+  // app.js shows the live indicator on pages with sse-connect only; this
+  // page has its own stream, so it shows it itself.
   document.addEventListener("DOMContentLoaded", function () {
     var live = document.querySelector(".live");
     if (live) live.hidden = false;
