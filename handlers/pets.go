@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -450,9 +451,56 @@ func decodeJSON(c echo.Context, v any) error {
 	case errors.Is(err, io.EOF):
 		return badRequest("malformed JSON: the body is empty")
 	case err != nil:
-		return badRequest("malformed JSON: " + err.Error())
+		return badRequest("malformed JSON: " + jsonProblem(err))
 	}
 	return nil
+}
+
+// jsonProblem says what is wrong with a body encoding/json refused, in the
+// body's terms rather than Go's (no type names).
+func jsonProblem(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("%s (at byte %d)", syntax.Error(), syntax.Offset)
+	case errors.As(err, &typ) && typ.Field == "":
+		return "the body must be a JSON object, not " + jsonValueName(typ.Value)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("%s must be %s, not %s", typ.Field, jsonKindOf(typ.Type), jsonValueName(typ.Value))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body ends before its JSON does"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// jsonValueName is an UnmarshalTypeError's Value ("array", "number 1.5"…)
+// with an article.
+func jsonValueName(v string) string {
+	if strings.HasPrefix(v, "array") || strings.HasPrefix(v, "object") {
+		return "an " + v
+	}
+	return "a " + v
+}
+
+// jsonKindOf names what a Go type accepts, in JSON's words.
+func jsonKindOf(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Pointer:
+		return jsonKindOf(t.Elem())
+	}
+	return "an object"
 }
 
 // APIFeed answers POST /api/pets/{id}/feed with the fed pet: 403 for another
