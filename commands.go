@@ -56,7 +56,7 @@ func holdSQLite(cmd, path, advice string) (release func(), err error) {
 	var locked *cluster.LockedError
 	switch {
 	case errors.As(err, &locked):
-		return nil, fmt.Errorf("%s: %s is in use by a running phonehome (%s): stop it first, %s",
+		return nil, fmt.Errorf("%s: %s is in use by a running phonehome, %s: stop it first, %s",
 			cmd, locked.Path, locked.Holder, advice)
 	case err != nil:
 		return nil, err
@@ -104,8 +104,12 @@ func refuseLiveNodes(ctx context.Context, st *store.Store, now time.Time) error 
 		return fmt.Errorf("reset: %s is served by node %s: stop it first, then reset (a node that did not stop cleanly stops counting %s after its last heartbeat)",
 			st.Path, live[0], jobs.DefaultNodeTimeout)
 	}
+	named := strings.Join(live[:min(len(live), 5)], ", ")
+	if len(live) > 5 {
+		named += fmt.Sprintf(" and %d more", len(live)-5)
+	}
 	return fmt.Errorf("reset: %s is served by %d nodes, %s: stop them first, then reset (a node that did not stop cleanly stops counting %s after its last heartbeat)",
-		st.Path, len(live), strings.Join(live, ", "), jobs.DefaultNodeTimeout)
+		st.Path, len(live), named, jobs.DefaultNodeTimeout)
 }
 
 func migrateCmd(path string, force int, stdout io.Writer) error {

@@ -123,8 +123,15 @@ func TestResetRefusesAPostgresDatabaseNodesServe(t *testing.T) {
 	if _, err := pg.Writer.ExecContext(ctx, insert, "killed-long-ago", now.Add(-2*time.Minute).UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	oneLineContaining(t, []string{"reset", "-db", db}, 1, `"killed-just-now" (pid 42 on elsewhere, last heartbeat 5s ago)`, "stops counting 1m0s after")
-	if _, err := pg.Writer.ExecContext(ctx, "DELETE FROM job_nodes WHERE name = 'killed-just-now'"); err != nil {
+	oneLineContaining(t, []string{"reset", "-db", db}, 1, `node "killed-just-now" (pid 42 on elsewhere, last heartbeat `, "s ago): stop it first", "stops counting 1m0s after")
+	for i := range 6 {
+		if _, err := pg.Writer.ExecContext(ctx, insert, fmt.Sprintf("killed-%d", i), now.Add(-time.Second).UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oneLineContaining(t, []string{"reset", "-db", db}, 1, `served by 7 nodes, "killed-0" (pid 42 on elsewhere, last heartbeat `, `s ago), "killed-1"`,
+		`s ago) and 2 more: stop them first`)
+	if _, err := pg.Writer.ExecContext(ctx, "DELETE FROM job_nodes WHERE name LIKE 'killed-%' AND name <> 'killed-long-ago'"); err != nil {
 		t.Fatal(err)
 	}
 	if code, stdout, stderr := runCLI("reset", "-db", db); code != 0 || !strings.Contains(stdout, "reset;") {
