@@ -231,25 +231,30 @@ func serving(cfg Config, logger *slog.Logger) (*tls.Config, error) {
 }
 
 // openDatabase listens on the address, takes the SQLite file's lock, and
-// opens and migrates the database, seeding a new one.
+// opens and migrates the database, seeding each table that is empty: a new
+// database, or one `phonehome migrate` made (atomically: nodes starting
+// together on PostgreSQL seed once).
 func (a *App) openDatabase(ctx context.Context) error {
 	// Listen first: a port in use is reported before the database is touched.
 	var err error
 	a.ln, err = net.Listen("tcp", a.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another phonehome running? choose another -addr)", a.cfg.Addr, err)
+		return fmt.Errorf("listen on %s: %w (%s)", a.cfg.Addr, err, listenHint(err))
+	}
+	if !store.IsPostgresURL(a.cfg.DB) {
+		// Before the lock file is made beside it.
+		if err := store.CheckSQLitePath(a.cfg.DB); err != nil {
+			return err
+		}
 	}
 	if a.unlock, err = lockSQLite(a.cfg.DB, a.log); err != nil {
 		return err
 	}
-	st, fresh, err := openMigrated(ctx, a.cfg.DB, store.Options{Sync: a.cfg.Sync})
+	st, _, err := openMigrated(ctx, a.cfg.DB, store.Options{Sync: a.cfg.Sync})
 	if err != nil {
 		return err
 	}
 	a.store = st
-	if !fresh {
-		return nil
-	}
 	n, err := st.SeedExtraterrestrials(ctx)
 	if err != nil {
 		return err
@@ -258,7 +263,9 @@ func (a *App) openDatabase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.log.Info("new database seeded", "db", st.Path, "extraterrestrials", n, "pets", np)
+	if n+np > 0 {
+		a.log.Info("empty tables seeded", "db", st.Path, "extraterrestrials", n, "pets", np)
+	}
 	return nil
 }
 

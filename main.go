@@ -24,9 +24,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -85,23 +87,23 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	case "migrate":
 		fs, db := newFlagSet("migrate", stderr)
 		force := fs.Int("force", -1, "mark the schema as clean at version `V` without running anything (after repairing a dirty migration by hand)")
-		if err := parseFlags(fs, args); err != nil {
+		if err := parseDBFlags(fs, db, args); err != nil {
 			return err
 		}
 		return migrateCmd(*db, *force, stdout)
 	case "seed":
 		fs, db := newFlagSet("seed", stderr)
-		ets := fs.Int("ets", 0, "add `N` generated extraterrestrials")
-		petCount := fs.Int("pets", 0, "add `N` generated pets, of all ages")
+		ets := fs.Int("ets", 0, "add `N` generated extraterrestrials (at most 10,000,000 a run)")
+		petCount := fs.Int("pets", 0, "add `N` generated pets, of all ages (at most 10,000,000 a run)")
 		tick := fs.Duration("pet-tick", pets.DefaultTick, "the LivePet tick the pets' ages are spread over")
-		if err := parseFlags(fs, args); err != nil {
+		if err := parseDBFlags(fs, db, args); err != nil {
 			return err
 		}
-		if *ets < 0 {
-			return usageError{"invalid value for -ets: must not be negative"}
+		if err := checkSeedCount("ets", *ets); err != nil {
+			return err
 		}
-		if *petCount < 0 {
-			return usageError{"invalid value for -pets: must not be negative"}
+		if err := checkSeedCount("pets", *petCount); err != nil {
+			return err
 		}
 		if *tick < time.Millisecond {
 			return usageError{"invalid value for -pet-tick: must be at least 1ms"}
@@ -109,7 +111,7 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return seedCmd(*db, *ets, *petCount, *tick, stdout)
 	case "reset":
 		fs, db := newFlagSet("reset", stderr)
-		if err := parseFlags(fs, args); err != nil {
+		if err := parseDBFlags(fs, db, args); err != nil {
 			return err
 		}
 		return resetCmd(*db, stdout)
@@ -140,6 +142,18 @@ func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs.SetOutput(stderr)
 	db := fs.String("db", "phonehome.db", "SQLite database `file` (created and migrated if missing), or a postgres:// URL (migrated if needed)")
 	return fs, db
+}
+
+// parseDBFlags is parseFlags for a command with -db (newFlagSet's), which
+// must not be empty.
+func parseDBFlags(fs *flag.FlagSet, db *string, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *db == "" {
+		return usageError{"-db: must not be empty: give a SQLite file (such as phonehome.db) or a postgres:// URL"}
+	}
+	return nil
 }
 
 // parseFlags parses the command line, then fills every flag not given there
@@ -204,7 +218,7 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&cfg.ReadOnly, "read-only", false, "the jobs dashboard and its API show everything and refuse every action (403)")
 	fs.StringVar(&cfg.Node, "node", "", "this process's `name` among the nodes serving one database, in logs, /api/stats, /metrics and the jobs dashboard (default: host/pid/random)")
 	syncMode := fs.String("sync", string(store.SyncNormal), "SQLite durability: `normal` (a commit survives kill -9) or full (it also survives a power cut); PostgreSQL ignores it (its server's settings decide)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseDBFlags(fs, db, args); err != nil {
 		return cfg, err
 	}
 	cfg.DB = *db
@@ -236,8 +250,8 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 	if cfg.PetTick < time.Millisecond {
 		return cfg, usageError{"-pet-tick: must be at least 1ms"}
 	}
-	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
-		return cfg, usageError{fmt.Sprintf("-addr: %q is not host:port", cfg.Addr)}
+	if err := checkAddr(cfg.Addr); err != nil {
+		return cfg, usageError{fmt.Sprintf("-addr %q: %v", cfg.Addr, err)}
 	}
 	if err := checkExposure(cfg.Addr, cfg.Token); err != nil {
 		return cfg, usageError{err.Error()}
@@ -249,6 +263,73 @@ func parseServe(args []string, stderr io.Writer) (Config, error) {
 		return cfg, usageError{fmt.Sprintf("-log-level: %q is not one of debug, info, warn, error", *logLevel)}
 	}
 	return cfg, nil
+}
+
+// checkAddr refuses a listen address that net.Listen would refuse or
+// read otherwise than meant: not host:port, a port that is not a number
+// from 0 to 65535 (0 picks a free port; a service name such as "http" is
+// not taken), or a host that is neither an IP address nor a plausible host
+// name. An empty host means every interface.
+func checkAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("not host:port (such as 127.0.0.1:8080)")
+	}
+	if port == "" {
+		return errors.New("the port is missing (such as 127.0.0.1:8080)")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if host == "" || plausibleHost(host) {
+		return nil
+	}
+	return fmt.Errorf("host %q is neither an IP address nor a host name", host)
+}
+
+// plausibleHost reports whether host is an IP address (an IPv6 one may
+// carry a zone) or a host name by RFC 1123: dot-separated labels of 1 to 63
+// letters, digits and hyphens, not starting or ending with a hyphen, 253
+// characters in all, the last label not all digits (RFC 3696), so that
+// 999.1.1.1 is no name.
+func plausibleHost(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	name := strings.TrimSuffix(host, ".")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	labels := strings.Split(name, ".")
+	for _, label := range labels {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
+}
+
+// listenHint is what to do when listening on -addr failed with err: the
+// address in use is the usual case (another phonehome), but not the only one.
+func listenHint(err error) string {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return "is another phonehome running? choose another -addr"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "no network interface of this machine has that address: choose another -addr"
+	case errors.Is(err, syscall.EACCES):
+		return "ports below 1024 need privileges: choose a port from 1024 up"
+	case errors.As(err, &dnsErr):
+		return "the host name does not resolve: check it, or give an IP address"
+	}
+	return "choose another -addr"
 }
 
 // checkNodeName refuses a -node the tables and logs cannot carry: the
@@ -334,99 +415,4 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
-}
-
-func migrateCmd(path string, force int, stdout io.Writer) error {
-	ctx := context.Background()
-	if force >= 0 {
-		st, err := store.Open(ctx, path)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		if err := st.ForceVersion(force); err != nil {
-			return fmt.Errorf("force version %d: %w", force, err)
-		}
-		fmt.Fprintf(stdout, "%s: schema marked clean at version %d\n", st.Path, force)
-		return nil
-	}
-	st, _, err := openMigrated(ctx, path, store.Options{})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	v, _, err := st.SchemaVersion(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: schema at version %d\n", st.Path, v)
-	return nil
-}
-
-func seedCmd(path string, ets, petCount int, tick time.Duration, stdout io.Writer) error {
-	ctx := context.Background()
-	st, _, err := openMigrated(ctx, path, store.Options{})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if petCount > 0 {
-		start := time.Now()
-		err := st.GeneratePets(ctx, petCount, store.GeneratePetsOptions{Now: time.Now(), Lifespan: pets.Rules{Tick: tick}.Lifespan()})
-		if err != nil {
-			return err
-		}
-		if err := st.CompactCounts(ctx); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s: added %d pets in %s\n", st.Path, petCount, time.Since(start).Round(time.Millisecond))
-		if ets == 0 {
-			return nil
-		}
-	}
-	if ets == 0 {
-		n, err := st.SeedExtraterrestrials(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s: added %d seed extraterrestrials\n", st.Path, n)
-		return nil
-	}
-	start := time.Now()
-	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
-		return err
-	}
-	if err := st.CompactCounts(ctx); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: added %d extraterrestrials in %s\n", st.Path, ets, time.Since(start).Round(time.Millisecond))
-	return nil
-}
-
-func resetCmd(path string, stdout io.Writer) error {
-	ctx := context.Background()
-	st, err := store.Open(ctx, path)
-	if err != nil {
-		return err
-	}
-	if err := st.Drop(); err != nil {
-		st.Close()
-		return fmt.Errorf("drop %s: %w", st.Path, err)
-	}
-	st.Close()
-	st, _, err = openMigrated(ctx, path, store.Options{})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	n, err := st.SeedExtraterrestrials(ctx)
-	if err != nil {
-		return err
-	}
-	np, err := st.SeedPetsIfEmpty(ctx, time.Now(), pets.DefaultTick)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: reset; added %d seed extraterrestrials and %d pets\n", st.Path, n, np)
-	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/cluster"
 	"github.com/phonehome/phonehome/events"
 	"github.com/phonehome/phonehome/events/eventstest"
 	"github.com/phonehome/phonehome/internal/testwait"
@@ -374,6 +375,9 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 func TestCommandLine(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "cli.db")
+	// Where a bad flag is given with it, a command that read the flag
+	// wrongly fails at once, for want of the folder, instead of serving.
+	missing := filepath.Join(dir, "no", "such", "x.db")
 	notDB := filepath.Join(dir, "notes.txt")
 	if err := os.WriteFile(notDB, bytes.Repeat([]byte("not a database\n"), 200), 0o644); err != nil {
 		t.Fatal(err)
@@ -392,6 +396,27 @@ func TestCommandLine(t *testing.T) {
 		{name: "bad backoff", args: []string{"-backoff", "soon"}, wantCode: 2, wantStderr: "-backoff: invalid backoff \"soon\""},
 		{name: "bad poll", args: []string{"-poll", "0s"}, wantCode: 2, wantStderr: "-poll"},
 		{name: "bad addr", args: []string{"-addr", "8080"}, wantCode: 2, wantStderr: "-addr"},
+		{name: "addr port out of range", args: []string{"-addr", "127.0.0.1:99999", "-db", missing}, wantCode: 2, wantStderr: `-addr "127.0.0.1:99999": port "99999" is not a number from 0 to 65535`},
+		{name: "addr port not a number", args: []string{"-addr", "127.0.0.1:abc", "-db", missing}, wantCode: 2, wantStderr: `-addr "127.0.0.1:abc": port "abc" is not a number`},
+		{name: "addr port a service name", args: []string{"-addr", "127.0.0.1:http", "-db", missing}, wantCode: 2, wantStderr: `port "http" is not a number`},
+		{name: "addr port negative", args: []string{"-addr", "127.0.0.1:-1", "-db", missing}, wantCode: 2, wantStderr: `port "-1" is not a number`},
+		{name: "addr port missing", args: []string{"-addr", "127.0.0.1:", "-db", missing}, wantCode: 2, wantStderr: "-addr \"127.0.0.1:\": the port is missing"},
+		{name: "addr host not an IP", args: []string{"-addr", "999.1.1.1:18090", "-db", missing}, wantCode: 2, wantStderr: `host "999.1.1.1" is neither an IP address nor a host name`},
+		{name: "addr host not a name", args: []string{"-addr", "my_host!:8080", "-db", missing}, wantCode: 2, wantStderr: `host "my_host!" is neither`},
+		{name: "addr from env", args: []string{"-db", missing}, env: map[string]string{"PHONEHOME_ADDR": "127.0.0.1:70000"}, wantCode: 2, wantStderr: "-addr"},
+		{name: "addr IPv6 loopback", args: []string{"-addr", "[::1]:0", "-db", missing}, wantCode: 1},
+		{name: "addr host name", args: []string{"-addr", "localhost:0", "-db", missing}, wantCode: 1, wantStderr: "does not exist"},
+		{name: "addr beyond loopback without a token", args: []string{"-addr", "0.0.0.0:8080", "-db", missing}, wantCode: 2, wantStderr: "set -token"},
+		{name: "empty db", args: []string{"-db", ""}, wantCode: 2, wantStderr: "-db: must not be empty"},
+		{name: "empty db from env", args: []string{"serve"}, env: map[string]string{"PHONEHOME_DB": ""}, wantCode: 2, wantStderr: "-db: must not be empty"},
+		{name: "empty db for migrate", args: []string{"migrate", "-db", ""}, wantCode: 2, wantStderr: "-db"},
+		{name: "empty db for seed", args: []string{"seed", "-db", ""}, wantCode: 2, wantStderr: "-db"},
+		{name: "empty db for reset", args: []string{"reset", "-db", ""}, wantCode: 2, wantStderr: "-db"},
+		{name: "too many ets", args: []string{"seed", "-db", missing, "-ets", "10000001"}, wantCode: 2, wantStderr: "-ets: 10000001 is over the most one seed adds, 10,000,000"},
+		{name: "too many pets", args: []string{"seed", "-db", missing, "-pets", "99999999999999"}, wantCode: 2, wantStderr: "-pets: 99999999999999 is over"},
+		{name: "db is a folder", args: []string{"-db", dir, "-addr", "127.0.0.1:0"}, wantCode: 1, wantStderr: dir + " is a folder, not a database file"},
+		{name: "db is a folder for migrate", args: []string{"migrate", "-db", dir}, wantCode: 1, wantStderr: "is a folder, not a database file"},
+		{name: "db is a folder for reset", args: []string{"reset", "-db", dir}, wantCode: 1, wantStderr: "is a folder, not a database file"},
 		{name: "bad env", args: []string{"-db", db}, env: map[string]string{"PHONEHOME_ANSWER_RATE": "lots"}, wantCode: 2, wantStderr: "PHONEHOME_ANSWER_RATE"},
 		{name: "unknown command", args: []string{"launch"}, wantCode: 2, wantStderr: `unknown command "launch"`},
 		{name: "stray argument", args: []string{"seed", "-db", db, "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
@@ -411,7 +436,8 @@ func TestCommandLine(t *testing.T) {
 		{name: "allow-host with a port", args: []string{"-allow-host", "example.com:80"}, wantCode: 2, wantStderr: "-allow-host"},
 		{name: "reset", args: []string{"reset", "-db", db}, wantCode: 0, wantStdout: "reset; added 10 seed extraterrestrials and 10 pets"},
 		{name: "not a database", args: []string{"migrate", "-db", notDB}, wantCode: 1, wantStderr: "not a SQLite database"},
-		{name: "missing folder", args: []string{"migrate", "-db", filepath.Join(dir, "no", "such", "x.db")}, wantCode: 1, wantStderr: "database folder"},
+		{name: "missing folder", args: []string{"migrate", "-db", missing}, wantCode: 1, wantStderr: "database folder " + filepath.Dir(missing) + " does not exist: create it"},
+		{name: "missing folder for serve", args: []string{"-db", missing, "-addr", "127.0.0.1:0"}, wantCode: 1, wantStderr: "or choose another -db"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -427,6 +453,13 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("error is more than one line: %q", stderr)
 			}
 		})
+	}
+	// Nothing was made beside a folder given as the file, nor in a
+	// missing folder.
+	for _, p := range []string{cluster.LockFile(dir), filepath.Dir(missing)} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s was made", p)
+		}
 	}
 	// reset left exactly the seed rows.
 	st, err := store.Open(context.Background(), db)
@@ -450,7 +483,20 @@ func TestServeRefusesPortInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	code, _, stderr := runCLI("-db", filepath.Join(t.TempDir(), "x.db"), "-addr", ln.Addr().String())
-	if code != 1 || !strings.Contains(stderr, "listen on "+ln.Addr().String()) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+	if code != 1 || !strings.Contains(stderr, "listen on "+ln.Addr().String()) || !strings.Contains(stderr, "is another phonehome running?") ||
+		strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// An address no interface of this machine has (TEST-NET-1) is no sign of
+// another phonehome: the hint says what is wrong instead.
+func TestServeExplainsAnAddressNotOfThisMachine(t *testing.T) {
+	code, _, stderr := runCLI("-db", filepath.Join(t.TempDir(), "x.db"), "-addr", "192.0.2.1:0", "-token", "0123456789abcdef")
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	last := lines[len(lines)-1] // a warning about plain HTTP beyond loopback comes first
+	if code != 1 || !strings.Contains(last, "listen on 192.0.2.1:0") || !strings.Contains(last, "no network interface of this machine has that address") ||
+		strings.Contains(last, "another phonehome") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 }

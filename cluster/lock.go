@@ -40,16 +40,29 @@ func lockedMessage(path, holder string) error {
 	if holder == "" {
 		holder = "its pid not yet written"
 	}
-	return lockedError(fmt.Sprintf("%s is in use by another phonehome (%s): run one phonehome per SQLite file, or use PostgreSQL (-db postgres://…) to run several nodes",
-		path, holder))
+	return &LockedError{Path: path, Holder: holder}
 }
 
-// lockedError is LockSQLite's refusal: its text alone, and errors.Is
-// ErrLocked.
-type lockedError string
+// LockedError is LockSQLite's refusal (errors.Is ErrLocked): the file and
+// who holds it, so that a command other than serve can say what to do in
+// its own words (errors.As).
+type LockedError struct {
+	// Path is the SQLite database's file.
+	Path string
+	// Holder names the process that holds it, as it wrote itself into the
+	// lock file: "pid 1234 on host (since 2026-12-05T23:40:00Z)".
+	Holder string
+}
 
-func (e lockedError) Error() string        { return string(e) }
-func (e lockedError) Is(target error) bool { return target == ErrLocked }
+// Error is the one line a refused server prints: the file, the holder,
+// and what to do.
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("%s is in use by another phonehome (%s): run one phonehome per SQLite file, or use PostgreSQL (-db postgres://…) to run several nodes",
+		e.Path, e.Holder)
+}
+
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 
 // holderText is what this process writes into the lock file: how the next
 // process names it.

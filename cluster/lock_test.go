@@ -150,8 +150,15 @@ func TestLockSQLiteRefusesTheSameProcessTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cluster.LockSQLite(path); !errors.Is(err, cluster.ErrLocked) {
+	_, err = cluster.LockSQLite(path)
+	if !errors.Is(err, cluster.ErrLocked) {
 		t.Fatalf("second lock in one process: %v", err)
+	}
+	// The refusal names the file and the holder apart, for commands that
+	// say what to do in their own words.
+	var locked *cluster.LockedError
+	if !errors.As(err, &locked) || locked.Path != path || !strings.HasPrefix(locked.Holder, fmt.Sprintf("pid %d on ", os.Getpid())) {
+		t.Errorf("refusal %#v: want a LockedError naming %s and pid %d", locked, path, os.Getpid())
 	}
 	if err := release(); err != nil {
 		t.Fatal(err)

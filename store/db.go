@@ -11,11 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -142,13 +144,8 @@ func openSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 	if _, err := ParseSync(string(sync)); err != nil {
 		return nil, fmt.Errorf("sync: %w", err)
 	}
-	if path == "" {
-		return nil, errors.New("database path is empty")
-	}
-	if dir := filepath.Dir(path); dir != "" {
-		if _, err := os.Stat(dir); err != nil {
-			return nil, fmt.Errorf("database folder %s: %w", dir, err)
-		}
+	if err := CheckSQLitePath(path); err != nil {
+		return nil, err
 	}
 	pragmas := append(slices.Clip(writerPragmas), "synchronous("+strings.ToUpper(string(sync))+")")
 	writer, err := sqlx.Open("sqlite", dsn(path, pragmas, "_txlock=immediate"))
@@ -183,6 +180,35 @@ func openSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 		return nil, fmt.Errorf("%s: %w", path, explain(err))
 	}
 	return &Store{Writer: writer, Reader: reader, Path: path, Dialect: SQLite, ckpt: ckpt}, nil
+}
+
+// CheckSQLitePath says, in one line that also says what to do, why path
+// cannot be a SQLite database file: it is empty, it is a folder, or its
+// folder does not exist, is not a folder or cannot be looked into. A path
+// that passes may still fail to open (a file that is not a database, no
+// permission to write): OpenWith says so. Callers that make files beside
+// the database (its lock) check first.
+func CheckSQLitePath(path string) error {
+	if path == "" {
+		return errors.New("the database path is empty: give -db a file such as phonehome.db")
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a folder, not a database file: give -db a file path such as %s", path, filepath.Join(path, "phonehome.db"))
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("database folder %s does not exist: create it (mkdir -p %s) or choose another -db", dir, dir)
+	case errors.Is(err, syscall.ENOTDIR), err == nil && !fi.IsDir():
+		return fmt.Errorf("database folder %s is not a folder (a file is in the way): choose another -db", dir)
+	case errors.As(err, &pe):
+		return fmt.Errorf("database folder %s: %v: check its permissions or choose another -db", dir, pe.Err)
+	case err != nil:
+		return fmt.Errorf("database folder %s: %v: check it or choose another -db", dir, err)
+	}
+	return nil
 }
 
 // checkWritable makes SQLite read the file header and take a write lock, so a

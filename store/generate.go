@@ -10,15 +10,27 @@ import (
 
 // seedIfEmpty runs seed in a transaction when table has no rows, and
 // returns how many rows seed added: the seed data of a new database, never
-// added twice (0 when the table has rows).
+// added twice (0 when the table has rows). The check and the insert are
+// atomic: on SQLite the transaction takes the write lock at its start
+// (IMMEDIATE); on PostgreSQL, where nodes starting together on a new
+// database all seed it, an advisory lock held to the commit makes them
+// take turns, and the next one's check (a statement of its own under READ
+// COMMITTED, so it reads what was committed before it began) sees the
+// rows and adds none.
 func (s *Store) seedIfEmpty(ctx context.Context, table string, seed func(tx *sqlx.Tx) (int, error)) (int, error) {
 	added := 0
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-		var n int
-		if err := tx.GetContext(ctx, &n, "SELECT count(*) FROM "+table); err != nil {
+		if s.Dialect == Postgres {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "phonehome seed "+table); err != nil {
+				return err
+			}
+		}
+		// EXISTS, not count(*): a start reads one row of a table of millions.
+		var has bool
+		if err := tx.GetContext(ctx, &has, "SELECT EXISTS (SELECT 1 FROM "+table+")"); err != nil {
 			return err
 		}
-		if n > 0 {
+		if has {
 			return nil
 		}
 		var err error
