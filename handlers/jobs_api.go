@@ -73,7 +73,7 @@ func (h *Jobs) APIGet(c echo.Context) error {
 	}
 	j, err := jobs.Get(c.Request().Context(), h.Reader, id)
 	if err != nil {
-		return err
+		return showAs(err, fmt.Sprintf("job %d not found", id))
 	}
 	return c.JSON(http.StatusOK, jobJSON(j))
 }
@@ -183,5 +183,5 @@ func (h *Jobs) APIQueueAction(c echo.Context) error {
 			return c.JSON(http.StatusOK, queueJSON(q))
 		}
 	}
-	return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no queue %q", name))
+	return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("unknown queue %s", quoted(name)))
 }

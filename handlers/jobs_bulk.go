@@ -83,7 +83,7 @@ func parseFilter(state, queue, kind, q string) (filterSpec, error) {
 		for _, p := range strings.Split(state, ",") {
 			st := jobs.State(strings.TrimSpace(p))
 			if !containsState(st) {
-				return spec, invalid(fmt.Sprintf("state %q is not one of %s", p, stateList()))
+				return spec, invalid(fmt.Sprintf("state %s is not one of %s", quoted(p), stateList()))
 			}
 			spec.filter.States = append(spec.filter.States, st)
 		}
@@ -119,7 +119,7 @@ func parseFilterAction(s string) (jobs.FilterAction, error) {
 	case jobs.FilterCancel, jobs.FilterRetry, jobs.FilterDelete:
 		return a, nil
 	}
-	return "", invalid(fmt.Sprintf("action %q is not one of cancel, retry, delete", s))
+	return "", invalid(fmt.Sprintf("action %s is not one of cancel, retry, delete", quoted(s)))
 }
 
 // start counts what the action will touch and runs it in the background.
@@ -335,7 +335,7 @@ func (h *Jobs) APIBulkFilterStatus(c echo.Context) error {
 	}
 	fr.mu.Unlock()
 	if err != nil || cur == nil || v.ID != id {
-		return notFound(fmt.Sprintf("no action on a filter %q: only the last one is kept", c.Param("id")))
+		return notFound(fmt.Sprintf("no action on a filter %s: only the last one is kept", quoted(c.Param("id"))))
 	}
 	return c.JSON(http.StatusOK, bulkFilterJSON(v))
 }
