@@ -29,6 +29,8 @@ type JobEngine interface {
 	CancelJobs(ctx context.Context, ids []int64) (int, error)
 	RetryJobs(ctx context.Context, ids []int64) (int, error)
 	DeleteJobs(ctx context.Context, ids []int64) (int, error)
+	// ActOnSelection is the list's bulk action: what became of each id.
+	ActOnSelection(ctx context.Context, a jobs.FilterAction, ids []int64) (jobs.Selection, error)
 	Queues(ctx context.Context) ([]jobs.QueueInfo, error)
 	PauseQueue(ctx context.Context, name string) error
 	ResumeQueue(ctx context.Context, name string) error

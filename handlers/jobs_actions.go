@@ -94,17 +94,22 @@ func (h *Jobs) BulkForm(c echo.Context) error {
 	if err == nil {
 		err = checkBulk(action, ids)
 	}
-	var n int
+	var sel jobs.Selection
 	if err == nil {
-		n, err = h.bulk(c.Request().Context(), action, ids)
+		sel, err = h.bulk(c.Request().Context(), action, ids)
 	}
 	if err != nil {
 		return h.refusedOnList(c, backURL, err)
 	}
+	msg := views.BulkMessage(string(action), sel, len(ids))
 	if !isHtmx(c) {
+		if len(sel.Changed) < len(ids) {
+			// Say which were not found or refused: the list again, with it.
+			return h.listWithFlash(c, backURL, http.StatusOK, &msg)
+		}
 		return c.Redirect(http.StatusSeeOther, backURL)
 	}
-	flash, err := h.Views.Fragment(views.PartialFlash, views.Flash{Message: views.BulkMessage(string(action), n, len(ids))})
+	flash, err := h.Views.Fragment(views.PartialFlash, msg)
 	if err != nil {
 		return err
 	}
@@ -185,14 +190,12 @@ func checkBulk(a jobAction, ids []int64) error {
 	return nil
 }
 
-func (h *Jobs) bulk(ctx context.Context, a jobAction, ids []int64) (int, error) {
-	do := map[jobAction]func(context.Context, []int64) (int, error){
-		actionCancel: h.Engine.CancelJobs, actionRetry: h.Engine.RetryJobs, actionDelete: h.Engine.DeleteJobs,
-	}[a]
-	if do == nil {
-		return 0, invalid(fmt.Sprintf("action %s is not one of cancel, retry, delete", quoted(string(a))))
+// bulk runs action a on the selected ids and says what became of each.
+func (h *Jobs) bulk(ctx context.Context, a jobAction, ids []int64) (jobs.Selection, error) {
+	if !slices.Contains([]jobAction{actionCancel, actionRetry, actionDelete}, a) {
+		return jobs.Selection{}, invalid(fmt.Sprintf("action %s is not one of cancel, retry, delete", quoted(string(a))))
 	}
-	return do(ctx, ids)
+	return h.Engine.ActOnSelection(ctx, jobs.FilterAction(a), ids)
 }
 
 // jobsBack is the dashboard URL a plain form returns to: its "back" field

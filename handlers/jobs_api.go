@@ -102,8 +102,9 @@ type BulkRequest struct {
 }
 
 // APIBulk answers POST /api/jobs/bulk {"action":"cancel|retry|delete",
-// "ids":[…]} with {"action","requested","changed"}: jobs whose state does
-// not allow the action, or that do not exist, are left as they are.
+// "ids":[…]} with {"action","requested","changed","not_found","refused"}:
+// jobs whose state does not allow the action (refused, with their state),
+// or that do not exist (not_found), are left as they are.
 func (h *Jobs) APIBulk(c echo.Context) error {
 	var req BulkRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -124,11 +125,37 @@ func (h *Jobs) APIBulk(c echo.Context) error {
 	if err := checkBulk(a, ids); err != nil {
 		return err
 	}
-	n, err := h.bulk(c.Request().Context(), a, ids)
+	sel, err := h.bulk(c.Request().Context(), a, ids)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"action": a, "requested": len(ids), "changed": n})
+	return c.JSON(http.StatusOK, bulkAnswer(a, len(ids), sel))
+}
+
+// BulkAnswer is the answer of POST /api/jobs/bulk with ids.
+type BulkAnswer struct {
+	Action    jobAction `json:"action"`
+	Requested int       `json:"requested"`
+	Changed   int       `json:"changed"`
+	// NotFound are the ids of no job; Refused the jobs left alone because
+	// of their state.
+	NotFound []int64          `json:"not_found"`
+	Refused  []RefusedJobJSON `json:"refused"`
+}
+
+// RefusedJobJSON is a job a bulk action left alone, with its state.
+type RefusedJobJSON struct {
+	ID    int64  `json:"id"`
+	State string `json:"state"`
+}
+
+func bulkAnswer(a jobAction, requested int, sel jobs.Selection) BulkAnswer {
+	out := BulkAnswer{Action: a, Requested: requested, Changed: len(sel.Changed),
+		NotFound: append([]int64{}, sel.NotFound...), Refused: []RefusedJobJSON{}}
+	for _, r := range sel.Refused {
+		out.Refused = append(out.Refused, RefusedJobJSON{ID: r.ID, State: string(r.State)})
+	}
+	return out
 }
 
 // QueueJSON is a queue in the JSON API.

@@ -53,3 +53,42 @@ func TestJobsAPIMessagesReadOnce(t *testing.T) {
 		t.Errorf("an unknown job's page: %d %.300s", resp.StatusCode, page)
 	}
 }
+
+// TestBulkFormNamesMissingAndRefusedJobs: the list's bulk form and the
+// API's bulk action say which ids are of no job and which jobs their state
+// protected, and a flash that reports nothing done is not a success.
+func TestBulkFormNamesMissingAndRefusedJobs(t *testing.T) {
+	t.Parallel()
+	b := jobsSetup(t, live.JobsFeedConfig{})
+	ids := b.insert(t, job("a"), job("running"), job("b"))
+	b.setState(t, ids[1], jobs.StateExecuting)
+
+	resp, body := b.do(t, "POST", "/jobs/bulk", "action=delete&id=999999", asHtmx)
+	if resp.StatusCode != 200 || !strings.Contains(body, `<p class="flash flash-error">Deleted 0 of 1 selected job. Not found: job 999999.</p>`) {
+		t.Errorf("an unknown id: %d %s", resp.StatusCode, body)
+	}
+
+	form := fmt.Sprintf("action=delete&id=%d&id=%d&id=999999&id=999998", ids[0], ids[1])
+	resp, body = b.do(t, "POST", "/jobs/bulk", form, asHtmx)
+	want := fmt.Sprintf(`<p class="flash flash-ok">Deleted 1 of 4 selected jobs. Not found: jobs 999999 and 999998. `+
+		`Not deleted because of their state: job %d (executing).</p>`, ids[1])
+	if resp.StatusCode != 200 || !strings.Contains(body, want) {
+		t.Errorf("a mixed selection: %d %s\nwant %s", resp.StatusCode, body, want)
+	}
+
+	// A plain form that did not do everything shows the list with why.
+	resp, body = b.do(t, "POST", "/jobs/bulk", "action=retry&id=999999&back=/jobs", asForm)
+	if resp.StatusCode != 200 || !strings.Contains(body, "Retried 0 of 1 selected job. Not found: job 999999.") || !strings.Contains(body, `id="jobs-live"`) {
+		t.Errorf("plain form, unknown id: %d %.300s", resp.StatusCode, body)
+	}
+
+	resp, body = b.do(t, "POST", "/api/jobs/bulk", fmt.Sprintf(`{"action":"retry","ids":[%d,999999]}`, ids[2]), asJSON)
+	want = fmt.Sprintf(`{"action":"retry","requested":2,"changed":0,"not_found":[999999],"refused":[{"id":%d,"state":"available"}]}`, ids[2])
+	if resp.StatusCode != 200 || strings.TrimSpace(body) != want {
+		t.Errorf("API: %d %s\nwant %s", resp.StatusCode, body, want)
+	}
+	resp, body = b.do(t, "POST", "/api/jobs/bulk", fmt.Sprintf(`{"action":"cancel","ids":[%d]}`, ids[2]), asJSON)
+	if want := `{"action":"cancel","requested":1,"changed":1,"not_found":[],"refused":[]}`; resp.StatusCode != 200 || strings.TrimSpace(body) != want {
+		t.Errorf("API, all changed: %d %s\nwant %s", resp.StatusCode, body, want)
+	}
+}
