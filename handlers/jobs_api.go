@@ -95,20 +95,58 @@ func (h *Jobs) APIAction(a jobAction) echo.HandlerFunc {
 	}
 }
 
-// BulkRequest is the body of POST /api/jobs/bulk.
+// BulkRequest is the body of POST /api/jobs/bulk: an action and either
+// the ids of the jobs to act on or a filter (the contract's two shapes).
 type BulkRequest struct {
-	Action string  `json:"action"`
-	IDs    []int64 `json:"ids"`
+	Action string `json:"action"`
+	// IDs are the jobs to act on, at once; present (even empty) when the
+	// body has "ids".
+	IDs []int64 `json:"ids"`
+	// Filter acts on every job it matches instead, in the background, as
+	// POST /api/jobs/bulk-filter does.
+	Filter *BulkFilter `json:"filter"`
+	// DryRun, with a filter, only counts.
+	DryRun bool `json:"dry_run"`
 }
 
-// APIBulk answers POST /api/jobs/bulk {"action":"cancel|retry|delete",
-// "ids":[…]} with {"action","requested","changed","not_found","refused"}:
+// BulkFilter is the filter of POST /api/jobs/bulk.
+type BulkFilter struct {
+	// State lists states, comma-separated; Queue, Kind and Q (a search
+	// query) as in GET /api/jobs.
+	State string `json:"state"`
+	Queue string `json:"queue"`
+	Kind  string `json:"kind"`
+	Q     string `json:"q"`
+	// All is required to act on every job: a filter that sets no state,
+	// queue, kind or q is refused (422) without it.
+	All bool `json:"all"`
+}
+
+// APIBulk answers POST /api/jobs/bulk. With {"action":"cancel|retry|delete",
+// "ids":[…]}: 200 {"action","requested","changed","not_found","refused"};
 // jobs whose state does not allow the action (refused, with their state),
-// or that do not exist (not_found), are left as they are.
+// or that do not exist (not_found), are left as they are. With
+// {"action", "filter":{"state","queue","kind","q","all"}, "dry_run"}: the
+// action on every job the filter matches, as POST /api/jobs/bulk-filter
+// answers it (202 and a status_url; with dry_run, 200 and the count).
+// Both ids and filter, or neither, is a 422.
 func (h *Jobs) APIBulk(c echo.Context) error {
 	var req BulkRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
+	}
+	switch {
+	case req.IDs != nil && req.Filter != nil:
+		return invalid(`send either "ids" (the jobs to act on) or "filter" (every job it matches), not both`)
+	case req.Filter != nil:
+		f := req.Filter
+		return h.apiActOnFilter(c, BulkFilterRequest{Action: req.Action, State: f.State, Queue: f.Queue, Kind: f.Kind,
+			Q: f.Q, All: f.All, DryRun: req.DryRun}, `send "filter": {"all": true}`)
+	case req.IDs == nil:
+		return invalid(`send "ids" (the jobs to act on, e.g. {"action":"retry","ids":[1,2]}) or "filter" ` +
+			`(every job it matches, e.g. {"action":"retry","filter":{"state":"discarded"}})`)
+	case req.DryRun:
+		return invalid(`"dry_run" counts what a "filter" matches: with "ids", leave it out`)
 	}
 	// Checked before anything else: a body of a million ids costs no more
 	// than its decoding.

@@ -204,6 +204,10 @@ func (h *Jobs) BulkFilterForm(c echo.Context) error {
 	if err == nil {
 		spec, err = parseFilter(c.FormValue("state"), c.FormValue("queue"), c.FormValue("kind"), c.FormValue("q"))
 	}
+	if err == nil && spec.filter.Empty() {
+		// The page offers these only with a filter set.
+		err = invalid("choose a state, queue, kind or search first: the list acts on everything a filter matches, never on every job at once")
+	}
 	if err != nil {
 		return h.refusedOnList(c, backURL, err)
 	}
@@ -255,6 +259,9 @@ type BulkFilterRequest struct {
 	Queue string `json:"queue"`
 	Kind  string `json:"kind"`
 	Q     string `json:"q"`
+	// All is required to act on every job: without it a request that
+	// sets no state, queue, kind or q is refused (422).
+	All bool `json:"all"`
 	// DryRun only counts.
 	DryRun bool `json:"dry_run"`
 }
@@ -287,14 +294,29 @@ func bulkFilterJSON(v views.BulkProgress) BulkFilterJSON {
 }
 
 // APIBulkFilter answers POST /api/jobs/bulk-filter {"action", "state",
-// "queue", "kind", "q", "dry_run"}: with dry_run, 200 and the count the
-// action would touch; else 202 with the started action (its count, and
-// status_url to follow it); 409 while another runs.
+// "queue", "kind", "q", "all", "dry_run"}: with dry_run, 200 and the count
+// the action would touch; else 202 with the started action (its count, and
+// status_url to follow it); 409 while another runs; 422 for a request that
+// sets no filter field without "all": true. POST /api/jobs/bulk with a
+// "filter" (the contract's shape) runs the same code.
 func (h *Jobs) APIBulkFilter(c echo.Context) error {
 	var req BulkFilterRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
+	return h.apiActOnFilter(c, req, `send "all": true`)
+}
+
+// emptyFilterMessage refuses a filter that sets nothing; askAll says how
+// to ask for every job on the route at hand.
+func emptyFilterMessage(askAll string) string {
+	return "the filter is empty (no state, queue, kind or q), so it matches every job in every state: " +
+		"to act on all of them, " + askAll
+}
+
+// apiActOnFilter runs (or, with dry_run, counts) an action on a filter for
+// the JSON API; askAll says how to ask for every job on the route at hand.
+func (h *Jobs) apiActOnFilter(c echo.Context, req BulkFilterRequest, askAll string) error {
 	a, err := parseFilterAction(req.Action)
 	if err != nil {
 		return err
@@ -303,6 +325,10 @@ func (h *Jobs) APIBulkFilter(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if spec.filter.Empty() && !req.All {
+		return invalid(emptyFilterMessage(askAll))
+	}
+	spec.filter.All = req.All
 	ctx := c.Request().Context()
 	if req.DryRun {
 		n, err := h.Engine.CountFilter(ctx, a, spec.filter)
