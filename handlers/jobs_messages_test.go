@@ -92,3 +92,21 @@ func TestBulkFormNamesMissingAndRefusedJobs(t *testing.T) {
 		t.Errorf("API, all changed: %d %s\nwant %s", resp.StatusCode, body, want)
 	}
 }
+
+// TestDeleteSelectedAsksFirst: the list's Delete selected carries the
+// question jobs.js asks (naming how many are ticked); Cancel and Retry
+// selected do not ask.
+func TestDeleteSelectedAsksFirst(t *testing.T) {
+	t.Parallel()
+	b := jobsSetup(t, live.JobsFeedConfig{})
+	b.insert(t, job("a"))
+	page := b.get(t, "/jobs")
+	if !strings.Contains(page, `value="delete" data-confirm="Delete {jobs}? This cannot be undone.">Delete selected</button>`) {
+		t.Error("Delete selected does not ask first")
+	}
+	for _, v := range []string{"cancel", "retry"} {
+		if strings.Contains(page, `value="`+v+`" data-confirm`) {
+			t.Errorf("%s selected asks", v)
+		}
+	}
+}
