@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -151,4 +152,33 @@ document.addEventListener("htmx:beforeRequest", function (e) {
 	if q := eval[string](t, ctx, `window.__asked[1] || ""`); q != "Delete 2 selected jobs? This cannot be undone." {
 		t.Errorf("the second Delete selected asked %q", q)
 	}
+}
+
+// TestJobsQueueTableFitsItsCard: on a 1,400 px screen the queue table
+// fits its card (its Scale buttons are not cut off behind a scroll bar);
+// on a 390 px phone the page does not scroll sideways (the table scrolls
+// inside its card there).
+func TestJobsQueueTableFitsItsCard(t *testing.T) {
+	srv := startCampaignOnHold(t)
+	browser, _ := newBrowser(t)
+	dir := artifacts(t)
+	const fits = `(function () {
+  var card = document.getElementById("jobs-queues"), r = card.getBoundingClientRect(), out = [];
+  if (card.scrollWidth > card.clientWidth) out.push("table " + card.scrollWidth + " px in a card of " + card.clientWidth);
+  card.querySelectorAll(".scale button").forEach(function (b) {
+    var br = b.getBoundingClientRect();
+    if (br.right > r.right) out.push("a Scale button ends at " + br.right + ", the card at " + r.right);
+  });
+  return out.join("; ");
+})()`
+	capture(t, browser, dir, "jobs-queues-1400", srv.url("/jobs"), func(ctx context.Context) {
+		if got := eval[string](t, ctx, fits); got != "" {
+			t.Errorf("layout at 1400 px: %s", got)
+		}
+	}, chromedp.EmulateViewport(1400, 1000))
+	capture(t, browser, dir, "jobs-queues-390", srv.url("/jobs"), func(ctx context.Context) {
+		if w := eval[int](t, ctx, `document.documentElement.scrollWidth`); w > 390 {
+			t.Errorf("layout: /jobs is %d px wide on a 390 px phone: it scrolls sideways", w)
+		}
+	}, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 }
