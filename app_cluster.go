@@ -105,7 +105,8 @@ func (a *App) nodes(ctx context.Context) ([]stats.NodeInfo, error) {
 	}
 	out := make([]stats.NodeInfo, len(list))
 	for i, n := range list {
-		out[i] = stats.NodeInfo{Name: n.Name, HeartbeatAge: n.Age, Leader: n.Name == leader}
+		out[i] = stats.NodeInfo{Name: n.Name, Host: n.Host, PID: n.PID, StartedAt: n.StartedAt, HeartbeatAt: n.HeartbeatAt,
+			HeartbeatAge: n.Age, Leader: n.Name == leader}
 	}
 	return out, nil
 }

@@ -32,14 +32,15 @@ var hostileNames = []string{
 	"\u202eesrever 😀 ☃",
 }
 
-// hostilePetNames are the pet names among them that are valid (no control
-// characters): adopted through the API, they must be stored verbatim.
+// hostilePetNames are pet names that are valid (no control characters,
+// no direction controls, which pets.ValidName refuses): adopted through
+// the API, they must be stored verbatim.
 var hostilePetNames = []string{
 	`<script>alert('pet')</script>`,
 	`"Rex" & 'Fido'`,
 	`x'); DROP TABLE pets;--`,
 	`</div><img src=x onerror=alert(1)>`,
-	"\u202eesrever 😀",
+	"שלום 😀 right-to-left",
 }
 
 // TestHostileNamesStoredVerbatimShownEscaped stores names full of markup,

@@ -329,6 +329,7 @@ func routeCases() map[string][]hostileRequest {
 		"GET /dashboard":              {{name: "unknown parameters", target: "/dashboard?x=%00&%FF=1", want: []int{200}}},
 		"GET /dashboard/live":         {{name: "unknown parameters", target: "/dashboard/live?x=%00&%FF=1", want: []int{200}}},
 		"GET /api/stats":              {{name: "unknown parameters", target: "/api/stats?x=%00&%FF=1", want: []int{200}}},
+		"GET /api/nodes":              {{name: "unknown parameters", target: "/api/nodes?x=%00&%FF=1", want: []int{200}}},
 		"GET /metrics":                {{name: "unknown parameters", target: "/metrics?x=%00&%FF=1", want: []int{200}}},
 		"GET /":                       etList("/"),
 		"GET /extraterrestrials/rows": etList("/extraterrestrials/rows"),

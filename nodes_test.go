@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,36 @@ func readNodeStats(t *testing.T, app *testApp) nodeStats {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// apiNode is one entry of GET /api/nodes, as CONTRACT.md names it.
+type apiNode struct {
+	Name        string    `json:"name"`
+	Host        string    `json:"host"`
+	PID         int       `json:"pid"`
+	StartedAt   time.Time `json:"started_at"`
+	HeartbeatAt time.Time `json:"heartbeat_at"`
+	Leader      bool      `json:"leader"`
+}
+
+// readAPINodes reads GET /api/nodes of app and checks what every entry
+// must hold: this process (every test app runs in it), and a start no
+// later than the last heartbeat, which is recent.
+func readAPINodes(t *testing.T, app *testApp) []apiNode {
+	t.Helper()
+	var nodes []apiNode
+	if err := json.Unmarshal([]byte(getBody(t, app.URL+"/api/nodes")), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	for _, n := range nodes {
+		if n.PID != os.Getpid() || n.Host != host || n.StartedAt.IsZero() || n.HeartbeatAt.Before(n.StartedAt) ||
+			time.Since(n.HeartbeatAt) > time.Minute || n.HeartbeatAt.Location() != time.UTC {
+			t.Errorf("/api/nodes entry %+v: want this process (%s, pid %d), started before its heartbeat, heartbeat recent, UTC",
+				n, host, os.Getpid())
+		}
+	}
+	return nodes
 }
 
 // nodesLine sums up the node list of s: "node-a(leader,self) node-b".
@@ -100,6 +131,10 @@ func TestTwoNodesOneLeaderOnPostgres(t *testing.T) {
 			t.Errorf("%s's /api/stats: live_events %+v, want lost 0 and skipped 0", c.app.Node(), le)
 		}
 	}
+	if nodes := readAPINodes(t, b); len(nodes) != 2 || nodes[0].Name != "node-a" || !nodes[0].Leader ||
+		nodes[1].Name != "node-b" || nodes[1].Leader {
+		t.Errorf("B's /api/nodes: %+v, want node-a (leader) and node-b", nodes)
+	}
 	metricsB := getBody(t, b.URL+"/metrics")
 	for _, want := range []string{`phonehome_node_info{node="node-b"} 1`, "phonehome_leader 0", "phonehome_nodes 2",
 		`phonehome_node_heartbeat_age_seconds{node="node-a"}`, "phonehome_live_events_lost_total 0",
@@ -151,6 +186,9 @@ func TestOneNodeOnSQLite(t *testing.T) {
 	}
 	if s := readNodeStats(t, app); s.Node != "solo" || s.Leader != "solo" || nodesLine(s) != "solo(leader,self)" || s.LiveEvents != nil {
 		t.Errorf("/api/stats: node %q, leader %q, nodes %q, live_events %+v (want null: no broker)", s.Node, s.Leader, nodesLine(s), s.LiveEvents)
+	}
+	if nodes := readAPINodes(t, app); len(nodes) != 1 || nodes[0].Name != "solo" || !nodes[0].Leader {
+		t.Errorf("/api/nodes: %+v, want solo, leading", nodes)
 	}
 	m := getBody(t, app.URL+"/metrics")
 	for _, want := range []string{`phonehome_node_info{node="solo"} 1`, "phonehome_leader 1", "phonehome_nodes 1"} {

@@ -27,11 +27,13 @@ type Dashboard struct {
 	metrics     http.Handler
 }
 
-// Routes registers the page, its live panel, the JSON API and /metrics.
+// Routes registers the page, its live panel, the JSON API (/api/stats,
+// /api/nodes) and /metrics.
 func (h *Dashboard) Routes(e *echo.Echo) {
 	e.GET("/dashboard", h.Page)
 	e.GET("/dashboard/live", h.Live)
 	e.GET("/api/stats", h.API)
+	e.GET("/api/nodes", h.Nodes)
 	e.GET("/metrics", h.Metrics)
 }
 

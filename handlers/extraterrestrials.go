@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -51,7 +52,7 @@ func parseListQuery(c echo.Context, defaultLimit int) (listQuery, error) {
 		lq.status = s
 	}
 	f := &lq.filter
-	err := parsePaging(c, c.QueryParam("q"), &f.Query, &f.Limit, &f.After)
+	err := parsePaging(c, strings.TrimSpace(c.QueryParam("q")), &f.Query, &f.Limit, &f.After)
 	return lq, err
 }
 

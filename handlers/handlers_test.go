@@ -12,6 +12,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/jobs/speakandspell"
 	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/store"
@@ -94,15 +95,18 @@ func TestPhoneHomeEnqueuesOnlyEligibleRowsOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.record(t, 1, store.StatusSpaceTaxi, 2)   // home: never again
-	b.record(t, 2, store.StatusPhoningHome, 1) // in progress
-	b.record(t, 3, store.StatusNoAnswer, 5)    // gave up: try again
+	b.record(t, 2, store.StatusPhoningHome, 1) // in progress: its call is in flight
+	if _, err := b.engine.Insert(context.Background(), speakandspell.Args{ExtraterrestrialID: 2}, jobs.InsertOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	b.record(t, 3, store.StatusNoAnswer, 5) // gave up: try again
 
 	resp, body := b.do(t, "POST", "/api/phone-home", nil, nil)
 	if resp.StatusCode != 200 || strings.TrimSpace(body) != `{"enqueued":8}` {
 		t.Fatalf("first click: %d %s", resp.StatusCode, body)
 	}
-	want := "[3 4 5 6 7 8 9 10]"
-	if got := jsonString(b.jobIDs(t)); got != jsonString([]int64{3, 4, 5, 6, 7, 8, 9, 10}) {
+	want := "[2 3 4 5 6 7 8 9 10]" // row 2's call, and the new ones
+	if got := jsonString(b.jobIDs(t)); got != jsonString([]int64{2, 3, 4, 5, 6, 7, 8, 9, 10}) {
 		t.Errorf("jobs for %s, want %s", got, want)
 	}
 	// A double click enqueues nothing twice.
@@ -110,8 +114,8 @@ func TestPhoneHomeEnqueuesOnlyEligibleRowsOnce(t *testing.T) {
 	if strings.TrimSpace(body) != `{"enqueued":0}` {
 		t.Errorf("second click: %s", body)
 	}
-	if n := len(b.jobIDs(t)); n != 8 {
-		t.Errorf("%d jobs after the second click, want 8", n)
+	if n := len(b.jobIDs(t)); n != 9 {
+		t.Errorf("%d jobs after the second click, want 9", n)
 	}
 	var job struct {
 		Queue       string `db:"queue"`
@@ -267,6 +271,16 @@ func TestAPIListsPagesAndFilters(t *testing.T) {
 	// Never tried and containing "ar" in any case: Dengar, Harishka, Luminara.
 	if strings.Count(body, `"id":`) != 3 || !strings.Contains(body, "Dengar") || !strings.Contains(body, "Luminara") {
 		t.Errorf("status=none&q=ar: %s", body)
+	}
+	// A search is trimmed, as the pets' is: spaces around a name still
+	// find it. A NUL finds nothing (no name holds one).
+	for _, q := range []string{"%20Dengar", "Dengar%20", "%09Dengar%20%20"} {
+		if _, body = b.do(t, "GET", "/api/extraterrestrials?q="+q, nil, nil); strings.Count(body, `"id":`) != 1 || !strings.Contains(body, "Dengar") {
+			t.Errorf("q=%s: %s", q, body)
+		}
+	}
+	if _, body = b.do(t, "GET", "/api/extraterrestrials?q=%00", nil, nil); strings.Count(body, `"id":`) != 0 {
+		t.Errorf("q=%%00: %s", body)
 	}
 }
 

@@ -13,6 +13,31 @@ import (
 // statsTimeout bounds the database reads of one /api/stats answer.
 const statsTimeout = 10 * time.Second
 
+// Nodes answers GET /api/nodes: the nodes serving the database now, by
+// name (StatsNodeJSON), read afresh; 503 when they cannot be read.
+func (h *Dashboard) Nodes(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), statsTimeout)
+	defer cancel()
+	n := h.Stats.Nodes(ctx)
+	switch {
+	case n == nil:
+		return c.JSON(http.StatusOK, []StatsNodeJSON{})
+	case n.Err != "":
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "the nodes could not be read: "+n.Err)
+	}
+	return c.JSON(http.StatusOK, nodesJSON(n.List, h.Stats.Node()))
+}
+
+// nodesJSON is list as JSON, self marked.
+func nodesJSON(list []stats.NodeInfo, self string) []StatsNodeJSON {
+	out := make([]StatsNodeJSON, len(list))
+	for i, n := range list {
+		out[i] = StatsNodeJSON{Name: n.Name, Host: n.Host, PID: n.PID, StartedAt: n.StartedAt.UTC(), HeartbeatAt: n.HeartbeatAt.UTC(),
+			HeartbeatAgeSeconds: n.HeartbeatAge.Seconds(), Leader: n.Leader, Self: n.Name == self}
+	}
+	return out
+}
+
 // API answers GET /api/stats with the current figures (StatsJSON).
 func (h *Dashboard) API(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), statsTimeout)
@@ -68,9 +93,16 @@ type StatsLiveEventsJSON struct {
 	Skipped int64 `json:"skipped"`
 }
 
-// StatsNodeJSON is one node in StatsJSON.
+// StatsNodeJSON is one node in StatsJSON and in GET /api/nodes.
 type StatsNodeJSON struct {
 	Name string `json:"name"`
+	// Host and PID are the machine and process it runs as.
+	Host string `json:"host"`
+	PID  int    `json:"pid"`
+	// StartedAt is when its job engine first recorded it alive;
+	// HeartbeatAt the last time (every 15 s).
+	StartedAt   time.Time `json:"started_at"`
+	HeartbeatAt time.Time `json:"heartbeat_at"`
 	// HeartbeatAgeSeconds is how long ago its job engine last recorded it
 	// alive (every 15 s).
 	HeartbeatAgeSeconds float64 `json:"heartbeat_age_seconds"`
@@ -184,11 +216,7 @@ func statsJSON(s stats.Snapshot) StatsJSON {
 	if n := s.Nodes; n != nil {
 		j.Leader, j.NodesError = n.Leader, n.Err
 		if n.Err == "" {
-			j.Nodes = make([]StatsNodeJSON, len(n.List))
-			for i, node := range n.List {
-				j.Nodes[i] = StatsNodeJSON{Name: node.Name, HeartbeatAgeSeconds: node.HeartbeatAge.Seconds(),
-					Leader: node.Leader, Self: node.Name == s.Node}
-			}
+			j.Nodes = nodesJSON(n.List, s.Node)
 		}
 	}
 	if le := s.LiveEvents; le != nil {

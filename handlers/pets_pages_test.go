@@ -281,8 +281,8 @@ func TestActivePetsListOtherWatchedPets(t *testing.T) {
 	m := onMochi.until(t, "active pets", func(m events.Message) bool {
 		return strings.Contains(m.Data, `id="pet-active"`) && strings.Contains(m.Data, "Active pets (1)")
 	})
-	if !strings.Contains(m.Data, fmt.Sprintf(`hx-post="/pets/%d/treat"`, rex.ID)) || !strings.Contains(m.Data, ">Rex</span>") ||
-		strings.Contains(m.Data, ">Mochi</span>") || !strings.HasPrefix(m.Data, `<section id="pet-active" class="active-pets" hx-swap-oob="true">`) {
+	if !strings.Contains(m.Data, fmt.Sprintf(`hx-post="/pets/%d/treat"`, rex.ID)) || !strings.Contains(m.Data, ">Rex</bdi>") ||
+		strings.Contains(m.Data, ">Mochi</bdi>") || !strings.HasPrefix(m.Data, `<section id="pet-active" class="active-pets" hx-swap-oob="true">`) {
 		t.Errorf("active pets event %s", m.Data)
 	}
 	// Hoot's page (not watched yet) lists both, each with Give Treat.
@@ -335,7 +335,7 @@ func TestPetsPageAndItsStream(t *testing.T) {
 
 	// Filters and search; a filtered page takes no new rows.
 	_, body = visitor.do(t, "GET", "/pets?alive=false&q=moc", "", nil)
-	if !strings.Contains(body, `<span class="pet-name">Mochi ☠️</span>`) || strings.Contains(body, "Biscuit") || strings.Contains(body, ",adopted") {
+	if !strings.Contains(body, `<bdi class="pet-name">Mochi ☠️</bdi>`) || strings.Contains(body, "Biscuit") || strings.Contains(body, ",adopted") {
 		t.Error("filtered page")
 	}
 	resp, body = visitor.do(t, "GET", "/pets/rows?alive=true", "", nil)

@@ -215,7 +215,11 @@ type ValidationError struct {
 func (e *ValidationError) Error() string { return e.Message }
 
 // ValidName trims a name and checks it: 3 to 100 characters, no control
-// characters. Anything else is allowed and stored as written (pages escape it).
+// characters, and none of Unicode's explicit direction controls (the
+// embeddings, overrides and isolates, and the marks), which would turn
+// the text around the name where a page shows it. Anything else is allowed
+// and stored as written (pages escape it, and set names apart with <bdi>),
+// right-to-left scripts too.
 func ValidName(name string) (string, error) {
 	name = strings.TrimSpace(name)
 	n := utf8.RuneCountInString(name)
@@ -226,8 +230,24 @@ func ValidName(name string) (string, error) {
 		return "", &ValidationError{Field: "name", Message: fmt.Sprintf("a name has %d to %d characters; this one has %d", MinNameLength, MaxNameLength, n)}
 	case strings.ContainsFunc(name, unicode.IsControl):
 		return "", &ValidationError{Field: "name", Message: "a name cannot contain control characters such as line breaks or tabs"}
+	case strings.ContainsFunc(name, isDirectionControl):
+		return "", &ValidationError{Field: "name", Message: "a name cannot contain invisible characters that change the direction of the text around it"}
 	}
 	return name, nil
+}
+
+// isDirectionControl reports whether r is one of Unicode's explicit
+// direction formatting characters: the Arabic letter mark, the
+// left-to-right and right-to-left marks, the embeddings and overrides
+// (U+202A–U+202E) and the isolates (U+2066–U+2069).
+func isDirectionControl(r rune) bool {
+	switch {
+	case r == '\u061c', r == '\u200e', r == '\u200f':
+		return true
+	case r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069':
+		return true
+	}
+	return false
 }
 
 // ValidSpecies checks a species name.

@@ -100,6 +100,12 @@ func TestValidName(t *testing.T) {
 		{"101 characters", strings.Repeat("ü", 101), "", false},
 		{"markup is kept as written", "<script>alert(1)</script>", "<script>alert(1)</script>", true},
 		{"line break", "Mo\nchi", "", false},
+		{"right-to-left script", "שלום עולם", "שלום עולם", true},
+		{"right-to-left override", "Mochi \u202eevil", "", false},
+		{"left-to-right isolate", "Mo\u2066chi", "", false},
+		{"pop directional isolate", "Mochi\u2069", "", false},
+		{"right-to-left mark", "Mo\u200fchi", "", false},
+		{"Arabic letter mark", "Mo\u061cchi", "", false},
 		{"invalid UTF-8", "Mo\xffchi", "", false},
 		{"empty", "", "", false},
 	}

@@ -11,6 +11,12 @@ import (
 type NodeInfo struct {
 	// Name is the node's name (its -node, or host/pid/random).
 	Name string
+	// Host and PID are the machine and process it runs as.
+	Host string
+	PID  int
+	// StartedAt is when its job engine first recorded it alive;
+	// HeartbeatAt the last time.
+	StartedAt, HeartbeatAt time.Time
 	// HeartbeatAge is how long ago its job engine last recorded it alive.
 	HeartbeatAge time.Duration
 	// Leader is whether it holds the maintenance lease now.

@@ -311,6 +311,18 @@ func (c *Collector) read(ctx context.Context, full bool) Snapshot {
 	return s
 }
 
+// Node is the name of the node this collector runs on (Config.Node).
+func (c *Collector) Node() string { return c.cfg.Node }
+
+// Nodes reads the nodes serving the database now (the Nodes source; nil
+// without one), for GET /api/nodes.
+func (c *Collector) Nodes(ctx context.Context) *Nodes {
+	if c.cfg.Nodes == nil {
+		return nil
+	}
+	return c.readNodes(ctx)
+}
+
 func (c *Collector) readNodes(ctx context.Context) *Nodes {
 	list, err := c.cfg.Nodes(ctx)
 	if err != nil {

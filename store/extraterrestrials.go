@@ -127,8 +127,8 @@ func ParseCursor(s string) (Cursor, error) {
 // ListExtraterrestrials returns one page ordered by name (then id) and the
 // cursor of the next page, zero when this is the last.
 func (s *Store) ListExtraterrestrials(ctx context.Context, f ExtraterrestrialFilter) ([]Extraterrestrial, Cursor, error) {
-	if s.Dialect == Postgres && !pgText(f.Query) {
-		return nil, Cursor{}, nil // no stored name holds it: see pgText
+	if !nameText(f.Query) {
+		return nil, Cursor{}, nil // no stored name holds it: see nameText
 	}
 	var where []string
 	var args []any
@@ -220,11 +220,12 @@ func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
-// pgText reports whether PostgreSQL can take s as text: valid UTF-8
-// without NUL. A search for anything else finds nothing there, since no
-// stored name holds it (SQLite finds nothing either, for names written
-// through phonehome), so the listings answer it without asking.
-func pgText(s string) bool {
+// nameText reports whether s can be part of a stored name: valid UTF-8
+// without NUL (PostgreSQL's text cannot hold anything else, and phonehome
+// writes no name that does). A search for anything else finds nothing, so
+// the listings answer it without asking: on SQLite a NUL would end the
+// LIKE pattern early and match every name.
+func nameText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
@@ -286,8 +287,11 @@ func RecordCallTx(ctx context.Context, tx *sqlx.Tx, id int64, status Status, att
 }
 
 // PhoneHomeEligible is the SQL condition on the extraterrestrials table that
-// selects those that may phone home: they never tried, or got no answer.
-const PhoneHomeEligible = "(communication_status IS NULL OR communication_status = 'no_answer')"
+// selects those that may phone home: every one not yet home (it never
+// tried, got no answer, or still says phoning home because its call was
+// cancelled, deleted or discarded before it connected). Phone Home skips
+// those whose call is in flight (the jobs' unique key).
+const PhoneHomeEligible = "(communication_status IS NULL OR communication_status <> 'space_taxi_on_the_way')"
 
 // StatusCounts is how many extraterrestrials are in each status.
 type StatusCounts struct {

@@ -210,8 +210,8 @@ type PetFilter struct {
 // ListPets returns one page of pets and the cursor of the next page, zero
 // when this is the last: newest first, or in name order when searching.
 func (s *Store) ListPets(ctx context.Context, f PetFilter) ([]Pet, Cursor, error) {
-	if s.Dialect == Postgres && !pgText(f.Query) {
-		return nil, Cursor{}, nil // no stored name holds it: see pgText
+	if !nameText(f.Query) {
+		return nil, Cursor{}, nil // no stored name holds it: see nameText
 	}
 	var where []string
 	var args []any

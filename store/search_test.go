@@ -31,7 +31,7 @@ func TestSearchByNameMatchesAScan(t *testing.T) {
 		if _, err := st.Writer.ExecContext(ctx, "DELETE FROM extraterrestrials WHERE id = 18"); err != nil {
 			t.Fatal(err)
 		}
-		for _, q := range []string{"korben", "KORBEN the", "Renamed", "ünï", "ÜNÏ", "ed", "% K", "_sc", `k\s`, "0001", "nomatch", "orb", "a\x00b", "\xffkor", "kor\xff"} {
+		for _, q := range []string{"korben", "KORBEN the", "Renamed", "ünï", "ÜNÏ", "ed", "% K", "_sc", `k\s`, "0001", "nomatch", "orb", "a\x00b", "\x00", "\xffkor", "kor\xff"} {
 			var want []string
 			var names []string
 			if err := st.Reader.SelectContext(ctx, &names, "SELECT name FROM extraterrestrials ORDER BY name, id"); err != nil {

@@ -152,8 +152,8 @@ func (w *Worker) dial() bool {
 	return w.cfg.Rand.Float64() < w.cfg.AnswerRate
 }
 
-// callsSQL selects who gets a call: every extraterrestrial that never
-// tried or got no answer, in id order. On SQLite, NOT INDEXED reads the
+// callsSQL selects who gets a call: every extraterrestrial not yet home
+// (store.PhoneHomeEligible), in id order. On SQLite, NOT INDEXED reads the
 // table in id order: through the status index SQLite would sort a million
 // ids first (about a third slower). PostgreSQL has no such hint (and its
 // planner costs the sort itself): the same query without it.
@@ -162,8 +162,9 @@ var callsSQL = map[store.Dialect]string{
 	store.Postgres: `SELECT id FROM extraterrestrials WHERE ` + store.PhoneHomeEligible + ` ORDER BY id`,
 }
 
-// PhoneHome enqueues one call for every extraterrestrial that never tried or
-// got no answer and has no call in flight, in one statement (a million rows
+// PhoneHome enqueues one call for every extraterrestrial not yet home (it
+// never tried, got no answer, or its call was cancelled, deleted or
+// discarded before it connected) that has no call in flight, in one statement (a million rows
 // take seconds, where one insert per row took minutes), and reports how many
 // it enqueued. The engine writes each job as Insert would for Args with
 // InsertOpts, so the unique-in-flight index skips an extraterrestrial whose

@@ -147,8 +147,10 @@ func TestBulkCallsAreTheJobAPIsRows(t *testing.T) {
 	})
 }
 
-// Only those that never tried or got no answer are called, and once their
-// calls are finished, those with no answer are called again.
+// Every extraterrestrial not yet home is called, unless its call is in
+// flight: those that never tried, got no answer, or whose call ended
+// without one (cancelled, deleted or discarded by an operator while it
+// was still phoning home). Once their calls end, they are called again.
 func TestPhoneHomeSelectsEligibleRows(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, be storetest.Backend) {
@@ -165,28 +167,34 @@ func TestPhoneHomeSelectsEligibleRows(t *testing.T) {
 			}
 		}
 		set(1, store.StatusSpaceTaxi)
-		set(2, store.StatusPhoningHome)
+		set(2, store.StatusPhoningHome) // its call was cancelled: no job
 		set(3, store.StatusNoAnswer)
-		if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 4 {
-			t.Fatalf("PhoneHome = %d, %v; want 4 (rows 3–6)", n, err)
+		if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 5 {
+			t.Fatalf("PhoneHome = %d, %v; want 5 (rows 2–6)", n, err)
 		}
-		// The calls finish; row 4 gets no answer: it alone is eligible again.
+		// Row 4's call is retrying: in flight, like every other.
+		set(4, store.StatusPhoningHome)
+		if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 0 {
+			t.Fatalf("PhoneHome with every call in flight = %d, %v; want 0", n, err)
+		}
+		// The calls end: rows 3, 5 and 6 get home, row 2 gets no answer,
+		// and row 4's call is discarded while it still says phoning home.
 		if _, err := st.Writer.Exec("UPDATE jobs SET state = 'discarded'"); err != nil {
 			t.Fatal(err)
 		}
+		set(2, store.StatusNoAnswer)
 		set(3, store.StatusSpaceTaxi)
-		set(4, store.StatusNoAnswer)
 		set(5, store.StatusSpaceTaxi)
 		set(6, store.StatusSpaceTaxi)
-		if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 1 {
-			t.Fatalf("PhoneHome after the calls = %d, %v; want 1 (row 4)", n, err)
+		if n, err := speakandspell.PhoneHome(ctx, engine); err != nil || n != 2 {
+			t.Fatalf("PhoneHome after the calls = %d, %v; want 2 (rows 2 and 4)", n, err)
 		}
 		var ids []int64
-		if err := st.Reader.Select(&ids, "SELECT "+argID[st.Dialect]+" FROM jobs WHERE state = 'available'"); err != nil {
+		if err := st.Reader.Select(&ids, "SELECT "+argID[st.Dialect]+" FROM jobs WHERE state = 'available' ORDER BY id"); err != nil {
 			t.Fatal(err)
 		}
-		if len(ids) != 1 || ids[0] != 4 {
-			t.Errorf("available calls for %v, want [4]", ids)
+		if len(ids) != 2 || ids[0] != 2 || ids[1] != 4 {
+			t.Errorf("available calls for %v, want [2 4]", ids)
 		}
 	})
 }
