@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -105,4 +106,79 @@ func apiJob(t *testing.T, srv *server, id int64) jobJSON {
 	var j jobJSON
 	getJSON(t, srv.url("/api/jobs/"+strconv.FormatInt(id, 10)), &j)
 	return j
+}
+
+// TestJobsDeleteSelectedAsksFirst: Delete selected asks before deleting,
+// naming how many jobs are ticked (as a job's own Delete asks); declined,
+// nothing is deleted; accepted, the ticked jobs are. Cancel selected does
+// not ask (TestJobsCancelRetry clicks it straight through).
+func TestJobsDeleteSelectedAsksFirst(t *testing.T) {
+	srv := startCampaignOnHold(t)
+	ctx, _ := newBrowser(t)
+	do(t, ctx, "open /jobs", chromedp.Navigate(srv.url("/jobs")), chromedp.WaitVisible(chromedp.ID("job-3")))
+	waitLive(t, ctx)
+	// The page's confirm, answered by the test: the question is recorded.
+	eval[bool](t, ctx, `window.__asked = []; window.__answer = false;
+window.confirm = function (q) { window.__asked.push(q); return window.__answer; };
+window.__requests = 0;
+document.addEventListener("htmx:beforeRequest", function (e) {
+  if (e.detail.elt.getAttribute && e.detail.elt.getAttribute("id") === "jobs-bulk") window.__requests++;
+}); true`)
+	do(t, ctx, "tick jobs 3 and 4, Delete selected, decline", chromedp.Click(chromedp.ID("job-pick-3")),
+		chromedp.Click(chromedp.ID("job-pick-4")), chromedp.Click(chromedp.CSS(`#jobs-bulk button[value="delete"]`)))
+	waitFor(t, ctx, 5*time.Second, "the question", `window.__asked.length === 1`, `JSON.stringify(window.__asked)`)
+	if q := eval[string](t, ctx, `window.__asked[0]`); q != "Delete 2 selected jobs? This cannot be undone." {
+		t.Errorf("Delete selected asked %q", q)
+	}
+	// Declined: no request was made (htmx fires beforeRequest in the same
+	// turn as the question, before sending).
+	if n := eval[int](t, ctx, `window.__requests`); n != 0 {
+		t.Errorf("a declined Delete selected made %d requests", n)
+	}
+	for _, id := range []int64{3, 4} {
+		if state := apiJob(t, srv, id).State; state != "retryable" {
+			t.Fatalf("job %d is %s after a declined delete", id, state)
+		}
+	}
+
+	eval[bool](t, ctx, `window.__answer = true; true`)
+	if !eval[bool](t, ctx, `document.getElementById("job-pick-3").checked && document.getElementById("job-pick-4").checked`) {
+		do(t, ctx, "tick jobs 3 and 4 again", chromedp.Click(chromedp.ID("job-pick-3")), chromedp.Click(chromedp.ID("job-pick-4")))
+	}
+	do(t, ctx, "Delete selected, accept", chromedp.Click(chromedp.CSS(`#jobs-bulk button[value="delete"]`)))
+	waitFor(t, ctx, 10*time.Second, "both rows to say deleted",
+		`["job-3", "job-4"].every(function (id) { var tr = document.getElementById(id); return tr && tr.classList.contains("job-row-deleted"); })`,
+		`document.getElementById("jobs-flash").outerHTML`)
+	if q := eval[string](t, ctx, `window.__asked[1] || ""`); q != "Delete 2 selected jobs? This cannot be undone." {
+		t.Errorf("the second Delete selected asked %q", q)
+	}
+}
+
+// TestJobsQueueTableFitsItsCard: on a 1,400 px screen the queue table
+// fits its card (its Scale buttons are not cut off behind a scroll bar);
+// on a 390 px phone the page does not scroll sideways (the table scrolls
+// inside its card there).
+func TestJobsQueueTableFitsItsCard(t *testing.T) {
+	srv := startCampaignOnHold(t)
+	browser, _ := newBrowser(t)
+	dir := artifacts(t)
+	const fits = `(function () {
+  var card = document.getElementById("jobs-queues"), r = card.getBoundingClientRect(), out = [];
+  if (card.scrollWidth > card.clientWidth) out.push("table " + card.scrollWidth + " px in a card of " + card.clientWidth);
+  card.querySelectorAll(".scale button").forEach(function (b) {
+    var br = b.getBoundingClientRect();
+    if (br.right > r.right) out.push("a Scale button ends at " + br.right + ", the card at " + r.right);
+  });
+  return out.join("; ");
+})()`
+	capture(t, browser, dir, "jobs-queues-1400", srv.url("/jobs"), func(ctx context.Context) {
+		if got := eval[string](t, ctx, fits); got != "" {
+			t.Errorf("layout at 1400 px: %s", got)
+		}
+	}, chromedp.EmulateViewport(1400, 1000))
+	capture(t, browser, dir, "jobs-queues-390", srv.url("/jobs"), func(ctx context.Context) {
+		if w := eval[int](t, ctx, `document.documentElement.scrollWidth`); w > 390 {
+			t.Errorf("layout: /jobs is %d px wide on a 390 px phone: it scrolls sideways", w)
+		}
+	}, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 }

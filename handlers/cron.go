@@ -66,10 +66,10 @@ func (h *Jobs) cronAction(ctx context.Context, name, action string) (jobs.Insert
 	case "resume":
 		err = h.Engine.ResumeCron(ctx, name)
 	default:
-		return res, notFound(fmt.Sprintf("no cron action %q: run, pause or resume", action))
+		return res, notFound(fmt.Sprintf("no cron action %s: run, pause or resume", quoted(action)))
 	}
 	if errors.Is(err, jobs.ErrUnknownCron) {
-		return res, &shown{msg: fmt.Sprintf("no periodic job %q", name), err: err}
+		return res, &shown{msg: fmt.Sprintf("no periodic job %s", quoted(name)), err: err}
 	}
 	if err == nil && action != "run" && h.Feed != nil {
 		// A run is a job change, which the feed hears of from the engine.
@@ -151,5 +151,5 @@ func (h *Jobs) APICronAction(c echo.Context) error {
 			return c.JSON(http.StatusOK, cronJSON(e))
 		}
 	}
-	return notFound(fmt.Sprintf("no periodic job %q", name))
+	return notFound(fmt.Sprintf("no periodic job %s", quoted(name)))
 }

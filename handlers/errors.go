@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -113,13 +115,26 @@ type shown struct {
 func (s *shown) Error() string { return s.msg }
 func (s *shown) Unwrap() error { return s.err }
 
-// showAs is err shown as msg when it is a not-found: the subject named, not
-// the table.
+// showAs is err shown as msg when it is a not-found (an unknown row, job,
+// queue or periodic job): the subject named, not the table.
 func showAs(err error, msg string) error {
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, jobs.ErrNotFound) {
+	if is(store.ErrNotFound, jobs.ErrNotFound, jobs.ErrUnknownQueue, jobs.ErrUnknownCron)(err) {
 		return &shown{msg: msg, err: err}
 	}
 	return err
+}
+
+// maxEchoed is how many characters of a name or value a message repeats.
+const maxEchoed = 100
+
+// quoted is s as a message repeats it: quoted, and cut to maxEchoed
+// characters with an ellipsis (a 5,000-character queue name is not sent
+// back whole).
+func quoted(s string) string {
+	if utf8.RuneCountInString(s) > maxEchoed {
+		s = string([]rune(s)[:maxEchoed]) + "…"
+	}
+	return strconv.Quote(s)
 }
 
 // refusal is a refused form with the page to answer a plain browser with.

@@ -29,6 +29,8 @@ type JobEngine interface {
 	CancelJobs(ctx context.Context, ids []int64) (int, error)
 	RetryJobs(ctx context.Context, ids []int64) (int, error)
 	DeleteJobs(ctx context.Context, ids []int64) (int, error)
+	// ActOnSelection is the list's bulk action: what became of each id.
+	ActOnSelection(ctx context.Context, a jobs.FilterAction, ids []int64) (jobs.Selection, error)
 	Queues(ctx context.Context) ([]jobs.QueueInfo, error)
 	PauseQueue(ctx context.Context, name string) error
 	ResumeQueue(ctx context.Context, name string) error
@@ -183,7 +185,7 @@ func parseJobsQuery(c echo.Context, defaultLimit int, manyStates bool) (jobsQuer
 		for _, p := range parts {
 			st := jobs.State(strings.TrimSpace(p))
 			if !slices.Contains(jobs.States, st) {
-				return q, invalid(fmt.Sprintf("state %q is not one of %s", p, stateList()))
+				return q, invalid(fmt.Sprintf("state %s is not one of %s", quoted(p), stateList()))
 			}
 			q.params.States = append(q.params.States, st)
 		}
@@ -346,7 +348,7 @@ func (h *Jobs) Live(c echo.Context) error {
 func jobID(c echo.Context) (int64, error) {
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil || id < 1 {
-		return 0, notFound(fmt.Sprintf("no job %q: ids are positive whole numbers", c.Param("id")))
+		return 0, notFound(fmt.Sprintf("no job %s: ids are positive whole numbers", quoted(c.Param("id"))))
 	}
 	return id, nil
 }
@@ -365,7 +367,7 @@ func (h *Jobs) jobPage(c echo.Context, status int, id int64, flash *views.Flash)
 	lastID := h.Hub.StreamLastID(live.JobsStream)
 	j, err := jobs.Get(c.Request().Context(), h.Reader, id)
 	if err != nil {
-		return err
+		return showAs(err, fmt.Sprintf("job %d not found", id))
 	}
 	return render(c, h.Views, status, views.PageJob, views.JobPage{
 		Layout:    views.Layout{Nav: "jobs", Version: h.Version},

@@ -31,7 +31,7 @@ func (h *Jobs) ActionForm(c echo.Context) error {
 	}
 	action := jobAction(c.Param("action"))
 	if !slices.Contains([]jobAction{actionCancel, actionRetry, actionDelete}, action) {
-		return notFound(fmt.Sprintf("no action %q: cancel, retry or delete", c.Param("action")))
+		return notFound(fmt.Sprintf("no action %s: cancel, retry or delete", quoted(c.Param("action"))))
 	}
 	j, err := h.act(c.Request().Context(), action, id)
 	if errors.Is(err, jobs.ErrNotFound) {
@@ -74,7 +74,7 @@ func (h *Jobs) act(ctx context.Context, a jobAction, id int64) (*jobs.Job, error
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, showAs(err, fmt.Sprintf("job %d not found", id))
 	}
 	return j, nil
 }
@@ -94,17 +94,22 @@ func (h *Jobs) BulkForm(c echo.Context) error {
 	if err == nil {
 		err = checkBulk(action, ids)
 	}
-	var n int
+	var sel jobs.Selection
 	if err == nil {
-		n, err = h.bulk(c.Request().Context(), action, ids)
+		sel, err = h.bulk(c.Request().Context(), action, ids)
 	}
 	if err != nil {
 		return h.refusedOnList(c, backURL, err)
 	}
+	msg := views.BulkMessage(string(action), sel, len(ids))
 	if !isHtmx(c) {
+		if len(sel.Changed) < len(ids) {
+			// Say which were not found or refused: the list again, with it.
+			return h.listWithFlash(c, backURL, http.StatusOK, &msg)
+		}
 		return c.Redirect(http.StatusSeeOther, backURL)
 	}
-	flash, err := h.Views.Fragment(views.PartialFlash, views.Flash{Message: views.BulkMessage(string(action), n, len(ids))})
+	flash, err := h.Views.Fragment(views.PartialFlash, msg)
 	if err != nil {
 		return err
 	}
@@ -152,7 +157,7 @@ func parseJobIDs(raw []string) ([]int64, error) {
 	for _, s := range raw {
 		id, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || id < 1 {
-			return nil, badRequest(fmt.Sprintf("job id %q is not a positive whole number", s))
+			return nil, badRequest(fmt.Sprintf("job id %s is not a positive whole number", quoted(s)))
 		}
 		ids = append(ids, id)
 	}
@@ -174,7 +179,7 @@ func uniqueIDs(ids []int64) []int64 {
 
 func checkBulk(a jobAction, ids []int64) error {
 	if !slices.Contains([]jobAction{actionCancel, actionRetry, actionDelete}, a) {
-		return invalid(fmt.Sprintf("action %q is not one of cancel, retry, delete", a))
+		return invalid(fmt.Sprintf("action %s is not one of cancel, retry, delete", quoted(string(a))))
 	}
 	if len(ids) == 0 {
 		return invalid("select at least one job")
@@ -185,14 +190,12 @@ func checkBulk(a jobAction, ids []int64) error {
 	return nil
 }
 
-func (h *Jobs) bulk(ctx context.Context, a jobAction, ids []int64) (int, error) {
-	do := map[jobAction]func(context.Context, []int64) (int, error){
-		actionCancel: h.Engine.CancelJobs, actionRetry: h.Engine.RetryJobs, actionDelete: h.Engine.DeleteJobs,
-	}[a]
-	if do == nil {
-		return 0, invalid(fmt.Sprintf("action %q is not one of cancel, retry, delete", a))
+// bulk runs action a on the selected ids and says what became of each.
+func (h *Jobs) bulk(ctx context.Context, a jobAction, ids []int64) (jobs.Selection, error) {
+	if !slices.Contains([]jobAction{actionCancel, actionRetry, actionDelete}, a) {
+		return jobs.Selection{}, invalid(fmt.Sprintf("action %s is not one of cancel, retry, delete", quoted(string(a))))
 	}
-	return do(ctx, ids)
+	return h.Engine.ActOnSelection(ctx, jobs.FilterAction(a), ids)
 }
 
 // jobsBack is the dashboard URL a plain form returns to: its "back" field
@@ -227,7 +230,7 @@ func (h *Jobs) QueueForm(c echo.Context) error {
 		s := strings.TrimSpace(c.FormValue("limit"))
 		n, err := strconv.Atoi(s)
 		if err != nil {
-			return 0, badRequest(fmt.Sprintf("limit %q is not a whole number", s))
+			return 0, badRequest(fmt.Sprintf("limit %s is not a whole number", quoted(s)))
 		}
 		return n, nil
 	})
@@ -265,10 +268,10 @@ func (h *Jobs) queueAction(ctx context.Context, name, action string, limit func(
 		}
 		err = h.Engine.ScaleQueue(ctx, name, n)
 	default:
-		return notFound(fmt.Sprintf("no queue action %q: pause, resume or scale", action))
+		return notFound(fmt.Sprintf("no queue action %s: pause, resume or scale", quoted(action)))
 	}
 	if err != nil {
-		return err
+		return showAs(err, fmt.Sprintf("unknown queue %s", quoted(name)))
 	}
 	if h.Feed != nil {
 		h.Feed.QueuesChanged()

@@ -73,7 +73,7 @@ func (h *Jobs) APIGet(c echo.Context) error {
 	}
 	j, err := jobs.Get(c.Request().Context(), h.Reader, id)
 	if err != nil {
-		return err
+		return showAs(err, fmt.Sprintf("job %d not found", id))
 	}
 	return c.JSON(http.StatusOK, jobJSON(j))
 }
@@ -95,19 +95,58 @@ func (h *Jobs) APIAction(a jobAction) echo.HandlerFunc {
 	}
 }
 
-// BulkRequest is the body of POST /api/jobs/bulk.
+// BulkRequest is the body of POST /api/jobs/bulk: an action and either
+// the ids of the jobs to act on or a filter (the contract's two shapes).
 type BulkRequest struct {
-	Action string  `json:"action"`
-	IDs    []int64 `json:"ids"`
+	Action string `json:"action"`
+	// IDs are the jobs to act on, at once; present (even empty) when the
+	// body has "ids".
+	IDs []int64 `json:"ids"`
+	// Filter acts on every job it matches instead, in the background, as
+	// POST /api/jobs/bulk-filter does.
+	Filter *BulkFilter `json:"filter"`
+	// DryRun, with a filter, only counts.
+	DryRun bool `json:"dry_run"`
 }
 
-// APIBulk answers POST /api/jobs/bulk {"action":"cancel|retry|delete",
-// "ids":[…]} with {"action","requested","changed"}: jobs whose state does
-// not allow the action, or that do not exist, are left as they are.
+// BulkFilter is the filter of POST /api/jobs/bulk.
+type BulkFilter struct {
+	// State lists states, comma-separated; Queue, Kind and Q (a search
+	// query) as in GET /api/jobs.
+	State string `json:"state"`
+	Queue string `json:"queue"`
+	Kind  string `json:"kind"`
+	Q     string `json:"q"`
+	// All is required to act on every job: a filter that sets no state,
+	// queue, kind or q is refused (422) without it.
+	All bool `json:"all"`
+}
+
+// APIBulk answers POST /api/jobs/bulk. With {"action":"cancel|retry|delete",
+// "ids":[…]}: 200 {"action","requested","changed","not_found","refused"};
+// jobs whose state does not allow the action (refused, with their state),
+// or that do not exist (not_found), are left as they are. With
+// {"action", "filter":{"state","queue","kind","q","all"}, "dry_run"}: the
+// action on every job the filter matches, as POST /api/jobs/bulk-filter
+// answers it (202 and a status_url; with dry_run, 200 and the count).
+// Both ids and filter, or neither, is a 422.
 func (h *Jobs) APIBulk(c echo.Context) error {
 	var req BulkRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
+	}
+	switch {
+	case req.IDs != nil && req.Filter != nil:
+		return invalid(`send either "ids" (the jobs to act on) or "filter" (every job it matches), not both`)
+	case req.Filter != nil:
+		f := req.Filter
+		return h.apiActOnFilter(c, BulkFilterRequest{Action: req.Action, State: f.State, Queue: f.Queue, Kind: f.Kind,
+			Q: f.Q, All: f.All, DryRun: req.DryRun}, `send "filter": {"all": true}`)
+	case req.IDs == nil:
+		return invalid(`send "ids" (the jobs to act on, e.g. {"action":"retry","ids":[1,2]}) or "filter" ` +
+			`(every job it matches, e.g. {"action":"retry","filter":{"state":"discarded"}})`)
+	case req.DryRun:
+		return invalid(`"dry_run" counts what a "filter" matches: with "ids", leave it out`)
 	}
 	// Checked before anything else: a body of a million ids costs no more
 	// than its decoding.
@@ -124,11 +163,37 @@ func (h *Jobs) APIBulk(c echo.Context) error {
 	if err := checkBulk(a, ids); err != nil {
 		return err
 	}
-	n, err := h.bulk(c.Request().Context(), a, ids)
+	sel, err := h.bulk(c.Request().Context(), a, ids)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"action": a, "requested": len(ids), "changed": n})
+	return c.JSON(http.StatusOK, bulkAnswer(a, len(ids), sel))
+}
+
+// BulkAnswer is the answer of POST /api/jobs/bulk with ids.
+type BulkAnswer struct {
+	Action    jobAction `json:"action"`
+	Requested int       `json:"requested"`
+	Changed   int       `json:"changed"`
+	// NotFound are the ids of no job; Refused the jobs left alone because
+	// of their state.
+	NotFound []int64          `json:"not_found"`
+	Refused  []RefusedJobJSON `json:"refused"`
+}
+
+// RefusedJobJSON is a job a bulk action left alone, with its state.
+type RefusedJobJSON struct {
+	ID    int64  `json:"id"`
+	State string `json:"state"`
+}
+
+func bulkAnswer(a jobAction, requested int, sel jobs.Selection) BulkAnswer {
+	out := BulkAnswer{Action: a, Requested: requested, Changed: len(sel.Changed),
+		NotFound: append([]int64{}, sel.NotFound...), Refused: []RefusedJobJSON{}}
+	for _, r := range sel.Refused {
+		out.Refused = append(out.Refused, RefusedJobJSON{ID: r.ID, State: string(r.State)})
+	}
+	return out
 }
 
 // QueueJSON is a queue in the JSON API.
@@ -183,5 +248,5 @@ func (h *Jobs) APIQueueAction(c echo.Context) error {
 			return c.JSON(http.StatusOK, queueJSON(q))
 		}
 	}
-	return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no queue %q", name))
+	return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("unknown queue %s", quoted(name)))
 }

@@ -83,7 +83,7 @@ func parseFilter(state, queue, kind, q string) (filterSpec, error) {
 		for _, p := range strings.Split(state, ",") {
 			st := jobs.State(strings.TrimSpace(p))
 			if !containsState(st) {
-				return spec, invalid(fmt.Sprintf("state %q is not one of %s", p, stateList()))
+				return spec, invalid(fmt.Sprintf("state %s is not one of %s", quoted(p), stateList()))
 			}
 			spec.filter.States = append(spec.filter.States, st)
 		}
@@ -119,7 +119,7 @@ func parseFilterAction(s string) (jobs.FilterAction, error) {
 	case jobs.FilterCancel, jobs.FilterRetry, jobs.FilterDelete:
 		return a, nil
 	}
-	return "", invalid(fmt.Sprintf("action %q is not one of cancel, retry, delete", s))
+	return "", invalid(fmt.Sprintf("action %s is not one of cancel, retry, delete", quoted(s)))
 }
 
 // start counts what the action will touch and runs it in the background.
@@ -204,6 +204,10 @@ func (h *Jobs) BulkFilterForm(c echo.Context) error {
 	if err == nil {
 		spec, err = parseFilter(c.FormValue("state"), c.FormValue("queue"), c.FormValue("kind"), c.FormValue("q"))
 	}
+	if err == nil && spec.filter.Empty() {
+		// The page offers these only with a filter set.
+		err = invalid("choose a state, queue, kind or search first: the list acts on everything a filter matches, never on every job at once")
+	}
 	if err != nil {
 		return h.refusedOnList(c, backURL, err)
 	}
@@ -255,6 +259,9 @@ type BulkFilterRequest struct {
 	Queue string `json:"queue"`
 	Kind  string `json:"kind"`
 	Q     string `json:"q"`
+	// All is required to act on every job: without it a request that
+	// sets no state, queue, kind or q is refused (422).
+	All bool `json:"all"`
 	// DryRun only counts.
 	DryRun bool `json:"dry_run"`
 }
@@ -287,14 +294,29 @@ func bulkFilterJSON(v views.BulkProgress) BulkFilterJSON {
 }
 
 // APIBulkFilter answers POST /api/jobs/bulk-filter {"action", "state",
-// "queue", "kind", "q", "dry_run"}: with dry_run, 200 and the count the
-// action would touch; else 202 with the started action (its count, and
-// status_url to follow it); 409 while another runs.
+// "queue", "kind", "q", "all", "dry_run"}: with dry_run, 200 and the count
+// the action would touch; else 202 with the started action (its count, and
+// status_url to follow it); 409 while another runs; 422 for a request that
+// sets no filter field without "all": true. POST /api/jobs/bulk with a
+// "filter" (the contract's shape) runs the same code.
 func (h *Jobs) APIBulkFilter(c echo.Context) error {
 	var req BulkFilterRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
+	return h.apiActOnFilter(c, req, `send "all": true`)
+}
+
+// emptyFilterMessage refuses a filter that sets nothing; askAll says how
+// to ask for every job on the route at hand.
+func emptyFilterMessage(askAll string) string {
+	return "the filter is empty (no state, queue, kind or q), so it matches every job in every state: " +
+		"to act on all of them, " + askAll
+}
+
+// apiActOnFilter runs (or, with dry_run, counts) an action on a filter for
+// the JSON API; askAll says how to ask for every job on the route at hand.
+func (h *Jobs) apiActOnFilter(c echo.Context, req BulkFilterRequest, askAll string) error {
 	a, err := parseFilterAction(req.Action)
 	if err != nil {
 		return err
@@ -303,6 +325,10 @@ func (h *Jobs) APIBulkFilter(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if spec.filter.Empty() && !req.All {
+		return invalid(emptyFilterMessage(askAll))
+	}
+	spec.filter.All = req.All
 	ctx := c.Request().Context()
 	if req.DryRun {
 		n, err := h.Engine.CountFilter(ctx, a, spec.filter)
@@ -335,7 +361,7 @@ func (h *Jobs) APIBulkFilterStatus(c echo.Context) error {
 	}
 	fr.mu.Unlock()
 	if err != nil || cur == nil || v.ID != id {
-		return notFound(fmt.Sprintf("no action on a filter %q: only the last one is kept", c.Param("id")))
+		return notFound(fmt.Sprintf("no action on a filter %s: only the last one is kept", quoted(c.Param("id"))))
 	}
 	return c.JSON(http.StatusOK, bulkFilterJSON(v))
 }

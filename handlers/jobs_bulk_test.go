@@ -195,3 +195,120 @@ func TestBulkFilterReadOnly(t *testing.T) {
 		t.Error("the read-only charts page does not say so")
 	}
 }
+
+// waitBulkDone follows a started action on a filter to its result.
+func (b *jobsBundle) waitBulkDone(t *testing.T, statusURL string) bulkFilterAnswer {
+	t.Helper()
+	var st bulkFilterAnswer
+	waitUntil(t, time.Minute, "the action on a filter to finish", func() bool {
+		resp, body := b.do(t, "GET", statusURL, "", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", statusURL, resp.StatusCode, body)
+		}
+		st = decodeInto[bulkFilterAnswer](t, body)
+		return st.Done
+	})
+	return st
+}
+
+// TestBulkAPITakesTheContractsFilter: POST /api/jobs/bulk takes
+// {"action","filter":{…}} (the contract's shape) and runs it as
+// /api/jobs/bulk-filter does: a dry run counts, a run answers 202 with its
+// status URL. ids and filter together, or neither, are refused.
+func TestBulkAPITakesTheContractsFilter(t *testing.T) {
+	t.Parallel()
+	b := jobsSetup(t, live.JobsFeedConfig{})
+	var discarded []int64
+	for i := range 6 {
+		id := b.insert(t, mixedJob("f", i))[0]
+		if i%2 == 0 {
+			b.setState(t, id, jobs.StateDiscarded)
+			discarded = append(discarded, id)
+		}
+	}
+	resp, body := b.do(t, "POST", "/api/jobs/bulk", `{"action":"retry","filter":{"state":"discarded"},"dry_run":true}`, asJSON)
+	if dry := decodeInto[bulkFilterAnswer](t, body); resp.StatusCode != 200 || dry.Count != 3 || dry.Matches != "discarded jobs" || dry.ID != 0 {
+		t.Fatalf("dry run: %d %s", resp.StatusCode, body)
+	}
+	if n := b.countState(t, jobs.StateDiscarded); n != 3 {
+		t.Fatalf("the dry run changed jobs: %d discarded", n)
+	}
+	resp, body = b.do(t, "POST", "/api/jobs/bulk", `{"action":"retry","filter":{"state":"discarded","queue":"","kind":"","q":""}}`, asJSON)
+	run := decodeInto[bulkFilterAnswer](t, body)
+	if resp.StatusCode != 202 || run.Count != 3 || !strings.HasPrefix(run.StatusURL, "/api/jobs/bulk-filter/") || resp.Header.Get("Location") != run.StatusURL {
+		t.Fatalf("run: %d %s", resp.StatusCode, body)
+	}
+	if st := b.waitBulkDone(t, run.StatusURL); st.Changed != 3 {
+		t.Errorf("result %+v, want 3 changed", st)
+	}
+	for _, id := range discarded {
+		if s := b.state(t, id); s != jobs.StateAvailable {
+			t.Errorf("job %d is %s after the retry", id, s)
+		}
+	}
+	for _, tt := range []struct{ name, body, says string }{
+		{"ids and filter", `{"action":"retry","ids":[1],"filter":{"state":"discarded"}}`, "not both"},
+		{"neither", `{"action":"retry"}`, `send "ids"`},
+		{"dry run of ids", `{"action":"retry","ids":[1],"dry_run":true}`, `with "ids", leave it out`},
+		{"bad state in the filter", `{"action":"retry","filter":{"state":"nope"}}`, "not one of"},
+		{"bad action with a filter", `{"action":"explode","filter":{"state":"discarded"}}`, "not one of"},
+	} {
+		resp, body := b.do(t, "POST", "/api/jobs/bulk", tt.body, asJSON)
+		if msg := errorOf(t, resp, body, 422); !strings.Contains(msg, tt.says) {
+			t.Errorf("%s: %q does not say %q", tt.name, msg, tt.says)
+		}
+	}
+	if resp, body := b.do(t, "POST", "/api/jobs/bulk", `{"action":"retry","filter":{"state":"discarded"},"all":true}`, asJSON); resp.StatusCode != 400 {
+		t.Errorf(`"all" outside the filter: %d %s`, resp.StatusCode, body)
+	}
+}
+
+// TestBulkOnEmptyFilterNeedsAll: an action on a filter that sets nothing
+// (every job, every state) is refused with 422 and how to ask for it, on
+// both routes, dry run or not, and by the page's form; "all": true acts
+// on every job.
+func TestBulkOnEmptyFilterNeedsAll(t *testing.T) {
+	t.Parallel()
+	b := jobsSetup(t, live.JobsFeedConfig{})
+	ids := b.insert(t, job("a"), job("b"), job("c"))
+	b.setState(t, ids[1], jobs.StateCompleted)
+	for _, tt := range []struct{ path, body, says string }{
+		{"/api/jobs/bulk", `{"action":"delete","filter":{}}`, `send "filter": {"all": true}`},
+		{"/api/jobs/bulk", `{"action":"delete","filter":{"state":"","q":"  "},"dry_run":true}`, `send "filter": {"all": true}`},
+		{"/api/jobs/bulk", `{"action":"delete","filter":{"all":false}}`, `send "filter": {"all": true}`},
+		{"/api/jobs/bulk-filter", `{"action":"delete"}`, `send "all": true`},
+		{"/api/jobs/bulk-filter", `{"action":"delete","dry_run":true}`, `send "all": true`},
+	} {
+		resp, body := b.do(t, "POST", tt.path, tt.body, asJSON)
+		if msg := errorOf(t, resp, body, 422); !strings.Contains(msg, "matches every job in every state") || !strings.Contains(msg, tt.says) {
+			t.Errorf("%s %s: %q does not say %q", tt.path, tt.body, msg, tt.says)
+		}
+	}
+	resp, body := b.do(t, "POST", "/jobs/bulk-filter", "action=delete&confirm=3&back=/jobs", asHtmx)
+	if resp.StatusCode != 422 || !strings.Contains(body, "flash-error") || !strings.Contains(body, "choose a state, queue, kind or search first") {
+		t.Errorf("the form without a filter: %d %s", resp.StatusCode, body)
+	}
+	for _, id := range ids {
+		if s := b.state(t, id); s == "gone" {
+			t.Fatalf("job %d was deleted by a refused request", id)
+		}
+	}
+
+	resp, body = b.do(t, "POST", "/api/jobs/bulk-filter", `{"action":"retry","all":true,"dry_run":true}`, asJSON)
+	if dry := decodeInto[bulkFilterAnswer](t, body); resp.StatusCode != 200 || dry.Count != 1 {
+		t.Errorf("dry run of all: %d %s", resp.StatusCode, body)
+	}
+	resp, body = b.do(t, "POST", "/api/jobs/bulk", `{"action":"delete","filter":{"all":true}}`, asJSON)
+	run := decodeInto[bulkFilterAnswer](t, body)
+	if resp.StatusCode != 202 || run.Count != 3 {
+		t.Fatalf("delete all: %d %s", resp.StatusCode, body)
+	}
+	if st := b.waitBulkDone(t, run.StatusURL); st.Changed != 3 {
+		t.Errorf("delete all: %+v", st)
+	}
+	for _, id := range ids {
+		if s := b.state(t, id); s != "gone" {
+			t.Errorf("job %d is %s after delete all", id, s)
+		}
+	}
+}

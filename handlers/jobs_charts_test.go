@@ -62,7 +62,9 @@ func TestTimingsChartsPageAndAPI(t *testing.T) {
 	for _, want := range []string{`id="timing-queue-default"`, `id="timing-queue-mailers"`, `id="timing-kind-dash_test"`,
 		`<polyline class="line-p95"`, `class="bar-failed"`, `hx-trigger="sse:throughput, every 30s"`,
 		`hx-get="/jobs/charts/live?minutes=5"`, `sse-connect="/events?stream=jobs&amp;last_event_id=`, `aria-current="page">5 min`,
-		`<span class="timing-failed">1</span>`} {
+		`<span class="timing-count">2</span> attempts · <span class="timing-failed">0</span> failed`,
+		`<span class="timing-count">1</span> attempt · <span class="timing-failed">1</span> failed`,
+		`of 1 attempts failed</title>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("charts page lacks %s", want)
 		}

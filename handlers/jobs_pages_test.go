@@ -213,7 +213,7 @@ func TestJobFormsActAndReRenderRefusals(t *testing.T) {
 	}
 	// htmx, refused: the reason as a message, nothing changed.
 	_, body = b.do(t, "POST", "/jobs/"+a+"/cancel", "", asHtmx)
-	if !strings.Contains(body, `flash-error`) || !strings.Contains(body, "it is cancelled") {
+	if !strings.Contains(body, `flash-error`) || !strings.Contains(body, "job "+a+" is cancelled: only jobs that are") {
 		t.Errorf("htmx refusal: %s", body)
 	}
 	// Plain form: back to the job.

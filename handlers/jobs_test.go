@@ -365,7 +365,8 @@ func TestJobsAPIBulk(t *testing.T) {
 	b.setState(t, ids[2], jobs.StateCompleted)
 	body := fmt.Sprintf(`{"action":"cancel","ids":[%d,%d,%d,%d,999]}`, ids[0], ids[1], ids[2], ids[0])
 	resp, out := b.do(t, "POST", "/api/jobs/bulk", body, asJSON)
-	if resp.StatusCode != 200 || strings.TrimSpace(out) != `{"action":"cancel","changed":2,"requested":4}` {
+	want := fmt.Sprintf(`{"action":"cancel","requested":4,"changed":2,"not_found":[999],"refused":[{"id":%d,"state":"completed"}]}`, ids[2])
+	if resp.StatusCode != 200 || strings.TrimSpace(out) != want {
 		t.Fatalf("bulk cancel: %d %s", resp.StatusCode, out)
 	}
 	for i, want := range []jobs.State{jobs.StateCancelled, jobs.StateCancelled, jobs.StateCompleted} {

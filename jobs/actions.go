@@ -96,29 +96,72 @@ func (e *Engine) DeleteJob(ctx context.Context, id int64) error {
 // in one transaction, and returns how many it cancelled; other ids are
 // skipped.
 func (e *Engine) CancelJobs(ctx context.Context, ids []int64) (int, error) {
-	e.claimGate.Lock()
-	n, err := e.actMany(ctx, ids, "cancel", e.cancelTx)
-	e.claimGate.Unlock()
-	if n > 0 {
-		e.interrupt(ids)
-	}
-	return n, err
+	r, err := e.cancelSelection(ctx, ids)
+	return len(r.Changed), err
 }
 
 // RetryJobs retries every job of ids that RetryJob accepts, in one
 // transaction, and returns how many it retried; other ids are skipped.
 func (e *Engine) RetryJobs(ctx context.Context, ids []int64) (int, error) {
-	n, err := e.actMany(ctx, ids, "retry", e.retryTx)
-	if n > 0 {
-		e.Wake()
-	}
-	return n, err
+	r, err := e.retrySelection(ctx, ids)
+	return len(r.Changed), err
 }
 
 // DeleteJobs deletes every job of ids that is not executing, in one
 // transaction, and returns how many it deleted; other ids are skipped.
 func (e *Engine) DeleteJobs(ctx context.Context, ids []int64) (int, error) {
-	return e.actMany(ctx, ids, "delete", e.deleteTx)
+	r, err := e.actMany(ctx, ids, "delete", e.deleteTx)
+	return len(r.Changed), err
+}
+
+// Selection is what an action on a selection of jobs did with each id.
+type Selection struct {
+	// Changed are the ids the action changed, in no particular order.
+	Changed []int64
+	// Refused are the jobs it left alone because of their state, as
+	// they were in the action's transaction, in the order of the ids.
+	Refused []RefusedJob
+	// NotFound are the ids of no job, in the order of the ids.
+	NotFound []int64
+}
+
+// RefusedJob is a job an action left alone because of its state.
+type RefusedJob struct {
+	ID    int64
+	State State
+}
+
+// ActOnSelection runs action a on the jobs of ids in one transaction, as
+// CancelJobs, RetryJobs or DeleteJobs do, and says what became of each id:
+// changed, refused because of its state, or not found.
+func (e *Engine) ActOnSelection(ctx context.Context, a FilterAction, ids []int64) (Selection, error) {
+	switch a {
+	case FilterCancel:
+		return e.cancelSelection(ctx, ids)
+	case FilterRetry:
+		return e.retrySelection(ctx, ids)
+	case FilterDelete:
+		return e.actMany(ctx, ids, "delete", e.deleteTx)
+	}
+	return Selection{}, fmt.Errorf("%w: action %q is not one of cancel, retry, delete", ErrListParams, a)
+}
+
+func (e *Engine) cancelSelection(ctx context.Context, ids []int64) (Selection, error) {
+	e.claimGate.Lock()
+	r, err := e.actMany(ctx, ids, "cancel", e.cancelTx)
+	e.claimGate.Unlock()
+	if len(r.Changed) > 0 {
+		e.interrupt(ids)
+	}
+	return r, err
+}
+
+func (e *Engine) retrySelection(ctx context.Context, ids []int64) (Selection, error) {
+	r, err := e.actMany(ctx, ids, "retry", e.retryTx)
+	if len(r.Changed) > 0 {
+		e.Wake()
+	}
+	return r, err
 }
 
 type actionTx func(ctx context.Context, tx *sqlx.Tx, ids []int64) ([]int64, error)
@@ -217,26 +260,54 @@ func (e *Engine) deleteTx(ctx context.Context, tx *sqlx.Tx, ids []int64) ([]int6
 	return done, nil
 }
 
+// refusal is an operator action refused for a reason the operator can
+// act on: its message is one plain sentence ("job 1 is completed: only
+// jobs that are … can be cancelled"), and errors.Is matches kind
+// (ErrStateConflict or ErrNotFound).
+type refusal struct {
+	msg   string
+	kind  error
+	cause error
+}
+
+func (r *refusal) Error() string        { return r.msg }
+func (r *refusal) Is(target error) bool { return target == r.kind }
+func (r *refusal) Unwrap() error        { return r.cause }
+
+// pastTense names what an action does to a job, for messages.
+var pastTense = map[string]string{"cancel": "cancelled", "retry": "retried", "delete": "deleted"}
+
 // actOne runs one action on one job and explains a refusal.
 func (e *Engine) actOne(ctx context.Context, id int64, verb, allowed string, act actionTx) (*Job, error) {
 	var j *Job
 	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
 		done, err := act(ctx, tx, []int64{id})
+		if errors.Is(err, ErrStateConflict) {
+			// Only the unique-in-flight index refuses a retry this way.
+			return &refusal{msg: fmt.Sprintf("job %d cannot be retried: another copy of this unique job is in flight", id),
+				kind: ErrStateConflict, cause: err}
+		}
 		if err != nil {
 			return fmt.Errorf("%s job %d: %w", verb, id, err)
 		}
 		if len(done) == 0 {
 			cur, err := Get(ctx, tx, id)
+			if errors.Is(err, ErrNotFound) {
+				return &refusal{msg: fmt.Sprintf("job %d not found", id), kind: ErrNotFound, cause: err}
+			}
 			if err != nil {
 				return err
 			}
 			if verb == "retry" && cur.State == StateCancelled && e.isRunning(id) {
-				return fmt.Errorf("retry job %d: it is cancelled but its worker has not returned yet: %w", id, ErrStateConflict)
+				return &refusal{msg: fmt.Sprintf("job %d is cancelled but its worker has not returned yet: retry it once it has", id),
+					kind: ErrStateConflict}
 			}
 			if verb == "retry" && slices.Contains([]State{StateCompleted, StateDiscarded, StateCancelled}, cur.State) {
-				return fmt.Errorf("retry job %d: another copy of this unique job is in flight: %w", id, ErrStateConflict)
+				return &refusal{msg: fmt.Sprintf("job %d cannot be retried: another copy of this unique job is in flight", id),
+					kind: ErrStateConflict}
 			}
-			return fmt.Errorf("%s job %d: it is %s; only jobs that are %s can be: %w", verb, id, cur.State, allowed, ErrStateConflict)
+			return &refusal{msg: fmt.Sprintf("job %d is %s: only jobs that are %s can be %s", id, cur.State, allowed, pastTense[verb]),
+				kind: ErrStateConflict}
 		}
 		if verb == "delete" {
 			return nil
@@ -251,20 +322,72 @@ func (e *Engine) actOne(ctx context.Context, id int64, verb, allowed string, act
 	return j, nil
 }
 
-// actMany runs one action on many jobs in one transaction.
-func (e *Engine) actMany(ctx context.Context, ids []int64, verb string, act actionTx) (int, error) {
+// actMany runs one action on many jobs in one transaction and reads, in
+// it, what became of the ids it did not change.
+func (e *Engine) actMany(ctx context.Context, ids []int64, verb string, act actionTx) (Selection, error) {
 	if len(ids) == 0 {
-		return 0, nil
+		return Selection{}, nil
 	}
-	var done []int64
+	var r Selection
 	err := e.inTx(ctx, func(tx *sqlx.Tx) error {
-		var err error
-		done, err = act(ctx, tx, ids)
-		return err
+		done, err := act(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		r = Selection{Changed: done}
+		if len(done) == len(ids) {
+			return nil
+		}
+		changed := make(map[int64]bool, len(done))
+		for _, id := range done {
+			changed[id] = true
+		}
+		var rest []int64
+		for _, id := range ids {
+			if !changed[id] {
+				rest = append(rest, id)
+			}
+		}
+		states, err := e.statesTx(ctx, tx, rest)
+		if err != nil {
+			return err
+		}
+		for _, id := range rest {
+			if s, ok := states[id]; ok {
+				r.Refused = append(r.Refused, RefusedJob{ID: id, State: s})
+			} else {
+				r.NotFound = append(r.NotFound, id)
+			}
+		}
+		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("%s %d jobs: %w", verb, len(ids), err)
+	if errors.Is(err, ErrStateConflict) {
+		return Selection{}, &refusal{msg: fmt.Sprintf("these %d jobs cannot be %s together: another copy of one of these unique jobs is in flight",
+			len(ids), pastTense[verb]), kind: ErrStateConflict, cause: err}
 	}
-	e.changed(done)
-	return len(done), nil
+	if err != nil {
+		return Selection{}, fmt.Errorf("%s %d jobs: %w", verb, len(ids), err)
+	}
+	e.changed(r.Changed)
+	return r, nil
+}
+
+// statesTx reads the states of the jobs of ids that exist.
+func (e *Engine) statesTx(ctx context.Context, tx *sqlx.Tx, ids []int64) (map[int64]State, error) {
+	q := "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?1))"
+	if e.d.postgres {
+		q = "SELECT id, state FROM jobs WHERE id = ANY($1::bigint[])"
+	}
+	var rows []struct {
+		ID    int64 `db:"id"`
+		State State `db:"state"`
+	}
+	if err := tx.SelectContext(ctx, &rows, q, e.d.ids(ids)); err != nil {
+		return nil, fmt.Errorf("read job states: %w", err)
+	}
+	m := make(map[int64]State, len(rows))
+	for _, r := range rows {
+		m[r.ID] = r.State
+	}
+	return m, nil
 }

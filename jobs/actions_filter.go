@@ -23,12 +23,28 @@ import (
 )
 
 // Filter selects jobs for an action: the list's state, queue and kind
-// filters and a search query's terms.
+// filters and a search query's terms. A filter that sets none of them
+// matches every job in every state; an action on it is refused with
+// ErrEmptyFilter unless All asks for exactly that.
 type Filter struct {
 	States []State
 	Queue  string
 	Kind   string
 	Terms  []SearchTerm
+	// All must be set to act on (or count) every job with an empty
+	// filter; with any other field set it changes nothing.
+	All bool
+}
+
+// ErrEmptyFilter is returned by CountFilter and ActOnFilter for a filter
+// that sets nothing and not All: it would match every job, in every state.
+// It wraps ErrListParams.
+var ErrEmptyFilter = fmt.Errorf("%w: the filter sets no state, queue, kind or search terms: set All to act on every job", ErrListParams)
+
+// Empty reports whether f sets no state, queue, kind or search term (and
+// so, with All, matches every job).
+func (f Filter) Empty() bool {
+	return len(f.States) == 0 && f.Queue == "" && f.Kind == "" && len(f.Terms) == 0
 }
 
 // FilterAction is an action on every job a filter matches.
@@ -96,6 +112,9 @@ func (f Filter) effectiveStates(a FilterAction) ([]State, error) {
 	ok, known := actionStates[a]
 	if !known {
 		return nil, fmt.Errorf("%w: action %q is not one of cancel, retry, delete", ErrListParams, a)
+	}
+	if f.Empty() && !f.All {
+		return nil, ErrEmptyFilter
 	}
 	states, err := listStates(f.States)
 	if err != nil {

@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -186,5 +187,40 @@ func TestActOnFilterWithSearchTerms(t *testing.T) {
 			t.Fatalf("%d Korben jobs left (%v), want the late one", left, err)
 		}
 		checkCounts(t, st)
+	})
+}
+
+// TestActOnEmptyFilterNeedsAll: a filter that sets nothing would match
+// every job in every state; counting or acting on it is refused with
+// ErrEmptyFilter and changes nothing, unless All asks for every job.
+func TestActOnEmptyFilterNeedsAll(t *testing.T) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
+		st := be.Open(t)
+		insertSearchRows(t, st, []searchRow{
+			{state: "available", queue: "phone_calls", kind: "call", args: `{}`},
+			{state: "discarded", queue: "mailers", kind: "call", args: `{}`},
+			{state: "completed", queue: "mailers", kind: "call", args: `{}`},
+		})
+		e := filterEngine(t, st)
+		ctx := context.Background()
+		if n, err := e.CountFilter(ctx, jobs.FilterDelete, jobs.Filter{}); !errors.Is(err, jobs.ErrEmptyFilter) || !errors.Is(err, jobs.ErrListParams) {
+			t.Errorf("count an empty filter: %d, %v; want ErrEmptyFilter", n, err)
+		}
+		if _, err := e.ActOnFilter(ctx, jobs.FilterDelete, jobs.Filter{}, jobs.FilterOptions{}); !errors.Is(err, jobs.ErrEmptyFilter) {
+			t.Errorf("delete an empty filter: %v; want ErrEmptyFilter", err)
+		}
+		if n := len(statesOf(t, st)); n != 3 {
+			t.Fatalf("the refused action left %d jobs of 3", n)
+		}
+		all := jobs.Filter{All: true}
+		if n, err := e.CountFilter(ctx, jobs.FilterDelete, all); err != nil || n != 3 {
+			t.Errorf("count all: %d, %v; want 3", n, err)
+		}
+		if p, err := e.ActOnFilter(ctx, jobs.FilterDelete, all, jobs.FilterOptions{}); err != nil || p.Changed != 3 {
+			t.Errorf("delete all: %+v, %v; want 3 changed", p, err)
+		}
+		if n := len(statesOf(t, st)); n != 0 {
+			t.Errorf("%d jobs left after deleting all", n)
+		}
 	})
 }

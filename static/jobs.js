@@ -34,6 +34,30 @@
     }
     update();
   });
+  // A bulk button with data-confirm (Delete selected) asks first, naming
+  // how many jobs are ticked: "{jobs}" becomes "3 selected jobs". htmx
+  // reads hx-confirm from the form only, which all three buttons share, so
+  // the question is asked here, from htmx:confirm, and only for the button
+  // that submitted. With nothing ticked the server answers why.
+  var submitter = null;
+  document.addEventListener("click", function (e) {
+    var b = e.target && e.target.closest ? e.target.closest('#jobs-bulk button[type="submit"]') : null;
+    if (b) submitter = b;
+  }, true);
+  document.addEventListener("htmx:confirm", function (e) {
+    var elt = e.detail.elt;
+    if (!elt || !elt.getAttribute || elt.getAttribute("id") !== "jobs-bulk") return;
+    var ev = e.detail.triggeringEvent;
+    var btn = (ev && ev.submitter) || submitter;
+    var ask = btn && btn.getAttribute("data-confirm");
+    var n = 0;
+    picks().forEach(function (box) { if (box.checked) n++; });
+    if (!ask || n === 0) return;
+    e.preventDefault();
+    if (window.confirm(ask.replace("{jobs}", n === 1 ? "1 selected job" : n + " selected jobs"))) {
+      e.detail.issueRequest(true);
+    }
+  });
   document.addEventListener("htmx:afterSettle", update);
   document.addEventListener("DOMContentLoaded", update);
 })();

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -347,17 +348,57 @@ func JobActionMessage(action string, id int64, j *jobs.Job) string {
 	return fmt.Sprintf("Job %d deleted.", id)
 }
 
-// BulkMessage is the flash after an action on n of the asked selected jobs.
-func BulkMessage(action string, n, asked int) string {
+// BulkMessage is the flash after an action on a selection of asked jobs
+// (sel says what became of them): how many it changed, and when not all,
+// which ids are of no job and which jobs were left alone because of their
+// state. Error is set when it changed none.
+func BulkMessage(action string, sel jobs.Selection, asked int) Flash {
 	verb := map[string]string{"cancel": "Cancelled", "retry": "Retried", "delete": "Deleted"}[action]
+	n := len(sel.Changed)
 	jobsWord := "jobs"
 	if asked == 1 {
 		jobsWord = "job"
 	}
 	if n == asked {
-		return fmt.Sprintf("%s %s selected %s.", verb, Thousands(n), jobsWord)
+		return Flash{Message: fmt.Sprintf("%s %s selected %s.", verb, Thousands(n), jobsWord)}
 	}
-	return fmt.Sprintf("%s %s of %s selected %s; the others' state does not allow it.", verb, Thousands(n), Thousands(asked), jobsWord)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s of %s selected %s.", verb, Thousands(n), Thousands(asked), jobsWord)
+	if len(sel.NotFound) > 0 {
+		ids := make([]string, len(sel.NotFound))
+		for i, id := range sel.NotFound {
+			ids[i] = strconv.FormatInt(id, 10)
+		}
+		b.WriteString(" Not found: " + idList(ids) + ".")
+	}
+	if len(sel.Refused) > 0 {
+		ids := make([]string, len(sel.Refused))
+		for i, r := range sel.Refused {
+			ids[i] = fmt.Sprintf("%d (%s)", r.ID, r.State)
+		}
+		past := map[string]string{"cancel": "cancelled", "retry": "retried", "delete": "deleted"}[action]
+		fmt.Fprintf(&b, " Not %s because of their state: %s.", past, idList(ids))
+	}
+	return Flash{Message: b.String(), Error: n == 0}
+}
+
+// maxListedIDs is how many ids a message names before "and N more".
+const maxListedIDs = 10
+
+// idList names jobs ("job 7", "jobs 7, 8 and 9"), at most maxListedIDs of
+// them.
+func idList(ids []string) string {
+	word := "jobs "
+	if len(ids) == 1 {
+		word = "job "
+	}
+	if len(ids) > maxListedIDs {
+		return word + strings.Join(ids[:maxListedIDs], ", ") + fmt.Sprintf(" and %s more", Thousands(len(ids)-maxListedIDs))
+	}
+	if len(ids) == 1 {
+		return word + ids[0]
+	}
+	return word + strings.Join(ids[:len(ids)-1], ", ") + " and " + ids[len(ids)-1]
 }
 
 // QueueMessage is the flash after a queue's pause, resume or scale; qs are

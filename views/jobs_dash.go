@@ -194,7 +194,9 @@ type TimingsChoice struct {
 
 // TimingCard is one queue's or kind's three charts and totals.
 type TimingCard struct {
-	ID, Name           string
+	ID, Name string
+	// Count is how many attempts finished in the window (a job that
+	// failed twice and then completed is three), Failed how many failed.
 	Count, Failed      int
 	WaitP50, WaitP95   string
 	RunP50, RunP95     string
@@ -342,7 +344,7 @@ func barTiming(name string, fails []float64, pts []jobs.TimingPoint) TimingChart
 		h := scale(v, top, tcBase-tcTop)
 		c.Bars = append(c.Bars, TimingBar{
 			X: coord(tcLeft + float64(i)*slot + slot*0.1), W: coord(slot * 0.8), Y: coord(tcBase - h), H: coord(h),
-			Title: fmt.Sprintf("%s UTC: %d failed of %d", pts[i].At.Format("15:04"), int(v), pts[i].Count),
+			Title: fmt.Sprintf("%s UTC: %d of %d attempts failed", pts[i].At.Format("15:04"), int(v), pts[i].Count),
 		})
 	}
 	c.Label = fmt.Sprintf("Failures per minute of %s: %d in the window", name, total)
