@@ -133,7 +133,7 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		}
 	}()
 
-	tlsConfig, err := serving(cfg, a.log)
+	tlsConfig, err := serving(cfg.Addr, cfg.Token, cfg.TLSCert, cfg.TLSKey, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -199,35 +199,6 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 		a.started = append(a.started, r)
 	}
 	return a, nil
-}
-
-// setDefaults fills the settings left out with the app's defaults.
-func (cfg *Config) setDefaults() {
-	if cfg.Backoff == nil {
-		cfg.Backoff = jobs.ObanBackoff(nil)
-	}
-	if cfg.CountsEvery <= 0 {
-		cfg.CountsEvery = 250 * time.Millisecond
-	}
-	if cfg.PetTick <= 0 {
-		cfg.PetTick = pets.DefaultTick
-	}
-}
-
-// serving checks how cfg would serve (a token beyond loopback, the TLS
-// files) and returns the TLS configuration, nil for plain HTTP.
-func serving(cfg Config, logger *slog.Logger) (*tls.Config, error) {
-	if err := checkExposure(cfg.Addr, cfg.Token); err != nil {
-		return nil, err
-	}
-	tlsConfig, err := loadTLS(cfg.TLSCert, cfg.TLSKey)
-	if err != nil {
-		return nil, err
-	}
-	if tlsConfig == nil && !isLoopback(cfg.Addr) {
-		logger.Warn("serving plain HTTP beyond this machine: the access token travels in clear; give -tls-cert and -tls-key to serve HTTPS", "addr", cfg.Addr)
-	}
-	return tlsConfig, nil
 }
 
 // openDatabase listens on the address, takes the SQLite file's lock, and
@@ -415,19 +386,6 @@ func (a *App) URL() string {
 	return "http://" + a.Addr()
 }
 
-// loadTLS reads the certificate and key for -tls-cert and -tls-key; nil
-// when neither is given (plain HTTP).
-func loadTLS(certFile, keyFile string) (*tls.Config, error) {
-	if certFile == "" && keyFile == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("-tls-cert %s / -tls-key %s: %w (give a PEM certificate and its private key)", certFile, keyFile, err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
-}
-
 // Run serves until ctx ends, then shuts down in order: HTTP (closing event
 // streams first), the job engine (running jobs get the grace period), the
 // simulation, the collector and the feeds, and the database.
@@ -520,51 +478,62 @@ func (a *App) petFigures() stats.PetFigures {
 	}
 }
 
-// minTokenLength keeps tokens from being guessable by hand.
-const minTokenLength = 16
+// Node is this process's name among the nodes serving the database (the
+// same in the logs, the job engine's attempted_by, the lease and the stats).
+func (a *App) Node() string { return a.node }
 
-// checkExposure refuses to listen beyond this machine without an access
-// token: anybody who can reach the port could otherwise run campaigns and
-// read everything.
-func checkExposure(addr, token string) error {
-	if token != "" && len(token) < minTokenLength {
-		return fmt.Errorf("-token: must be at least %d characters (try: openssl rand -hex 16)", minTokenLength)
+// IsLeader reports whether this node leads the maintenance now: always on
+// SQLite (one process per file); on PostgreSQL while it holds the lease.
+// Leader-only work checks it before each step.
+func (a *App) IsLeader() bool { return a.lease == nil || a.lease.IsLeader() }
+
+// joinCluster builds this node's side of the maintenance lease on
+// PostgreSQL (several nodes may serve the database; one at a time runs
+// cron, pruning, count compaction and the pets' deaths). It returns the lease's runner (nil on SQLite)
+// and the IsLeader hook for the engine and the pets (nil on SQLite:
+// always). The lease logs its changes with the node's name.
+func (a *App) joinCluster(st *store.Store, logger *slog.Logger) (runner, func() bool, error) {
+	if st.Dialect != store.Postgres {
+		return nil, nil, nil
 	}
-	if token == "" && !isLoopback(addr) {
-		return fmt.Errorf("-addr %s is reachable from other machines: set -token (or PHONEHOME_TOKEN) so only people with it get in, or listen on 127.0.0.1", addr)
+	l, err := cluster.NewLease(st.Writer, st.Dialect, "maintenance", a.node, 0, cluster.LeaseOptions{Logger: logger, Listener: a.listener})
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil
+	a.lease = l
+	return leaseRunner{l}, l.IsLeader, nil
 }
 
-// isLoopback reports whether addr only accepts connections from this
-// machine. An empty host listens on every interface, so it is not.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
+// nodes lists the nodes serving the database for the stats, the leader
+// marked: this node on SQLite, the lease's holder on PostgreSQL.
+func (a *App) nodes(ctx context.Context) ([]stats.NodeInfo, error) {
+	list, err := a.engine.Nodes(ctx)
 	if err != nil {
-		return false
+		return nil, err
 	}
-	if host == "localhost" {
-		return true
+	leader := a.node
+	if a.lease != nil {
+		if leader, err = a.lease.Holder(ctx); err != nil {
+			return nil, err
+		}
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	out := make([]stats.NodeInfo, len(list))
+	for i, n := range list {
+		out[i] = stats.NodeInfo{Name: n.Name, Host: n.Host, PID: n.PID, StartedAt: n.StartedAt, HeartbeatAt: n.HeartbeatAt,
+			HeartbeatAge: n.Age, Leader: n.Name == leader}
+	}
+	return out, nil
 }
 
-// openMigrated opens the database and brings its schema up to date,
-// reporting whether it was new (no schema before).
-func openMigrated(ctx context.Context, path string, opts store.Options) (*store.Store, bool, error) {
-	st, err := store.OpenWith(ctx, path, opts)
-	if err != nil {
-		return nil, false, err
+// setDefaults fills the settings left out with the app's defaults.
+func (cfg *Config) setDefaults() {
+	if cfg.Backoff == nil {
+		cfg.Backoff = jobs.ObanBackoff(nil)
 	}
-	v, _, err := st.SchemaVersion(ctx)
-	if err != nil {
-		st.Close()
-		return nil, false, fmt.Errorf("%s: %w", st.Path, err)
+	if cfg.CountsEvery <= 0 {
+		cfg.CountsEvery = 250 * time.Millisecond
 	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
-		return nil, false, err
+	if cfg.PetTick <= 0 {
+		cfg.PetTick = pets.DefaultTick
 	}
-	return st, v == 0, nil
 }

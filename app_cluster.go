@@ -50,32 +50,6 @@ func liveEventLosses(b *broker.Broker) func() stats.LiveEvents {
 	return func() stats.LiveEvents { return stats.LiveEvents{Lost: int64(b.Lost()), Skipped: b.Skipped()} }
 }
 
-// Node is this process's name among the nodes serving the database (the
-// same in the logs, the job engine's attempted_by, the lease and the stats).
-func (a *App) Node() string { return a.node }
-
-// IsLeader reports whether this node leads the maintenance now: always on
-// SQLite (one process per file); on PostgreSQL while it holds the lease.
-// Leader-only work checks it before each step.
-func (a *App) IsLeader() bool { return a.lease == nil || a.lease.IsLeader() }
-
-// joinCluster builds this node's side of the maintenance lease on
-// PostgreSQL (several nodes may serve the database; one at a time runs
-// cron, pruning, count compaction and the pets' deaths). It returns the lease's runner (nil on SQLite)
-// and the IsLeader hook for the engine and the pets (nil on SQLite:
-// always). The lease logs its changes with the node's name.
-func (a *App) joinCluster(st *store.Store, logger *slog.Logger) (runner, func() bool, error) {
-	if st.Dialect != store.Postgres {
-		return nil, nil, nil
-	}
-	l, err := cluster.NewLease(st.Writer, st.Dialect, "maintenance", a.node, 0, cluster.LeaseOptions{Logger: logger, Listener: a.listener})
-	if err != nil {
-		return nil, nil, err
-	}
-	a.lease = l
-	return leaseRunner{l}, l.IsLeader, nil
-}
-
 // leaseRunner runs the lease with the app's other runners: Start campaigns
 // once before returning, so a node that finds the lease free leads before
 // the engine and the pets start (the pets' catch-up on deaths at start is
@@ -88,27 +62,6 @@ func (r leaseRunner) Start(ctx context.Context) error {
 		return err
 	}
 	return r.Lease.Start(ctx)
-}
-
-// nodes lists the nodes serving the database for the stats, the leader
-// marked: this node on SQLite, the lease's holder on PostgreSQL.
-func (a *App) nodes(ctx context.Context) ([]stats.NodeInfo, error) {
-	list, err := a.engine.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	leader := a.node
-	if a.lease != nil {
-		if leader, err = a.lease.Holder(ctx); err != nil {
-			return nil, err
-		}
-	}
-	out := make([]stats.NodeInfo, len(list))
-	for i, n := range list {
-		out[i] = stats.NodeInfo{Name: n.Name, Host: n.Host, PID: n.PID, StartedAt: n.StartedAt, HeartbeatAt: n.HeartbeatAt,
-			HeartbeatAge: n.Age, Leader: n.Name == leader}
-	}
-	return out, nil
 }
 
 // lockSQLite makes this process the only server of a SQLite file: a

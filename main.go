@@ -315,23 +315,6 @@ func plausibleHost(host string) bool {
 	return strings.Trim(last, "0123456789") != ""
 }
 
-// listenHint is what to do when listening on -addr failed with err: the
-// address in use is the usual case (another phonehome), but not the only one.
-func listenHint(err error) string {
-	var dnsErr *net.DNSError
-	switch {
-	case errors.Is(err, syscall.EADDRINUSE):
-		return "is another phonehome running? choose another -addr"
-	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return "no network interface of this machine has that address: choose another -addr"
-	case errors.Is(err, syscall.EACCES):
-		return "ports below 1024 need privileges: choose a port from 1024 up"
-	case errors.As(err, &dnsErr):
-		return "the host name does not resolve: check it, or give an IP address"
-	}
-	return "choose another -addr"
-}
-
 // checkNodeName refuses a -node the tables and logs cannot carry: the
 // job engine's attempted_by and the lease allow 200 bytes, and a control
 // character would break a log line. Empty means the default name.
