@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/phonehome/phonehome/events/eventstest"
+	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/internal/syncbuf"
 	"github.com/phonehome/phonehome/store/storetest"
 )
@@ -42,24 +43,27 @@ func readNodeStats(t *testing.T, app *testApp) nodeStats {
 	return s
 }
 
-// apiNode is one entry of GET /api/nodes, as CONTRACT.md names it.
-type apiNode struct {
-	Name        string    `json:"name"`
-	Host        string    `json:"host"`
-	PID         int       `json:"pid"`
-	StartedAt   time.Time `json:"started_at"`
-	HeartbeatAt time.Time `json:"heartbeat_at"`
-	Leader      bool      `json:"leader"`
-}
-
 // readAPINodes reads GET /api/nodes of app and checks what every entry
-// must hold: this process (every test app runs in it), and a start no
-// later than the last heartbeat, which is recent.
-func readAPINodes(t *testing.T, app *testApp) []apiNode {
+// must hold: the keys CONTRACT.md names, this process (every test app
+// runs in it), and a start no later than the last heartbeat, which is
+// recent.
+func readAPINodes(t *testing.T, app *testApp) []handlers.StatsNodeJSON {
 	t.Helper()
-	var nodes []apiNode
-	if err := json.Unmarshal([]byte(getBody(t, app.URL+"/api/nodes")), &nodes); err != nil {
+	body := []byte(getBody(t, app.URL+"/api/nodes"))
+	var raw []map[string]any
+	var nodes []handlers.StatsNodeJSON
+	if err := json.Unmarshal(body, &raw); err != nil {
 		t.Fatal(err)
+	}
+	if err := json.Unmarshal(body, &nodes); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range raw {
+		for _, key := range []string{"name", "host", "pid", "started_at", "heartbeat_at", "leader"} {
+			if _, ok := n[key]; !ok {
+				t.Errorf("/api/nodes entry %v lacks %q", n, key)
+			}
+		}
 	}
 	host, _ := os.Hostname()
 	for _, n := range nodes {

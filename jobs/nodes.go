@@ -16,16 +16,15 @@ import (
 // job_nodes shows it.
 type Node struct {
 	// Name is the node's name (Config.Node).
-	Name string `json:"name"`
+	Name string
 	// Host and PID are the machine and process it runs as.
-	Host string `json:"host"`
-	PID  int    `json:"pid"`
+	Host string
+	PID  int
 	// StartedAt is when its engine first heartbeat; HeartbeatAt its last.
-	StartedAt   time.Time `json:"started_at"`
-	HeartbeatAt time.Time `json:"heartbeat_at"`
+	StartedAt, HeartbeatAt time.Time
 	// Age is how long ago its last heartbeat was by this engine's clock
 	// (never negative).
-	Age time.Duration `json:"age"`
+	Age time.Duration
 }
 
 // Nodes lists the live nodes on the database, this one included once it
