@@ -57,6 +57,17 @@ const pgPoolSize = 16
 // hanging.
 const pgConnectTimeout = 10 * time.Second
 
+// IdleInTransactionTimeout is how long a session may hold a transaction
+// open without sending anything before the server ends it
+// (idle_in_transaction_session_timeout), when the URL sets none. Every
+// transaction of phonehome's is a few statements in a row; one left open
+// longer belongs to a process that stalls (a paused VM, a frozen or
+// half-dead process) and may hold the locks every other node waits for
+// (the live events' writer lock, rows of the counts): the server ends it
+// and the others go on. The stalled node's own work fails and is done
+// again (its outcomes are recorded again).
+const IdleInTransactionTimeout = 5 * time.Second
+
 // ApplicationName is the application_name a phonehome process's
 // connections give PostgreSQL when the URL sets none ("phonehome/1234"):
 // pg_stat_activity then says which process each session belongs to, and
@@ -77,6 +88,9 @@ func openPostgres(ctx context.Context, target string) (*Store, error) {
 	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = ApplicationName(os.Getpid())
+	}
+	if cfg.RuntimeParams["idle_in_transaction_session_timeout"] == "" {
+		cfg.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)
 	}
 	db := sqlx.NewDb(stdlib.OpenDB(*cfg), "pgx")
 	db.SetMaxOpenConns(pgPoolSize)

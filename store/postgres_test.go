@@ -8,7 +8,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/store/storetest"
 )
@@ -178,5 +180,53 @@ func TestSessionsAreNamedAfterTheProcess(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("application_name %q, want %q", got, tt.want)
 		}
+	}
+}
+
+// A session that holds a transaction open without a word (a stalled
+// process) is ended by the server after IdleInTransactionTimeout, or what
+// the URL sets, so that the locks it holds cannot stop the other nodes.
+func TestAStalledTransactionIsEnded(t *testing.T) {
+	url := storetest.Postgres(t).Target(t)
+	st := storetest.Open(t, url)
+	var got string
+	if err := st.Reader.Get(&got, "SELECT current_setting('idle_in_transaction_session_timeout')"); err != nil {
+		t.Fatal(err)
+	}
+	if got != "5s" {
+		t.Errorf("idle_in_transaction_session_timeout %q, want 5s (IdleInTransactionTimeout)", got)
+	}
+
+	st = storetest.Open(t, url+"&idle_in_transaction_session_timeout=200")
+	ctx := t.Context()
+	tx, err := st.Writer.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var pid int
+	if err := tx.GetContext(ctx, &pid, "SELECT pg_backend_pid()"); err != nil {
+		t.Fatal(err)
+	}
+	// The transaction now holds a lock another session would wait for.
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(42)"); err != nil {
+		t.Fatal(err)
+	}
+	admin := storetest.Admin(t, storetest.Postgres(t).Server)
+	testwait.Until(t, 10*time.Second, "the stalled session to be ended", func() bool {
+		var n int
+		if err := admin.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
+	if _, err := tx.ExecContext(ctx, "SELECT 1"); err == nil {
+		t.Error("the ended transaction still answers")
+	}
+	// Its lock is free: another session takes it at once.
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := st.Writer.ExecContext(lctx, "SELECT pg_advisory_lock(42), pg_advisory_unlock(42)"); err != nil {
+		t.Errorf("the stalled session's lock is still held: %v", err)
 	}
 }
