@@ -326,7 +326,8 @@ func (e *Engine) Dialect() store.Dialect { return e.st.Dialect }
 
 // Start records this node, rescues jobs that stopped processes left
 // executing (see Rescue; jobs left under this node's own name are rescued
-// too), loads the queues' stored settings, then starts the queues, the
+// too), refusing with ErrNodeNameInUse a name another running process
+// serves, loads the queues' stored settings, then starts the queues, the
 // recorder and the maintenance (heartbeat, rescue, prune, cron). It returns
 // once they are running; ctx bounds the start-up work only. When that fails
 // Start may be called again; once it has succeeded, later calls do nothing.
@@ -337,6 +338,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		return nil
 	}
 	if err := e.prepare(ctx); err != nil {
+		return err
+	}
+	if err := e.checkNameFree(ctx); err != nil {
 		return err
 	}
 	if err := e.heartbeat(ctx); err != nil {

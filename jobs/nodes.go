@@ -8,6 +8,7 @@ package jobs
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -47,6 +48,42 @@ func (e *Engine) Nodes(ctx context.Context) ([]Node, error) {
 			HeartbeatAt: beat, Age: max(now.Sub(beat), 0)})
 	}
 	return out, nil
+}
+
+// ErrNodeNameInUse is Start's refusal of a node name that another running
+// process serves (Config.Node): two engines under one name would take
+// each other's jobs for orphans (the rescue at start takes every job left
+// executing under the engine's own name) and lead together.
+var ErrNodeNameInUse = errors.New("node name in use")
+
+// checkNameFree returns ErrNodeNameInUse, saying which process holds the
+// name, when job_nodes has a row under this engine's name that another
+// process, not judged dead (the rule of Rescue, see dead), still writes. A
+// row of this very process (an earlier engine of it that stopped leaving a
+// job) or of a dead one is no refusal: the rescue at start takes its jobs.
+func (e *Engine) checkNameFree(ctx context.Context) error {
+	var rows []nodeRow
+	if err := e.db.SelectContext(ctx, &rows, e.d.nodes); err != nil {
+		return fmt.Errorf("node %s: read nodes: %w", e.cfg.Node, err)
+	}
+	now := e.now()
+	for _, n := range rows {
+		if n.Name != e.cfg.Node || e.thisProcess(n) || e.dead(n, now) {
+			continue
+		}
+		return fmt.Errorf("%w: %q is served by a running phonehome, pid %d on %s (last heartbeat %s ago): choose another -node, or stop it first",
+			ErrNodeNameInUse, n.Name, n.PID, n.Host, max(now.Sub(fromMillis(n.HeartbeatAt)), 0).Round(time.Second))
+	}
+	return nil
+}
+
+// thisProcess reports whether n is a row this process wrote: its host and
+// pid, and its start time where both are known.
+func (e *Engine) thisProcess(n nodeRow) bool {
+	if n.Host != e.host || n.PID != e.pid {
+		return false
+	}
+	return !n.ProcStart.Valid || !e.procStart.Valid || n.ProcStart.Int64 == e.procStart.Int64
 }
 
 // stale reports whether the node's last heartbeat is older than

@@ -1,9 +1,12 @@
 package jobs_test
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store/storetest"
 )
 
@@ -47,6 +50,31 @@ func TestNodesListsLiveNodesWithTheirAge(t *testing.T) {
 		}
 		if age, ok := names["test-node"]; !ok || age != 0 {
 			t.Errorf("the started engine: listed %v, age %v; nodes %+v", ok, age, nodes)
+		}
+	})
+}
+
+// Start refuses the name of a node that another process still serves (its
+// heartbeat fresh, on another host here): two engines under one name would
+// take each other's running jobs for orphans. A stale row, or one this
+// process left, is no refusal.
+func TestStartRefusesANameAnotherProcessServes(t *testing.T) {
+	bothBackends(t, func(t *testing.T, be storetest.Backend) {
+		b := setup(t, be, options{noStart: true})
+		b.addNode(t, "test-node", "other-host", 4242, 3*time.Second)
+		err := b.eng.Start(b.ctx)
+		if !errors.Is(err, jobs.ErrNodeNameInUse) || !strings.Contains(err.Error(), "pid 4242 on other-host") ||
+			!strings.Contains(err.Error(), "choose another -node") {
+			t.Fatalf("Start under a name other-host serves: %v", err)
+		}
+		if n := b.count(t, "SELECT count(*) FROM job_nodes WHERE name = 'test-node' AND host = 'other-host'"); n != 1 {
+			t.Fatalf("the refused Start touched the other process's row")
+		}
+
+		// The other process stops beating: a minute on, the name is free.
+		b.clock.Advance(2 * time.Minute)
+		if err := b.eng.Start(b.ctx); err != nil {
+			t.Fatalf("Start once the other node's heartbeat is stale: %v", err)
 		}
 	})
 }
