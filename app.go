@@ -174,6 +174,11 @@ func NewApp(ctx context.Context, cfg Config, logger *slog.Logger) (app *App, err
 	statsFeed := a.buildStats(v, brk)
 	a.buildServer(v, pub, jobsFeed, petPages, tlsConfig)
 
+	// The node's name must be its own before anything runs under it (the
+	// lease first of all: it would lead, and resign, in another's name).
+	if err := a.engine.CheckNameFree(ctx); err != nil {
+		return nil, err
+	}
 	// The feeds first, so that they hear of everything the others do; the
 	// broker before them, so that it carries all they publish; the lease
 	// before them all, so that it is stopped (and resigned) last.

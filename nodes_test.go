@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/phonehome/phonehome/events/eventstest"
 	"github.com/phonehome/phonehome/handlers"
 	"github.com/phonehome/phonehome/internal/syncbuf"
+	"github.com/phonehome/phonehome/jobs"
 	"github.com/phonehome/phonehome/store/storetest"
 )
 
@@ -259,4 +261,39 @@ func TestAFollowersWatchersSeeTheLeadersDeathOnPostgres(t *testing.T) {
 		got := b.pets.Counts().Dead
 		return got == want && want > 0, fmt.Sprintf("B counts %d dead, the database %d", got, want)
 	})
+}
+
+// TestANodeNameIsOneProcesss: a server started under the name of a node
+// that another process still serves (a fresh heartbeat from another host)
+// is refused before anything runs under that name (the lease would lead,
+// then resign, in that node's name), saying which process holds it.
+func TestANodeNameIsOneProcesss(t *testing.T) {
+	t.Parallel()
+	pg := storetest.Postgres(t)
+	db := storetest.NewDatabase(t, pg.Server)
+	a := startApp(t, Config{DB: db, Node: "node-a"})
+	if err := a.stop(); err != nil { // the lease is free: a resigned
+		t.Fatal(err)
+	}
+	st := storetest.Open(t, db)
+	var term int64
+	if err := st.Reader.Get(&term, "SELECT term FROM cluster_leases WHERE name = 'maintenance'"); err != nil {
+		t.Fatal(err)
+	}
+	beat := time.Now().Add(-3 * time.Second).UnixMilli()
+	if _, err := st.Writer.Exec(`INSERT INTO job_nodes (name, host, pid, started_at, heartbeat_at)
+		VALUES ('node-x', 'elsewhere', 77, $1, $1)`, beat); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewApp(t.Context(), Config{DB: db, Node: "node-x", Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
+	if !errors.Is(err, jobs.ErrNodeNameInUse) || !strings.Contains(err.Error(), "pid 77 on elsewhere") {
+		t.Fatalf("a second node-x: %v, want ErrNodeNameInUse naming pid 77 on elsewhere", err)
+	}
+	var held, after int64
+	if err := st.Reader.Get(&held, "SELECT heartbeat_at FROM job_nodes WHERE name = 'node-x'"); err != nil || held != beat {
+		t.Errorf("node-x's row after the refusal: heartbeat %d (%v), want %d untouched", held, err, beat)
+	}
+	if err := st.Reader.Get(&after, "SELECT term FROM cluster_leases WHERE name = 'maintenance'"); err != nil || after != term {
+		t.Errorf("the lease's term went %d -> %d (%v): the refused node-x led for a moment", term, after, err)
+	}
 }

@@ -340,7 +340,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.prepare(ctx); err != nil {
 		return err
 	}
-	if err := e.checkNameFree(ctx); err != nil {
+	if err := e.CheckNameFree(ctx); err != nil {
 		return err
 	}
 	if err := e.heartbeat(ctx); err != nil {

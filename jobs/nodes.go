@@ -56,12 +56,14 @@ func (e *Engine) Nodes(ctx context.Context) ([]Node, error) {
 // executing under the engine's own name) and lead together.
 var ErrNodeNameInUse = errors.New("node name in use")
 
-// checkNameFree returns ErrNodeNameInUse, saying which process holds the
+// CheckNameFree returns ErrNodeNameInUse, saying which process holds the
 // name, when job_nodes has a row under this engine's name that another
 // process, not judged dead (the rule of Rescue, see dead), still writes. A
 // row of this very process (an earlier engine of it that stopped leaving a
 // job) or of a dead one is no refusal: the rescue at start takes its jobs.
-func (e *Engine) checkNameFree(ctx context.Context) error {
+// Start checks it; an app that starts other parts under the same name
+// first (a lease) checks it before them.
+func (e *Engine) CheckNameFree(ctx context.Context) error {
 	var rows []nodeRow
 	if err := e.db.SelectContext(ctx, &rows, e.d.nodes); err != nil {
 		return fmt.Errorf("node %s: read nodes: %w", e.cfg.Node, err)
