@@ -58,6 +58,39 @@
       e.detail.issueRequest(true);
     }
   });
+  // An action's answer goes to #jobs-flash, at the top of the page, which
+  // may be far above the button pressed (Retry selected with the list
+  // scrolled down). When its place is out of the window, the message is
+  // pinned to the window's bottom (jobs.css), over the page, while its
+  // place keeps its height: nothing moves. Once the page is scrolled on,
+  // or the message clicked, it goes back to its place.
+  var pinnedAt = null;
+  function unpin() {
+    var box = document.getElementById("jobs-flash");
+    if (box) {
+      box.classList.remove("flash-pinned");
+      box.style.minHeight = "";
+    }
+    pinnedAt = null;
+  }
+  document.addEventListener("htmx:afterSwap", function (e) {
+    var box = e.detail.target;
+    if (!box || !box.getAttribute || box.getAttribute("id") !== "jobs-flash") return;
+    unpin();
+    var r = box.getBoundingClientRect();
+    if (!box.querySelector(".flash") || (r.bottom > 0 && r.top < window.innerHeight)) return;
+    box.style.minHeight = box.offsetHeight + "px";
+    box.classList.add("flash-pinned");
+    pinnedAt = window.scrollY;
+  });
+  window.addEventListener("scroll", function () {
+    // The browser may scroll a little by itself to keep what is in view
+    // in place as the page changes above it: only a real scroll unpins.
+    if (pinnedAt !== null && Math.abs(window.scrollY - pinnedAt) >= 120) unpin();
+  }, { passive: true });
+  document.addEventListener("click", function (e) {
+    if (pinnedAt !== null && e.target.closest && e.target.closest("#jobs-flash")) unpin();
+  });
   document.addEventListener("htmx:afterSettle", update);
   document.addEventListener("DOMContentLoaded", update);
 })();
