@@ -80,9 +80,11 @@ func (h *Jobs) act(ctx context.Context, a jobAction, id int64) (*jobs.Job, error
 }
 
 // BulkForm is the list's Cancel / Retry / Delete selected buttons: form
-// fields action and id (repeated). htmx gets a message and the affected
-// rows; a plain form goes back to the list; a refused request re-renders
-// the list with the reason.
+// fields action and id (repeated), and for a delete confirm, the number
+// of jobs the person agreed to delete. htmx gets a message and the
+// affected rows; a plain form goes back to the list; a refused request
+// re-renders the list with the reason; a delete without its confirmation
+// is answered with the question (askDelete).
 func (h *Jobs) BulkForm(c echo.Context) error {
 	backURL := h.jobsBack(c.FormValue("back"))
 	action := jobAction(c.FormValue("action"))
@@ -93,6 +95,9 @@ func (h *Jobs) BulkForm(c echo.Context) error {
 	ids, err := parseJobIDs(form["id"])
 	if err == nil {
 		err = checkBulk(action, ids)
+	}
+	if err == nil && action == actionDelete && c.FormValue("confirm") != strconv.Itoa(len(ids)) {
+		return h.askDelete(c, backURL, ids)
 	}
 	var sel jobs.Selection
 	if err == nil {
@@ -125,6 +130,25 @@ func (h *Jobs) BulkForm(c echo.Context) error {
 	// htmx takes out-of-band elements from a <template> as they are.
 	out := append(append(append(flash, "<template>"...), html...), "</template>"...)
 	return c.HTMLBlob(http.StatusOK, out)
+}
+
+// askDelete answers "Delete selected" sent without its confirmation (or
+// with one for another count) with the question, as "Delete all…" asks:
+// htmx gets it in the flash's place, a plain browser the list again with
+// it. A browser without JavaScript lands here first; with it, jobs.js
+// asks and sends the confirmation, so the question is not asked twice.
+func (h *Jobs) askDelete(c echo.Context, backURL string, ids []int64) error {
+	ask := views.DeleteConfirm{IDs: ids, Back: backURL}
+	if isHtmx(c) {
+		return fragments(c, h.Views, views.Part{Name: views.PartialJobDeleteConfirm, Data: ask})
+	}
+	u, _ := url.Parse(backURL)
+	p, err := h.pageAt(c, u.Query())
+	if err != nil {
+		return err
+	}
+	p.DeleteConfirm = &ask
+	return render(c, h.Views, http.StatusOK, views.PageJobs, p)
 }
 
 // rowFragments renders the rows of ids out of band, and a removal for each

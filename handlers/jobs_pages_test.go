@@ -267,8 +267,10 @@ func TestBulkFormActsOnTheSelection(t *testing.T) {
 			t.Errorf("the answer lacks job %d's new row", id)
 		}
 	}
-	// A plain form goes back to the filtered list.
+	// A plain form goes back to the filtered list (a delete once confirmed:
+	// TestDeleteSelectedConfirmsOnTheServer).
 	form.Set("action", "delete")
+	form.Set("confirm", "3")
 	resp, _ = b.do(t, "POST", "/jobs/bulk", form.Encode(), asForm)
 	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/jobs?state=available" {
 		t.Errorf("plain bulk: %d %q", resp.StatusCode, resp.Header.Get("Location"))

@@ -28,9 +28,11 @@
   document.addEventListener("htmx:afterRequest", function (e) {
     // getAttribute: the form's own .id is clobbered by its fields named "id".
     var elt = e.detail.elt;
-    if (elt && elt.getAttribute && elt.getAttribute("id") === "jobs-bulk" && e.detail.successful &&
-        !(e.detail.xhr && /flash-error/.test(e.detail.xhr.responseText))) {
-      picks().forEach(function (box) { box.checked = false; });
+    if (elt && elt.getAttribute && elt.getAttribute("id") === "jobs-bulk") {
+      confirmed(elt, "");
+      if (e.detail.successful && !(e.detail.xhr && /flash-error/.test(e.detail.xhr.responseText))) {
+        picks().forEach(function (box) { box.checked = false; });
+      }
     }
     update();
   });
@@ -38,7 +40,13 @@
   // how many jobs are ticked: "{jobs}" becomes "3 selected jobs". htmx
   // reads hx-confirm from the form only, which all three buttons share, so
   // the question is asked here, from htmx:confirm, and only for the button
-  // that submitted. With nothing ticked the server answers why.
+  // that submitted. With nothing ticked the server answers why. A yes is
+  // sent as the form's confirm (the count agreed to): the server deletes
+  // a selection only with it, and asks itself without it.
+  function confirmed(form, value) {
+    var field = form.querySelector('input[name="confirm"]');
+    if (field) field.value = value;
+  }
   var submitter = null;
   document.addEventListener("click", function (e) {
     var b = e.target && e.target.closest ? e.target.closest('#jobs-bulk button[type="submit"]') : null;
@@ -55,6 +63,7 @@
     if (!ask || n === 0) return;
     e.preventDefault();
     if (window.confirm(ask.replace("{jobs}", n === 1 ? "1 selected job" : n + " selected jobs"))) {
+      confirmed(elt, String(n));
       e.detail.issueRequest(true);
     }
   });
