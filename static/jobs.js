@@ -1,7 +1,8 @@
 // The jobs dashboard's selection: "select all" ticks every row of the page,
-// the bulk form shows how many are ticked, and a bulk action that went
-// through clears the ticks. Rows keep their ticks across live updates by
-// themselves (hx-preserve); everything else is htmx.
+// the bulk form shows how many are ticked, Delete selected asks first, and a
+// bulk action that went through clears the ticks. Rows keep their ticks
+// across live updates by themselves (hx-preserve). An action's answer is
+// kept in view when its place is not. Everything else is htmx.
 (function () {
   "use strict";
   function picks() {
