@@ -98,3 +98,40 @@ func waitNewPage(t *testing.T, ctx context.Context, why, predicate string) {
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// TestJobPageDeleteAsks: a job page's Delete asks first with JavaScript
+// (hx-confirm) and deletes once told yes; with scripts off the server asks
+// the same question, and deletes only once it is answered.
+func TestJobPageDeleteAsks(t *testing.T) {
+	srv := startCampaignOnHold(t)
+	browser, _ := newBrowser(t)
+
+	ctx, _, _ := newTab(t, browser)
+	do(t, ctx, "open /jobs/5", chromedp.Navigate(srv.url("/jobs/5")), chromedp.WaitVisible(chromedp.ID("job-panel")))
+	waitLive(t, ctx)
+	eval[bool](t, ctx, `window.__asked = []; window.confirm = function (q) { window.__asked.push(q); return true; }; true`)
+	do(t, ctx, "click Delete, say yes", chromedp.Click(chromedp.CSS(`#job-panel form[action="/jobs/5/delete"] button`)))
+	waitFor(t, ctx, 10*time.Second, "the panel to say the job is deleted",
+		`/Job 5 has been deleted/.test(document.getElementById("job-panel").textContent)`, `document.getElementById("job-panel").outerHTML`)
+	if q := eval[string](t, ctx, `window.__asked.join(" | ")`); q != "Delete job 5? This cannot be undone." {
+		t.Errorf("Delete asked %q", q)
+	}
+
+	noJS, _, _ := newTab(t, browser)
+	if _, err := chromedp.Call(noJS, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, noJS, "open /jobs/6 without scripts, click Delete", chromedp.Navigate(srv.url("/jobs/6")),
+		chromedp.WaitVisible(chromedp.ID("job-panel")),
+		chromedp.Click(chromedp.CSS(`#job-panel form[action="/jobs/6/delete"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#job-flash form.delete-confirm`)))
+	if q := eval[string](t, noJS, `document.querySelector("#job-flash .bulk-question").textContent`); q != "Delete job 6? This cannot be undone." {
+		t.Errorf("the server asked %q", q)
+	}
+	if state := apiJob(t, srv, 6).State; state != "retryable" {
+		t.Fatalf("job 6 is %s before the question is answered", state)
+	}
+	eval[bool](t, noJS, `window.__oldPage = true`)
+	do(t, noJS, "Delete job 6", chromedp.Click(chromedp.CSS(`#job-flash form.delete-confirm button`)))
+	waitNewPage(t, noJS, "the list, without job 6", `location.pathname === "/jobs" && !!document.getElementById("job-7") && !document.getElementById("job-6")`)
+}

@@ -23,7 +23,9 @@ import (
 // ActionForm is a job page's Cancel, Retry or Delete button. htmx gets a
 // message and the job's new panel; a plain form is sent back to the job (or
 // the list, after a delete); a refused action re-renders the page with the
-// reason.
+// reason. Delete deletes only with confirm=1, which the page's htmx form
+// sends once hx-confirm has asked; without it (no JavaScript) the answer
+// is the question (askDeleteJob).
 func (h *Jobs) ActionForm(c echo.Context) error {
 	id, err := jobID(c)
 	if err != nil {
@@ -32,6 +34,9 @@ func (h *Jobs) ActionForm(c echo.Context) error {
 	action := jobAction(c.Param("action"))
 	if !slices.Contains([]jobAction{actionCancel, actionRetry, actionDelete}, action) {
 		return notFound(fmt.Sprintf("no action %s: cancel, retry or delete", quoted(c.Param("action"))))
+	}
+	if action == actionDelete && c.FormValue("confirm") != "1" {
+		return h.askDeleteJob(c, id)
 	}
 	j, err := h.act(c.Request().Context(), action, id)
 	if errors.Is(err, jobs.ErrNotFound) {
@@ -55,6 +60,22 @@ func (h *Jobs) ActionForm(c echo.Context) error {
 	return fragments(c, h.Views,
 		views.Part{Name: views.PartialFlash, Data: views.Flash{Message: views.JobActionMessage(string(action), id, j)}},
 		views.Part{Name: views.PartialJobPanel, Data: panel})
+}
+
+// askDeleteJob answers a job's Delete sent without its confirmation with
+// the question the page asks with JavaScript: htmx gets it in the flash's
+// place, a plain browser the job's page with it (404 for no such job).
+func (h *Jobs) askDeleteJob(c echo.Context, id int64) error {
+	p, err := h.jobPageData(c, id)
+	if err != nil {
+		return err
+	}
+	ask := views.DeleteConfirm{IDs: []int64{id}, Back: h.url("/" + strconv.FormatInt(id, 10))}
+	if isHtmx(c) {
+		return fragments(c, h.Views, views.Part{Name: views.PartialJobDeleteConfirmOne, Data: ask})
+	}
+	p.DeleteConfirm = &ask
+	return render(c, h.Views, http.StatusOK, views.PageJob, p)
 }
 
 // act runs one action on one job and returns the job after it (for a

@@ -113,3 +113,56 @@ func confirmationForm(t *testing.T, page string) string {
 	j := strings.Index(page[i:], "</form>")
 	return page[i : i+j]
 }
+
+// TestJobDeleteConfirmsOnTheServer: a job page's Delete deletes only with
+// confirm=1, which the page's htmx form sends (hx-vals) once hx-confirm
+// has asked. A plain form post without it (no JavaScript) is answered with
+// the job's page asking the same question, with Delete and Keep it;
+// nothing is deleted. An unknown job is still a 404.
+func TestJobDeleteConfirmsOnTheServer(t *testing.T) {
+	t.Parallel()
+	b := jobsSetup(t, live.JobsFeedConfig{})
+	ids := b.insert(t, job("a"), job("b"))
+	a, bb := fmt.Sprint(ids[0]), fmt.Sprint(ids[1])
+
+	page := b.get(t, "/jobs/"+a)
+	if want := `hx-post="/jobs/` + a + `/delete" hx-vals='{"confirm": "1"}'`; !strings.Contains(page, want) {
+		t.Errorf("the job page's Delete does not send its confirmation: no %s", want)
+	}
+
+	question := "Delete job " + a + "? This cannot be undone."
+	resp, body := b.do(t, "POST", "/jobs/"+a+"/delete", "", asForm)
+	if resp.StatusCode != 200 || !strings.Contains(body, `id="job-panel"`) || !strings.Contains(body, question) {
+		t.Fatalf("plain Delete without confirm: %d, want the job page asking %q:\n%.2000s", resp.StatusCode, question, body)
+	}
+	i := strings.Index(body, `<form class="bulk-confirm delete-confirm"`)
+	if i < 0 {
+		t.Fatalf("no confirmation form:\n%.3000s", body)
+	}
+	form := body[i : i+strings.Index(body[i:], "</form>")]
+	for _, want := range []string{`method="post" action="/jobs/` + a + `/delete"`, `name="confirm" value="1"`,
+		`>Delete job ` + a + `</button>`, `href="/jobs/` + a + `">Keep it</a>`} {
+		if !strings.Contains(form, want) {
+			t.Errorf("the confirmation lacks %s:\n%s", want, form)
+		}
+	}
+	resp, body = b.do(t, "POST", "/jobs/"+a+"/delete", "", asHtmx)
+	if resp.StatusCode != 200 || !strings.Contains(body, question) || strings.Contains(body, `id="job-panel"`) {
+		t.Errorf("htmx Delete without confirm: %d %s", resp.StatusCode, body)
+	}
+	if st := b.state(t, ids[0]); st != jobs.StateAvailable {
+		t.Fatalf("job %s is %s after Delete without a confirmation", a, st)
+	}
+	if resp, _ := b.do(t, "POST", "/jobs/999999/delete", "", asForm); resp.StatusCode != 404 {
+		t.Errorf("Delete of an unknown job without confirm: %d, want 404", resp.StatusCode)
+	}
+
+	resp, _ = b.do(t, "POST", "/jobs/"+a+"/delete", "confirm=1", asForm)
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/jobs" || b.state(t, ids[0]) != "gone" {
+		t.Errorf("confirmed plain delete: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	_, body = b.do(t, "POST", "/jobs/"+bb+"/delete", "confirm=1", asHtmx)
+	if !strings.Contains(body, "Job "+bb+" has been deleted.") || b.state(t, ids[1]) != "gone" {
+		t.Errorf("confirmed htmx delete: %s", body)
+	}
+}

@@ -302,10 +302,10 @@ type JobsPage struct {
 	DeleteConfirm *DeleteConfirm
 }
 
-// DeleteConfirm is the question "Delete selected" asks on the server when
-// its form came without a confirmation (a browser without JavaScript; with
-// it, jobs.js asks and sends the confirmation): the selected ids, and the
-// list to go back to.
+// DeleteConfirm is the question "Delete selected" (or a job page's Delete)
+// asks on the server when its form came without a confirmation (a browser
+// without JavaScript; with it, the page asks and sends the confirmation):
+// the selected ids (the job's alone), and the page to go back to.
 type DeleteConfirm struct {
 	IDs  []int64
 	Back string
@@ -357,6 +357,9 @@ type JobPage struct {
 	// StreamURL is the live stream of this job's changes.
 	StreamURL string
 	Flash     *Flash
+	// DeleteConfirm, when set, asks before deleting the job (shown in the
+	// flash's place).
+	DeleteConfirm *DeleteConfirm
 }
 
 // JobPanel is the data of the job_panel partial: everything on a job's
