@@ -4,7 +4,8 @@
 // database, opens pages, clicks what a person clicks, and waits on what the
 // page shows, never on fixed sleeps. Every tab also fails its test on a
 // console error, an uncaught exception or a Content Security Policy
-// violation.
+// violation (see console for the one line a test may expect: the
+// browser's own network line for a refusal it provokes).
 //
 // Without a Chromium (chromium, chromium-browser or google-chrome on the
 // PATH) the tests are skipped, except in CI (env CI set), where they fail.
@@ -321,12 +322,22 @@ window.htmxReady = function (el) {
 // and, at check time, the violations pageScript saw. Every console is
 // checked at the end of its test; allow excuses expected messages (a stopped
 // server's refused connections).
+//
+// The rule for refusals: a refused form answers its real 4xx status with
+// its flash (marked Phonehome-Flash; static/app.js swaps it in), and
+// Chromium logs every response with an error status as a network line,
+// "Failed to load resource: the server responded with a status of 422
+// (Unprocessable Entity)", which no page code can silence. That line is
+// expected for a refusal, and excused only where a test provokes one, for
+// that status and path (expectRefusal); any other failed load, an
+// unexpected 4xx or any 5xx, fails the test.
 type console struct {
 	t   *testing.T
 	ctx context.Context
 
 	mu       sync.Mutex
 	messages []string
+	excused  []string // the messages allowed, as they came
 	allowed  []func(chromedp.ConsoleMessage) bool
 	closed   bool // the tab is closed: nothing more to read from it
 }
@@ -354,12 +365,15 @@ func watchConsole(t *testing.T, ctx context.Context) *console {
 			for _, ok := range c.allowed {
 				allowed = allowed || ok(m)
 			}
-			if !allowed {
-				where := m.URL
-				if m.Source != "" {
-					where = m.Source + " " + where
-				}
-				c.messages = append(c.messages, fmt.Sprintf("%s (%s)", m, where))
+			where := m.URL
+			if m.Source != "" {
+				where = m.Source + " " + where
+			}
+			line := fmt.Sprintf("%s (%s)", m, where)
+			if allowed {
+				c.excused = append(c.excused, line)
+			} else {
+				c.messages = append(c.messages, line)
 			}
 			c.mu.Unlock()
 		}
@@ -374,6 +388,25 @@ func (c *console) allow(ok func(chromedp.ConsoleMessage) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.allowed = append(c.allowed, ok)
+}
+
+// refusalLine is the start of Chromium's network line for a response with
+// status.
+func refusalLine(status int) string {
+	return fmt.Sprintf("Failed to load resource: the server responded with a status of %d", status)
+}
+
+// expectRefusal excuses, from now on, the browser's network line for a
+// response with status (a 4xx) to a request whose URL contains path: a
+// refusal the test provokes on purpose (see console).
+func (c *console) expectRefusal(status int, path string) {
+	if status < 400 || status > 499 {
+		c.t.Fatalf("expectRefusal(%d): only a 4xx is a refusal; a %d is an error", status, status)
+	}
+	line := refusalLine(status)
+	c.allow(func(m chromedp.ConsoleMessage) bool {
+		return m.Source == "network" && strings.HasPrefix(m.Text, line) && strings.Contains(m.URL, path)
+	})
 }
 
 // check fails the test for every error the tab has shown so far, and for the

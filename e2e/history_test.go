@@ -32,7 +32,7 @@ func TestBrowsingManyLivePages(t *testing.T) {
 func TestNoLiveIndicatorWithoutStream(t *testing.T) {
 	srv := startServer(t)
 	ctx, cons := newBrowser(t)
-	cons.allow(func(m chromedp.ConsoleMessage) bool { return m.Source == "network" }) // the 404
+	cons.expectRefusal(404, "/pets/999999")
 	for _, path := range []string{"/pets/new", "/pets/999999"} {
 		do(t, ctx, "open "+path, chromedp.Navigate(srv.url(path)), chromedp.WaitVisible(chromedp.CSS("footer.footer")))
 		waitFor(t, ctx, 5*time.Second, "no live indicator on "+path,

@@ -95,9 +95,7 @@ func TestJobsDashboardAtAMillion(t *testing.T) {
 	browser, _ := newBrowser(t)
 	ctx, cons, _ := newTab(t, browser)
 	// The refused search below answers 400, which Chromium logs.
-	cons.allow(func(m chromedp.ConsoleMessage) bool {
-		return m.Source == "network" && strings.Contains(m.Text, "400") && strings.Contains(m.URL, "q=args.name%3A%22Korben")
-	})
+	cons.expectRefusal(400, "q=args.name%3A%22Korben")
 
 	// Each page under test, timed (best of 5, the server warm).
 	for _, path := range []string{"/jobs", "/jobs?state=discarded&queue=mailers&q=" + url.QueryEscape("args.name:Korben"),

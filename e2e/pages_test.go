@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -50,9 +49,7 @@ func TestPagesLookRight(t *testing.T) {
 	// The adoption form's error, then a pet of one's own.
 	tab, cons, closeTab := newTab(t, browser)
 	// A rejected form is answered 422: Chromium logs that as a failed load.
-	cons.allow(func(m chromedp.ConsoleMessage) bool {
-		return m.Source == "network" && strings.HasPrefix(m.Text, "Failed to load resource: the server responded with a status of 422")
-	})
+	cons.expectRefusal(422, "/pets")
 	do(t, tab, "submit a name too short",
 		chromedp.Navigate(srv.url("/pets/new")),
 		chromedp.WaitVisible(chromedp.CSS(`form.adopt-form input[name="name"]`)),
@@ -104,9 +101,7 @@ func TestPagesLookRight(t *testing.T) {
 
 	// A page that is not there is still a page.
 	notFound, cons, closeNotFound := newTab(t, browser)
-	cons.allow(func(m chromedp.ConsoleMessage) bool {
-		return m.Source == "network" && strings.HasPrefix(m.Text, "Failed to load resource: the server responded with a status of 404")
-	})
+	cons.expectRefusal(404, "/pets/999999")
 	do(t, notFound, "open a missing page", chromedp.Navigate(srv.url("/pets/999999")), chromedp.WaitVisible(chromedp.CSS(".error-page")))
 	shoot(t, notFound, dir, "not-found")
 	closeNotFound()

@@ -364,17 +364,26 @@ func (h *Jobs) Show(c echo.Context) error {
 
 // jobPage renders job id's page with a flash.
 func (h *Jobs) jobPage(c echo.Context, status int, id int64, flash *views.Flash) error {
+	p, err := h.jobPageData(c, id)
+	if err != nil {
+		return err
+	}
+	p.Flash = flash
+	return render(c, h.Views, status, views.PageJob, p)
+}
+
+// jobPageData is job id's page as of now (404 for no such job).
+func (h *Jobs) jobPageData(c echo.Context, id int64) (views.JobPage, error) {
 	lastID := h.Hub.StreamLastID(live.JobsStream)
 	j, err := jobs.Get(c.Request().Context(), h.Reader, id)
 	if err != nil {
-		return showAs(err, fmt.Sprintf("job %d not found", id))
+		return views.JobPage{}, showAs(err, fmt.Sprintf("job %d not found", id))
 	}
-	return render(c, h.Views, status, views.PageJob, views.JobPage{
+	return views.JobPage{
 		Layout:    views.Layout{Nav: "jobs", Version: h.Version},
 		Panel:     views.JobPanel{Job: views.JobView{Job: j, Now: time.Now()}, ID: id},
 		StreamURL: h.streamURL(lastID, []int64{id}),
-		Flash:     flash,
-	})
+	}, nil
 }
 
 // Panel renders the changing part of a job's page, which the page reloads

@@ -23,7 +23,9 @@ import (
 // ActionForm is a job page's Cancel, Retry or Delete button. htmx gets a
 // message and the job's new panel; a plain form is sent back to the job (or
 // the list, after a delete); a refused action re-renders the page with the
-// reason.
+// reason. Delete deletes only with confirm=1, which the page's htmx form
+// sends once hx-confirm has asked; without it (no JavaScript) the answer
+// is the question (askDeleteJob).
 func (h *Jobs) ActionForm(c echo.Context) error {
 	id, err := jobID(c)
 	if err != nil {
@@ -32,6 +34,9 @@ func (h *Jobs) ActionForm(c echo.Context) error {
 	action := jobAction(c.Param("action"))
 	if !slices.Contains([]jobAction{actionCancel, actionRetry, actionDelete}, action) {
 		return notFound(fmt.Sprintf("no action %s: cancel, retry or delete", quoted(c.Param("action"))))
+	}
+	if action == actionDelete && c.FormValue("confirm") != "1" {
+		return h.askDeleteJob(c, id)
 	}
 	j, err := h.act(c.Request().Context(), action, id)
 	if errors.Is(err, jobs.ErrNotFound) {
@@ -57,6 +62,22 @@ func (h *Jobs) ActionForm(c echo.Context) error {
 		views.Part{Name: views.PartialJobPanel, Data: panel})
 }
 
+// askDeleteJob answers a job's Delete sent without its confirmation with
+// the question the page asks with JavaScript: htmx gets it in the flash's
+// place, a plain browser the job's page with it (404 for no such job).
+func (h *Jobs) askDeleteJob(c echo.Context, id int64) error {
+	p, err := h.jobPageData(c, id)
+	if err != nil {
+		return err
+	}
+	ask := views.DeleteConfirm{IDs: []int64{id}, Back: h.url("/" + strconv.FormatInt(id, 10))}
+	if isHtmx(c) {
+		return fragments(c, h.Views, views.Part{Name: views.PartialJobDeleteConfirmOne, Data: ask})
+	}
+	p.DeleteConfirm = &ask
+	return render(c, h.Views, http.StatusOK, views.PageJob, p)
+}
+
 // act runs one action on one job and returns the job after it (for a
 // delete: as it was just before).
 func (h *Jobs) act(ctx context.Context, a jobAction, id int64) (*jobs.Job, error) {
@@ -80,9 +101,11 @@ func (h *Jobs) act(ctx context.Context, a jobAction, id int64) (*jobs.Job, error
 }
 
 // BulkForm is the list's Cancel / Retry / Delete selected buttons: form
-// fields action and id (repeated). htmx gets a message and the affected
-// rows; a plain form goes back to the list; a refused request re-renders
-// the list with the reason.
+// fields action and id (repeated), and for a delete confirm, the number
+// of jobs the person agreed to delete. htmx gets a message and the
+// affected rows; a plain form goes back to the list; a refused request
+// re-renders the list with the reason; a delete without its confirmation
+// is answered with the question (askDelete).
 func (h *Jobs) BulkForm(c echo.Context) error {
 	backURL := h.jobsBack(c.FormValue("back"))
 	action := jobAction(c.FormValue("action"))
@@ -93,6 +116,9 @@ func (h *Jobs) BulkForm(c echo.Context) error {
 	ids, err := parseJobIDs(form["id"])
 	if err == nil {
 		err = checkBulk(action, ids)
+	}
+	if err == nil && action == actionDelete && c.FormValue("confirm") != strconv.Itoa(len(ids)) {
+		return h.askDelete(c, backURL, ids)
 	}
 	var sel jobs.Selection
 	if err == nil {
@@ -125,6 +151,25 @@ func (h *Jobs) BulkForm(c echo.Context) error {
 	// htmx takes out-of-band elements from a <template> as they are.
 	out := append(append(append(flash, "<template>"...), html...), "</template>"...)
 	return c.HTMLBlob(http.StatusOK, out)
+}
+
+// askDelete answers "Delete selected" sent without its confirmation (or
+// with one for another count) with the question, as "Delete all…" asks:
+// htmx gets it in the flash's place, a plain browser the list again with
+// it. A browser without JavaScript lands here first; with it, jobs.js
+// asks and sends the confirmation, so the question is not asked twice.
+func (h *Jobs) askDelete(c echo.Context, backURL string, ids []int64) error {
+	ask := views.DeleteConfirm{IDs: ids, Back: backURL}
+	if isHtmx(c) {
+		return fragments(c, h.Views, views.Part{Name: views.PartialJobDeleteConfirm, Data: ask})
+	}
+	u, _ := url.Parse(backURL)
+	p, err := h.pageAt(c, u.Query())
+	if err != nil {
+		return err
+	}
+	p.DeleteConfirm = &ask
+	return render(c, h.Views, http.StatusOK, views.PageJobs, p)
 }
 
 // rowFragments renders the rows of ids out of band, and a removal for each

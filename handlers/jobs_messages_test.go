@@ -63,12 +63,12 @@ func TestBulkFormNamesMissingAndRefusedJobs(t *testing.T) {
 	ids := b.insert(t, job("a"), job("running"), job("b"))
 	b.setState(t, ids[1], jobs.StateExecuting)
 
-	resp, body := b.do(t, "POST", "/jobs/bulk", "action=delete&id=999999", asHtmx)
+	resp, body := b.do(t, "POST", "/jobs/bulk", "action=delete&id=999999&confirm=1", asHtmx)
 	if resp.StatusCode != 200 || !strings.Contains(body, `<p class="flash flash-error">Deleted 0 of 1 selected job. Not found: job 999999.</p>`) {
 		t.Errorf("an unknown id: %d %s", resp.StatusCode, body)
 	}
 
-	form := fmt.Sprintf("action=delete&id=%d&id=%d&id=999999&id=999998", ids[0], ids[1])
+	form := fmt.Sprintf("action=delete&id=%d&id=%d&id=999999&id=999998&confirm=4", ids[0], ids[1])
 	resp, body = b.do(t, "POST", "/jobs/bulk", form, asHtmx)
 	want := fmt.Sprintf(`<p class="flash flash-ok">Deleted 1 of 4 selected jobs. Not found: jobs 999999 and 999998. `+
 		`Not deleted because of their state: job %d (executing).</p>`, ids[1])

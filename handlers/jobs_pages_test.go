@@ -226,12 +226,13 @@ func TestJobFormsActAndReRenderRefusals(t *testing.T) {
 	if resp.StatusCode != 409 || !strings.Contains(body, `<p class="flash flash-error">`) || !strings.Contains(body, `id="job-panel"`) {
 		t.Errorf("plain refusal: %d", resp.StatusCode)
 	}
-	// Delete: a plain form goes back to the list; htmx shows the gone panel.
-	resp, _ = b.do(t, "POST", "/jobs/"+a+"/delete", "", asForm)
+	// Delete (confirmed: TestJobDeleteConfirmsOnTheServer): a plain form
+	// goes back to the list; htmx shows the gone panel.
+	resp, _ = b.do(t, "POST", "/jobs/"+a+"/delete", "confirm=1", asForm)
 	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/jobs" || b.state(t, ids[0]) != "gone" {
 		t.Errorf("plain delete: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	_, body = b.do(t, "POST", "/jobs/"+bb+"/delete", "", asHtmx)
+	_, body = b.do(t, "POST", "/jobs/"+bb+"/delete", "confirm=1", asHtmx)
 	if !strings.Contains(body, "Job "+bb+" has been deleted.") {
 		t.Errorf("htmx delete: %s", body)
 	}
@@ -267,8 +268,10 @@ func TestBulkFormActsOnTheSelection(t *testing.T) {
 			t.Errorf("the answer lacks job %d's new row", id)
 		}
 	}
-	// A plain form goes back to the filtered list.
+	// A plain form goes back to the filtered list (a delete once confirmed:
+	// TestDeleteSelectedConfirmsOnTheServer).
 	form.Set("action", "delete")
+	form.Set("confirm", "3")
 	resp, _ = b.do(t, "POST", "/jobs/bulk", form.Encode(), asForm)
 	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/jobs?state=available" {
 		t.Errorf("plain bulk: %d %q", resp.StatusCode, resp.Header.Get("Location"))

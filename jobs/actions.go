@@ -263,7 +263,7 @@ func (e *Engine) deleteTx(ctx context.Context, tx *sqlx.Tx, ids []int64) ([]int6
 // refusal is an operator action refused for a reason the operator can
 // act on: its message is one plain sentence ("job 1 is completed: only
 // jobs that are … can be cancelled"), and errors.Is matches kind
-// (ErrStateConflict or ErrNotFound).
+// (ErrStateConflict). A missing job is Get's notFoundError.
 type refusal struct {
 	msg   string
 	kind  error
@@ -292,11 +292,8 @@ func (e *Engine) actOne(ctx context.Context, id int64, verb, allowed string, act
 		}
 		if len(done) == 0 {
 			cur, err := Get(ctx, tx, id)
-			if errors.Is(err, ErrNotFound) {
-				return &refusal{msg: fmt.Sprintf("job %d not found", id), kind: ErrNotFound, cause: err}
-			}
 			if err != nil {
-				return err
+				return err // ErrNotFound reads "job 5 not found" by itself
 			}
 			if verb == "retry" && cur.State == StateCancelled && e.isRunning(id) {
 				return &refusal{msg: fmt.Sprintf("job %d is cancelled but its worker has not returned yet: retry it once it has", id),

@@ -55,8 +55,9 @@ func TestActOnSelectionSaysWhatBecameOfEachID(t *testing.T) {
 }
 
 // TestActionRefusalsReadOnce: a refused action's message is one plain
-// sentence (not "cancel job 1: it is …: job state conflict"), and
-// errors.Is still tells a conflict from a missing job.
+// sentence (not "cancel job 1: it is …: job state conflict", nor "job 1:
+// job not found" from Get), and errors.Is still tells a conflict from a
+// missing job.
 func TestActionRefusalsReadOnce(t *testing.T) {
 	bothBackends(t, func(t *testing.T, be storetest.Backend) {
 		w := newGateWorker()
@@ -72,6 +73,8 @@ func TestActionRefusalsReadOnce(t *testing.T) {
 		_, cancelErr := b.eng.CancelJob(b.ctx, waiting)
 		_, retryErr := b.eng.RetryJob(b.ctx, running)
 		_, unknownErr := b.eng.RetryJob(b.ctx, 999999)
+		_, cancelUnknownErr := b.eng.CancelJob(b.ctx, 999999)
+		_, getErr := jobs.Get(b.ctx, b.st.Reader, 999999)
 		for _, tc := range []struct {
 			name string
 			err  error
@@ -86,6 +89,9 @@ func TestActionRefusalsReadOnce(t *testing.T) {
 				"job %d is executing: only jobs that are not executing can be deleted", running)},
 			{"retry an unknown job", unknownErr, jobs.ErrNotFound, "job 999999 not found"},
 			{"delete an unknown job", b.eng.DeleteJob(b.ctx, 999999), jobs.ErrNotFound, "job 999999 not found"},
+			{"cancel an unknown job", cancelUnknownErr, jobs.ErrNotFound, "job 999999 not found"},
+			{"get an unknown job", getErr, jobs.ErrNotFound, "job 999999 not found"},
+			{"get an unknown job, wrapped", fmt.Errorf("show it: %w", getErr), jobs.ErrNotFound, "show it: job 999999 not found"},
 		} {
 			if !errors.Is(tc.err, tc.is) || tc.err.Error() != tc.want {
 				t.Errorf("%s: %v; want %q (errors.Is %v)", tc.name, tc.err, tc.want, tc.is)

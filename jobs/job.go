@@ -190,15 +190,23 @@ func nullTime(v sql.NullInt64) *time.Time {
 	return &t
 }
 
-// ErrNotFound is returned for a job id that does not exist.
+// ErrNotFound is what errors.Is matches for a job id that does not exist.
+// The error returned names the id once: "job 5 not found".
 var ErrNotFound = errors.New("job not found")
+
+// notFoundError is ErrNotFound for one id, worded once ("job 5 not found",
+// not "job 5: job not found").
+type notFoundError struct{ id int64 }
+
+func (e notFoundError) Error() string        { return fmt.Sprintf("job %d not found", e.id) }
+func (e notFoundError) Is(target error) bool { return target == ErrNotFound }
 
 // Get returns the job with the given id from db (the reader pool is fine).
 func Get(ctx context.Context, db sqlx.QueryerContext, id int64) (*Job, error) {
 	var r jobRow
 	err := sqlx.GetContext(ctx, db, &r, dialectOf(db).getSQL, id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("job %d: %w", id, ErrNotFound)
+		return nil, notFoundError{id}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get job %d: %w", id, err)

@@ -297,6 +297,48 @@ type JobsPage struct {
 	Filtered bool
 	// Bulk is the latest action on a filter (or its confirmation).
 	Bulk BulkProgress
+	// DeleteConfirm, when set, asks before deleting a selection (shown in
+	// the flash's place).
+	DeleteConfirm *DeleteConfirm
+}
+
+// DeleteConfirm is the question "Delete selected" (or a job page's Delete)
+// asks on the server when its form came without a confirmation (a browser
+// without JavaScript; with it, the page asks and sends the confirmation):
+// the selected ids (the job's alone), and the page to go back to.
+type DeleteConfirm struct {
+	IDs  []int64
+	Back string
+}
+
+// Count is how many jobs the question is about: the form's confirm value.
+func (d DeleteConfirm) Count() int { return len(d.IDs) }
+
+// Question asks it, naming the jobs in order: "Delete 2 selected jobs
+// (jobs 3 and 4)? This cannot be undone."
+func (d DeleteConfirm) Question() string {
+	sorted := slices.Sorted(slices.Values(d.IDs))
+	ids := make([]string, len(sorted))
+	for i, id := range sorted {
+		ids[i] = strconv.FormatInt(id, 10)
+	}
+	return fmt.Sprintf("Delete %s (%s)? This cannot be undone.", selectedJobs(len(d.IDs)), idList(ids))
+}
+
+// Button is the confirming button's label: "Delete 2 jobs".
+func (d DeleteConfirm) Button() string {
+	if len(d.IDs) == 1 {
+		return "Delete 1 job"
+	}
+	return "Delete " + Thousands(len(d.IDs)) + " jobs"
+}
+
+// selectedJobs is "1 selected job", "2 selected jobs".
+func selectedJobs(n int) string {
+	if n == 1 {
+		return "1 selected job"
+	}
+	return Thousands(n) + " selected jobs"
 }
 
 // JobsPager is the data of the job_pager partial.
@@ -315,6 +357,9 @@ type JobPage struct {
 	// StreamURL is the live stream of this job's changes.
 	StreamURL string
 	Flash     *Flash
+	// DeleteConfirm, when set, asks before deleting the job (shown in the
+	// flash's place).
+	DeleteConfirm *DeleteConfirm
 }
 
 // JobPanel is the data of the job_panel partial: everything on a job's

@@ -27,14 +27,16 @@ const (
 	PartialETRows   Partial = "et_rows"
 	PartialETCounts Partial = "et_counts"
 
-	PartialJobRow        Partial = "job_row"
-	PartialJobRowDeleted Partial = "job_row_deleted"
-	PartialJobCounts     Partial = "job_counts"
-	PartialJobQueues     Partial = "job_queues"
-	PartialJobThroughput Partial = "job_throughput"
-	PartialJobLive       Partial = "job_live"
-	PartialJobPanel      Partial = "job_panel"
-	PartialCronTable     Partial = "cron_table"
+	PartialJobRow              Partial = "job_row"
+	PartialJobRowDeleted       Partial = "job_row_deleted"
+	PartialJobCounts           Partial = "job_counts"
+	PartialJobQueues           Partial = "job_queues"
+	PartialJobThroughput       Partial = "job_throughput"
+	PartialJobLive             Partial = "job_live"
+	PartialJobPanel            Partial = "job_panel"
+	PartialJobDeleteConfirm    Partial = "job_delete_confirm"
+	PartialJobDeleteConfirmOne Partial = "job_delete_confirm_one"
+	PartialCronTable           Partial = "cron_table"
 
 	PartialPetStats   Partial = "pet_stats"
 	PartialPetMain    Partial = "pet_main"
@@ -54,7 +56,7 @@ var (
 	allPages = []Page{PageExtraterrestrials, PageJobs, PageJob, PagePets, PagePet, PageNewPet, PageDashboard, PageCron, PageError}
 
 	allPartials = []Partial{PartialFlash, PartialETRow, PartialETRows, PartialETCounts,
-		PartialJobRow, PartialJobRowDeleted, PartialJobCounts, PartialJobQueues, PartialJobThroughput, PartialJobLive, PartialJobPanel, PartialCronTable,
+		PartialJobRow, PartialJobRowDeleted, PartialJobCounts, PartialJobQueues, PartialJobThroughput, PartialJobLive, PartialJobPanel, PartialJobDeleteConfirm, PartialJobDeleteConfirmOne, PartialCronTable,
 		PartialPetStats, PartialPetMain, PartialPetActive, PartialPetAdopted, PartialPetRow, PartialPetRows, PartialPetCounts, PartialPetTreats,
 		PartialDashLive}
 )
