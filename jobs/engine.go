@@ -324,13 +324,13 @@ func (e *Engine) Node() string { return e.cfg.Node }
 // write SQL of their own for it (InsertSelect's Select).
 func (e *Engine) Dialect() store.Dialect { return e.st.Dialect }
 
-// Start records this node, rescues jobs that stopped processes left
-// executing (see Rescue; jobs left under this node's own name are rescued
-// too), refusing with ErrNodeNameInUse a name another running process
-// serves, loads the queues' stored settings, then starts the queues, the
-// recorder and the maintenance (heartbeat, rescue, prune, cron). It returns
-// once they are running; ctx bounds the start-up work only. When that fails
-// Start may be called again; once it has succeeded, later calls do nothing.
+// Start records this node (refusing a name another process serves, see
+// CheckNameFree), rescues jobs that stopped processes left executing (see
+// Rescue; jobs left under this node's own name too), loads the queues'
+// stored settings, then starts the queues, the recorder and the
+// maintenance (heartbeat, rescue, prune, cron). It returns once they run;
+// ctx bounds the start-up work only. When that fails Start may be called
+// again; once it has succeeded, later calls do nothing.
 func (e *Engine) Start(ctx context.Context) error {
 	e.startMu.Lock()
 	defer e.startMu.Unlock()
@@ -340,10 +340,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.prepare(ctx); err != nil {
 		return err
 	}
-	if err := e.CheckNameFree(ctx); err != nil {
-		return err
-	}
-	if err := e.heartbeat(ctx); err != nil {
+	if err := e.enroll(ctx); err != nil {
 		return err
 	}
 	if _, err := e.rescue(ctx, true); err != nil {

@@ -103,6 +103,15 @@ const (
 	deleteNodeSQL = "DELETE FROM job_nodes WHERE name = ?"
 )
 
+// enroll is the engine's first heartbeat, once its name is its own
+// (CheckNameFree).
+func (e *Engine) enroll(ctx context.Context) error {
+	if err := e.CheckNameFree(ctx); err != nil {
+		return err
+	}
+	return e.heartbeat(ctx)
+}
+
 // heartbeat records that this node is alive, and which process it is.
 func (e *Engine) heartbeat(ctx context.Context) error {
 	now := e.now().UnixMilli()
