@@ -263,7 +263,7 @@ func (a *App) buildJobs(v *views.Views, pub live.Publisher, isLeader func() bool
 		Reader:       st.Reader,
 		PruneAfter:   a.cfg.PruneAfter,
 		// The cron page's entry: the database's hourly optimisation.
-		Periodic: []jobs.PeriodicJob{housekeeping.Periodic()},
+		Periodic: []jobs.PeriodicJob{housekeeping.Periodic(st.Dialect)},
 		Node:     a.node,
 		IsLeader: isLeader,
 		Listener: a.listener,
