@@ -390,6 +390,9 @@ func (a *App) URL() string {
 // streams first), the job engine (running jobs get the grace period), the
 // simulation, the collector and the feeds, and the database.
 func (a *App) Run(ctx context.Context) error {
+	// With the node's logger, as every line: with several nodes, which one
+	// serves where is the first thing to read.
+	a.log.Info("phonehome is listening", "url", a.URL(), "db", store.Redact(a.cfg.DB), "version", Version())
 	serveErr := make(chan error, 1)
 	go func() {
 		if a.tls {
