@@ -268,7 +268,7 @@ func (a *App) buildJobs(v *views.Views, pub live.Publisher, isLeader func() bool
 		Reader:       st.Reader,
 		PruneAfter:   a.cfg.PruneAfter,
 		// The cron page's entry: the database's hourly optimisation.
-		Periodic: []jobs.PeriodicJob{housekeeping.Periodic()},
+		Periodic: []jobs.PeriodicJob{housekeeping.Periodic(st.Dialect)},
 		Node:     a.node,
 		IsLeader: isLeader,
 		Listener: a.listener,
@@ -395,6 +395,9 @@ func (a *App) URL() string {
 // streams first), the job engine (running jobs get the grace period), the
 // simulation, the collector and the feeds, and the database.
 func (a *App) Run(ctx context.Context) error {
+	// With the node's logger, as every line: with several nodes, which one
+	// serves where is the first thing to read.
+	a.log.Info("phonehome is listening", "url", a.URL(), "db", store.Redact(a.cfg.DB), "version", Version())
 	serveErr := make(chan error, 1)
 	go func() {
 		if a.tls {

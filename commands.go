@@ -13,8 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phonehome/phonehome/broker"
 	"github.com/phonehome/phonehome/cluster"
 	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/live"
 	"github.com/phonehome/phonehome/pets"
 	"github.com/phonehome/phonehome/store"
 )
@@ -156,37 +158,59 @@ func seedCmd(path string, ets, petCount int, tick time.Duration, stdout io.Write
 		return err
 	}
 	defer st.Close()
+	changed, err := seedRows(ctx, st, ets, petCount, tick, stdout)
+	if len(changed) == 0 || st.Dialect != store.Postgres {
+		return err
+	}
+	// Nodes may serve the database meanwhile (on SQLite, seed is refused
+	// while a server runs): no feed of theirs published these rows, so
+	// their pages of these streams reload (rows and counts). Also after a
+	// failure, for the batches committed before it.
+	if rerr := broker.Resync(ctx, st.Writer.DB, changed...); rerr != nil {
+		fmt.Fprintf(stdout, "%s: the rows are added, but pages open on the nodes show them only after a reload: %v\n", st.Path, rerr)
+	}
+	return err
+}
+
+// seedRows adds what seedCmd was asked to and reports it, and returns the
+// live streams whose rows it changed.
+func seedRows(ctx context.Context, st *store.Store, ets, petCount int, tick time.Duration, stdout io.Writer) (changed []string, err error) {
 	if petCount > 0 {
 		start := time.Now()
 		err := st.GeneratePets(ctx, petCount, store.GeneratePetsOptions{Now: time.Now(), Lifespan: pets.Rules{Tick: tick}.Lifespan()})
 		if err != nil {
-			return err
+			return nil, err
 		}
+		changed = append(changed, live.PetsStream)
 		if err := st.CompactCounts(ctx); err != nil {
-			return err
+			return changed, err
 		}
 		fmt.Fprintf(stdout, "%s: added %d pets in %s\n", st.Path, petCount, time.Since(start).Round(time.Millisecond))
 		if ets == 0 {
-			return nil
+			return changed, nil
 		}
 	}
 	if ets == 0 {
 		n, err := st.SeedExtraterrestrials(ctx)
 		if err != nil {
-			return err
+			return changed, err
+		}
+		if n > 0 {
+			changed = append(changed, live.ExtraterrestrialsStream)
 		}
 		fmt.Fprintf(stdout, "%s: added %d seed extraterrestrials\n", st.Path, n)
-		return nil
+		return changed, nil
 	}
 	start := time.Now()
 	if err := st.GenerateExtraterrestrials(ctx, ets); err != nil {
-		return err
+		return changed, err
 	}
+	changed = append(changed, live.ExtraterrestrialsStream)
 	if err := st.CompactCounts(ctx); err != nil {
-		return err
+		return changed, err
 	}
 	fmt.Fprintf(stdout, "%s: added %d extraterrestrials in %s\n", st.Path, ets, time.Since(start).Round(time.Millisecond))
-	return nil
+	return changed, nil
 }
 
 func resetCmd(path string, stdout io.Writer) error {

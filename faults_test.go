@@ -171,7 +171,7 @@ type faultServer struct {
 	raceChecked bool
 }
 
-var listeningURL = regexp.MustCompile(`msg="phonehome is listening" url=(http://\S+)`)
+var listeningURL = regexp.MustCompile(`msg="phonehome is listening" .*?\burl=(http://\S+)`)
 
 // startFaultServer runs the binary's server on a free port of 127.0.0.1 over db
 // and waits until it listens. The test's end kills it if it still runs.

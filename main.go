@@ -379,7 +379,6 @@ func serveCmd(cfg Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("phonehome is listening", "url", app.URL(), "db", store.Redact(cfg.DB), "version", Version())
 	return app.Run(ctx)
 }
 

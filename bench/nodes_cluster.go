@@ -39,7 +39,7 @@ type benchNode struct {
 	exited chan struct{}
 }
 
-var listeningLine = regexp.MustCompile(`msg="phonehome is listening" url=(http://\S+)`)
+var listeningLine = regexp.MustCompile(`msg="phonehome is listening" .*?\burl=(http://\S+)`)
 
 // startBenchNode starts `phonehome serve` on a free loopback port over db
 // with args and waits until it listens; with GOMAXPROCS procs when procs >

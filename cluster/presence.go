@@ -34,7 +34,9 @@ type PresenceOptions struct {
 	// one clock, no skew between hosts) reads the database's. Tests pass
 	// a clock they move.
 	Now func() time.Time
-	// Logger receives the failures to write (slog.Default()).
+	// Logger receives the failures to write, as it is: give it the
+	// node's key when it lacks one (the app's logger has node=). When
+	// nil, slog.Default() with node=.
 	Logger *slog.Logger
 }
 
@@ -75,12 +77,14 @@ func NewPresence(db *sqlx.DB, dialect store.Dialect, node string, opts PresenceO
 	if opts.TTL <= opts.Refresh {
 		return nil, fmt.Errorf("presence TTL %s must be longer than its refresh (%s)", opts.TTL, opts.Refresh)
 	}
+	// The app's logger names the node already (node= once on each line);
+	// the default does not.
 	log := opts.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.Default().With("node", node)
 	}
 	return &Presence{q: queries{db: db, dialect: dialect, now: opts.Now}, node: node, opts: opts,
-		log: log.With("node", node), wake: make(chan struct{}, 1),
+		log: log, wake: make(chan struct{}, 1),
 		counts: map[string]int{}, dirty: map[string]struct{}{}}, nil
 }
 

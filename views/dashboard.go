@@ -85,6 +85,10 @@ type DashMemory struct {
 	Total    string
 	Segments []DashSegment
 	Note     string
+	// Outside is whether the resident memory is known, so that the
+	// segment "Outside Go" means something: the template then says what
+	// it holds on the database the views draw for (Options.Database).
+	Outside bool
 }
 
 // DashSegment is one part of a stacked bar; X and W are in thousandths.
@@ -241,9 +245,9 @@ func dashMemoryBar(m stats.Memory) DashMemory {
 		bar.Segments = append(bar.Segments, DashSegment{Label: p.label, Class: p.class, Value: Bytes(p.v), X: x, W: w})
 		x += w
 	}
-	bar.Note = "Go has " + Bytes(m.GoTotal) + " mapped, " + Bytes(m.HeapReleased) + " of it returned to the OS. " +
-		"Outside Go is resident memory the Go runtime does not account for: the binary and SQLite's own allocator."
-	if m.RSS == 0 {
+	bar.Note = "Go has " + Bytes(m.GoTotal) + " mapped, " + Bytes(m.HeapReleased) + " of it returned to the OS."
+	bar.Outside = m.RSS > 0
+	if !bar.Outside {
 		bar.Note = "Resident memory is not available on this system; the bar shows the Go runtime's memory."
 	}
 	return bar

@@ -39,7 +39,9 @@ const (
 
 // Options tune a Listener. Zero fields take the defaults.
 type Options struct {
-	// Logger receives the lost connections (discarded when nil).
+	// Logger receives the outages: a warning when the connection is lost,
+	// an information when it LISTENs again, and a debug line for each
+	// failed attempt between them (discarded when nil).
 	Logger *slog.Logger
 	// RetryMin and RetryMax bound the delay before connecting again
 	// (DefaultRetryMin, DefaultRetryMax).
@@ -183,15 +185,31 @@ func (l *Listener) Stop(ctx context.Context) error {
 }
 
 // run keeps a connection until ctx ends, connecting again after a growing
-// delay when it is lost (the delay starts over once one LISTENs).
+// delay when it is lost (the delay starts over once one LISTENs). An
+// outage is logged twice, however long it lasts: a warning when the
+// connection is lost, and an information once one LISTENs again; each
+// failed attempt in between is a debug line.
 func (l *Listener) run(ctx context.Context) {
 	delay := l.opts.RetryMin
+	var lostAt time.Time // when the outage under way began; zero: none
+	connected := func() {
+		delay = l.opts.RetryMin
+		if !lostAt.IsZero() {
+			l.log.Info("PostgreSQL notifications back", "after", time.Since(lostAt).Round(time.Millisecond))
+			lostAt = time.Time{}
+		}
+	}
 	for {
-		err := l.session(ctx, func() { delay = l.opts.RetryMin })
+		err := l.session(ctx, connected)
 		if ctx.Err() != nil {
 			return
 		}
-		l.log.Warn("PostgreSQL notifications lost; each part polls until they are back", "err", err, "retry_in", delay)
+		if lostAt.IsZero() {
+			lostAt = time.Now()
+			l.log.Warn("PostgreSQL notifications lost; each part polls until they are back", "err", err, "retry_in", delay)
+		} else {
+			l.log.Debug("PostgreSQL notifications still lost", "err", err, "retry_in", delay)
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

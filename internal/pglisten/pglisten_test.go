@@ -3,13 +3,16 @@ package pglisten_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/phonehome/phonehome/internal/pglisten"
+	"github.com/phonehome/phonehome/internal/syncbuf"
 	"github.com/phonehome/phonehome/internal/testwait"
 	"github.com/phonehome/phonehome/store"
 	"github.com/phonehome/phonehome/store/storetest"
@@ -219,4 +222,61 @@ func TestSubscribeRefusesBadChannels(t *testing.T) {
 	if _, err := l.Subscribe(pglisten.Subscription{Channels: []string{"ok"}}); err == nil {
 		t.Error("a subscription without Notify accepted")
 	}
+}
+
+// An outage is two log lines however many reconnections fail: a warning
+// when the connection is lost, a debug line for each failed attempt, and
+// one information when it LISTENs again (nothing said so before: the last
+// line of an outage was the loss). Notifications flow again after it.
+func TestOutageLogsLostOnceAndBackOnce(t *testing.T) {
+	t.Parallel()
+	pg := storetest.Postgres(t)
+	url := storetest.NewDatabase(t, pg.Server)
+	st := storetest.Open(t, url)
+	var log syncbuf.Buffer
+	l := pglisten.New(st.Writer.DB, pglisten.Options{
+		Logger:   slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,
+	})
+	var a recorder
+	a.subscribe(t, l, "pgl_a")
+	start(t, l)
+	testwait.Until(t, within, "a told", func() bool { return a.reconnected.Load() == 1 })
+
+	// The database refuses connections and its sessions end: every
+	// reconnection fails until restore.
+	restore := storetest.Outage(t, pg.Server, url)
+	testwait.Until(t, within, "several reconnections to fail", func() bool {
+		return strings.Count(log.String(), `msg="PostgreSQL notifications still lost"`) >= 3
+	})
+	restore()
+	testwait.Until(t, within, "a told again", func() bool { return a.reconnected.Load() == 2 })
+	testwait.Until(t, within, "the line saying notifications are back", func() bool {
+		return strings.Contains(log.String(), `msg="PostgreSQL notifications back"`)
+	})
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	var warnings, infos []string
+	for _, line := range lines {
+		switch {
+		case strings.Contains(line, "level=WARN"), strings.Contains(line, "level=ERROR"):
+			warnings = append(warnings, line)
+		case strings.Contains(line, "level=INFO"):
+			infos = append(infos, line)
+		}
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `msg="PostgreSQL notifications lost; each part polls until they are back"`) {
+		t.Errorf("warnings %q; want one, the loss", warnings)
+	}
+	if len(infos) != 1 || !strings.Contains(infos[0], `msg="PostgreSQL notifications back" after=`) {
+		t.Errorf("information lines %q; want one, notifications back", infos)
+	}
+	// The pool's connections were ended too: the first statements may
+	// fail until it has dropped them all.
+	testwait.Until(t, within, "a notification sent after the outage", func() bool {
+		_, err := st.Writer.Exec("SELECT pg_notify('pgl_a', 'after')")
+		return err == nil
+	})
+	testwait.Until(t, within, "a notification after the outage", func() bool {
+		return slices.Equal(a.got(), []string{"pgl_a after"})
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/phonehome/phonehome/jobs"
+	"github.com/phonehome/phonehome/store"
 )
 
 // The database optimisation's names: its kind, queue, cron entry and
@@ -35,12 +36,18 @@ func (OptimizeArgs) InsertOpts() jobs.InsertOpts {
 	return jobs.InsertOpts{Queue: Queue, MaxAttempts: 3, Unique: true}
 }
 
-// Periodic is the cron entry: every hour, as SQLite's documentation
-// advises for long-lived connections.
-func Periodic() jobs.PeriodicJob {
+// Periodic is the cron entry on a database of dialect: every hour, as
+// SQLite's documentation advises for long-lived connections. Its
+// description (the cron page, GET /api/cron) says what OptimizeWorker runs
+// on that database.
+func Periodic(dialect store.Dialect) jobs.PeriodicJob {
+	what := "tables whose contents changed much (PRAGMA optimize)"
+	if dialect == store.Postgres {
+		what = "every table, from a sample of its rows (ANALYZE)"
+	}
 	return jobs.PeriodicJob{
 		Name: Name, Spec: Spec, Args: OptimizeArgs{},
-		Description: "Refreshes the query planner's statistics of tables whose contents changed much (PRAGMA optimize), so the job list, the campaign and the pets keep their fast plans as tables grow from ten rows to a million.",
+		Description: "Refreshes the query planner's statistics of " + what + ", so the job list, the campaign and the pets keep their fast plans as tables grow from ten rows to a million.",
 	}
 }
 

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phonehome/phonehome/internal/syncbuf"
+	"github.com/phonehome/phonehome/store/storetest"
+)
+
+// logLines are the lines of log whose message is msg.
+func logLines(log, msg string) []string {
+	var out []string
+	for line := range strings.SplitSeq(log, "\n") {
+		if strings.Contains(line, `msg="`+msg+`"`) || strings.Contains(line, "msg="+msg+" ") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// checkNodeOnce fails t unless every line of log with message msg names
+// the node, once.
+func checkNodeOnce(t *testing.T, log, msg, node string) {
+	t.Helper()
+	lines := logLines(log, msg)
+	if len(lines) == 0 {
+		t.Errorf("no line %q in the log:\n%s", msg, log)
+	}
+	for _, line := range lines {
+		if n := strings.Count(line, " node="); n != 1 || !strings.Contains(line+" ", " node="+node+" ") {
+			t.Errorf("%q has node= %d times, want once, node=%s: %s", msg, n, node, line)
+		}
+	}
+}
+
+// The start line says which node listens where, as every line names its
+// node: once (README: "Every log line carries node=…").
+func TestListeningLineNamesTheNode(t *testing.T) {
+	t.Parallel()
+	var log syncbuf.Buffer
+	app := startAppLogged(t, Config{Node: "node-l"}, slog.New(slog.NewTextHandler(&log, nil)))
+	waitUntil(t, 10*time.Second, "the listening line", func() (bool, string) {
+		return len(logLines(log.String(), "phonehome is listening")) > 0, log.String()
+	})
+	checkNodeOnce(t, log.String(), "phonehome is listening", "node-l")
+	if line := logLines(log.String(), "phonehome is listening")[0]; !strings.Contains(line, " url="+app.URL+" ") {
+		t.Errorf("the listening line lacks url=%s: %s", app.URL, line)
+	}
+}
+
+// On PostgreSQL, LivePet's presence lines during an outage of the
+// database, and after it, name the node once (they named it twice: the
+// app's logger and the presence's own both added it). The same node's
+// cron entry and runtime dashboard describe PostgreSQL, not SQLite.
+func TestPresenceOutageLinesNameTheNodeOnce(t *testing.T) {
+	t.Parallel()
+	pg := storetest.Postgres(t)
+	db := storetest.NewDatabase(t, pg.Server)
+	var log syncbuf.Buffer
+	app := startAppLogged(t, Config{DB: db, Node: "node-p"}, slog.New(slog.NewTextHandler(&log, nil)))
+
+	cron := getBody(t, app.URL+"/api/cron")
+	if !strings.Contains(cron, "(ANALYZE)") || strings.Contains(cron, "PRAGMA") {
+		t.Errorf("GET /api/cron on PostgreSQL: %s; want db-optimize described as ANALYZE, without PRAGMA", cron)
+	}
+	if dash := getBody(t, app.URL+"/dashboard"); strings.Contains(dash, "SQLite") ||
+		!strings.Contains(dash, "PostgreSQL runs in its own server processes") {
+		t.Errorf("the runtime dashboard on PostgreSQL names SQLite, or not PostgreSQL's memory")
+	}
+
+	// Presence refreshes its rows every 2 s: the first refresh in the
+	// outage fails, the first after it succeeds.
+	restore := storetest.Outage(t, pg.Server, db)
+	waitUntil(t, 20*time.Second, "presence to fail", func() (bool, string) {
+		return len(logLines(log.String(), "cannot write presence")) > 0, "no line yet"
+	})
+	restore()
+	waitUntil(t, 20*time.Second, "presence to be written again", func() (bool, string) {
+		return len(logLines(log.String(), "writing presence again")) > 0, "no line yet"
+	})
+	for _, msg := range []string{"phonehome is listening", "cannot write presence", "writing presence again"} {
+		checkNodeOnce(t, log.String(), msg, "node-p")
+	}
+}
