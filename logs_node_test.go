@@ -85,3 +85,48 @@ func TestPresenceOutageLinesNameTheNodeOnce(t *testing.T) {
 		checkNodeOnce(t, log.String(), msg, "node-p")
 	}
 }
+
+// A PostgreSQL outage is logged once per failing part and once when it
+// works again, not at every poll: the queues' claims (polled every 50 ms
+// here: some thirty times in the outage), the shared telemetry (every
+// second) and the live events' reader.
+func TestAnOutageIsLoggedOncePerPart(t *testing.T) {
+	t.Parallel()
+	pg := storetest.Postgres(t)
+	db := storetest.NewDatabase(t, pg.Server)
+	var log syncbuf.Buffer
+	startAppLogged(t, Config{DB: db, Node: "node-o"}, slog.New(slog.NewTextHandler(&log, nil)))
+
+	restore := storetest.Outage(t, pg.Server, db)
+	began := time.Now()
+	waitUntil(t, 20*time.Second, "both queues' claims and the telemetry to fail, over 1.5 s", func() (bool, string) {
+		l := log.String()
+		return len(logLines(l, "claim jobs")) >= 2 && len(logLines(l, "share job telemetry")) >= 1 &&
+			time.Since(began) > 1500*time.Millisecond, l
+	})
+	restore()
+	// Every queue that logged its claims failing logs them working again.
+	waitUntil(t, 20*time.Second, "claims and the telemetry to work again", func() (bool, string) {
+		l := log.String()
+		return len(logLines(l, "claiming jobs again")) == len(logLines(l, "claim jobs")) &&
+			len(logLines(l, "share job telemetry works again")) == 1, l
+	})
+	l := log.String()
+	perQueue := map[string]int{}
+	for _, line := range logLines(l, "claim jobs") {
+		_, q, _ := strings.Cut(line, " queue=")
+		q, _, _ = strings.Cut(q, " ")
+		perQueue[q]++
+	}
+	for q, n := range perQueue {
+		if n != 1 {
+			t.Errorf("queue %s: %d lines \"claim jobs\" in one outage, want one:\n%s", q, n, l)
+		}
+	}
+	if n := len(logLines(l, "share job telemetry")); n != 1 {
+		t.Errorf("%d lines \"share job telemetry\" in one outage, want one:\n%s", n, l)
+	}
+	if n := len(logLines(l, "read live events")); n > 1 {
+		t.Errorf("%d lines \"read live events\" in one outage, want at most one:\n%s", n, l)
+	}
+}

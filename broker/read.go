@@ -25,7 +25,7 @@ const holeRetry = 10 * time.Millisecond
 
 // read is the reader's loop.
 func (b *Broker) read(done <-chan struct{}) {
-	r := reader{b: b, last: b.start}
+	r := reader{b: b, last: b.start, failing: loop.Outage{Log: b.log, Failed: "read live events", Recovered: "reading live events again"}}
 	poll := time.NewTicker(b.cfg.Poll)
 	defer poll.Stop()
 	var retry <-chan time.Time
@@ -60,6 +60,9 @@ type reader struct {
 	// under way: should they commit after all, their streams' clients
 	// missed them and must resync.
 	late []skipped
+	// failing logs the reads' outages: once when they start failing, once
+	// when they work again, not at every poll while the database is away.
+	failing loop.Outage
 }
 
 // skipped is a range of ids skipped after HoleWait, and when.
@@ -76,16 +79,16 @@ const lateWatch = time.Minute
 func (r *reader) catchUp() time.Duration {
 	for {
 		rows, err := r.rows()
+		r.failing.Record(context.Background(), err)
 		if err != nil {
-			r.b.log.Warn("read live events", "err", err)
 			return r.b.cfg.Poll
 		}
 		again := false
 		for _, ev := range rows {
 			if ev.ID > r.last+1 {
 				next, err := r.hole(ev.ID)
+				r.failing.Record(context.Background(), err)
 				if err != nil {
-					r.b.log.Warn("read live events", "err", err)
 					return holeRetry
 				}
 				if next == wait {
@@ -218,8 +221,8 @@ func (r *reader) checkLate() {
 	kept := r.late[:0]
 	for _, s := range r.late {
 		q, err := r.b.db.QueryContext(ctx, "SELECT DISTINCT stream FROM live_events WHERE id BETWEEN $1 AND $2", s.from, s.to)
+		r.failing.Record(context.Background(), err)
 		if err != nil {
-			r.b.log.Warn("read live events", "err", err)
 			kept = append(kept, s)
 			continue
 		}

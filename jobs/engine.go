@@ -485,10 +485,10 @@ func (e *Engine) fill(q *queue) {
 		}
 		e.claimGate.RLock()
 		jobs, err := e.claim(q.name, free)
+		e.claimed(q, err)
 		if err != nil {
 			e.claimGate.RUnlock()
 			q.claimMu.Unlock()
-			e.log.Error("claim jobs", "queue", q.name, "err", err)
 			return
 		}
 		runs := e.register(jobs)

@@ -21,17 +21,22 @@ func (e *Engine) stopContext() (context.Context, context.CancelFunc) {
 }
 
 // every runs steps, in order, every interval until Stop, in the calling
-// goroutine (one of e.loops), with a context that ends at Stop. A step's
-// error is logged under its name; the next step and tick go on.
+// goroutine (one of e.loops), with a context that ends at Stop. A step
+// that starts failing is logged under its name (loop.Outage), and once
+// when it works again; the next step and tick go on.
 func (e *Engine) every(interval time.Duration, steps ...step) {
 	defer e.loops.Done()
 	ctx, cancel := e.stopContext()
 	defer cancel()
+	// Each step's failures are logged when they start and when the step
+	// works again, not at every interval while the database is away.
+	outages := make([]loop.Outage, len(steps))
+	for i, s := range steps {
+		outages[i] = loop.Outage{Log: e.log, Failed: s.name, Recovered: s.name + " works again"}
+	}
 	loop.Every(e.stopping, interval, func(time.Time) {
-		for _, s := range steps {
-			if err := s.run(ctx); err != nil && ctx.Err() == nil {
-				e.log.Error(s.name, "err", err)
-			}
+		for i, s := range steps {
+			outages[i].Record(ctx, s.run(ctx))
 		}
 	})
 }

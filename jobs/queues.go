@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/phonehome/phonehome/internal/loop"
 )
 
 // ErrUnknownQueue is returned for a queue this engine does not run.
@@ -27,11 +29,29 @@ type queue struct {
 	// seen by every later claim and no claim decided before it is still
 	// running.
 	claimMu sync.Mutex
+	// claims logs the outages of the queue's claims (Engine.claimed),
+	// guarded by claimMu.
+	claims loop.Outage
 
 	mu      sync.Mutex
 	limit   int
 	paused  bool
 	running int
+}
+
+// claimed records the outcome of a claim of q, with q.claimMu held:
+// claims that fail are logged when they start failing and once when they
+// work again, not at every poll while the database is away. Nothing is
+// logged while the engine stops.
+func (e *Engine) claimed(q *queue, err error) {
+	if q.claims.Log == nil {
+		q.claims = loop.Outage{Log: e.log.With("queue", q.name), Failed: "claim jobs", Recovered: "claiming jobs again"}
+	}
+	select {
+	case <-e.stopping:
+	default:
+		q.claims.Record(context.Background(), err)
+	}
 }
 
 func (q *queue) free() int {
