@@ -282,7 +282,7 @@ func New(db *sqlx.DB, cfg Config) (*Engine, error) {
 		if name == "" || limit < 1 {
 			return nil, fmt.Errorf("queue %q: limit %d must be at least 1", name, limit)
 		}
-		e.queues[name] = &queue{name: name, limit: limit, configured: limit, wake: make(chan struct{}, 1)}
+		e.queues[name] = newQueue(name, limit, e.log)
 	}
 	for i, p := range cfg.Periodic {
 		pj, err := newPeriodic(p)

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 
@@ -39,14 +40,18 @@ type queue struct {
 	running int
 }
 
+// newQueue is a queue of the given limit, its claims' outages logged to
+// log (claimed).
+func newQueue(name string, limit int, log *slog.Logger) *queue {
+	return &queue{name: name, limit: limit, configured: limit, wake: make(chan struct{}, 1),
+		claims: loop.Outage{Log: log.With("queue", name), Failed: "claim jobs", Recovered: "claiming jobs again"}}
+}
+
 // claimed records the outcome of a claim of q, with q.claimMu held:
 // claims that fail are logged when they start failing and once when they
 // work again, not at every poll while the database is away. Nothing is
 // logged while the engine stops.
 func (e *Engine) claimed(q *queue, err error) {
-	if q.claims.Log == nil {
-		q.claims = loop.Outage{Log: e.log.With("queue", q.name), Failed: "claim jobs", Recovered: "claiming jobs again"}
-	}
 	select {
 	case <-e.stopping:
 	default:
