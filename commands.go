@@ -69,12 +69,11 @@ func holdSQLite(cmd, path, advice string) (release func(), err error) {
 }
 
 // refuseLiveNodes refuses to reset a PostgreSQL database that nodes serve:
-// those whose heartbeat in job_nodes is no older than
-// jobs.DefaultNodeTimeout at now, the rule by which the engines judge each
-// other (jobs.Engine.Nodes). A node that stopped cleanly has removed its
-// row; one that was killed stops counting a minute after its last
-// heartbeat. A database without the table (never migrated that far) has
-// no nodes.
+// those the job engine counts alive at now (jobs.Engine.Nodes: a heartbeat
+// in job_nodes no older than jobs.DefaultNodeTimeout). A node that stopped
+// cleanly has removed its row; one that was killed stops counting a
+// minute after its last heartbeat. A database without the table (never
+// migrated that far) has no nodes.
 func refuseLiveNodes(ctx context.Context, st *store.Store, now time.Time) error {
 	var exists bool
 	err := st.Reader.GetContext(ctx, &exists, `SELECT EXISTS (SELECT 1 FROM information_schema.tables
@@ -82,22 +81,19 @@ func refuseLiveNodes(ctx context.Context, st *store.Store, now time.Time) error 
 	if err != nil || !exists {
 		return err
 	}
-	var rows []struct {
-		Name        string `db:"name"`
-		Host        string `db:"host"`
-		PID         int    `db:"pid"`
-		HeartbeatAt int64  `db:"heartbeat_at"`
+	// An engine that is never started: only its reading of the nodes.
+	eng, err := jobs.New(st.Writer, jobs.Config{Reader: st.Reader, Now: func() time.Time { return now },
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
 	}
-	if err := st.Reader.SelectContext(ctx, &rows, "SELECT name, host, pid, heartbeat_at FROM job_nodes ORDER BY name"); err != nil {
+	nodes, err := eng.Nodes(ctx)
+	if err != nil {
 		return fmt.Errorf("reset: list the nodes of %s: %w", st.Path, err)
 	}
 	var live []string
-	for _, n := range rows {
-		age := now.Sub(time.UnixMilli(n.HeartbeatAt))
-		if age > jobs.DefaultNodeTimeout {
-			continue
-		}
-		live = append(live, fmt.Sprintf("%q (pid %d on %s, last heartbeat %s ago)", n.Name, n.PID, n.Host, max(age, 0).Round(time.Second)))
+	for _, n := range nodes {
+		live = append(live, fmt.Sprintf("%q (pid %d on %s, last heartbeat %s ago)", n.Name, n.PID, n.Host, n.Age.Round(time.Second)))
 	}
 	switch len(live) {
 	case 0:
